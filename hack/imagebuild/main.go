@@ -1,0 +1,214 @@
+// Command imagebuild builds the container images that nodeagent's tests and demo use, without a registry:
+// localhost/pause from test/images/pause, localhost/busybox from the host's busybox-static, and
+// localhost/testserver (busybox plus test/images/testserver). It writes each as an image tarball and
+// imports it into containerd's k8s.io namespace with ctr.
+//
+// Run it from the repository root: go run ./hack/imagebuild [--out DIR] [--no-import]
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// The tags tests refer to; ":local" keeps kubelet's default pull policy for them at IfNotPresent.
+const (
+	PauseImage      = "localhost/pause:local"
+	BusyboxImage    = "localhost/busybox:local"
+	TestserverImage = "localhost/testserver:local"
+)
+
+func main() {
+	out := flag.String("out", filepath.Join(os.TempDir(), "nodeagent-images"), "directory for the image tarballs")
+	busybox := flag.String("busybox", "/bin/busybox", "a static busybox binary")
+	address := flag.String("containerd-address", "/run/containerd/containerd.sock", "containerd socket to import into")
+	noImport := flag.Bool("no-import", false, "only write the tarballs")
+	flag.Parse()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := run(ctx, *out, *busybox, *address, !*noImport); err != nil {
+		fmt.Fprintf(os.Stderr, "imagebuild: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, out, busyboxPath, address string, doImport bool) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	pauseBin, err := goBuild(ctx, out, "./test/images/pause")
+	if err != nil {
+		return err
+	}
+	serverBin, err := goBuild(ctx, out, "./test/images/testserver")
+	if err != nil {
+		return err
+	}
+	busyboxLayer, err := busyboxLayer(ctx, busyboxPath)
+	if err != nil {
+		return err
+	}
+	pauseLayer, err := fileLayer(map[string]string{"/pause": pauseBin})
+	if err != nil {
+		return err
+	}
+	serverLayer, err := fileLayer(map[string]string{"/testserver": serverBin})
+	if err != nil {
+		return err
+	}
+
+	images := []struct {
+		tag    string
+		layers []v1.Layer
+		config v1.Config
+	}{
+		{PauseImage, []v1.Layer{pauseLayer}, v1.Config{Entrypoint: []string{"/pause"}}},
+		{BusyboxImage, []v1.Layer{busyboxLayer}, v1.Config{Cmd: []string{"sh"}}},
+		{TestserverImage, []v1.Layer{busyboxLayer, serverLayer}, v1.Config{Entrypoint: []string{"/testserver"}}},
+	}
+	for _, im := range images {
+		path := filepath.Join(out, strings.NewReplacer("/", "_", ":", "_").Replace(im.tag)+".tar")
+		if err := writeImage(path, im.tag, im.layers, im.config); err != nil {
+			return fmt.Errorf("image %s: %w", im.tag, err)
+		}
+		fmt.Fprintf(os.Stderr, "imagebuild: wrote %s (%s)\n", im.tag, path)
+		if !doImport {
+			continue
+		}
+		cmd := exec.CommandContext(ctx, "ctr", "--address", address, "-n", "k8s.io", "images", "import", path)
+		if outText, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("ctr import %s: %w: %s", im.tag, err, outText)
+		}
+		fmt.Fprintf(os.Stderr, "imagebuild: imported %s into containerd\n", im.tag)
+	}
+	return nil
+}
+
+// goBuild compiles a static binary of pkg into dir and returns its path.
+func goBuild(ctx context.Context, dir, pkg string) (string, error) {
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w: %s", pkg, err, out)
+	}
+	return bin, nil
+}
+
+// busyboxLayer holds busybox with a link for each applet, a passwd/group with root and nobody, and /tmp.
+func busyboxLayer(ctx context.Context, busyboxPath string) (v1.Layer, error) {
+	list, err := exec.CommandContext(ctx, busyboxPath, "--list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s --list (is busybox-static installed?): %w", busyboxPath, err)
+	}
+	bin, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, dir := range []string{"bin/", "etc/", "root/", "var/", "usr/", "usr/bin/"} {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755}); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777}); err != nil {
+		return nil, err
+	}
+	files := map[string]string{
+		"etc/passwd":  "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+		"etc/group":   "root:x:0:\nnobody:x:65534:\n",
+		"bin/busybox": string(bin),
+	}
+	for _, n := range []string{"etc/passwd", "etc/group", "bin/busybox"} {
+		if err := writeTarFile(tw, n, []byte(files[n]), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	for _, applet := range strings.Fields(string(list)) {
+		if applet == "busybox" {
+			continue
+		}
+		hdr := &tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + applet, Linkname: "busybox", Mode: 0o777}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return layerFromBytes(buf.Bytes())
+}
+
+// fileLayer holds the given host files at the given image paths, executable.
+func fileLayer(files map[string]string) (v1.Layer, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for dest, src := range files {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeTarFile(tw, strings.TrimPrefix(dest, "/"), data, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return layerFromBytes(buf.Bytes())
+}
+
+func writeTarFile(tw *tar.Writer, name string, data []byte, mode int64) error {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data))}); err != nil {
+		return err
+	}
+	_, err := tw.Write(data)
+	return err
+}
+
+func layerFromBytes(data []byte) (v1.Layer, error) {
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+}
+
+func writeImage(path, tag string, layers []v1.Layer, config v1.Config) error {
+	ref, err := name.NewTag(tag)
+	if err != nil {
+		return err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		return err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	cfg = cfg.DeepCopy()
+	cfg.OS = "linux"
+	cfg.Architecture = runtime.GOARCH
+	cfg.Config = config
+	cfg.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	img, err = mutate.ConfigFile(img, cfg)
+	if err != nil {
+		return err
+	}
+	return tarball.WriteToFile(path, ref, img)
+}

@@ -1,0 +1,39 @@
+# Shared settings for the hack/ scripts. Source it; it defines no functions that change the machine.
+# Every path can be moved with an environment variable so tests and CI can keep their own copies.
+
+NODEAGENT_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# Built binaries survive between runs here; a fresh machine fills it once.
+NODEAGENT_CACHE=${NODEAGENT_CACHE:-/var/cache/nodeagent}
+# Everything a running local cluster owns: certs, kubeconfigs, data, logs, pid files.
+NODEAGENT_RUN=${NODEAGENT_RUN:-/var/run/nodeagent-dev}
+K8S_VERSION=v1.37.2
+K8S_BIN=${K8S_BIN:-$NODEAGENT_CACHE/k8s-$K8S_VERSION/bin}
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every 0.2 s until it succeeds or the deadline passes.
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "timed out after ${secs}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+# stop_pidfile FILE: stops the process recorded in FILE (TERM, then KILL after 10 s) and removes the file.
+stop_pidfile() {
+  local f=$1 pid
+  [[ -f $f ]] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+# running_pidfile FILE: true when FILE names a live process.
+running_pidfile() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }

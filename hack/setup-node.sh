@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Prepares this machine to be a node: installs the runtime and tools from apt, writes containerd's config
+# (local pause image, restrict_oom_score_adj, CNI bin dir) and starts containerd if it is not answering.
+# Idempotent: a second run installs nothing and leaves a healthy containerd alone.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+[[ $(id -u) == 0 ]] || die "run as root: the node needs containerd, network namespaces and nftables"
+
+PACKAGES=(containerd runc containernetworking-plugins nftables iptables etcd-server iproute2 busybox-static
+  dnsutils ca-certificates)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "apt: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+CONTAINERD_CONFIG=/etc/containerd/config.toml
+CONTAINERD_SOCK=/run/containerd/containerd.sock
+PAUSE_IMAGE=localhost/pause:local
+mkdir -p /etc/containerd /etc/cni/net.d "$NODEAGENT_RUN"
+# The VM refuses negative oom_score_adj (ENVIRONMENT.md); the pause image is built locally because nothing
+# can be pulled; the agent writes its own conflist into /etc/cni/net.d once the node has a podCIDR.
+want=$(containerd config default \
+  | sed -e "s|sandbox_image = .*|sandbox_image = \"$PAUSE_IMAGE\"|" \
+        -e 's|restrict_oom_score_adj = .*|restrict_oom_score_adj = true|' \
+        -e 's|bin_dir = "/opt/cni/bin"|bin_dir = "/usr/lib/cni"|')
+changed=false
+if [[ ! -f $CONTAINERD_CONFIG ]] || [[ $(cat "$CONTAINERD_CONFIG") != "# Written by nodeagent hack/setup-node.sh"$'\n'"$want" ]]; then
+  printf '# Written by nodeagent hack/setup-node.sh\n%s\n' "$want" > "$CONTAINERD_CONFIG"
+  changed=true
+  log "wrote $CONTAINERD_CONFIG"
+fi
+
+pidfile=$NODEAGENT_RUN/containerd.pid
+if $changed && running_pidfile "$pidfile"; then
+  log "restarting containerd for the new config"
+  stop_pidfile "$pidfile"
+fi
+if ! ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1; then
+  log "starting containerd (log: $NODEAGENT_RUN/containerd.log)"
+  # setsid: containerd outlives this script and the make process that ran it.
+  setsid containerd --config "$CONTAINERD_CONFIG" >>"$NODEAGENT_RUN/containerd.log" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+  wait_for "containerd socket $CONTAINERD_SOCK" 30 ctr --address "$CONTAINERD_SOCK" version
+fi
+log "containerd ready on $CONTAINERD_SOCK"
