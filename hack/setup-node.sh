@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib/common.sh"
 
 [[ $(id -u) == 0 ]] || die "run as root: the node needs containerd, network namespaces and nftables"
 
-PACKAGES=(containerd runc containernetworking-plugins nftables iptables etcd-server iproute2 busybox-static
+PACKAGES=(containerd runc containernetworking-plugins nftables iptables etcd-server iproute2 curl busybox-static
   dnsutils ca-certificates)
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# A local control plane on loopback: etcd + kube-apiserver + kube-controller-manager +
+# kube-scheduler, the real v1.37 binaries from hack/build-k8s.sh. State, certs, kubeconfigs, logs and pid
+# files live under $NODEAGENT_RUN/cluster; ports and CIDRs come from the environment so tests can run their own.
+#
+# Usage: hack/controlplane.sh up|down|status
+#   up    builds what is missing, writes certs/kubeconfigs, starts what is not running, waits for /readyz
+#   down  stops every process it started (by pid file) and keeps the data; CLEAN=1 removes the data too
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+CLUSTER_DIR=$NODEAGENT_RUN/cluster
+PKI=$CLUSTER_DIR/pki
+LOGS=$CLUSTER_DIR/logs
+PIDS=$CLUSTER_DIR/pids
+APISERVER_PORT=${APISERVER_PORT:-6443}
+ETCD_PORT=${ETCD_PORT:-2379}
+KCM_PORT=${KCM_PORT:-10257}
+SCHEDULER_PORT=${SCHEDULER_PORT:-10259}
+SERVICE_CIDR=${SERVICE_CIDR:-10.96.0.0/16}
+SERVICE_IP=${SERVICE_IP:-10.96.0.1} # the kubernetes Service: first address of SERVICE_CIDR
+CLUSTER_CIDR=${CLUSTER_CIDR:-10.244.0.0/16}
+NODE_NAMES=${NODE_NAMES:-$(hostname)}
+ADMIN_KUBECONFIG=$PKI/admin.kubeconfig
+
+# start NAME COMMAND...: runs COMMAND detached with its log and pid file, unless NAME is already running.
+start() {
+  local name=$1; shift
+  if running_pidfile "$PIDS/$name.pid"; then
+    log "$name already running (pid $(cat "$PIDS/$name.pid"))"
+    return
+  fi
+  log "starting $name (log: $LOGS/$name.log)"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! > "$PIDS/$name.pid"
+}
+
+kubectl_admin() { "$K8S_BIN/kubectl" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }
+
+up() {
+  "$(dirname "$0")/build-k8s.sh"
+  command -v etcd >/dev/null || die "etcd is missing: run hack/setup-node.sh"
+  mkdir -p "$PKI" "$LOGS" "$PIDS" "$CLUSTER_DIR/etcd"
+  local node_args=()
+  for n in $NODE_NAMES; do node_args+=(--node "$n"); done
+  (cd "$NODEAGENT_REPO" && go run ./hack/pki --dir "$PKI" --server "https://127.0.0.1:$APISERVER_PORT" \
+    --service-ip "$SERVICE_IP" "${node_args[@]}")
+
+  start etcd etcd --name default --data-dir "$CLUSTER_DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --initial-cluster "default=http://127.0.0.1:$((ETCD_PORT + 1))"
+  wait_for "etcd on 127.0.0.1:$ETCD_PORT" 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+  # A loopback advertise address needs the endpoint reconciler off (ENVIRONMENT.md).
+  start kube-apiserver "$K8S_BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --advertise-address 127.0.0.1 --endpoint-reconciler-type none \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --client-ca-file "$PKI/ca.crt" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+    --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+    --allow-privileged=true --profiling=false
+  wait_for "kube-apiserver /readyz on 127.0.0.1:$APISERVER_PORT" 120 kubectl_admin get --raw /readyz
+
+  start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+    --kubeconfig "$PKI/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$PKI/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$PKI/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
+    --allocate-node-cidrs --cluster-cidr "$CLUSTER_CIDR" --node-cidr-mask-size 24 \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+    --root-ca-file "$PKI/ca.crt" --service-account-private-key-file "$PKI/sa.key" \
+    --use-service-account-credentials
+  start kube-scheduler "$K8S_BIN/kube-scheduler" \
+    --kubeconfig "$PKI/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$PKI/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$PKI/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false
+  wait_for "kube-controller-manager /healthz" 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
+  wait_for "kube-scheduler /healthz" 60 curl -skf "https://127.0.0.1:$SCHEDULER_PORT/healthz"
+  log "control plane ready: export KUBECONFIG=$ADMIN_KUBECONFIG"
+}
+
+down() {
+  for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
+    if [[ -f $PIDS/$name.pid ]]; then log "stopping $name"; fi
+    stop_pidfile "$PIDS/$name.pid"
+  done
+  if [[ ${CLEAN:-0} == 1 ]]; then
+    log "removing $CLUSTER_DIR"
+    rm -rf "$CLUSTER_DIR"
+  fi
+}
+
+status() {
+  for name in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+    if running_pidfile "$PIDS/$name.pid"; then echo "$name: running (pid $(cat "$PIDS/$name.pid"))"
+    else echo "$name: stopped"; fi
+  done
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) die "usage: $0 up|down|status" ;;
+esac
