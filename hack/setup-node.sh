@@ -19,6 +19,13 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# crictl built by go install reports "version unknown": a stamp file records which version is there.
+if [[ ! -x $TOOLS_BIN/crictl || ! -f $TOOLS_BIN/.crictl-$CRICTL_VERSION ]]; then
+  log "installing crictl $CRICTL_VERSION into $TOOLS_BIN (not packaged in Debian)"
+  GOBIN=$TOOLS_BIN go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+  touch "$TOOLS_BIN/.crictl-$CRICTL_VERSION"
+fi
+
 CONTAINERD_CONFIG=/etc/containerd/config.toml
 CONTAINERD_SOCK=/run/containerd/containerd.sock
 PAUSE_IMAGE=localhost/pause:local
@@ -48,4 +55,5 @@ if ! ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1; then
   echo $! > "$pidfile"
   wait_for "containerd socket $CONTAINERD_SOCK" 30 ctr --address "$CONTAINERD_SOCK" version
 fi
+printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 10\n' "$CONTAINERD_SOCK" "$CONTAINERD_SOCK" > /etc/crictl.yaml
 log "containerd ready on $CONTAINERD_SOCK"

@@ -8,6 +8,11 @@ NODEAGENT_CACHE=${NODEAGENT_CACHE:-/var/cache/nodeagent}
 NODEAGENT_RUN=${NODEAGENT_RUN:-/var/run/nodeagent-dev}
 K8S_VERSION=v1.37.2
 K8S_BIN=${K8S_BIN:-$NODEAGENT_CACHE/k8s-$K8S_VERSION/bin}
+# Go tools the project installs (crictl, staticcheck) live here, so a fresh machine needs no other PATH setup.
+TOOLS_BIN=$NODEAGENT_CACHE/bin
+CRICTL_VERSION=v1.37.0
+STATICCHECK_VERSION=v0.8.2
+export PATH=$TOOLS_BIN:/usr/local/go/bin:$PATH
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

@@ -1,0 +1,32 @@
+# nodeagent: `make run` brings up a local cluster with this node in it, `make test` runs every test.
+# Both need root on Debian and install what is missing (see hack/).
+SHELL := /bin/bash
+export PATH := /var/cache/nodeagent/bin:/usr/local/go/bin:$(PATH)
+VERSION ?= v0.1.0-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+
+.PHONY: build run stop test unit e2e lint images
+
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/nodeagent ./cmd/nodeagent
+
+run:
+	hack/run.sh
+
+stop:
+	hack/stop.sh
+
+images:
+	go run ./hack/imagebuild --out /var/cache/nodeagent/images
+
+# Everything CI checks: lint, unit tests, then end-to-end tests against a real control plane and containerd.
+test:
+	hack/test.sh
+
+unit:
+	go test -count=1 ./pkg/... ./cmd/...
+
+e2e:
+	NODEAGENT_E2E=1 go test -count=1 -timeout 30m -v ./test/e2e/...
+
+lint:
+	hack/lint.sh

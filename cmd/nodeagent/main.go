@@ -1,0 +1,184 @@
+// Command nodeagent makes this Linux host a Kubernetes worker node: it registers the Node, keeps its Lease
+// and status, and runs the Pods bound to it through CRI.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/nodeagent/nodeagent/pkg/config"
+	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/node"
+	"github.com/nodeagent/nodeagent/pkg/podmanager"
+	"github.com/nodeagent/nodeagent/pkg/source"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "v0.1.0-dev"
+
+// Exit codes: 2 for a configuration the agent refuses, 1 for a failure while running.
+const (
+	exitRuntime = 1
+	exitConfig  = 2
+)
+
+func main() {
+	cfg, err := loadConfig(os.Args[1:])
+	if errors.Is(err, pflag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nodeagent: invalid configuration:\n%v\n", err)
+		os.Exit(exitConfig)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		klog.ErrorS(err, "nodeagent stopped")
+		klog.Flush()
+		os.Exit(exitRuntime)
+	}
+	klog.Flush()
+}
+
+// loadConfig reads --config (if given) over the defaults, then applies the flags given on the command line,
+// so a flag always wins over the file, and validates the result.
+func loadConfig(args []string) (*config.Configuration, error) {
+	var configFile string
+	newFlags := func(cfg *config.Configuration) *pflag.FlagSet {
+		fs := pflag.NewFlagSet("nodeagent", pflag.ContinueOnError)
+		fs.StringVar(&configFile, "config", "", "Path to a "+config.Kind+" YAML file ("+config.APIVersion+"); flags override it.")
+		cfg.AddFlags(fs)
+		klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+		klog.InitFlags(klogFlags)
+		fs.AddGoFlagSet(klogFlags)
+		return fs
+	}
+	if err := newFlags(config.Default()).Parse(args); err != nil {
+		return nil, err
+	}
+	cfg := config.Default()
+	if configFile != "" {
+		var err error
+		if cfg, err = config.LoadFile(configFile); err != nil {
+			return nil, err
+		}
+	}
+	if err := newFlags(cfg).Parse(args); err != nil {
+		return nil, err
+	}
+	if errs := cfg.Validate(); len(errs) > 0 {
+		lines := make([]string, len(errs))
+		for i, e := range errs {
+			lines[i] = "  " + e.Error()
+		}
+		return nil, errors.New(strings.Join(lines, "\n"))
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, cfg *config.Configuration) error {
+	nodeName, err := cfg.NodeName()
+	if err != nil {
+		return fmt.Errorf("node name: %w", err)
+	}
+	restConfig, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig %s: %w", cfg.Kubeconfig, err)
+	}
+	restConfig.UserAgent = "nodeagent/" + version
+	restConfig.QPS, restConfig.Burst = 50, 100
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return err
+	}
+	runtime, err := cri.Connect(ctx, cfg.ContainerRuntimeEndpoint, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	runtimeVersion, err := runtime.Version(ctx, "")
+	if err != nil {
+		return fmt.Errorf("runtime version: %w", err)
+	}
+	if err := os.MkdirAll(cfg.RootDir, 0o750); err != nil {
+		return fmt.Errorf("creating root dir: %w", err)
+	}
+	klog.InfoS("Starting nodeagent", "version", version, "node", nodeName,
+		"runtime", runtimeVersion.RuntimeName+" "+runtimeVersion.RuntimeVersion)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs before wg.Wait: stop every component, then wait for them
+
+	src := source.New(client, nodeName, 0)
+	nodeCtl := node.NewController(node.Config{
+		Name: nodeName, NodeIP: cfg.NodeIP, MaxPods: cfg.MaxPods, RootDir: cfg.RootDir,
+		KubeletPort: cfg.KubeletPort, AgentVersion: version,
+		StatusUpdateInterval: cfg.NodeStatusUpdateFrequency.Duration,
+		StatusReportInterval: cfg.NodeStatusReportFrequency.Duration,
+		LeaseDuration:        time.Duration(cfg.NodeLeaseDurationSeconds) * time.Second,
+		CNIConfDir:           cfg.CNIConfDir, PodCIDR: cfg.PodCIDR,
+	}, client, runtime, src.Node)
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "nodeagent", Host: nodeName})
+
+	pods := podmanager.New(podmanager.Config{
+		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
+		RuntimeType: runtimeVersion.RuntimeName, ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
+	}, runtime, client, src.Pods(), func() string { return internalIP(src.Node()) }, recorder)
+	if err := src.OnPodChange(func(p *corev1.Pod) { pods.Update(ctx, p) }); err != nil {
+		return err
+	}
+
+	if err := src.OnNodeChange(func(*corev1.Node) { nodeCtl.Kick() }); err != nil {
+		return err
+	}
+	if err := nodeCtl.Register(ctx); err != nil {
+		return err
+	}
+	if err := src.Start(ctx); err != nil {
+		return err
+	}
+	defer src.Shutdown()
+	wg.Add(2)
+	go func() { defer wg.Done(); nodeCtl.Run(ctx) }()
+	go func() { defer wg.Done(); pods.Run(ctx) }()
+	klog.InfoS("nodeagent running", "node", nodeName)
+	<-ctx.Done()
+	klog.InfoS("Shutting down: running pods are left to the runtime and adopted at the next start")
+	return nil
+}
+
+func internalIP(n *corev1.Node) string {
+	if n == nil {
+		return ""
+	}
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
+}

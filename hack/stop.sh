@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make stop: removes the demo pods, stops nodeagent and the control plane. containerd keeps running (it is
+# the node's runtime, shared with anything else on the machine); CLEAN=1 also deletes the cluster's data.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+KUBECONFIG=$NODEAGENT_RUN/cluster/pki/admin.kubeconfig
+if running_pidfile "$NODEAGENT_RUN/nodeagent.pid" && [[ -f $KUBECONFIG ]]; then
+  log "deleting the demo workload so the agent removes its containers"
+  "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG" delete -f "$NODEAGENT_REPO/examples/demo.yaml" \
+    --ignore-not-found --wait=true --timeout=60s >/dev/null || true
+  (wait_for "demo pods to be gone" 60 bash -c \
+    "[[ -z \$('$K8S_BIN/kubectl' --kubeconfig '$KUBECONFIG' get pods -l app=demo -o name) ]]") || true
+fi
+if [[ -f $NODEAGENT_RUN/nodeagent.pid ]]; then log "stopping nodeagent"; fi
+stop_pidfile "$NODEAGENT_RUN/nodeagent.pid"
+"$NODEAGENT_REPO/hack/controlplane.sh" down
+log "stopped"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# make test: prepares the node (apt, containerd, images, Kubernetes binaries), then lint, unit and e2e tests.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$NODEAGENT_REPO"
+hack/setup-node.sh
+log "building and importing test images"
+go run ./hack/imagebuild --out "$NODEAGENT_CACHE/images"
+hack/build-k8s.sh
+hack/lint.sh
+log "unit tests"
+go test -count=1 ./pkg/... ./cmd/...
+log "end-to-end tests (real kube-apiserver, containerd, nodeagent)"
+NODEAGENT_E2E=1 go test -count=1 -timeout 30m -v ./test/e2e/... 2>&1 | tee "$NODEAGENT_RUN/e2e.log" \
+  | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' || true
+exit "${PIPESTATUS[0]}"

@@ -1,0 +1,177 @@
+// Package config owns nodeagent's configuration: the versioned file format, its defaults, the kubelet-style
+// command-line flags that override it, and validation with field paths. It must not start anything.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	// APIVersion and Kind identify the config file format.
+	APIVersion = "nodeagent.io/v1alpha1"
+	Kind       = "NodeAgentConfiguration"
+)
+
+// Configuration is the whole configuration of one agent. JSON names are the config file's field names.
+type Configuration struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// Kubeconfig is the path of the kubeconfig the agent uses to reach the API server as its node.
+	Kubeconfig string `json:"kubeconfig"`
+	// HostnameOverride, when set, is the node's name instead of the host name.
+	HostnameOverride string `json:"hostnameOverride,omitempty"`
+	// NodeIP is the node's InternalIP; empty means the address of the default-route interface.
+	NodeIP string `json:"nodeIP,omitempty"`
+	// ContainerRuntimeEndpoint is the CRI socket, e.g. unix:///run/containerd/containerd.sock.
+	ContainerRuntimeEndpoint string `json:"containerRuntimeEndpoint"`
+	// RootDir holds the agent's own state.
+	RootDir string `json:"rootDir"`
+	// PodLogsDir is where container log directories are created, as the kubelet's /var/log/pods.
+	PodLogsDir string `json:"podLogsDir"`
+	// CNIConfDir is where the agent writes its CNI conflist once the node has a podCIDR.
+	CNIConfDir string `json:"cniConfDir"`
+	// PodCIDR is the node's pod range when the API server does not assign one.
+	PodCIDR string `json:"podCIDR,omitempty"`
+	// MaxPods is the node's pod capacity.
+	MaxPods int32 `json:"maxPods"`
+	// ClusterDNS are the resolver addresses given to pods with dnsPolicy ClusterFirst.
+	ClusterDNS []string `json:"clusterDNS,omitempty"`
+	// ClusterDomain is the cluster's DNS domain.
+	ClusterDomain string `json:"clusterDomain"`
+	// NodeStatusUpdateFrequency is how often the node status is computed (and posted if it changed).
+	NodeStatusUpdateFrequency metav1.Duration `json:"nodeStatusUpdateFrequency"`
+	// NodeStatusReportFrequency is how often the status is posted even when nothing changed.
+	NodeStatusReportFrequency metav1.Duration `json:"nodeStatusReportFrequency"`
+	// NodeLeaseDurationSeconds is the Lease's duration; it is renewed every quarter of it.
+	NodeLeaseDurationSeconds int32 `json:"nodeLeaseDurationSeconds"`
+	// KubeletPort is the port the node advertises for its node API.
+	KubeletPort int32 `json:"port"`
+}
+
+// Default returns the configuration a kubelet user would expect with no file and no flags.
+func Default() *Configuration {
+	return &Configuration{
+		TypeMeta:                  metav1.TypeMeta{APIVersion: APIVersion, Kind: Kind},
+		ContainerRuntimeEndpoint:  "unix:///run/containerd/containerd.sock",
+		RootDir:                   "/var/lib/nodeagent",
+		PodLogsDir:                "/var/log/pods",
+		CNIConfDir:                "/etc/cni/net.d",
+		MaxPods:                   110,
+		ClusterDomain:             "cluster.local",
+		NodeStatusUpdateFrequency: metav1.Duration{Duration: 10 * time.Second},
+		NodeStatusReportFrequency: metav1.Duration{Duration: 5 * time.Minute},
+		NodeLeaseDurationSeconds:  40,
+		KubeletPort:               10250,
+	}
+}
+
+// AddFlags binds the kubelet-style flags to c's fields, so parsing them overrides what c already holds.
+func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "Path to a kubeconfig for the API server.")
+	fs.StringVar(&c.HostnameOverride, "hostname-override", c.HostnameOverride, "Node name to use instead of the host name.")
+	fs.StringVar(&c.NodeIP, "node-ip", c.NodeIP, "InternalIP of the node; empty: the default-route interface's address.")
+	fs.StringVar(&c.ContainerRuntimeEndpoint, "container-runtime-endpoint", c.ContainerRuntimeEndpoint, "CRI endpoint.")
+	fs.StringVar(&c.RootDir, "root-dir", c.RootDir, "Directory for the agent's own state.")
+	fs.StringVar(&c.PodLogsDir, "pod-logs-dir", c.PodLogsDir, "Directory for container log directories.")
+	fs.StringVar(&c.CNIConfDir, "cni-conf-dir", c.CNIConfDir, "Directory the agent writes its CNI conflist into.")
+	fs.StringVar(&c.PodCIDR, "pod-cidr", c.PodCIDR, "Pod range when the API server assigns none.")
+	fs.Int32Var(&c.MaxPods, "max-pods", c.MaxPods, "Number of pods the node can run.")
+	fs.StringSliceVar(&c.ClusterDNS, "cluster-dns", c.ClusterDNS, "Comma-separated DNS server addresses for pods.")
+	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "Cluster DNS domain.")
+	fs.DurationVar(&c.NodeStatusUpdateFrequency.Duration, "node-status-update-frequency", c.NodeStatusUpdateFrequency.Duration, "How often node status is computed.")
+	fs.Int32Var(&c.KubeletPort, "port", c.KubeletPort, "Port advertised for the node API.")
+}
+
+// LoadFile reads a config file over the defaults. Unknown fields and a wrong apiVersion/kind are errors.
+func LoadFile(path string) (*Configuration, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config file: %w", err)
+	}
+	c := Default()
+	if err := yaml.UnmarshalStrict(bytes.TrimSpace(data), c); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	if errs := c.validateType(); len(errs) > 0 {
+		return nil, fmt.Errorf("config file %s: %w", path, errs.ToAggregate())
+	}
+	return c, nil
+}
+
+func (c *Configuration) validateType() field.ErrorList {
+	var errs field.ErrorList
+	if c.APIVersion != APIVersion {
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), c.APIVersion, []string{APIVersion}))
+	}
+	if c.Kind != Kind {
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), c.Kind, []string{Kind}))
+	}
+	return errs
+}
+
+// Validate reports every invalid field with its path and the reason.
+func (c *Configuration) Validate() field.ErrorList {
+	errs := c.validateType()
+	if c.Kubeconfig == "" {
+		errs = append(errs, field.Required(field.NewPath("kubeconfig"), "the agent needs a kubeconfig to reach the API server"))
+	} else if _, err := os.Stat(c.Kubeconfig); err != nil {
+		errs = append(errs, field.Invalid(field.NewPath("kubeconfig"), c.Kubeconfig, "file does not exist or cannot be read"))
+	}
+	if c.NodeIP != "" && net.ParseIP(c.NodeIP) == nil {
+		errs = append(errs, field.Invalid(field.NewPath("nodeIP"), c.NodeIP, "not an IP address"))
+	}
+	if c.PodCIDR != "" {
+		if _, _, err := net.ParseCIDR(c.PodCIDR); err != nil {
+			errs = append(errs, field.Invalid(field.NewPath("podCIDR"), c.PodCIDR, "not a CIDR (want e.g. 10.244.0.0/24)"))
+		}
+	}
+	for i, ip := range c.ClusterDNS {
+		if net.ParseIP(ip) == nil {
+			errs = append(errs, field.Invalid(field.NewPath("clusterDNS").Index(i), ip, "not an IP address"))
+		}
+	}
+	if c.MaxPods <= 0 {
+		errs = append(errs, field.Invalid(field.NewPath("maxPods"), c.MaxPods, "must be greater than 0"))
+	}
+	if c.ContainerRuntimeEndpoint == "" {
+		errs = append(errs, field.Required(field.NewPath("containerRuntimeEndpoint"), ""))
+	}
+	for _, d := range []struct {
+		path  string
+		value string
+	}{{"rootDir", c.RootDir}, {"podLogsDir", c.PodLogsDir}, {"cniConfDir", c.CNIConfDir}} {
+		if d.value == "" || d.value[0] != '/' {
+			errs = append(errs, field.Invalid(field.NewPath(d.path), d.value, "must be an absolute path"))
+		}
+	}
+	if c.NodeStatusUpdateFrequency.Duration <= 0 {
+		errs = append(errs, field.Invalid(field.NewPath("nodeStatusUpdateFrequency"), c.NodeStatusUpdateFrequency.String(), "must be positive"))
+	}
+	if c.NodeStatusReportFrequency.Duration < c.NodeStatusUpdateFrequency.Duration {
+		errs = append(errs, field.Invalid(field.NewPath("nodeStatusReportFrequency"), c.NodeStatusReportFrequency.String(), "must not be shorter than nodeStatusUpdateFrequency"))
+	}
+	if c.NodeLeaseDurationSeconds <= 0 {
+		errs = append(errs, field.Invalid(field.NewPath("nodeLeaseDurationSeconds"), c.NodeLeaseDurationSeconds, "must be greater than 0"))
+	}
+	if c.KubeletPort <= 0 || c.KubeletPort > 65535 {
+		errs = append(errs, field.Invalid(field.NewPath("port"), c.KubeletPort, "must be a port number"))
+	}
+	return errs
+}
+
+// NodeName is the name the node registers under.
+func (c *Configuration) NodeName() (string, error) {
+	if c.HostnameOverride != "" {
+		return c.HostnameOverride, nil
+	}
+	return os.Hostname()
+}

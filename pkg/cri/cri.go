@@ -1,0 +1,50 @@
+// Package cri owns the connection to the container runtime over CRI (k8s.io/cri-client) and the label keys
+// that tie runtime objects to Pods. It knows nothing of the API server; consumers define the subset of the
+// runtime they call.
+package cri
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/trace/noop"
+	internalapi "k8s.io/cri-api/pkg/apis"
+	remote "k8s.io/cri-client/pkg"
+)
+
+// The kubelet's label keys: containers and sandboxes carry them so any agent (or crictl user) can tell which
+// Pod they belong to, and so the agent adopts what is running after a restart.
+const (
+	LabelPodName       = "io.kubernetes.pod.name"
+	LabelPodNamespace  = "io.kubernetes.pod.namespace"
+	LabelPodUID        = "io.kubernetes.pod.uid"
+	LabelContainerName = "io.kubernetes.container.name"
+	// AnnotationRestartCount is where the kubelet keeps a container's restart count across agent restarts.
+	AnnotationRestartCount = "io.kubernetes.container.restartCount"
+)
+
+// Runtime holds the two CRI services of one endpoint.
+type Runtime struct {
+	internalapi.RuntimeService
+	internalapi.ImageManagerService
+}
+
+// Connect dials the CRI endpoint; it fails if the runtime does not answer within timeout.
+func Connect(ctx context.Context, endpoint string, timeout time.Duration) (*Runtime, error) {
+	tp := noop.NewTracerProvider()
+	rs, err := remote.NewRemoteRuntimeServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(timeout).
+		WithTracerProvider(tp).Build(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to CRI runtime service %s: %w", endpoint, err)
+	}
+	is, err := remote.NewRemoteImageServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(timeout).
+		WithTracerProvider(tp).Build(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to CRI image service %s: %w", endpoint, err)
+	}
+	if _, err := rs.Version(ctx, ""); err != nil {
+		return nil, fmt.Errorf("CRI runtime at %s does not answer: %w", endpoint, err)
+	}
+	return &Runtime{RuntimeService: rs, ImageManagerService: is}, nil
+}

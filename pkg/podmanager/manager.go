@@ -1,0 +1,140 @@
+// Package podmanager owns the lifecycle of the Pods bound to this node: one worker per Pod compares the Pod's
+// spec with what the container runtime runs (found by the kubelet's label keys, so a restarted agent adopts its
+// containers), creates, restarts and removes sandboxes and containers, and writes the Pod's status. It must
+// not touch runtime objects of another node: every sandbox it creates carries this node's name.
+package podmanager
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/record"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+)
+
+// LabelNode marks the sandboxes this agent created, so that agents of several nodes can share one runtime
+// and none of them mistakes another's pods for orphans.
+const LabelNode = "io.nodeagent.node"
+
+// Runtime is what the pod manager needs of the container runtime.
+type Runtime interface {
+	RunPodSandbox(ctx context.Context, config *runtimeapi.PodSandboxConfig, runtimeHandler string) (string, error)
+	StopPodSandbox(ctx context.Context, podSandboxID string) error
+	RemovePodSandbox(ctx context.Context, podSandboxID string) error
+	PodSandboxStatus(ctx context.Context, podSandboxID string, verbose bool) (*runtimeapi.PodSandboxStatusResponse, error)
+	ListPodSandbox(ctx context.Context, filter *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error)
+	CreateContainer(ctx context.Context, podSandboxID string, config *runtimeapi.ContainerConfig, sandboxConfig *runtimeapi.PodSandboxConfig) (string, error)
+	StartContainer(ctx context.Context, containerID string) error
+	StopContainer(ctx context.Context, containerID string, timeout int64) error
+	RemoveContainer(ctx context.Context, containerID string) error
+	ListContainers(ctx context.Context, filter *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error)
+	ContainerStatus(ctx context.Context, containerID string, verbose bool) (*runtimeapi.ContainerStatusResponse, error)
+	ImageStatus(ctx context.Context, image *runtimeapi.ImageSpec, verbose bool) (*runtimeapi.ImageStatusResponse, error)
+	PullImage(ctx context.Context, image *runtimeapi.ImageSpec, auth *runtimeapi.AuthConfig, podSandboxConfig *runtimeapi.PodSandboxConfig) (string, error)
+}
+
+// Config is what the pod manager needs to know about the node.
+type Config struct {
+	NodeName      string
+	PodLogsDir    string
+	ClusterDNS    []string
+	ClusterDomain string
+	// RuntimeType prefixes container IDs in the status ("containerd://..."), from the runtime's version.
+	RuntimeType string
+	// ResyncInterval is how often each worker compares desired and actual state without being told to.
+	ResyncInterval time.Duration
+	// HousekeepingInterval is how often the runtime is searched for sandboxes of pods that no longer exist.
+	HousekeepingInterval time.Duration
+}
+
+// Manager runs one worker per Pod.
+type Manager struct {
+	cfg      Config
+	runtime  Runtime
+	client   kubernetes.Interface
+	pods     corelisters.PodLister
+	nodeIP   func() string
+	recorder record.EventRecorder
+
+	mu      sync.Mutex
+	workers map[types.UID]*worker
+	wg      sync.WaitGroup
+}
+
+// New returns a manager; call Run, and feed it Pod changes with Update.
+func New(cfg Config, runtime Runtime, client kubernetes.Interface, pods corelisters.PodLister,
+	nodeIP func() string, recorder record.EventRecorder) *Manager {
+	return &Manager{cfg: cfg, runtime: runtime, client: client, pods: pods, nodeIP: nodeIP, recorder: recorder,
+		workers: map[types.UID]*worker{}}
+}
+
+// Run adopts what the runtime already runs, then cleans up orphans periodically, until ctx ends; it returns
+// after every worker has stopped.
+func (m *Manager) Run(ctx context.Context) {
+	ticker := time.NewTicker(m.cfg.HousekeepingInterval)
+	defer ticker.Stop()
+	for {
+		m.housekeeping(ctx)
+		select {
+		case <-ctx.Done():
+			m.wg.Wait()
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// Update tells the worker of pod that something changed; it starts the worker if there is none.
+func (m *Manager) Update(ctx context.Context, pod *corev1.Pod) {
+	m.dispatch(ctx, pod.UID, types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name})
+}
+
+func (m *Manager) dispatch(ctx context.Context, uid types.UID, key types.NamespacedName) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	w, ok := m.workers[uid]
+	if !ok {
+		w = newWorker(m, uid, key)
+		m.workers[uid] = w
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			w.run(ctx)
+			m.mu.Lock()
+			delete(m.workers, uid)
+			m.mu.Unlock()
+		}()
+	}
+	w.poke()
+}
+
+// housekeeping starts a worker for every pod known to the cache or the runtime that has none: the cache
+// side covers pods present at start-up, the runtime side covers pods deleted while the agent was down.
+func (m *Manager) housekeeping(ctx context.Context) {
+	pods, err := m.pods.List(everything())
+	if err != nil {
+		klog.ErrorS(err, "Unable to list pods from the cache")
+	}
+	for _, pod := range pods {
+		m.Update(ctx, pod)
+	}
+	sandboxes, err := m.runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{
+		LabelSelector: map[string]string{LabelNode: m.cfg.NodeName}})
+	if err != nil {
+		klog.ErrorS(err, "Unable to list pod sandboxes")
+		return
+	}
+	for _, sb := range sandboxes {
+		md := sb.GetMetadata()
+		m.dispatch(ctx, types.UID(md.GetUid()), types.NamespacedName{Namespace: md.GetNamespace(), Name: md.GetName()})
+	}
+}

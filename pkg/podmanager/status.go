@@ -1,0 +1,227 @@
+package podmanager
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/nodeagent/nodeagent/pkg/cri"
+)
+
+func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
+
+// writeStatus computes the pod's status from the runtime and patches it when it differs from the cached one.
+// sandboxID is nil when the pod has no sandbox.
+func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *string) error {
+	status := pod.Status.DeepCopy()
+	var podIPs []string
+	if sandboxID != nil {
+		st, err := w.m.runtime.PodSandboxStatus(ctx, *sandboxID, false)
+		if err != nil {
+			return fmt.Errorf("sandbox status: %w", err)
+		}
+		if net := st.GetStatus().GetNetwork(); net != nil && net.Ip != "" {
+			podIPs = append(podIPs, net.Ip)
+			for _, ip := range net.AdditionalIps {
+				podIPs = append(podIPs, ip.Ip)
+			}
+		}
+	}
+	if pod.Spec.HostNetwork {
+		podIPs = []string{w.m.nodeIP()}
+	}
+	containers, err := w.containerStatuses(ctx, pod)
+	if err != nil {
+		return err
+	}
+	status.ContainerStatuses = containers
+	status.Phase = podPhase(pod, containers)
+	if hostIP := w.m.nodeIP(); hostIP != "" {
+		status.HostIP, status.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
+	}
+	status.PodIP, status.PodIPs = "", nil
+	for _, ip := range podIPs {
+		status.PodIPs = append(status.PodIPs, corev1.PodIP{IP: ip})
+	}
+	if len(podIPs) > 0 {
+		status.PodIP = podIPs[0]
+	}
+	if status.StartTime == nil {
+		now := metav1.Now()
+		status.StartTime = &now
+	}
+	allReady := len(containers) == len(pod.Spec.Containers)
+	for _, cs := range containers {
+		allReady = allReady && cs.Ready
+	}
+	setCondition(status, corev1.PodReadyToStartContainers, sandboxID != nil && (len(podIPs) > 0 || pod.Spec.HostNetwork), "")
+	setCondition(status, corev1.PodInitialized, true, "")
+	notReady := ""
+	if !allReady {
+		notReady = "ContainersNotReady"
+	}
+	setCondition(status, corev1.ContainersReady, allReady, notReady)
+	setCondition(status, corev1.PodReady, allReady, notReady)
+
+	if apiequality.Semantic.DeepEqual(&pod.Status, status) {
+		return nil
+	}
+	// A merge patch with the UID fails if the Pod was replaced by another of the same name meanwhile.
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"uid": pod.UID},
+		"status":   status,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = w.m.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch,
+		metav1.PatchOptions{}, "status")
+	if err != nil {
+		return fmt.Errorf("patching pod status: %w", err)
+	}
+	return nil
+}
+
+// setCondition sets a condition, keeping its transition time when its status did not change.
+func setCondition(status *corev1.PodStatus, typ corev1.PodConditionType, ok bool, reason string) {
+	want := corev1.ConditionFalse
+	if ok {
+		want = corev1.ConditionTrue
+	}
+	for i := range status.Conditions {
+		c := &status.Conditions[i]
+		if c.Type != typ {
+			continue
+		}
+		if c.Status != want {
+			c.Status, c.LastTransitionTime = want, metav1.Now()
+		}
+		c.Reason = reason
+		return
+	}
+	status.Conditions = append(status.Conditions, corev1.PodCondition{Type: typ, Status: want, Reason: reason,
+		LastTransitionTime: metav1.Now()})
+}
+
+// containerStatuses reports each spec'd container from its newest runtime container and the one before it.
+func (w *worker) containerStatuses(ctx context.Context, pod *corev1.Pod) ([]corev1.ContainerStatus, error) {
+	all, err := w.containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.ContainerStatus
+	for _, c := range pod.Spec.Containers {
+		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}
+		var found []*runtimeapi.ContainerStatus
+		for _, ct := range all {
+			if ct.GetMetadata().GetName() != c.Name || len(found) == 2 {
+				continue
+			}
+			st, err := w.m.runtime.ContainerStatus(ctx, ct.Id, false)
+			if err != nil {
+				return nil, fmt.Errorf("container status %s: %w", ct.Id, err)
+			}
+			found = append(found, st.GetStatus())
+		}
+		if len(found) > 0 {
+			cur := found[0]
+			cs.ContainerID = w.m.cfg.RuntimeType + "://" + cur.Id
+			cs.ImageID = cur.ImageRef
+			cs.RestartCount = restartCount(cur)
+			cs.State = containerState(cur)
+			cs.Ready = cs.State.Running != nil
+			started := cs.State.Running != nil
+			cs.Started = &started
+			if len(found) > 1 {
+				cs.LastTerminationState = containerState(found[1])
+			}
+		}
+		if waiting := w.waiting[c.Name]; waiting != nil && cs.State.Running == nil {
+			cs.State = corev1.ContainerState{Waiting: waiting.DeepCopy()}
+			if len(found) > 0 {
+				cs.LastTerminationState = containerState(found[0])
+			}
+		}
+		out = append(out, cs)
+	}
+	return out, nil
+}
+
+func restartCount(st *runtimeapi.ContainerStatus) int32 {
+	n, err := strconv.Atoi(st.GetAnnotations()[cri.AnnotationRestartCount])
+	if err != nil {
+		return int32(st.GetMetadata().GetAttempt())
+	}
+	return int32(n)
+}
+
+func containerState(st *runtimeapi.ContainerStatus) corev1.ContainerState {
+	switch st.State {
+	case runtimeapi.ContainerState_CONTAINER_RUNNING:
+		return corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: unixNano(st.StartedAt)}}
+	case runtimeapi.ContainerState_CONTAINER_EXITED:
+		reason := st.Reason
+		if reason == "" {
+			reason = "Error"
+			if st.ExitCode == 0 {
+				reason = "Completed"
+			}
+		}
+		return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: st.ExitCode, Reason: reason, Message: st.Message,
+			StartedAt: unixNano(st.StartedAt), FinishedAt: unixNano(st.FinishedAt),
+			ContainerID: st.Id,
+		}}
+	}
+	return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+}
+
+func unixNano(ns int64) metav1.Time {
+	if ns == 0 {
+		return metav1.Time{}
+	}
+	return metav1.NewTime(time.Unix(0, ns))
+}
+
+// podPhase follows the kubelet: Pending until every container has run, Succeeded/Failed once every
+// container terminated for good, Running otherwise.
+func podPhase(pod *corev1.Pod, statuses []corev1.ContainerStatus) corev1.PodPhase {
+	running, waiting, succeeded, failed := 0, 0, 0, 0
+	for _, cs := range statuses {
+		switch {
+		case cs.State.Running != nil:
+			running++
+		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
+			succeeded++
+		case cs.State.Terminated != nil:
+			failed++
+		case cs.LastTerminationState.Terminated != nil:
+			running++ // waiting to restart after a run: the pod has been running
+		default:
+			waiting++
+		}
+	}
+	switch {
+	case waiting > 0:
+		return corev1.PodPending
+	case running > 0:
+		return corev1.PodRunning
+	case pod.Spec.RestartPolicy == corev1.RestartPolicyAlways:
+		return corev1.PodRunning // every container will be restarted
+	case failed > 0 && pod.Spec.RestartPolicy == corev1.RestartPolicyNever:
+		return corev1.PodFailed
+	case failed > 0:
+		return corev1.PodRunning // OnFailure restarts the failed ones
+	}
+	return corev1.PodSucceeded
+}

@@ -1,0 +1,541 @@
+package podmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/nodeagent/nodeagent/pkg/cri"
+)
+
+// Back-off for restarts and image pulls, as the kubelet's: 10 s doubling to 5 minutes.
+const (
+	initialBackoff = 10 * time.Second
+	maxBackoff     = 300 * time.Second
+	// a container that ran this long without failing starts its back-off from the beginning again
+	backoffResetAfter = 10 * time.Minute
+)
+
+// sandboxBackoffKey spaces out retries of a failing RunPodSandbox; container names cannot contain ':'.
+const sandboxBackoffKey = "sandbox:"
+
+var errSandboxBackoff = errors.New("waiting out the back-off after a failed sandbox creation")
+
+func everything() labels.Selector { return labels.Everything() }
+
+// worker converges one Pod. Only its own goroutine touches its fields, except the updates channel.
+type worker struct {
+	m       *Manager
+	uid     types.UID
+	key     types.NamespacedName
+	updates chan struct{}
+
+	// waiting holds why a container has not been created yet (image pull failures, back-off).
+	waiting map[string]*corev1.ContainerStateWaiting
+	// backoff holds per container (and per image, keyed "image:"+name) when the next attempt may happen.
+	backoff map[string]backoffState
+}
+
+type backoffState struct {
+	delay time.Duration
+	until time.Time
+}
+
+func newWorker(m *Manager, uid types.UID, key types.NamespacedName) *worker {
+	return &worker{m: m, uid: uid, key: key, updates: make(chan struct{}, 1),
+		waiting: map[string]*corev1.ContainerStateWaiting{}, backoff: map[string]backoffState{}}
+}
+
+// poke asks for a sync without blocking; pokes that arrive while one is pending merge into it.
+func (w *worker) poke() {
+	select {
+	case w.updates <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	ticker := time.NewTicker(w.m.cfg.ResyncInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.updates:
+		case <-ticker.C:
+		}
+		done, err := w.sync(ctx)
+		if err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "Error syncing pod, will retry", "pod", w.key, "podUID", w.uid)
+		}
+		if done {
+			klog.V(2).InfoS("Pod worker finished", "pod", w.key, "podUID", w.uid)
+			return
+		}
+	}
+}
+
+// sync does one round of convergence; done means the Pod is gone and nothing of it is left in the runtime.
+func (w *worker) sync(ctx context.Context) (done bool, err error) {
+	pod, err := w.m.pods.Pods(w.key.Namespace).Get(w.key.Name)
+	if apierrors.IsNotFound(err) || (err == nil && pod.UID != w.uid) {
+		// Finalised or force-deleted: nothing may keep running for it.
+		return true, w.removeAll(ctx, nil, 0)
+	}
+	if err != nil {
+		return false, err
+	}
+	if pod.DeletionTimestamp != nil {
+		return w.terminate(ctx, pod)
+	}
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		// A finished pod keeps its containers' records but runs nothing.
+		return false, w.stopSandboxes(ctx)
+	}
+	sandboxID, sandboxConfig, err := w.ensureSandbox(ctx, pod)
+	if errors.Is(err, errSandboxBackoff) {
+		return false, w.writeStatus(ctx, pod, nil)
+	}
+	if err != nil {
+		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
+		return false, errors.Join(err, w.writeStatus(ctx, pod, nil))
+	}
+	for i := range pod.Spec.Containers {
+		if err := w.ensureContainer(ctx, pod, &pod.Spec.Containers[i], sandboxID, sandboxConfig); err != nil {
+			klog.ErrorS(err, "Container not running", "pod", w.key, "container", pod.Spec.Containers[i].Name)
+		}
+	}
+	if pod, err = w.m.pods.Pods(w.key.Namespace).Get(w.key.Name); err != nil {
+		return false, err
+	}
+	return false, w.writeStatus(ctx, pod, &sandboxID)
+}
+
+// sandboxes lists the runtime's sandboxes of this pod, newest first.
+func (w *worker) sandboxes(ctx context.Context) ([]*runtimeapi.PodSandbox, error) {
+	list, err := w.m.runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{
+		LabelSelector: map[string]string{cri.LabelPodUID: string(w.uid), LabelNode: w.m.cfg.NodeName}})
+	if err != nil {
+		return nil, fmt.Errorf("listing sandboxes: %w", err)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt > list[j].CreatedAt })
+	return list, nil
+}
+
+// containers lists the runtime's containers of this pod (every sandbox), newest first.
+func (w *worker) containers(ctx context.Context) ([]*runtimeapi.Container, error) {
+	list, err := w.m.runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{
+		LabelSelector: map[string]string{cri.LabelPodUID: string(w.uid)}})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers: %w", err)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt > list[j].CreatedAt })
+	return list, nil
+}
+
+// ensureSandbox returns the pod's ready sandbox, creating one (and clearing dead ones) when there is none.
+func (w *worker) ensureSandbox(ctx context.Context, pod *corev1.Pod) (string, *runtimeapi.PodSandboxConfig, error) {
+	list, err := w.sandboxes(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	var attempt uint32
+	if len(list) > 0 {
+		attempt = list[0].GetMetadata().GetAttempt()
+		if list[0].State == runtimeapi.PodSandboxState_SANDBOX_READY {
+			return list[0].Id, w.sandboxConfig(pod, attempt), nil
+		}
+		// The sandbox died (its network or pause process is gone): start over in a new one, as the kubelet does.
+		klog.InfoS("Pod sandbox is not ready, creating a new one", "pod", w.key, "sandbox", list[0].Id)
+		if err := w.removeAll(ctx, pod, 0); err != nil {
+			return "", nil, err
+		}
+		attempt++
+	}
+	config := w.sandboxConfig(pod, attempt)
+	if err := mkdirAll(config.LogDirectory); err != nil {
+		return "", nil, err
+	}
+	if w.inBackoff(sandboxBackoffKey, 0) {
+		return "", nil, errSandboxBackoff
+	}
+	id, err := w.m.runtime.RunPodSandbox(ctx, config, "")
+	if err != nil {
+		return "", nil, fmt.Errorf("RunPodSandbox: %w", err)
+	}
+	delete(w.backoff, sandboxBackoffKey)
+	klog.InfoS("Created pod sandbox", "pod", w.key, "sandbox", id)
+	return id, config, nil
+}
+
+func (w *worker) sandboxConfig(pod *corev1.Pod, attempt uint32) *runtimeapi.PodSandboxConfig {
+	sbLabels := map[string]string{}
+	for k, v := range pod.Labels {
+		sbLabels[k] = v
+	}
+	sbLabels[cri.LabelPodName] = pod.Name
+	sbLabels[cri.LabelPodNamespace] = pod.Namespace
+	sbLabels[cri.LabelPodUID] = string(pod.UID)
+	sbLabels[LabelNode] = w.m.cfg.NodeName
+
+	hostname := pod.Name
+	if pod.Spec.Hostname != "" {
+		hostname = pod.Spec.Hostname
+	}
+	network, ipc, pid := runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_CONTAINER
+	if pod.Spec.HostNetwork {
+		network, hostname = runtimeapi.NamespaceMode_NODE, ""
+	}
+	if pod.Spec.HostIPC {
+		ipc = runtimeapi.NamespaceMode_NODE
+	}
+	if pod.Spec.HostPID {
+		pid = runtimeapi.NamespaceMode_NODE
+	} else if pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace {
+		pid = runtimeapi.NamespaceMode_POD
+	}
+	var ports []*runtimeapi.PortMapping
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.HostPort == 0 {
+				continue
+			}
+			ports = append(ports, &runtimeapi.PortMapping{Protocol: protocol(p.Protocol),
+				ContainerPort: p.ContainerPort, HostPort: p.HostPort, HostIp: p.HostIP})
+		}
+	}
+	return &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: pod.Name, Namespace: pod.Namespace, Uid: string(pod.UID),
+			Attempt: attempt},
+		Hostname:     hostname,
+		LogDirectory: filepath.Join(w.m.cfg.PodLogsDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID)),
+		DnsConfig:    w.dnsConfig(pod),
+		PortMappings: ports,
+		Labels:       sbLabels,
+		Annotations:  pod.Annotations,
+		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Network: network, Ipc: ipc, Pid: pid}}},
+	}
+}
+
+// dnsConfig is the resolver the kubelet gives a pod; nil lets the runtime copy the node's resolv.conf.
+func (w *worker) dnsConfig(pod *corev1.Pod) *runtimeapi.DNSConfig {
+	clusterFirst := pod.Spec.DNSPolicy == corev1.DNSClusterFirst && !pod.Spec.HostNetwork ||
+		pod.Spec.DNSPolicy == corev1.DNSClusterFirstWithHostNet
+	if !clusterFirst || len(w.m.cfg.ClusterDNS) == 0 {
+		return nil
+	}
+	d := w.m.cfg.ClusterDomain
+	return &runtimeapi.DNSConfig{
+		Servers:  w.m.cfg.ClusterDNS,
+		Searches: []string{pod.Namespace + ".svc." + d, "svc." + d, d},
+		Options:  []string{"ndots:5"},
+	}
+}
+
+func protocol(p corev1.Protocol) runtimeapi.Protocol {
+	switch p {
+	case corev1.ProtocolUDP:
+		return runtimeapi.Protocol_UDP
+	case corev1.ProtocolSCTP:
+		return runtimeapi.Protocol_SCTP
+	}
+	return runtimeapi.Protocol_TCP
+}
+
+// ensureContainer makes the spec'd container run in the sandbox, restarting it per the pod's restartPolicy.
+func (w *worker) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, sandboxID string,
+	sandboxConfig *runtimeapi.PodSandboxConfig) error {
+	all, err := w.containers(ctx)
+	if err != nil {
+		return err
+	}
+	var latest *runtimeapi.Container
+	for _, ct := range all {
+		if ct.PodSandboxId == sandboxID && ct.GetMetadata().GetName() == c.Name {
+			latest = ct
+			break
+		}
+	}
+	attempt := uint32(0)
+	if latest != nil {
+		switch latest.State {
+		case runtimeapi.ContainerState_CONTAINER_RUNNING:
+			return nil
+		case runtimeapi.ContainerState_CONTAINER_CREATED:
+			return w.start(ctx, pod, c, latest.Id)
+		}
+		st, err := w.m.runtime.ContainerStatus(ctx, latest.Id, false)
+		if err != nil {
+			return fmt.Errorf("container status: %w", err)
+		}
+		if !shouldRestart(pod.Spec.RestartPolicy, st.GetStatus().GetExitCode()) {
+			return nil
+		}
+		if w.inBackoff(c.Name, time.Unix(0, st.GetStatus().GetFinishedAt()).Sub(time.Unix(0, st.GetStatus().GetStartedAt()))) {
+			w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
+				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
+					w.backoff[c.Name].delay, c.Name, pod.Name, pod.Namespace, pod.UID)}
+			w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s", c.Name, pod.Name)
+			return nil
+		}
+		attempt = latest.GetMetadata().GetAttempt() + 1
+	}
+
+	imageRef, err := w.ensureImage(ctx, pod, c, sandboxConfig)
+	if err != nil {
+		return err
+	}
+	config, err := w.containerConfig(pod, c, attempt, imageRef)
+	if err != nil {
+		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
+		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
+		return err
+	}
+	id, err := w.m.runtime.CreateContainer(ctx, sandboxID, config, sandboxConfig)
+	if err != nil {
+		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
+		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
+		return fmt.Errorf("CreateContainer: %w", err)
+	}
+	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Created", "Created container: %s", c.Name)
+	return w.start(ctx, pod, c, id)
+}
+
+func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container, id string) error {
+	if err := w.m.runtime.StartContainer(ctx, id); err != nil {
+		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
+		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
+		return fmt.Errorf("StartContainer: %w", err)
+	}
+	delete(w.waiting, c.Name)
+	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	return nil
+}
+
+func shouldRestart(policy corev1.RestartPolicy, exitCode int32) bool {
+	switch policy {
+	case corev1.RestartPolicyNever:
+		return false
+	case corev1.RestartPolicyOnFailure:
+		return exitCode != 0
+	}
+	return true
+}
+
+// inBackoff reports whether key must wait before its next attempt, and otherwise starts the next back-off
+// period. ranFor resets the back-off when the last run was long and healthy.
+func (w *worker) inBackoff(key string, ranFor time.Duration) bool {
+	b, ok := w.backoff[key]
+	now := time.Now()
+	if ok && now.Before(b.until) {
+		return true
+	}
+	switch {
+	case !ok || ranFor >= backoffResetAfter:
+		b.delay = initialBackoff
+	case b.delay < maxBackoff:
+		b.delay = min(2*b.delay, maxBackoff)
+	}
+	b.until = now.Add(b.delay)
+	w.backoff[key] = b
+	return false
+}
+
+// ensureImage makes the container's image present per its pull policy and returns the runtime's reference.
+func (w *worker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Container,
+	sandboxConfig *runtimeapi.PodSandboxConfig) (string, error) {
+	spec := &runtimeapi.ImageSpec{Image: c.Image, UserSpecifiedImage: c.Image}
+	if c.ImagePullPolicy != corev1.PullAlways {
+		st, err := w.m.runtime.ImageStatus(ctx, spec, false)
+		if err != nil {
+			return "", fmt.Errorf("image status of %s: %w", c.Image, err)
+		}
+		if st.GetImage() != nil {
+			return st.GetImage().GetId(), nil
+		}
+		if c.ImagePullPolicy == corev1.PullNever {
+			msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)
+			w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: msg}
+			w.m.recorder.Event(pod, corev1.EventTypeWarning, "ErrImageNeverPull", msg)
+			return "", errors.New(msg)
+		}
+	}
+	key := "image:" + c.Name
+	if w.inBackoff(key, 0) {
+		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff",
+			Message: fmt.Sprintf("Back-off pulling image %q", c.Image)}
+		w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "BackOff", "Back-off pulling image %q", c.Image)
+		return "", fmt.Errorf("back-off pulling image %q", c.Image)
+	}
+	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Pulling", "Pulling image %q", c.Image)
+	started := time.Now()
+	ref, err := w.m.runtime.PullImage(ctx, spec, nil, sandboxConfig)
+	if err != nil {
+		msg := fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)
+		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: msg}
+		w.m.recorder.Event(pod, corev1.EventTypeWarning, "Failed", msg)
+		return "", errors.New(msg)
+	}
+	delete(w.backoff, key)
+	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s",
+		c.Image, time.Since(started).Round(time.Millisecond))
+	return ref, nil
+}
+
+func (w *worker) containerConfig(pod *corev1.Pod, c *corev1.Container, attempt uint32, imageRef string) (*runtimeapi.ContainerConfig, error) {
+	envs, err := w.envs(pod, c)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ContainerConfig{
+		Metadata:   &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: attempt},
+		Image:      &runtimeapi.ImageSpec{Image: imageRef, UserSpecifiedImage: c.Image},
+		Command:    c.Command,
+		Args:       c.Args,
+		WorkingDir: c.WorkingDir,
+		Envs:       envs,
+		Labels: map[string]string{
+			cri.LabelPodName: pod.Name, cri.LabelPodNamespace: pod.Namespace, cri.LabelPodUID: string(pod.UID),
+			cri.LabelContainerName: c.Name,
+		},
+		Annotations: map[string]string{cri.AnnotationRestartCount: strconv.Itoa(int(attempt))},
+		LogPath:     fmt.Sprintf("%s/%d.log", c.Name, attempt),
+		Stdin:       c.Stdin,
+		StdinOnce:   c.StdinOnce,
+		Tty:         c.TTY,
+		Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+			NamespaceOptions: w.sandboxConfig(pod, 0).Linux.SecurityContext.NamespaceOptions}},
+	}, nil
+}
+
+// envs resolves the container's environment. Sources this cut does not resolve are an error, so the pod
+// shows CreateContainerConfigError instead of running with a variable silently missing.
+func (w *worker) envs(pod *corev1.Pod, c *corev1.Container) ([]*runtimeapi.KeyValue, error) {
+	if len(c.EnvFrom) > 0 {
+		return nil, errors.New("envFrom is not supported yet")
+	}
+	fields := map[string]string{
+		"metadata.name": pod.Name, "metadata.namespace": pod.Namespace, "metadata.uid": string(pod.UID),
+		"spec.nodeName": pod.Spec.NodeName, "spec.serviceAccountName": pod.Spec.ServiceAccountName,
+		"status.hostIP": w.m.nodeIP(), "status.podIP": pod.Status.PodIP,
+	}
+	var out []*runtimeapi.KeyValue
+	for _, e := range c.Env {
+		value := e.Value
+		if e.ValueFrom != nil {
+			ref := e.ValueFrom.FieldRef
+			v, ok := "", false
+			if ref != nil {
+				v, ok = fields[ref.FieldPath]
+			}
+			if !ok {
+				return nil, fmt.Errorf("env %s: only fieldRef to %v is supported yet", e.Name, keys(fields))
+			}
+			value = v
+		}
+		out = append(out, &runtimeapi.KeyValue{Key: e.Name, Value: []byte(value)})
+	}
+	return out, nil
+}
+
+func keys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// terminate stops the pod within its grace period, removes it from the runtime and finalises the Pod object,
+// as the kubelet does once a pod is marked for deletion.
+func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) (bool, error) {
+	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if pod.Spec.TerminationGracePeriodSeconds != nil {
+		grace = *pod.Spec.TerminationGracePeriodSeconds
+	}
+	if pod.DeletionGracePeriodSeconds != nil {
+		grace = *pod.DeletionGracePeriodSeconds
+	}
+	if err := w.removeAll(ctx, pod, grace); err != nil {
+		return false, err
+	}
+	err := w.m.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: new(int64), Preconditions: &metav1.Preconditions{UID: &pod.UID}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return false, fmt.Errorf("finalising pod deletion: %w", err)
+	}
+	klog.InfoS("Pod terminated and removed", "pod", w.key, "podUID", w.uid)
+	return true, nil
+}
+
+// removeAll stops every container of the pod (SIGTERM, then SIGKILL after grace seconds), stops the
+// sandboxes, then removes them all. pod may be nil when the Pod object is already gone.
+func (w *worker) removeAll(ctx context.Context, pod *corev1.Pod, grace int64) error {
+	containers, err := w.containers(ctx)
+	if err != nil {
+		return err
+	}
+	errs := make(chan error, len(containers))
+	for _, ct := range containers {
+		go func() {
+			if ct.State == runtimeapi.ContainerState_CONTAINER_RUNNING && pod != nil {
+				w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Killing", "Stopping container %s", ct.GetMetadata().GetName())
+			}
+			if err := w.m.runtime.StopContainer(ctx, ct.Id, grace); err != nil {
+				errs <- fmt.Errorf("stopping container %s: %w", ct.Id, err)
+				return
+			}
+			errs <- w.m.runtime.RemoveContainer(ctx, ct.Id)
+		}()
+	}
+	var all []error
+	for range containers {
+		all = append(all, <-errs)
+	}
+	if err := errors.Join(all...); err != nil {
+		return err
+	}
+	sandboxes, err := w.sandboxes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, sb := range sandboxes {
+		if err := w.m.runtime.StopPodSandbox(ctx, sb.Id); err != nil {
+			return fmt.Errorf("stopping sandbox %s: %w", sb.Id, err)
+		}
+		if err := w.m.runtime.RemovePodSandbox(ctx, sb.Id); err != nil {
+			return fmt.Errorf("removing sandbox %s: %w", sb.Id, err)
+		}
+	}
+	return nil
+}
+
+// stopSandboxes stops (but keeps) the pod's sandboxes, for pods that finished.
+func (w *worker) stopSandboxes(ctx context.Context) error {
+	sandboxes, err := w.sandboxes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, sb := range sandboxes {
+		if sb.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+			if err := w.m.runtime.StopPodSandbox(ctx, sb.Id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

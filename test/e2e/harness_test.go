@@ -1,0 +1,239 @@
+// Package e2e tests nodeagent on the real stack: the v1.37 control plane from hack/controlplane.sh, containerd
+// from hack/setup-node.sh, and the agent binary built from this tree, joined as node "e2e-node". The harness
+// keeps everything apart from `make run`'s cluster (own run dir, ports and cluster CIDR) and stops what it
+// started by PID. Run it with `make e2e` (or `make test`), as root, after the node is set up.
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+const (
+	nodeName    = "e2e-node"
+	clusterCIDR = "10.245.0.0/16"
+	maxPods     = 50
+	runDir      = "/var/run/nodeagent-e2e"
+	devAgentPID = "/var/run/nodeagent-dev/nodeagent.pid"
+	cniConfFile = "/etc/cni/net.d/10-nodeagent.conflist"
+	// testImage is built by hack/imagebuild.
+	testImage = "localhost/testserver:local"
+)
+
+// harness is the running stack shared by the tests of this package.
+type harness struct {
+	repo   string
+	env    []string
+	client kubernetes.Interface
+	agent  *exec.Cmd
+	// kubectl is the v1.37 kubectl built with the control plane, run with the admin kubeconfig.
+	kubectl string
+	admin   string
+}
+
+var stack *harness
+
+func TestMain(m *testing.M) {
+	if os.Getenv("NODEAGENT_E2E") != "1" {
+		fmt.Println("e2e: skipped; run `make e2e` (sets NODEAGENT_E2E=1) as root on a set-up node")
+		os.Exit(0)
+	}
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	h, err := startHarness()
+	defer h.stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: starting the stack: %v\n", err)
+		return 1
+	}
+	stack = h
+	return m.Run()
+}
+
+func startHarness() (*harness, error) {
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		return nil, err
+	}
+	h := &harness{repo: repo}
+	if data, err := os.ReadFile(devAgentPID); err == nil {
+		var pid int
+		if _, err := fmt.Sscan(string(data), &pid); err == nil && syscall.Kill(pid, 0) == nil {
+			return h, fmt.Errorf("the `make run` agent (pid %d) is running and shares containerd's CNI config; run `make stop` first", pid)
+		}
+	}
+	h.env = append(os.Environ(),
+		"NODEAGENT_RUN="+runDir, "NODE_NAMES="+nodeName, "CLUSTER_CIDR="+clusterCIDR,
+		"APISERVER_PORT=16443", "ETCD_PORT=12379", "KCM_PORT=20257", "SCHEDULER_PORT=20259")
+	if err := h.script("hack/controlplane.sh", "up"); err != nil {
+		return h, err
+	}
+	k8sBin := exec.Command("bash", "-c", "source hack/lib/common.sh && echo $K8S_BIN")
+	k8sBin.Dir, k8sBin.Env = repo, h.env
+	out, err := k8sBin.Output()
+	if err != nil {
+		return h, fmt.Errorf("reading K8S_BIN from hack/lib/common.sh: %w", err)
+	}
+	h.kubectl = filepath.Join(strings.TrimSpace(string(out)), "kubectl")
+	h.admin = filepath.Join(runDir, "cluster/pki/admin.kubeconfig")
+	restConfig, err := clientcmd.BuildConfigFromFlags("", h.admin)
+	if err != nil {
+		return h, err
+	}
+	if h.client, err = kubernetes.NewForConfig(restConfig); err != nil {
+		return h, err
+	}
+
+	bin := filepath.Join(runDir, "nodeagent")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/nodeagent")
+	build.Dir, build.Stdout, build.Stderr = repo, os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		return h, fmt.Errorf("building nodeagent: %w", err)
+	}
+	if err := h.startAgent(bin); err != nil {
+		return h, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err = pollUntil(ctx, func() (bool, error) {
+		n, err := h.client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		return nodeReady(n), nil
+	})
+	if err != nil {
+		return h, fmt.Errorf("node %s did not become Ready (see %s/nodeagent.log): %w", nodeName, runDir, err)
+	}
+	return h, nil
+}
+
+func (h *harness) startAgent(bin string) error {
+	logFile, err := os.OpenFile(filepath.Join(runDir, "nodeagent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	h.agent = exec.Command(bin,
+		"--kubeconfig", filepath.Join(runDir, "cluster/pki", nodeName+".kubeconfig"),
+		"--hostname-override", nodeName, "--root-dir", filepath.Join(runDir, "root"),
+		"--max-pods", fmt.Sprint(maxPods), "-v", "2")
+	h.agent.Stdout, h.agent.Stderr = logFile, logFile
+	if err := h.agent.Start(); err != nil {
+		return fmt.Errorf("starting nodeagent: %w", err)
+	}
+	return nil
+}
+
+// stop removes the tests' pods while the agent still runs, then stops the agent and the control plane, and
+// removes what the e2e node left in containerd and the CNI directory.
+func (h *harness) stop() {
+	if h.client != nil && h.agent != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		nss, _ := h.client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: "nodeagent-e2e=true"})
+		for _, ns := range nss.Items {
+			_ = h.client.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{})
+		}
+		_ = pollUntil(ctx, func() (bool, error) {
+			pods, err := h.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + nodeName})
+			return err == nil && len(pods.Items) == 0, nil
+		})
+		cancel()
+	}
+	if h.agent != nil && h.agent.Process != nil {
+		_ = h.agent.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- h.agent.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = h.agent.Process.Kill()
+			<-done
+		}
+	}
+	// Anything still in the runtime for this node (a failed test's pods) goes, by the agent's node label.
+	_ = exec.Command("bash", "-c", `ids=$(crictl pods --label io.nodeagent.node=`+nodeName+` -q);
+		[ -z "$ids" ] || { crictl stopp $ids; crictl rmp -f $ids; }`).Run()
+	_ = os.Remove(cniConfFile)
+	if h.env != nil {
+		h.env = append(h.env, "CLEAN=1")
+		if err := h.script("hack/controlplane.sh", "down"); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: stopping the control plane: %v\n", err)
+		}
+	}
+}
+
+func (h *harness) script(path string, args ...string) error {
+	cmd := exec.Command(filepath.Join(h.repo, path), args...)
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = h.repo, h.env, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w", path, strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// pollUntil calls cond every 250 ms until it returns true, returns an error, or ctx ends.
+func pollUntil(ctx context.Context, cond func() (bool, error)) error {
+	ticker := time.NewTicker(250 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		ok, err := cond()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("condition not met before the deadline")
+		case <-ticker.C:
+		}
+	}
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// newNamespace creates a namespace for one test; the harness deletes it (and so its pods) at the end.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns, err := stack.client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-", Labels: map[string]string{"nodeagent-e2e": "true"}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating namespace: %v", err)
+	}
+	return ns.Name
+}
+
+// crictl runs crictl and returns the IDs it printed, one per line.
+func crictl(t *testing.T, args ...string) []string {
+	t.Helper()
+	out, err := exec.Command("crictl", args...).Output()
+	if err != nil {
+		t.Fatalf("crictl %s: %v", strings.Join(args, " "), err)
+	}
+	return strings.Fields(string(out))
+}
