@@ -4,6 +4,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"github.com/spf13/pflag"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/tools/clientcmd"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -97,9 +100,19 @@ func LoadFile(path string) (*Configuration, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config file: %w", err)
 	}
-	c := Default()
-	if err := yaml.UnmarshalStrict(bytes.TrimSpace(data), c); err != nil {
+	jsonData, err := yaml.YAMLToJSON(bytes.TrimSpace(data))
+	if err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	// encoding/json matches field names case-insensitively, which would accept "maxpods" silently;
+	// sigs.k8s.io/json is the strict, case-sensitive decoder Kubernetes components use for their files.
+	c := Default()
+	strictErrs, err := kjson.UnmarshalStrict(jsonData, c)
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	if len(strictErrs) > 0 {
+		return nil, fmt.Errorf("config file %s: %w", path, errors.Join(strictErrs...))
 	}
 	if errs := c.validateType(); len(errs) > 0 {
 		return nil, fmt.Errorf("config file %s: %w", path, errs.ToAggregate())
@@ -125,6 +138,8 @@ func (c *Configuration) Validate() field.ErrorList {
 		errs = append(errs, field.Required(field.NewPath("kubeconfig"), "the agent needs a kubeconfig to reach the API server"))
 	} else if _, err := os.Stat(c.Kubeconfig); err != nil {
 		errs = append(errs, field.Invalid(field.NewPath("kubeconfig"), c.Kubeconfig, "file does not exist or cannot be read"))
+	} else if _, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err != nil {
+		errs = append(errs, field.Invalid(field.NewPath("kubeconfig"), c.Kubeconfig, err.Error()))
 	}
 	if c.NodeIP != "" && net.ParseIP(c.NodeIP) == nil {
 		errs = append(errs, field.Invalid(field.NewPath("nodeIP"), c.NodeIP, "not an IP address"))

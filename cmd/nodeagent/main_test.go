@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the tests run this binary's main() in a child process, to see its exit code and stderr.
+func TestMain(m *testing.M) {
+	if os.Getenv("NODEAGENT_TEST_RUN_MAIN") == "1" {
+		os.Args = append([]string{"nodeagent"}, strings.Fields(os.Getenv("NODEAGENT_TEST_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runMain runs main() with args in a child process and returns its exit code and stderr.
+func runMain(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "NODEAGENT_TEST_RUN_MAIN=1", "NODEAGENT_TEST_ARGS="+strings.Join(args, " "))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), stderr.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stderr.String()
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// validKubeconfig is the smallest kubeconfig client-go loads.
+const validKubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+
+func TestBadConfigurationExitsTwoWithFieldAndReason(t *testing.T) {
+	kubeconfig := writeFile(t, "kubeconfig", validKubeconfig)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing kubeconfig", []string{"--kubeconfig", "/nonexistent/kubeconfig"},
+			`kubeconfig: Invalid value: "/nonexistent/kubeconfig": file does not exist or cannot be read`},
+		{"no kubeconfig at all", nil, "kubeconfig: Required value"},
+		{"bad CIDR", []string{"--kubeconfig", kubeconfig, "--pod-cidr", "10.244.0.0/99"},
+			`podCIDR: Invalid value: "10.244.0.0/99": not a CIDR`},
+		{"unknown config field", []string{"--config", writeFile(t, "c.yaml",
+			"apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nkubeconfig: "+kubeconfig+"\nmaxpods: 3\n")},
+			`unknown field "maxpods"`},
+		{"unknown flag", []string{"--max-podz", "3"}, "unknown flag: --max-podz"},
+		{"unloadable kubeconfig", []string{"--kubeconfig", writeFile(t, "bad", "::")}, "kubeconfig: Invalid value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stderr := runMain(t, tt.args...)
+			if code != exitConfig {
+				t.Errorf("exit code = %d, want %d; stderr:\n%s", code, exitConfig, stderr)
+			}
+			if !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr lacks %q:\n%s", tt.want, stderr)
+			}
+		})
+	}
+}
+
+func TestHelpListsKubeletFlagsAndExitsZero(t *testing.T) {
+	code, stderr := runMain(t, "--help")
+	if code != 0 {
+		t.Fatalf("exit code = %d, want 0", code)
+	}
+	for _, flag := range []string{"--kubeconfig", "--hostname-override", "--node-ip", "--cluster-dns", "--cluster-domain",
+		"--root-dir", "--container-runtime-endpoint", "--max-pods", "--config"} {
+		if !strings.Contains(stderr, flag) {
+			t.Errorf("--help does not list %s", flag)
+		}
+	}
+}
+
+func TestFlagsOverrideTheConfigFile(t *testing.T) {
+	kubeconfig := writeFile(t, "kubeconfig", validKubeconfig)
+	file := writeFile(t, "c.yaml", "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nkubeconfig: "+
+		kubeconfig+"\nmaxPods: 20\nclusterDomain: file.local\n")
+	cfg, err := loadConfig([]string{"--config", file, "--max-pods", "7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxPods != 7 {
+		t.Errorf("maxPods = %d, want the flag's 7", cfg.MaxPods)
+	}
+	if cfg.ClusterDomain != "file.local" {
+		t.Errorf("clusterDomain = %q, want the file's file.local", cfg.ClusterDomain)
+	}
+}

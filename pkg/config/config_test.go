@@ -1,0 +1,101 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// validKubeconfig is the smallest kubeconfig client-go loads.
+const validKubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+
+func TestLoadFileRejectsUnknownFieldNamingIt(t *testing.T) {
+	path := writeFile(t, "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nmaxPod: 10\n")
+	_, err := LoadFile(path)
+	if err == nil || !strings.Contains(err.Error(), `unknown field "maxPod"`) {
+		t.Fatalf("err = %v, want it to name the unknown field maxPod", err)
+	}
+}
+
+func TestLoadFileRejectsWrongAPIVersion(t *testing.T) {
+	_, err := LoadFile(writeFile(t, "apiVersion: v9\nkind: NodeAgentConfiguration\n"))
+	if err == nil || !strings.Contains(err.Error(), "apiVersion: Unsupported value: \"v9\"") {
+		t.Fatalf("err = %v, want apiVersion named", err)
+	}
+}
+
+func TestLoadFileKeepsDefaultsForOmittedFields(t *testing.T) {
+	kubeconfig := writeFile(t, validKubeconfig)
+	c, err := LoadFile(writeFile(t, "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nkubeconfig: "+
+		kubeconfig+"\nmaxPods: 42\nclusterDNS: [10.96.0.10]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxPods != 42 || c.ClusterDomain != "cluster.local" || c.NodeLeaseDurationSeconds != 40 {
+		t.Errorf("got maxPods=%d clusterDomain=%q lease=%d", c.MaxPods, c.ClusterDomain, c.NodeLeaseDurationSeconds)
+	}
+	if errs := c.Validate(); len(errs) != 0 {
+		t.Errorf("valid config rejected: %v", errs)
+	}
+}
+
+func TestValidateNamesEachBadField(t *testing.T) {
+	c := Default()
+	c.Kubeconfig = "/does/not/exist"
+	c.PodCIDR = "10.0.0.0/33"
+	c.NodeIP = "not-an-ip"
+	c.ClusterDNS = []string{"10.96.0.10", "bogus"}
+	c.MaxPods = 0
+	c.RootDir = "relative"
+	got := c.Validate().ToAggregate().Error()
+	for _, want := range []string{
+		`kubeconfig: Invalid value: "/does/not/exist": file does not exist`,
+		`podCIDR: Invalid value: "10.0.0.0/33": not a CIDR`,
+		`nodeIP: Invalid value: "not-an-ip": not an IP address`,
+		`clusterDNS[1]: Invalid value: "bogus"`,
+		`maxPods: Invalid value: 0: must be greater than 0`,
+		`rootDir: Invalid value: "relative": must be an absolute path`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("errors %q\nlack %q", got, want)
+		}
+	}
+}
+
+func TestLoadFileRejectsFieldNamesInTheWrongCase(t *testing.T) {
+	_, err := LoadFile(writeFile(t, "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nmaxpods: 3\n"))
+	if err == nil || !strings.Contains(err.Error(), `unknown field "maxpods"`) {
+		t.Fatalf("err = %v, want maxpods rejected (the field is maxPods)", err)
+	}
+}
+
+func TestValidateRejectsUnloadableKubeconfig(t *testing.T) {
+	c := Default()
+	c.Kubeconfig = writeFile(t, "not: [a kubeconfig")
+	if got := c.Validate().ToAggregate().Error(); !strings.Contains(got, "kubeconfig: Invalid value") {
+		t.Errorf("errors = %q, want kubeconfig invalid", got)
+	}
+}
+
+func TestValidateRequiresKubeconfig(t *testing.T) {
+	got := Default().Validate().ToAggregate().Error()
+	if !strings.Contains(got, "kubeconfig: Required value") {
+		t.Errorf("errors = %q, want kubeconfig required", got)
+	}
+}

@@ -1,0 +1,238 @@
+package podmanager
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	critest "k8s.io/cri-api/pkg/apis/testing"
+
+	"github.com/nodeagent/nodeagent/pkg/cri"
+)
+
+// fakeRuntime joins the CRI fakes into the one interface the manager consumes.
+type fakeRuntime struct {
+	*critest.FakeRuntimeService
+	*critest.FakeImageService
+}
+
+type fixture struct {
+	runtime fakeRuntime
+	client  *fake.Clientset
+	indexer cache.Indexer
+	worker  *worker
+}
+
+func newFixture(t *testing.T, pod *corev1.Pod) *fixture {
+	t.Helper()
+	f := &fixture{
+		runtime: fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService()},
+		client:  fake.NewClientset(pod),
+		indexer: cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
+	}
+	if err := f.indexer.Add(pod); err != nil {
+		t.Fatal(err)
+	}
+	m := New(Config{NodeName: "node-a", PodLogsDir: t.TempDir(), RuntimeType: "containerd",
+		ClusterDNS: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"},
+		f.runtime, f.client, corelisters.NewPodLister(f.indexer), func() string { return "192.0.2.10" },
+		record.NewFakeRecorder(100))
+	f.worker = newWorker(m, pod.UID, types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name})
+	return f
+}
+
+func testPod(image string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", UID: "uid-1"},
+		Spec: corev1.PodSpec{
+			NodeName:      "node-a",
+			RestartPolicy: corev1.RestartPolicyAlways,
+			DNSPolicy:     corev1.DNSClusterFirst,
+			Containers: []corev1.Container{{Name: "server", Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
+				Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
+					FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}}},
+		},
+	}
+}
+
+// postedStatus returns the status the worker patched into the API (the fake tracker applies the patch).
+func (f *fixture) postedStatus(t *testing.T) corev1.PodStatus {
+	t.Helper()
+	p, err := f.client.CoreV1().Pods("default").Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Status
+}
+
+func TestSyncRunsSandboxAndContainerWithKubeletLabels(t *testing.T) {
+	pod := testPod("localhost/testserver:local")
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+
+	if done, err := f.worker.sync(context.Background()); err != nil || done {
+		t.Fatalf("sync = %v, %v; want not done, no error", done, err)
+	}
+	sandboxes, _ := f.runtime.ListPodSandbox(context.Background(), nil)
+	if len(sandboxes) != 1 {
+		t.Fatalf("sandboxes = %d, want 1", len(sandboxes))
+	}
+	sb := sandboxes[0]
+	for k, want := range map[string]string{cri.LabelPodUID: "uid-1", cri.LabelPodName: "web",
+		cri.LabelPodNamespace: "default", LabelNode: "node-a"} {
+		if sb.Labels[k] != want {
+			t.Errorf("sandbox label %s = %q, want %q", k, sb.Labels[k], want)
+		}
+	}
+	sbStatus, _ := f.runtime.PodSandboxStatus(context.Background(), sb.Id, false)
+	if dir := sbStatus.GetStatus().GetMetadata(); dir.GetUid() != "uid-1" {
+		t.Errorf("sandbox metadata = %v", dir)
+	}
+	containers, _ := f.runtime.ListContainers(context.Background(), nil)
+	if len(containers) != 1 || containers[0].State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("containers = %v, want one running", containers)
+	}
+	if containers[0].Labels[cri.LabelContainerName] != "server" {
+		t.Errorf("container labels = %v", containers[0].Labels)
+	}
+	status := f.postedStatus(t)
+	if status.Phase != corev1.PodRunning {
+		t.Errorf("phase = %s, want Running", status.Phase)
+	}
+	if len(status.ContainerStatuses) != 1 || !strings.HasPrefix(status.ContainerStatuses[0].ContainerID, "containerd://") ||
+		!status.ContainerStatuses[0].Ready {
+		t.Errorf("container statuses = %+v", status.ContainerStatuses)
+	}
+	if status.PodIP == "" || status.HostIP != "192.0.2.10" {
+		t.Errorf("podIP %q hostIP %q", status.PodIP, status.HostIP)
+	}
+
+	// A second sync with nothing changed creates nothing new.
+	if err := f.indexer.Update(mustGetPod(t, f)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.worker.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := f.runtime.ListContainers(context.Background(), nil); len(again) != 1 {
+		t.Errorf("second sync changed the containers: %d", len(again))
+	}
+}
+
+func mustGetPod(t *testing.T, f *fixture) *corev1.Pod {
+	t.Helper()
+	p, err := f.client.CoreV1().Pods("default").Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestFailedPullReportsErrImagePullThenBackOff(t *testing.T) {
+	f := newFixture(t, testPod("localhost/missing:v1"))
+	f.runtime.FakeImageService.InjectError("PullImage", errors.New("connection refused"))
+
+	if _, err := f.worker.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w := f.postedStatus(t).ContainerStatuses[0].State.Waiting
+	if w == nil || w.Reason != "ErrImagePull" || !strings.Contains(w.Message, "connection refused") {
+		t.Fatalf("after the first pull: waiting = %+v, want ErrImagePull naming the cause", w)
+	}
+	if err := f.indexer.Update(mustGetPod(t, f)); err != nil {
+		t.Fatal(err)
+	}
+	pulls := countCalls(f.runtime.FakeImageService.Called, "PullImage")
+	if _, err := f.worker.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w = f.postedStatus(t).ContainerStatuses[0].State.Waiting
+	if w == nil || w.Reason != "ImagePullBackOff" {
+		t.Fatalf("during back-off: waiting = %+v, want ImagePullBackOff", w)
+	}
+	if got := countCalls(f.runtime.FakeImageService.Called, "PullImage"); got != pulls {
+		t.Errorf("pulled again during back-off (%d pulls, want %d)", got, pulls)
+	}
+	if phase := f.postedStatus(t).Phase; phase != corev1.PodPending {
+		t.Errorf("phase = %s, want Pending", phase)
+	}
+}
+
+func countCalls(calls []string, name string) int {
+	n := 0
+	for _, c := range calls {
+		if c == name {
+			n++
+		}
+	}
+	return n
+}
+
+func TestDeletionRemovesEverythingAndFinalisesThePod(t *testing.T) {
+	pod := testPod("localhost/testserver:local")
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	if _, err := f.worker.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deleting := mustGetPod(t, f)
+	now := metav1.NewTime(time.Now())
+	grace := int64(0)
+	deleting.DeletionTimestamp, deleting.DeletionGracePeriodSeconds = &now, &grace
+	if err := f.indexer.Update(deleting); err != nil {
+		t.Fatal(err)
+	}
+	done, err := f.worker.sync(context.Background())
+	if err != nil || !done {
+		t.Fatalf("sync = %v, %v; want done", done, err)
+	}
+	if c, _ := f.runtime.ListContainers(context.Background(), nil); len(c) != 0 {
+		t.Errorf("containers left: %v", c)
+	}
+	if s, _ := f.runtime.ListPodSandbox(context.Background(), nil); len(s) != 0 {
+		t.Errorf("sandboxes left: %v", s)
+	}
+	if _, err := f.client.CoreV1().Pods("default").Get(context.Background(), "web", metav1.GetOptions{}); err == nil {
+		t.Error("the Pod object was not finalised")
+	}
+}
+
+func TestPodPhase(t *testing.T) {
+	running := corev1.ContainerStatus{State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}
+	waiting := corev1.ContainerStatus{State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{}}}
+	exited := func(code int32) corev1.ContainerStatus {
+		return corev1.ContainerStatus{State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code}}}
+	}
+	crashLooping := corev1.ContainerStatus{State: waiting.State, LastTerminationState: exited(1).State}
+	tests := []struct {
+		name     string
+		policy   corev1.RestartPolicy
+		statuses []corev1.ContainerStatus
+		want     corev1.PodPhase
+	}{
+		{"not started yet", corev1.RestartPolicyAlways, []corev1.ContainerStatus{running, waiting}, corev1.PodPending},
+		{"all running", corev1.RestartPolicyAlways, []corev1.ContainerStatus{running, running}, corev1.PodRunning},
+		{"crash looping", corev1.RestartPolicyAlways, []corev1.ContainerStatus{crashLooping}, corev1.PodRunning},
+		{"never, all succeeded", corev1.RestartPolicyNever, []corev1.ContainerStatus{exited(0), exited(0)}, corev1.PodSucceeded},
+		{"never, one failed", corev1.RestartPolicyNever, []corev1.ContainerStatus{exited(0), exited(2)}, corev1.PodFailed},
+		{"on failure, one failed", corev1.RestartPolicyOnFailure, []corev1.ContainerStatus{exited(0), exited(2)}, corev1.PodRunning},
+		{"on failure, all succeeded", corev1.RestartPolicyOnFailure, []corev1.ContainerStatus{exited(0)}, corev1.PodSucceeded},
+		{"always, exited", corev1.RestartPolicyAlways, []corev1.ContainerStatus{exited(0)}, corev1.PodRunning},
+	}
+	for _, tt := range tests {
+		pod := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: tt.policy}}
+		if got := podPhase(pod, tt.statuses); got != tt.want {
+			t.Errorf("%s: phase = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
