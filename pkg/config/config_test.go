@@ -99,3 +99,13 @@ func TestValidateRequiresKubeconfig(t *testing.T) {
 		t.Errorf("errors = %q, want kubeconfig required", got)
 	}
 }
+
+func TestShippedExampleConfigLoads(t *testing.T) {
+	c, err := LoadFile("../../deploy/nodeagent.yaml")
+	if err != nil {
+		t.Fatalf("deploy/nodeagent.yaml: %v", err)
+	}
+	if c.Kubeconfig != "/etc/nodeagent/kubeconfig" || len(c.ClusterDNS) != 1 || c.MaxPods != 110 {
+		t.Errorf("example config read as %+v", c)
+	}
+}
