@@ -7,7 +7,7 @@ VERSION ?= v0.1.0-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 .PHONY: build run stop test unit e2e lint images
 
 build:
-	CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/nodeagent ./cmd/nodeagent
+	go build -ldflags "-X main.version=$(VERSION)" -o bin/nodeagent ./cmd/nodeagent
 
 run:
 	hack/run.sh
