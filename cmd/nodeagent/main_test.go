@@ -5,9 +5,10 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // TestMain lets the tests run this binary's main() in a child process, to see its exit code and stderr.
@@ -38,26 +39,8 @@ func runMain(t *testing.T, args ...string) (int, string) {
 	return 0, stderr.String()
 }
 
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// validKubeconfig is the smallest kubeconfig client-go loads.
-const validKubeconfig = `apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
-users: [{name: u, user: {}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`
-
 func TestBadConfigurationExitsTwoWithFieldAndReason(t *testing.T) {
-	kubeconfig := writeFile(t, "kubeconfig", validKubeconfig)
+	kubeconfig := testutil.WriteFile(t, "kubeconfig", testutil.ValidKubeconfig)
 	tests := []struct {
 		name string
 		args []string
@@ -68,11 +51,11 @@ func TestBadConfigurationExitsTwoWithFieldAndReason(t *testing.T) {
 		{"no kubeconfig at all", nil, "kubeconfig: Required value"},
 		{"bad CIDR", []string{"--kubeconfig", kubeconfig, "--pod-cidr", "10.244.0.0/99"},
 			`podCIDR: Invalid value: "10.244.0.0/99": not a CIDR`},
-		{"unknown config field", []string{"--config", writeFile(t, "c.yaml",
+		{"unknown config field", []string{"--config", testutil.WriteFile(t, "c.yaml",
 			"apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nkubeconfig: "+kubeconfig+"\nmaxpods: 3\n")},
 			`unknown field "maxpods"`},
 		{"unknown flag", []string{"--max-podz", "3"}, "unknown flag: --max-podz"},
-		{"unloadable kubeconfig", []string{"--kubeconfig", writeFile(t, "bad", "::")}, "kubeconfig: Invalid value"},
+		{"unloadable kubeconfig", []string{"--kubeconfig", testutil.WriteFile(t, "bad", "::")}, "kubeconfig: Invalid value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,8 +84,8 @@ func TestHelpListsKubeletFlagsAndExitsZero(t *testing.T) {
 }
 
 func TestFlagsOverrideTheConfigFile(t *testing.T) {
-	kubeconfig := writeFile(t, "kubeconfig", validKubeconfig)
-	file := writeFile(t, "c.yaml", "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nkubeconfig: "+
+	kubeconfig := testutil.WriteFile(t, "kubeconfig", testutil.ValidKubeconfig)
+	file := testutil.WriteFile(t, "c.yaml", "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nkubeconfig: "+
 		kubeconfig+"\nmaxPods: 20\nclusterDomain: file.local\n")
 	cfg, err := loadConfig([]string{"--config", file, "--max-pods", "7"})
 	if err != nil {

@@ -1,32 +1,14 @@
 package config
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
-func writeFile(t *testing.T, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// validKubeconfig is the smallest kubeconfig client-go loads.
-const validKubeconfig = `apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
-users: [{name: u, user: {}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`
-
 func TestLoadFileRejectsUnknownFieldNamingIt(t *testing.T) {
-	path := writeFile(t, "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nmaxPod: 10\n")
+	path := testutil.WriteFile(t, "config.yaml", "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nmaxPod: 10\n")
 	_, err := LoadFile(path)
 	if err == nil || !strings.Contains(err.Error(), `unknown field "maxPod"`) {
 		t.Fatalf("err = %v, want it to name the unknown field maxPod", err)
@@ -34,15 +16,15 @@ func TestLoadFileRejectsUnknownFieldNamingIt(t *testing.T) {
 }
 
 func TestLoadFileRejectsWrongAPIVersion(t *testing.T) {
-	_, err := LoadFile(writeFile(t, "apiVersion: v9\nkind: NodeAgentConfiguration\n"))
+	_, err := LoadFile(testutil.WriteFile(t, "config.yaml", "apiVersion: v9\nkind: NodeAgentConfiguration\n"))
 	if err == nil || !strings.Contains(err.Error(), "apiVersion: Unsupported value: \"v9\"") {
 		t.Fatalf("err = %v, want apiVersion named", err)
 	}
 }
 
 func TestLoadFileKeepsDefaultsForOmittedFields(t *testing.T) {
-	kubeconfig := writeFile(t, validKubeconfig)
-	c, err := LoadFile(writeFile(t, "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nkubeconfig: "+
+	kubeconfig := testutil.WriteFile(t, "config.yaml", testutil.ValidKubeconfig)
+	c, err := LoadFile(testutil.WriteFile(t, "config.yaml", "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nkubeconfig: "+
 		kubeconfig+"\nmaxPods: 42\nclusterDNS: [10.96.0.10]\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +61,7 @@ func TestValidateNamesEachBadField(t *testing.T) {
 }
 
 func TestLoadFileRejectsFieldNamesInTheWrongCase(t *testing.T) {
-	_, err := LoadFile(writeFile(t, "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nmaxpods: 3\n"))
+	_, err := LoadFile(testutil.WriteFile(t, "config.yaml", "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nmaxpods: 3\n"))
 	if err == nil || !strings.Contains(err.Error(), `unknown field "maxpods"`) {
 		t.Fatalf("err = %v, want maxpods rejected (the field is maxPods)", err)
 	}
@@ -87,7 +69,7 @@ func TestLoadFileRejectsFieldNamesInTheWrongCase(t *testing.T) {
 
 func TestValidateRejectsUnloadableKubeconfig(t *testing.T) {
 	c := Default()
-	c.Kubeconfig = writeFile(t, "not: [a kubeconfig")
+	c.Kubeconfig = testutil.WriteFile(t, "config.yaml", "not: [a kubeconfig")
 	if got := c.Validate().ToAggregate().Error(); !strings.Contains(got, "kubeconfig: Invalid value") {
 		t.Errorf("errors = %q, want kubeconfig invalid", got)
 	}

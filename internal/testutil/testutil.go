@@ -1,0 +1,27 @@
+// Package testutil holds small helpers shared by the unit tests of several packages. Only tests import it.
+package testutil
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// ValidKubeconfig is the smallest kubeconfig client-go loads; nothing listens at its server.
+const ValidKubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+
+// WriteFile writes content to a file called name in a fresh temporary directory and returns its path.
+func WriteFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
