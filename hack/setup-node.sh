@@ -47,6 +47,14 @@ pidfile=$NODEAGENT_RUN/containerd.pid
 if $changed && running_pidfile "$pidfile"; then
   log "restarting containerd for the new config"
   stop_pidfile "$pidfile"
+elif $changed && ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1; then
+  # A containerd this script did not start (a systemd unit, say) must load the new config too.
+  if command -v systemctl >/dev/null && systemctl is-active -q containerd; then
+    log "restarting the containerd service for the new config"
+    systemctl restart containerd
+  else
+    die "a containerd that hack/ did not start is running with an old config: restart it, then run this again"
+  fi
 fi
 if ! ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1; then
   log "starting containerd (log: $NODEAGENT_RUN/containerd.log)"

@@ -236,3 +236,73 @@ func TestPodPhase(t *testing.T) {
 		}
 	}
 }
+
+// exitAll marks every running fake container as exited with code.
+func (f *fixture) exitAll(code int32) {
+	f.runtime.FakeRuntimeService.Lock()
+	defer f.runtime.FakeRuntimeService.Unlock()
+	for _, c := range f.runtime.Containers {
+		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			c.State, c.ExitCode, c.FinishedAt = runtimeapi.ContainerState_CONTAINER_EXITED, code, time.Now().UnixNano()
+		}
+	}
+}
+
+// syncAndRefresh runs one sync and feeds the posted Pod back into the cache, as the informer would.
+func (f *fixture) syncAndRefresh(t *testing.T) corev1.PodStatus {
+	t.Helper()
+	if _, err := f.worker.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.indexer.Update(mustGetPod(t, f)); err != nil {
+		t.Fatal(err)
+	}
+	return f.postedStatus(t)
+}
+
+func TestFailedContainerIsRestartedThenBacksOff(t *testing.T) {
+	f := newFixture(t, testPod("localhost/testserver:local"))
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.syncAndRefresh(t)
+
+	f.exitAll(3)
+	cs := f.syncAndRefresh(t).ContainerStatuses[0]
+	if cs.RestartCount != 1 || cs.State.Running == nil {
+		t.Fatalf("after the first failure: restartCount=%d state=%+v, want 1 and running", cs.RestartCount, cs.State)
+	}
+	if last := cs.LastTerminationState.Terminated; last == nil || last.ExitCode != 3 || last.Reason != "Error" {
+		t.Errorf("lastState = %+v, want terminated with exit code 3, reason Error", cs.LastTerminationState)
+	}
+
+	f.exitAll(3)
+	status := f.syncAndRefresh(t)
+	cs = status.ContainerStatuses[0]
+	if cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" {
+		t.Fatalf("after the second failure: state = %+v, want waiting CrashLoopBackOff", cs.State)
+	}
+	if cs.RestartCount != 1 {
+		t.Errorf("restartCount = %d during back-off, want 1", cs.RestartCount)
+	}
+	if status.Phase != corev1.PodRunning {
+		t.Errorf("phase = %s during back-off, want Running (as the kubelet reports)", status.Phase)
+	}
+	if all, _ := f.runtime.ListContainers(context.Background(), nil); len(all) != 2 {
+		t.Errorf("%d containers exist, want 2: no new attempt during back-off", len(all))
+	}
+}
+
+func TestNeverRestartPolicyLeavesThePodFailed(t *testing.T) {
+	pod := testPod("localhost/testserver:local")
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.syncAndRefresh(t)
+	f.exitAll(1)
+	status := f.syncAndRefresh(t)
+	if status.Phase != corev1.PodFailed {
+		t.Errorf("phase = %s, want Failed", status.Phase)
+	}
+	if all, _ := f.runtime.ListContainers(context.Background(), nil); len(all) != 1 {
+		t.Errorf("%d containers, want 1: Never must not restart", len(all))
+	}
+}
