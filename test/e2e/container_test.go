@@ -1,0 +1,84 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// A busybox container shows that command, args and env reach the process and its output reaches the CRI log
+// file, and that deletion waits out the grace period before SIGKILL and then finalises the Pod.
+func TestContainerCommandEnvLogsAndGracefulDeletion(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	grace := int64(3)
+	pod, err := stack.client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "shell"},
+		Spec: corev1.PodSpec{
+			NodeName:                      nodeName,
+			TerminationGracePeriodSeconds: &grace,
+			Containers: []corev1.Container{{
+				Name: "sh", Image: "localhost/busybox:local", ImagePullPolicy: corev1.PullNever,
+				Command: []string{"sh", "-c"},
+				Args:    []string{`echo "$GREETING from $POD_NAME in $POD_NAMESPACE"; exec sleep 3600`},
+				Env: []corev1.EnvVar{
+					{Name: "GREETING", Value: "hello"},
+					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+					{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+				},
+			}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kubelet's layout: /var/log/pods/<ns>_<name>_<uid>/<container>/<restartCount>.log in CRI format.
+	logFile := filepath.Join("/var/log/pods", ns+"_shell_"+string(pod.UID), "sh", "0.log")
+	want := "stdout F hello from shell in " + ns
+	var content []byte
+	err = pollUntil(ctx, func() (bool, error) {
+		content, _ = os.ReadFile(logFile)
+		return strings.Contains(string(content), want), nil
+	})
+	if err != nil {
+		t.Fatalf("log file %s never held %q (has %q)\n%s", logFile, want, content, describe(ns))
+	}
+	err = pollUntil(ctx, func() (bool, error) {
+		p, err := stack.client.CoreV1().Pods(ns).Get(ctx, "shell", metav1.GetOptions{})
+		return err == nil && podRunningAndReady(p), nil
+	})
+	if err != nil {
+		t.Fatalf("pod not Running: %v\n%s", err, describe(ns))
+	}
+
+	started := time.Now()
+	if err := stack.client.CoreV1().Pods(ns).Delete(ctx, "shell", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = pollUntil(ctx, func() (bool, error) {
+		_, err := stack.client.CoreV1().Pods(ns).Get(ctx, "shell", metav1.GetOptions{})
+		return err != nil, nil
+	})
+	took := time.Since(started)
+	if err != nil {
+		t.Fatalf("pod not finalised: %v\n%s", err, describe(ns))
+	}
+	// exec makes sleep PID 1 of the container, and PID 1 has no default action for SIGTERM: only the
+	// SIGKILL after the grace period ends it.
+	if took < time.Duration(grace)*time.Second {
+		t.Errorf("pod finalised after %v, before its %ds grace period: SIGKILL came early", took, grace)
+	}
+	if took > time.Duration(grace)*time.Second+15*time.Second {
+		t.Errorf("pod finalised after %v, long after its %ds grace period", took, grace)
+	}
+	if got := crictl(t, "ps", "-a", "--label", "io.kubernetes.pod.uid="+string(pod.UID), "-q"); len(got) != 0 {
+		t.Errorf("containers left after deletion: %v", got)
+	}
+}
