@@ -38,7 +38,9 @@ type harness struct {
 	repo   string
 	env    []string
 	client kubernetes.Interface
-	agent  *exec.Cmd
+	// agentBin is the nodeagent binary built from this tree; agent is its running process.
+	agentBin string
+	agent    *exec.Cmd
 	// kubectl is the v1.37 kubectl built with the control plane, run with the admin kubeconfig.
 	kubectl string
 	admin   string
@@ -99,13 +101,13 @@ func startHarness() (*harness, error) {
 		return h, err
 	}
 
-	bin := filepath.Join(runDir, "nodeagent")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/nodeagent")
+	h.agentBin = filepath.Join(runDir, "nodeagent")
+	build := exec.Command("go", "build", "-o", h.agentBin, "./cmd/nodeagent")
 	build.Dir, build.Stdout, build.Stderr = repo, os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		return h, fmt.Errorf("building nodeagent: %w", err)
 	}
-	if err := h.startAgent(bin); err != nil {
+	if err := h.startAgent(); err != nil {
 		return h, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -123,13 +125,13 @@ func startHarness() (*harness, error) {
 	return h, nil
 }
 
-func (h *harness) startAgent(bin string) error {
+func (h *harness) startAgent() error {
 	logFile, err := os.OpenFile(filepath.Join(runDir, "nodeagent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
-	h.agent = exec.Command(bin,
+	h.agent = exec.Command(h.agentBin,
 		"--kubeconfig", filepath.Join(runDir, "cluster/pki", nodeName+".kubeconfig"),
 		"--hostname-override", nodeName, "--root-dir", filepath.Join(runDir, "root"),
 		"--max-pods", fmt.Sprint(maxPods), "-v", "2")
@@ -137,6 +139,15 @@ func (h *harness) startAgent(bin string) error {
 	if err := h.agent.Start(); err != nil {
 		return fmt.Errorf("starting nodeagent: %w", err)
 	}
+	return nil
+}
+
+// killAgent ends the agent with SIGKILL, as a crash or the OOM killer would, and waits for it to be gone.
+func (h *harness) killAgent() error {
+	if err := h.agent.Process.Kill(); err != nil {
+		return err
+	}
+	_ = h.agent.Wait() // "signal: killed" is the expected outcome
 	return nil
 }
 
