@@ -298,7 +298,7 @@ func (w *worker) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1
 	if err != nil {
 		return err
 	}
-	config, err := w.containerConfig(pod, c, attempt, imageRef)
+	config, err := w.containerConfig(ctx, pod, c, attempt, imageRef)
 	if err != nil {
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
@@ -395,18 +395,18 @@ func (w *worker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 	return ref, nil
 }
 
-func (w *worker) containerConfig(pod *corev1.Pod, c *corev1.Container, attempt uint32, imageRef string) (*runtimeapi.ContainerConfig, error) {
-	envs, err := w.envs(pod, c)
+func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1.Container, attempt uint32, imageRef string) (*runtimeapi.ContainerConfig, error) {
+	env, err := w.environment(ctx, pod, c)
 	if err != nil {
 		return nil, err
 	}
 	return &runtimeapi.ContainerConfig{
 		Metadata:   &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: attempt},
 		Image:      &runtimeapi.ImageSpec{Image: imageRef, UserSpecifiedImage: c.Image},
-		Command:    c.Command,
-		Args:       c.Args,
+		Command:    env.expandAll(c.Command),
+		Args:       env.expandAll(c.Args),
 		WorkingDir: c.WorkingDir,
-		Envs:       envs,
+		Envs:       env.keyValues(),
 		Labels: map[string]string{
 			cri.LabelPodName: pod.Name, cri.LabelPodNamespace: pod.Namespace, cri.LabelPodUID: string(pod.UID),
 			cri.LabelContainerName: c.Name,
@@ -419,45 +419,6 @@ func (w *worker) containerConfig(pod *corev1.Pod, c *corev1.Container, attempt u
 		Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 			NamespaceOptions: w.sandboxConfig(pod, 0).Linux.SecurityContext.NamespaceOptions}},
 	}, nil
-}
-
-// envs resolves the container's environment. Sources this cut does not resolve are an error, so the pod
-// shows CreateContainerConfigError instead of running with a variable silently missing.
-func (w *worker) envs(pod *corev1.Pod, c *corev1.Container) ([]*runtimeapi.KeyValue, error) {
-	if len(c.EnvFrom) > 0 {
-		return nil, errors.New("envFrom is not supported yet")
-	}
-	fields := map[string]string{
-		"metadata.name": pod.Name, "metadata.namespace": pod.Namespace, "metadata.uid": string(pod.UID),
-		"spec.nodeName": pod.Spec.NodeName, "spec.serviceAccountName": pod.Spec.ServiceAccountName,
-		"status.hostIP": w.m.nodeIP(), "status.podIP": pod.Status.PodIP,
-	}
-	var out []*runtimeapi.KeyValue
-	for _, e := range c.Env {
-		value := e.Value
-		if e.ValueFrom != nil {
-			ref := e.ValueFrom.FieldRef
-			v, ok := "", false
-			if ref != nil {
-				v, ok = fields[ref.FieldPath]
-			}
-			if !ok {
-				return nil, fmt.Errorf("env %s: only fieldRef to %v is supported yet", e.Name, keys(fields))
-			}
-			value = v
-		}
-		out = append(out, &runtimeapi.KeyValue{Key: e.Name, Value: []byte(value)})
-	}
-	return out, nil
-}
-
-func keys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // terminate stops the pod within its grace period, removes it from the runtime and finalises the Pod object,

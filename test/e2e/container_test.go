@@ -82,3 +82,51 @@ func TestContainerCommandEnvLogsAndGracefulDeletion(t *testing.T) {
 		t.Errorf("containers left after deletion: %v", got)
 	}
 }
+
+// Environment from a ConfigMap and a Secret (read by the agent as system:node under the Node authorizer),
+// with $(VAR) expansion in env values and args, as the container sees it.
+func TestEnvironmentFromConfigMapAndSecret(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	core := stack.client.CoreV1()
+	if _, err := core.ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"},
+		Data: map[string]string{"mode": "fast"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"},
+		Data: map[string][]byte{"password": []byte("s3cret")}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ref := func(name string) corev1.LocalObjectReference { return corev1.LocalObjectReference{Name: name} }
+	pod, err := core.Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "env"},
+		Spec: corev1.PodSpec{
+			NodeName: nodeName,
+			Containers: []corev1.Container{{
+				Name: "sh", Image: "localhost/busybox:local", ImagePullPolicy: corev1.PullNever,
+				Command: []string{"sh", "-c"},
+				Args:    []string{`echo "args=$(URL) shell=$CFG_mode/$PASSWORD"; exec sleep 3600`},
+				EnvFrom: []corev1.EnvFromSource{{Prefix: "CFG_", ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: ref("settings")}}},
+				Env: []corev1.EnvVar{
+					{Name: "PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+						LocalObjectReference: ref("creds"), Key: "password"}}},
+					{Name: "URL", Value: "db://$(PASSWORD)@$(CFG_mode)"},
+				},
+			}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join("/var/log/pods", ns+"_env_"+string(pod.UID), "sh", "0.log")
+	want := "args=db://s3cret@fast shell=fast/s3cret"
+	var content []byte
+	err = pollUntil(ctx, func() (bool, error) {
+		content, _ = os.ReadFile(logFile)
+		return strings.Contains(string(content), want), nil
+	})
+	if err != nil {
+		t.Fatalf("container never printed %q (log: %q)\n%s", want, content, describe(ns))
+	}
+}
