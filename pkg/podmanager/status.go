@@ -39,12 +39,35 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 	if pod.Spec.HostNetwork {
 		podIPs = []string{w.m.nodeIP()}
 	}
-	containers, err := w.containerStatuses(ctx, pod)
+	all, err := w.containers(ctx)
 	if err != nil {
 		return err
 	}
-	status.ContainerStatuses = containers
-	status.Phase = podPhase(pod, containers)
+	inits, err := w.containerStatuses(ctx, all, pod.Spec.InitContainers, true)
+	if err != nil {
+		return err
+	}
+	containers, err := w.containerStatuses(ctx, all, pod.Spec.Containers, false)
+	if err != nil {
+		return err
+	}
+	status.InitContainerStatuses, status.ContainerStatuses = inits, containers
+	initialized, initFailed := initProgress(pod, inits)
+	if !initialized {
+		for i := range containers {
+			if w := containers[i].State.Waiting; w != nil && w.Reason == "ContainerCreating" {
+				w.Reason = "PodInitializing"
+			}
+		}
+	}
+	switch {
+	case initFailed:
+		status.Phase = corev1.PodFailed
+	case !initialized:
+		status.Phase = corev1.PodPending
+	default:
+		status.Phase = podPhase(pod, containers)
+	}
 	if hostIP := w.m.nodeIP(); hostIP != "" {
 		status.HostIP, status.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
 	}
@@ -59,12 +82,22 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 		now := metav1.Now()
 		status.StartTime = &now
 	}
-	allReady := len(containers) == len(pod.Spec.Containers)
+	// Sidecars count for readiness as app containers do; completed init containers do not.
+	allReady := initialized
 	for _, cs := range containers {
 		allReady = allReady && cs.Ready
 	}
+	for i, cs := range inits {
+		if isSidecar(&pod.Spec.InitContainers[i]) {
+			allReady = allReady && cs.Ready
+		}
+	}
 	setCondition(status, corev1.PodReadyToStartContainers, sandboxID != nil && (len(podIPs) > 0 || pod.Spec.HostNetwork), "")
-	setCondition(status, corev1.PodInitialized, true, "")
+	notInitialized := ""
+	if !initialized {
+		notInitialized = "ContainersNotInitialized"
+	}
+	setCondition(status, corev1.PodInitialized, initialized, notInitialized)
 	notReady := ""
 	if !allReady {
 		notReady = "ContainersNotReady"
@@ -112,14 +145,31 @@ func setCondition(status *corev1.PodStatus, typ corev1.PodConditionType, ok bool
 		LastTransitionTime: metav1.Now()})
 }
 
-// containerStatuses reports each spec'd container from its newest runtime container and the one before it.
-func (w *worker) containerStatuses(ctx context.Context, pod *corev1.Pod) ([]corev1.ContainerStatus, error) {
-	all, err := w.containers(ctx)
-	if err != nil {
-		return nil, err
+// initProgress reports whether every regular init container succeeded and sidecars are running, and whether
+// one failed for good (restartPolicy Never), which fails the pod.
+func initProgress(pod *corev1.Pod, statuses []corev1.ContainerStatus) (initialized, failed bool) {
+	initialized = true
+	for i, cs := range statuses {
+		if isSidecar(&pod.Spec.InitContainers[i]) {
+			initialized = initialized && cs.State.Running != nil
+			continue
+		}
+		done := cs.State.Terminated
+		if done != nil && done.ExitCode != 0 && pod.Spec.RestartPolicy == corev1.RestartPolicyNever {
+			return false, true
+		}
+		initialized = initialized && done != nil && done.ExitCode == 0
 	}
+	return initialized, false
+}
+
+// containerStatuses reports each of specs from its newest runtime container (among all, the pod's runtime
+// containers newest first) and the one before it. init says specs are init containers: a regular one is
+// ready once it succeeded.
+func (w *worker) containerStatuses(ctx context.Context, all []*runtimeapi.Container, specs []corev1.Container,
+	init bool) ([]corev1.ContainerStatus, error) {
 	var out []corev1.ContainerStatus
-	for _, c := range pod.Spec.Containers {
+	for _, c := range specs {
 		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image,
 			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}
 		var found []*runtimeapi.ContainerStatus
@@ -140,6 +190,9 @@ func (w *worker) containerStatuses(ctx context.Context, pod *corev1.Pod) ([]core
 			cs.RestartCount = restartCount(cur)
 			cs.State = containerState(cur)
 			cs.Ready = cs.State.Running != nil
+			if init && !isSidecar(&c) {
+				cs.Ready = cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
+			}
 			started := cs.State.Running != nil
 			cs.Started = &started
 			if len(found) > 1 {

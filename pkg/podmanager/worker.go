@@ -112,9 +112,10 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 		return false, errors.Join(err, w.writeStatus(ctx, pod, nil))
 	}
-	for i := range pod.Spec.Containers {
-		if err := w.ensureContainer(ctx, pod, &pod.Spec.Containers[i], sandboxID, sandboxConfig); err != nil {
-			klog.ErrorS(err, "Container not running", "pod", w.key, "container", pod.Spec.Containers[i].Name)
+	if w.runInitContainers(ctx, pod, sandboxID, sandboxConfig) {
+		appRestart := func(exitCode int32) bool { return shouldRestart(pod.Spec.RestartPolicy, exitCode) }
+		for i := range pod.Spec.Containers {
+			w.ensureContainer(ctx, pod, &pod.Spec.Containers[i], appRestart, sandboxID, sandboxConfig)
 		}
 	}
 	if pod, err = w.m.pods.Pods(w.key.Namespace).Get(w.key.Name); err != nil {
@@ -255,12 +256,64 @@ func protocol(p corev1.Protocol) runtimeapi.Protocol {
 	return runtimeapi.Protocol_TCP
 }
 
-// ensureContainer makes the spec'd container run in the sandbox, restarting it per the pod's restartPolicy.
-func (w *worker) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, sandboxID string,
-	sandboxConfig *runtimeapi.PodSandboxConfig) error {
+// containerOutcome is where one container stands after ensureContainer.
+type containerOutcome int
+
+const (
+	outcomePending   containerOutcome = iota // not running yet: pulling, creating, backing off, failing
+	outcomeRunning                           // running
+	outcomeSucceeded                         // exited 0 and will not be restarted
+	outcomeFailed                            // exited non-zero and will not be restarted
+)
+
+// restartRule says whether a container that exited with exitCode runs again.
+type restartRule func(exitCode int32) bool
+
+func alwaysRestart(int32) bool { return true }
+
+// runInitContainers runs the pod's init containers in order and reports whether they let the app containers
+// start: each regular init container must have succeeded, each sidecar (restartPolicy Always) must be running.
+// A regular init container that fails is retried unless the pod's restartPolicy is Never.
+func (w *worker) runInitContainers(ctx context.Context, pod *corev1.Pod, sandboxID string,
+	sandboxConfig *runtimeapi.PodSandboxConfig) bool {
+	initRestart := func(exitCode int32) bool {
+		return exitCode != 0 && pod.Spec.RestartPolicy != corev1.RestartPolicyNever
+	}
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		if isSidecar(c) {
+			if w.ensureContainer(ctx, pod, c, alwaysRestart, sandboxID, sandboxConfig) != outcomeRunning {
+				return false
+			}
+			continue
+		}
+		if w.ensureContainer(ctx, pod, c, initRestart, sandboxID, sandboxConfig) != outcomeSucceeded {
+			return false
+		}
+	}
+	return true
+}
+
+func isSidecar(c *corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// ensureContainer makes the spec'd container run in the sandbox, restarting it after an exit when restart
+// says so (with back-off), and reports where it stands. Failures are logged and shown in the status.
+func (w *worker) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, restart restartRule,
+	sandboxID string, sandboxConfig *runtimeapi.PodSandboxConfig) containerOutcome {
+	outcome, err := w.ensureContainerOnce(ctx, pod, c, restart, sandboxID, sandboxConfig)
+	if err != nil {
+		klog.ErrorS(err, "Container not running", "pod", w.key, "container", c.Name)
+	}
+	return outcome
+}
+
+func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *corev1.Container, restart restartRule,
+	sandboxID string, sandboxConfig *runtimeapi.PodSandboxConfig) (containerOutcome, error) {
 	all, err := w.containers(ctx)
 	if err != nil {
-		return err
+		return outcomePending, err
 	}
 	var latest *runtimeapi.Container
 	for _, ct := range all {
@@ -273,56 +326,60 @@ func (w *worker) ensureContainer(ctx context.Context, pod *corev1.Pod, c *corev1
 	if latest != nil {
 		switch latest.State {
 		case runtimeapi.ContainerState_CONTAINER_RUNNING:
-			return nil
+			return outcomeRunning, nil
 		case runtimeapi.ContainerState_CONTAINER_CREATED:
 			return w.start(ctx, pod, c, latest.Id)
 		}
 		st, err := w.m.runtime.ContainerStatus(ctx, latest.Id, false)
 		if err != nil {
-			return fmt.Errorf("container status: %w", err)
+			return outcomePending, fmt.Errorf("container status: %w", err)
 		}
-		if !shouldRestart(pod.Spec.RestartPolicy, st.GetStatus().GetExitCode()) {
-			return nil
+		exitCode := st.GetStatus().GetExitCode()
+		if !restart(exitCode) {
+			if exitCode == 0 {
+				return outcomeSucceeded, nil
+			}
+			return outcomeFailed, nil
 		}
 		if w.inBackoff(c.Name, time.Unix(0, st.GetStatus().GetFinishedAt()).Sub(time.Unix(0, st.GetStatus().GetStartedAt()))) {
 			w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
 				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
 					w.backoff[c.Name].delay, c.Name, pod.Name, pod.Namespace, pod.UID)}
 			w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s", c.Name, pod.Name)
-			return nil
+			return outcomePending, nil
 		}
 		attempt = latest.GetMetadata().GetAttempt() + 1
 	}
 
 	imageRef, err := w.ensureImage(ctx, pod, c, sandboxConfig)
 	if err != nil {
-		return err
+		return outcomePending, err
 	}
 	config, err := w.containerConfig(ctx, pod, c, attempt, imageRef)
 	if err != nil {
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
-		return err
+		return outcomePending, err
 	}
 	id, err := w.m.runtime.CreateContainer(ctx, sandboxID, config, sandboxConfig)
 	if err != nil {
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
-		return fmt.Errorf("CreateContainer: %w", err)
+		return outcomePending, fmt.Errorf("CreateContainer: %w", err)
 	}
 	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Created", "Created container: %s", c.Name)
 	return w.start(ctx, pod, c, id)
 }
 
-func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container, id string) error {
+func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container, id string) (containerOutcome, error) {
 	if err := w.m.runtime.StartContainer(ctx, id); err != nil {
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
-		return fmt.Errorf("StartContainer: %w", err)
+		return outcomePending, fmt.Errorf("StartContainer: %w", err)
 	}
 	delete(w.waiting, c.Name)
 	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
-	return nil
+	return outcomeRunning, nil
 }
 
 func shouldRestart(policy corev1.RestartPolicy, exitCode int32) bool {
@@ -443,13 +500,56 @@ func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) (bool, error) {
 	return true, nil
 }
 
+// minimumGrace is the least time a container gets between SIGTERM and SIGKILL, as in the kubelet.
+const minimumGrace = 2
+
 // removeAll stops every container of the pod (SIGTERM, then SIGKILL after grace seconds), stops the
-// sandboxes, then removes them all. pod may be nil when the Pod object is already gone.
+// sandboxes, then removes them all. Sidecars stop after the other containers, with the grace time left.
+// pod may be nil when the Pod object is already gone.
 func (w *worker) removeAll(ctx context.Context, pod *corev1.Pod, grace int64) error {
 	containers, err := w.containers(ctx)
 	if err != nil {
 		return err
 	}
+	sidecars := map[string]bool{}
+	if pod != nil {
+		for i := range pod.Spec.InitContainers {
+			sidecars[pod.Spec.InitContainers[i].Name] = isSidecar(&pod.Spec.InitContainers[i])
+		}
+	}
+	var first, last []*runtimeapi.Container
+	for _, ct := range containers {
+		if sidecars[ct.GetMetadata().GetName()] {
+			last = append(last, ct)
+		} else {
+			first = append(first, ct)
+		}
+	}
+	started := time.Now()
+	if err := w.stopAndRemove(ctx, pod, first, grace); err != nil {
+		return err
+	}
+	remaining := max(grace-int64(time.Since(started).Seconds()), minimumGrace)
+	if err := w.stopAndRemove(ctx, pod, last, remaining); err != nil {
+		return err
+	}
+	sandboxes, err := w.sandboxes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, sb := range sandboxes {
+		if err := w.m.runtime.StopPodSandbox(ctx, sb.Id); err != nil {
+			return fmt.Errorf("stopping sandbox %s: %w", sb.Id, err)
+		}
+		if err := w.m.runtime.RemovePodSandbox(ctx, sb.Id); err != nil {
+			return fmt.Errorf("removing sandbox %s: %w", sb.Id, err)
+		}
+	}
+	return nil
+}
+
+// stopAndRemove stops the containers in parallel with the given grace period, then removes them.
+func (w *worker) stopAndRemove(ctx context.Context, pod *corev1.Pod, containers []*runtimeapi.Container, grace int64) error {
 	errs := make(chan error, len(containers))
 	for _, ct := range containers {
 		go func() {
@@ -467,22 +567,7 @@ func (w *worker) removeAll(ctx context.Context, pod *corev1.Pod, grace int64) er
 	for range containers {
 		all = append(all, <-errs)
 	}
-	if err := errors.Join(all...); err != nil {
-		return err
-	}
-	sandboxes, err := w.sandboxes(ctx)
-	if err != nil {
-		return err
-	}
-	for _, sb := range sandboxes {
-		if err := w.m.runtime.StopPodSandbox(ctx, sb.Id); err != nil {
-			return fmt.Errorf("stopping sandbox %s: %w", sb.Id, err)
-		}
-		if err := w.m.runtime.RemovePodSandbox(ctx, sb.Id); err != nil {
-			return fmt.Errorf("removing sandbox %s: %w", sb.Id, err)
-		}
-	}
-	return nil
+	return errors.Join(all...)
 }
 
 // stopSandboxes stops (but keeps) the pod's sandboxes, for pods that finished.

@@ -20,10 +20,21 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/cri"
 )
 
-// fakeRuntime joins the CRI fakes into the one interface the manager consumes.
+// fakeRuntime joins the CRI fakes into the one interface the manager consumes, and records the names of
+// the containers it was asked to stop, in order.
 type fakeRuntime struct {
 	*critest.FakeRuntimeService
 	*critest.FakeImageService
+	stopped *[]string
+}
+
+func (f fakeRuntime) StopContainer(ctx context.Context, id string, timeout int64) error {
+	f.FakeRuntimeService.Lock()
+	if c, ok := f.Containers[id]; ok {
+		*f.stopped = append(*f.stopped, c.Metadata.Name)
+	}
+	f.FakeRuntimeService.Unlock()
+	return f.FakeRuntimeService.StopContainer(ctx, id, timeout)
 }
 
 type fixture struct {
@@ -36,7 +47,7 @@ type fixture struct {
 func newFixture(t *testing.T, pod *corev1.Pod) *fixture {
 	t.Helper()
 	f := &fixture{
-		runtime: fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService()},
+		runtime: fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService(), new([]string)},
 		client:  fake.NewClientset(pod),
 		indexer: cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
 	}
@@ -238,11 +249,14 @@ func TestPodPhase(t *testing.T) {
 }
 
 // exitAll marks every running fake container as exited with code.
-func (f *fixture) exitAll(code int32) {
+func (f *fixture) exitAll(code int32) { f.exit("", code) }
+
+// exit marks the running fake containers called name (every one for "") as exited with code.
+func (f *fixture) exit(name string, code int32) {
 	f.runtime.FakeRuntimeService.Lock()
 	defer f.runtime.FakeRuntimeService.Unlock()
 	for _, c := range f.runtime.Containers {
-		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING && (name == "" || c.Metadata.Name == name) {
 			c.State, c.ExitCode, c.FinishedAt = runtimeapi.ContainerState_CONTAINER_EXITED, code, time.Now().UnixNano()
 		}
 	}
