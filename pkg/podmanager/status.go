@@ -51,6 +51,11 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 	if err != nil {
 		return err
 	}
+	probeIP := ""
+	if len(podIPs) > 0 {
+		probeIP = podIPs[0]
+	}
+	w.applyProbes(pod, probeIP, inits, containers)
 	status.InitContainerStatuses, status.ContainerStatuses = inits, containers
 	initialized, initFailed := initProgress(pod, inits)
 	if !initialized {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,6 +47,8 @@ type worker struct {
 	waiting map[string]*corev1.ContainerStateWaiting
 	// backoff holds per container (and per image, keyed "image:"+name) when the next attempt may happen.
 	backoff map[string]backoffState
+	// probers holds the running probes, keyed by proberKey.
+	probers map[string]*prober
 }
 
 type backoffState struct {
@@ -55,7 +58,8 @@ type backoffState struct {
 
 func newWorker(m *Manager, uid types.UID, key types.NamespacedName) *worker {
 	return &worker{m: m, uid: uid, key: key, updates: make(chan struct{}, 1),
-		waiting: map[string]*corev1.ContainerStateWaiting{}, backoff: map[string]backoffState{}}
+		waiting: map[string]*corev1.ContainerStateWaiting{}, backoff: map[string]backoffState{},
+		probers: map[string]*prober{}}
 }
 
 // poke asks for a sync without blocking; pokes that arrive while one is pending merge into it.
@@ -69,6 +73,7 @@ func (w *worker) poke() {
 func (w *worker) run(ctx context.Context) {
 	ticker := time.NewTicker(w.m.cfg.ResyncInterval)
 	defer ticker.Stop()
+	defer w.stopProbers()
 	for {
 		select {
 		case <-ctx.Done():
@@ -98,10 +103,12 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 		return false, err
 	}
 	if pod.DeletionTimestamp != nil {
+		w.stopProbers() // a pod shutting down is not probed (no Unhealthy noise, no liveness restarts)
 		return w.terminate(ctx, pod)
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		// A finished pod keeps its containers' records but runs nothing.
+		w.stopProbers()
 		return false, w.stopSandboxes(ctx)
 	}
 	sandboxID, sandboxConfig, err := w.ensureSandbox(ctx, pod)
@@ -326,7 +333,19 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 	if latest != nil {
 		switch latest.State {
 		case runtimeapi.ContainerState_CONTAINER_RUNNING:
-			return outcomeRunning, nil
+			kind, failed := w.probeFailed(c.Name, latest.Id)
+			if !failed {
+				return outcomeRunning, nil
+			}
+			// Killed here, restarted (per restart rule, with back-off) by the next sync.
+			w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Killing",
+				"Container %s failed %s probe, will be restarted", c.Name, strings.ToLower(string(kind)))
+			if err := w.m.runtime.StopContainer(ctx, latest.Id, terminationGrace(pod)); err != nil {
+				return outcomePending, fmt.Errorf("stopping unhealthy container: %w", err)
+			}
+			w.stopProber(proberKey(kind, c.Name))
+			w.poke()
+			return outcomePending, nil
 		case runtimeapi.ContainerState_CONTAINER_CREATED:
 			return w.start(ctx, pod, c, latest.Id)
 		}
@@ -478,13 +497,17 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 	}, nil
 }
 
+func terminationGrace(pod *corev1.Pod) int64 {
+	if pod.Spec.TerminationGracePeriodSeconds != nil {
+		return *pod.Spec.TerminationGracePeriodSeconds
+	}
+	return corev1.DefaultTerminationGracePeriodSeconds
+}
+
 // terminate stops the pod within its grace period, removes it from the runtime and finalises the Pod object,
 // as the kubelet does once a pod is marked for deletion.
 func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) (bool, error) {
-	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
-	if pod.Spec.TerminationGracePeriodSeconds != nil {
-		grace = *pod.Spec.TerminationGracePeriodSeconds
-	}
+	grace := terminationGrace(pod)
 	if pod.DeletionGracePeriodSeconds != nil {
 		grace = *pod.DeletionGracePeriodSeconds
 	}

@@ -8,7 +8,8 @@
 //	GET /exit?code=N       answers, then exits with status N
 //	GET /healthz           "ok"
 //
-// TCP and UDP on --echo-port send back what they receive.
+// TCP and UDP on --echo-port send back what they receive; --grpc-port serves the gRPC health service
+// (SERVING for the overall server, service ""), for gRPC probes.
 package main
 
 import (
@@ -25,11 +26,16 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 func main() {
 	httpPort := flag.Int("http-port", 8080, "HTTP port")
 	echoPort := flag.Int("echo-port", 8081, "TCP and UDP echo port (0 disables)")
+	grpcPort := flag.Int("grpc-port", 0, "gRPC health service port (0 disables)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -38,6 +44,9 @@ func main() {
 	if *echoPort != 0 {
 		go serveTCPEcho(*echoPort)
 		go serveUDPEcho(*echoPort)
+	}
+	if *grpcPort != 0 {
+		go serveGRPCHealth(*grpcPort)
 	}
 	srv := &http.Server{Addr: fmt.Sprintf(":%d", *httpPort), Handler: newMux(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -124,5 +133,17 @@ func serveUDPEcho(port int) {
 			continue
 		}
 		_, _ = pc.WriteTo(buf[:n], addr)
+	}
+}
+
+func serveGRPCHealth(port int) {
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+	if err != nil {
+		log.Fatalf("testserver: grpc: %v", err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer()) // serves SERVING for the empty service name
+	if err := srv.Serve(ln); err != nil {
+		log.Printf("testserver: grpc: %v", err)
 	}
 }

@@ -1,0 +1,226 @@
+package podmanager
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// probeKind is which of a container's probes a prober runs.
+type probeKind string
+
+const (
+	livenessProbe  probeKind = "Liveness"
+	readinessProbe probeKind = "Readiness"
+	startupProbe   probeKind = "Startup"
+)
+
+// probeResult is a prober's current verdict after its thresholds.
+type probeResult int32
+
+const (
+	probeUnknown probeResult = iota // not probed yet
+	probeSuccess
+	probeFailure
+)
+
+// prober runs one probe of one container (by container ID) on its own goroutine until stopped.
+type prober struct {
+	kind        probeKind
+	containerID string
+	probe       *corev1.Probe
+	result      atomic.Int32
+	cancel      context.CancelFunc
+	done        chan struct{}
+}
+
+// probeTarget is what a probe needs to reach its container.
+type probeTarget struct {
+	podIP       string
+	containerID string
+	ports       []corev1.ContainerPort
+	// exec runs a command in the container with a timeout and returns its exit status error.
+	exec func(ctx context.Context, containerID string, cmd []string, timeout time.Duration) error
+}
+
+func startProber(kind probeKind, probe *corev1.Probe, target probeTarget, onChange func(kind probeKind, msg string)) *prober {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &prober{kind: kind, containerID: target.containerID, probe: probe, cancel: cancel, done: make(chan struct{})}
+	go p.run(ctx, target, onChange)
+	return p
+}
+
+func (p *prober) stop() {
+	p.cancel()
+	<-p.done
+}
+
+func (p *prober) current() probeResult { return probeResult(p.result.Load()) }
+
+func (p *prober) run(ctx context.Context, target probeTarget, onChange func(kind probeKind, msg string)) {
+	defer close(p.done)
+	period := time.Duration(max(p.probe.PeriodSeconds, 1)) * time.Second
+	timeout := time.Duration(max(p.probe.TimeoutSeconds, 1)) * time.Second
+	successThreshold, failureThreshold := max(p.probe.SuccessThreshold, 1), max(p.probe.FailureThreshold, 1)
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(time.Duration(p.probe.InitialDelaySeconds) * time.Second):
+	}
+	ticker := time.NewTicker(period)
+	defer ticker.Stop()
+	var successes, failures int32
+	for {
+		err := runProbe(ctx, p.probe, target, timeout)
+		if ctx.Err() != nil {
+			return
+		}
+		next := p.current()
+		if err == nil {
+			successes, failures = successes+1, 0
+			if successes >= successThreshold {
+				next = probeSuccess
+			}
+		} else {
+			successes, failures = 0, failures+1
+			onChange(p.kind, fmt.Sprintf("%s probe failed: %v", p.kind, err))
+			if failures >= failureThreshold {
+				next = probeFailure
+			}
+		}
+		if prev := probeResult(p.result.Swap(int32(next))); prev != next {
+			onChange(p.kind, "")
+		}
+		if p.kind == startupProbe && next == probeSuccess {
+			return // a startup probe stops once it succeeded
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// runProbe runs one check and returns why it failed, or nil.
+func runProbe(ctx context.Context, probe *corev1.Probe, target probeTarget, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	h := probe.ProbeHandler
+	switch {
+	case h.Exec != nil:
+		return target.exec(ctx, target.containerID, h.Exec.Command, timeout)
+	case h.HTTPGet != nil:
+		return probeHTTP(ctx, h.HTTPGet, target)
+	case h.TCPSocket != nil:
+		port, err := resolvePort(h.TCPSocket.Port, target.ports)
+		if err != nil {
+			return err
+		}
+		host := h.TCPSocket.Host
+		if host == "" {
+			host = target.podIP
+		}
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	case h.GRPC != nil:
+		return probeGRPC(ctx, h.GRPC, target)
+	}
+	return fmt.Errorf("probe has no handler")
+}
+
+func probeHTTP(ctx context.Context, get *corev1.HTTPGetAction, target probeTarget) error {
+	port, err := resolvePort(get.Port, target.ports)
+	if err != nil {
+		return err
+	}
+	host, scheme := get.Host, strings.ToLower(string(get.Scheme))
+	if host == "" {
+		host = target.podIP
+	}
+	if scheme == "" {
+		scheme = "http"
+	}
+	path := get.Path
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(host, strconv.Itoa(port)), path), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "kube-probe/1.37")
+	for _, h := range get.HTTPHeaders {
+		if strings.EqualFold(h.Name, "Host") {
+			req.Host = h.Value
+			continue
+		}
+		req.Header.Add(h.Name, h.Value)
+	}
+	// The kubelet does not verify serving certificates of probed pods, nor follow redirects off the pod.
+	resp, err := probeHTTPClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		return fmt.Errorf("HTTP probe failed with statuscode: %d", resp.StatusCode)
+	}
+	return nil
+}
+
+var probeHTTPClient = &http.Client{
+	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse // a redirect answer counts as success (3xx), as in the kubelet
+	},
+}
+
+func probeGRPC(ctx context.Context, g *corev1.GRPCAction, target probeTarget) error {
+	conn, err := grpc.NewClient(net.JoinHostPort(target.podIP, strconv.Itoa(int(g.Port))),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	service := ""
+	if g.Service != nil {
+		service = *g.Service
+	}
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		return fmt.Errorf("gRPC health check: %w", err)
+	}
+	if resp.Status != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("service unhealthy (responded with %q)", resp.Status)
+	}
+	return nil
+}
+
+// resolvePort turns a probe port (number or container port name) into a number.
+func resolvePort(port intstr.IntOrString, ports []corev1.ContainerPort) (int, error) {
+	if port.Type == intstr.Int {
+		return port.IntValue(), nil
+	}
+	for _, p := range ports {
+		if p.Name == port.StrVal {
+			return int(p.ContainerPort), nil
+		}
+	}
+	return 0, fmt.Errorf("port %q is not a named port of the container", port.StrVal)
+}
