@@ -340,7 +340,8 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 			// Killed here, restarted (per restart rule, with back-off) by the next sync.
 			w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Killing",
 				"Container %s failed %s probe, will be restarted", c.Name, strings.ToLower(string(kind)))
-			if err := w.m.runtime.StopContainer(ctx, latest.Id, terminationGrace(pod)); err != nil {
+			grace := w.preStop(ctx, pod, c.Name, latest.Id, terminationGrace(pod))
+			if err := w.m.runtime.StopContainer(ctx, latest.Id, grace); err != nil {
 				return outcomePending, fmt.Errorf("stopping unhealthy container: %w", err)
 			}
 			w.stopProber(proberKey(kind, c.Name))
@@ -398,6 +399,22 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container
 	}
 	delete(w.waiting, c.Name)
 	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+		// As in the kubelet, the container does not count as running until its postStart hook returned,
+		// and a failed hook kills it (to be restarted per the restart policy).
+		hookCtx, cancel := context.WithTimeout(ctx, time.Duration(terminationGrace(pod)+30)*time.Second)
+		err := w.runHook(hookCtx, pod, c, id, c.Lifecycle.PostStart)
+		cancel()
+		if err != nil {
+			msg := fmt.Sprintf("PostStartHook failed: %v", err)
+			w.m.recorder.Event(pod, corev1.EventTypeWarning, "FailedPostStartHook", msg)
+			w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "PostStartHookError", Message: msg}
+			if stopErr := w.m.runtime.StopContainer(ctx, id, minimumGrace); stopErr != nil {
+				return outcomePending, fmt.Errorf("stopping container after failed postStart: %w", stopErr)
+			}
+			return outcomePending, errors.New(msg)
+		}
+	}
 	return outcomeRunning, nil
 }
 
@@ -576,10 +593,12 @@ func (w *worker) stopAndRemove(ctx context.Context, pod *corev1.Pod, containers 
 	errs := make(chan error, len(containers))
 	for _, ct := range containers {
 		go func() {
+			left := grace
 			if ct.State == runtimeapi.ContainerState_CONTAINER_RUNNING && pod != nil {
 				w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Killing", "Stopping container %s", ct.GetMetadata().GetName())
+				left = w.preStop(ctx, pod, ct.GetMetadata().GetName(), ct.Id, grace)
 			}
-			if err := w.m.runtime.StopContainer(ctx, ct.Id, grace); err != nil {
+			if err := w.m.runtime.StopContainer(ctx, ct.Id, left); err != nil {
 				errs <- fmt.Errorf("stopping container %s: %w", ct.Id, err)
 				return
 			}

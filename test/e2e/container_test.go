@@ -130,3 +130,60 @@ func TestEnvironmentFromConfigMapAndSecret(t *testing.T) {
 		t.Fatalf("container never printed %q (log: %q)\n%s", want, content, describe(ns))
 	}
 }
+
+// postStart and preStop exec hooks run in the container (they write to PID 1's stdout, so to the CRI log):
+// postStart before the pod counts as running, preStop before SIGTERM on deletion.
+func TestLifecycleHooks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	grace := int64(10)
+	hook := func(msg string) *corev1.LifecycleHandler {
+		return &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo " + msg + " > /proc/1/fd/1"}}}
+	}
+	pod, err := stack.client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "hooks"},
+		Spec: corev1.PodSpec{
+			NodeName:                      nodeName,
+			TerminationGracePeriodSeconds: &grace,
+			Containers: []corev1.Container{{
+				Name: "c", Image: "localhost/busybox:local", ImagePullPolicy: corev1.PullNever,
+				Command:   []string{"sh", "-c", "echo main-started; exec sleep 3600"},
+				Lifecycle: &corev1.Lifecycle{PostStart: hook("poststart-ran"), PreStop: hook("prestop-ran")},
+			}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join("/var/log/pods", ns+"_hooks_"+string(pod.UID), "c", "0.log")
+	err = pollUntil(ctx, func() (bool, error) {
+		p, err := stack.client.CoreV1().Pods(ns).Get(ctx, "hooks", metav1.GetOptions{})
+		return err == nil && podRunningAndReady(p), nil
+	})
+	if err != nil {
+		t.Fatalf("pod not running: %v\n%s", err, describe(ns))
+	}
+	if data, _ := os.ReadFile(logFile); !strings.Contains(string(data), "poststart-ran") {
+		t.Errorf("pod Running before its postStart hook ran: log %q", data)
+	}
+	started := time.Now()
+	if err := stack.client.CoreV1().Pods(ns).Delete(ctx, "hooks", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = pollUntil(ctx, func() (bool, error) {
+		_, err := stack.client.CoreV1().Pods(ns).Get(ctx, "hooks", metav1.GetOptions{})
+		return err != nil, nil
+	})
+	if err != nil {
+		t.Fatalf("pod not finalised: %v", err)
+	}
+	data, _ := os.ReadFile(logFile)
+	if !strings.Contains(string(data), "prestop-ran") {
+		t.Errorf("preStop hook output missing from the log: %q", data)
+	}
+	// sleep is PID 1 and ignores SIGTERM: the pod is gone only after the grace period, hook included.
+	if took := time.Since(started); took < time.Duration(grace)*time.Second {
+		t.Errorf("pod gone after %v, before the %ds grace period", took, grace)
+	}
+}

@@ -1,0 +1,64 @@
+package podmanager
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// runHook runs a postStart or preStop handler against the container, within ctx's deadline.
+func (w *worker) runHook(ctx context.Context, pod *corev1.Pod, c *corev1.Container, containerID string,
+	h *corev1.LifecycleHandler) error {
+	switch {
+	case h.Exec != nil:
+		timeout := 30 * time.Second
+		if deadline, ok := ctx.Deadline(); ok {
+			timeout = time.Until(deadline)
+		}
+		return w.execProbe(ctx, containerID, h.Exec.Command, timeout)
+	case h.HTTPGet != nil:
+		return probeHTTP(ctx, h.HTTPGet, probeTarget{podIP: pod.Status.PodIP, ports: c.Ports})
+	case h.Sleep != nil:
+		select {
+		case <-time.After(time.Duration(h.Sleep.Seconds) * time.Second):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("lifecycle handler has no exec, httpGet or sleep action")
+}
+
+// specOf finds the spec of a container (app or init) by name.
+func specOf(pod *corev1.Pod, name string) *corev1.Container {
+	for _, list := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
+// preStop runs the container's preStop hook, if any, within the grace period and returns the grace that
+// is left for SIGTERM before SIGKILL (at least minimumGrace), as the kubelet does.
+func (w *worker) preStop(ctx context.Context, pod *corev1.Pod, name, containerID string, grace int64) int64 {
+	if pod == nil {
+		return grace
+	}
+	c := specOf(pod, name)
+	if c == nil || c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
+		return grace
+	}
+	started := time.Now()
+	hookCtx, cancel := context.WithTimeout(ctx, time.Duration(grace)*time.Second)
+	defer cancel()
+	if err := w.runHook(hookCtx, pod, c, containerID, c.Lifecycle.PreStop); err != nil {
+		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedPreStopHook",
+			"PreStopHook failed for container %s: %v", name, err)
+	}
+	return max(grace-int64(time.Since(started).Seconds()), minimumGrace)
+}
