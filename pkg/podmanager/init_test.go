@@ -4,10 +4,8 @@ import (
 	"context"
 	"slices"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func podWithInitAndSidecar() *corev1.Pod {
@@ -111,15 +109,7 @@ func TestSidecarsStopAfterAppContainers(t *testing.T) {
 	f.exit("setup", 0)
 	f.syncAndRefresh(t)
 
-	deleting := mustGetPod(t, f)
-	now, grace := metav1.NewTime(time.Now()), int64(30)
-	deleting.DeletionTimestamp, deleting.DeletionGracePeriodSeconds = &now, &grace
-	if err := f.indexer.Update(deleting); err != nil {
-		t.Fatal(err)
-	}
-	if done, err := f.worker.sync(context.Background()); err != nil || !done {
-		t.Fatalf("sync = %v, %v; want done", done, err)
-	}
+	f.deleteAndSync(t, 30)
 	stopped := *f.runtime.stopped
 	if len(stopped) != 3 || stopped[len(stopped)-1] != "proxy" {
 		t.Errorf("stop order = %v, want the sidecar proxy last", stopped)

@@ -42,8 +42,10 @@ type Runtime interface {
 
 // Config is what the pod manager needs to know about the node.
 type Config struct {
-	NodeName      string
-	PodLogsDir    string
+	NodeName   string
+	PodLogsDir string
+	// RootDir holds the agent's per-pod files (termination message files).
+	RootDir       string
 	ClusterDNS    []string
 	ClusterDomain string
 	// RuntimeType prefixes container IDs in the status ("containerd://..."), from the runtime's version.

@@ -193,7 +193,7 @@ func (w *worker) containerStatuses(ctx context.Context, all []*runtimeapi.Contai
 			cs.ContainerID = w.m.cfg.RuntimeType + "://" + cur.Id
 			cs.ImageID = cur.ImageRef
 			cs.RestartCount = restartCount(cur)
-			cs.State = containerState(cur)
+			cs.State = w.stateOf(&c, cur)
 			cs.Ready = cs.State.Running != nil
 			if init && !isSidecar(&c) {
 				cs.Ready = cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
@@ -201,18 +201,27 @@ func (w *worker) containerStatuses(ctx context.Context, all []*runtimeapi.Contai
 			started := cs.State.Running != nil
 			cs.Started = &started
 			if len(found) > 1 {
-				cs.LastTerminationState = containerState(found[1])
+				cs.LastTerminationState = w.stateOf(&c, found[1])
 			}
 		}
 		if waiting := w.waiting[c.Name]; waiting != nil && cs.State.Running == nil {
 			cs.State = corev1.ContainerState{Waiting: waiting.DeepCopy()}
 			if len(found) > 0 {
-				cs.LastTerminationState = containerState(found[0])
+				cs.LastTerminationState = w.stateOf(&c, found[0])
 			}
 		}
 		out = append(out, cs)
 	}
 	return out, nil
+}
+
+// stateOf is a runtime container's state for the status, with the termination message of an exited one.
+func (w *worker) stateOf(c *corev1.Container, st *runtimeapi.ContainerStatus) corev1.ContainerState {
+	state := containerState(st)
+	if t := state.Terminated; t != nil {
+		t.Message = w.terminationMessage(c, st)
+	}
+	return state
 }
 
 func restartCount(st *runtimeapi.ContainerStatus) int32 {

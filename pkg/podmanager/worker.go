@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -97,7 +98,11 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 	pod, err := w.m.pods.Pods(w.key.Namespace).Get(w.key.Name)
 	if apierrors.IsNotFound(err) || (err == nil && pod.UID != w.uid) {
 		// Finalised or force-deleted: nothing may keep running for it.
-		return true, w.removeAll(ctx, nil, 0)
+		if err := w.removeAll(ctx, nil, 0); err != nil {
+			return false, err
+		}
+		w.removePodDir()
+		return true, nil
 	}
 	if err != nil {
 		return false, err
@@ -493,6 +498,14 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 	if err != nil {
 		return nil, err
 	}
+	var mounts []*runtimeapi.Mount
+	messageMount, err := w.terminationMessageMount(c, attempt)
+	if err != nil {
+		return nil, err
+	}
+	if messageMount != nil {
+		mounts = append(mounts, messageMount)
+	}
 	return &runtimeapi.ContainerConfig{
 		Metadata:   &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: attempt},
 		Image:      &runtimeapi.ImageSpec{Image: imageRef, UserSpecifiedImage: c.Image},
@@ -506,12 +519,20 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 		},
 		Annotations: map[string]string{cri.AnnotationRestartCount: strconv.Itoa(int(attempt))},
 		LogPath:     fmt.Sprintf("%s/%d.log", c.Name, attempt),
+		Mounts:      mounts,
 		Stdin:       c.Stdin,
 		StdinOnce:   c.StdinOnce,
 		Tty:         c.TTY,
 		Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 			NamespaceOptions: w.sandboxConfig(pod, 0).Linux.SecurityContext.NamespaceOptions}},
 	}, nil
+}
+
+// removePodDir removes the agent's files of a pod that is gone for good.
+func (w *worker) removePodDir() {
+	if err := os.RemoveAll(w.m.podDir(string(w.uid))); err != nil {
+		klog.ErrorS(err, "Unable to remove the pod's directory", "pod", w.key)
+	}
 }
 
 func terminationGrace(pod *corev1.Pod) int64 {
@@ -536,6 +557,7 @@ func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) (bool, error) {
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return false, fmt.Errorf("finalising pod deletion: %w", err)
 	}
+	w.removePodDir()
 	klog.InfoS("Pod terminated and removed", "pod", w.key, "podUID", w.uid)
 	return true, nil
 }

@@ -20,12 +20,19 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/cri"
 )
 
-// fakeRuntime joins the CRI fakes into the one interface the manager consumes, and records the names of
-// the containers it was asked to stop, in order.
+// fakeRuntime joins the CRI fakes into the one interface the manager consumes, and records the configs of
+// the containers it created and the names of those it was asked to stop, in order.
 type fakeRuntime struct {
 	*critest.FakeRuntimeService
 	*critest.FakeImageService
+	created *[]*runtimeapi.ContainerConfig
 	stopped *[]string
+}
+
+func (f fakeRuntime) CreateContainer(ctx context.Context, sandboxID string, config *runtimeapi.ContainerConfig,
+	sandboxConfig *runtimeapi.PodSandboxConfig) (string, error) {
+	*f.created = append(*f.created, config)
+	return f.FakeRuntimeService.CreateContainer(ctx, sandboxID, config, sandboxConfig)
 }
 
 func (f fakeRuntime) StopContainer(ctx context.Context, id string, timeout int64) error {
@@ -47,14 +54,15 @@ type fixture struct {
 func newFixture(t *testing.T, pod *corev1.Pod) *fixture {
 	t.Helper()
 	f := &fixture{
-		runtime: fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService(), new([]string)},
+		runtime: fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService(),
+			new([]*runtimeapi.ContainerConfig), new([]string)},
 		client:  fake.NewClientset(pod),
 		indexer: cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
 	}
 	if err := f.indexer.Add(pod); err != nil {
 		t.Fatal(err)
 	}
-	m := New(Config{NodeName: "node-a", PodLogsDir: t.TempDir(), RuntimeType: "containerd",
+	m := New(Config{NodeName: "node-a", PodLogsDir: t.TempDir(), RootDir: t.TempDir(), RuntimeType: "containerd",
 		ClusterDNS: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"},
 		f.runtime, f.client, corelisters.NewPodLister(f.indexer), func() string { return "192.0.2.10" },
 		record.NewFakeRecorder(100))
@@ -140,6 +148,21 @@ func TestSyncRunsSandboxAndContainerWithKubeletLabels(t *testing.T) {
 	}
 }
 
+// deleteAndSync marks the Pod for deletion with grace seconds, as the API server does, and runs one sync,
+// which must finish the pod.
+func (f *fixture) deleteAndSync(t *testing.T, grace int64) {
+	t.Helper()
+	deleting := mustGetPod(t, f)
+	now := metav1.NewTime(time.Now())
+	deleting.DeletionTimestamp, deleting.DeletionGracePeriodSeconds = &now, &grace
+	if err := f.indexer.Update(deleting); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := f.worker.sync(context.Background()); err != nil || !done {
+		t.Fatalf("sync = %v, %v; want done", done, err)
+	}
+}
+
 func mustGetPod(t *testing.T, f *fixture) *corev1.Pod {
 	t.Helper()
 	p, err := f.client.CoreV1().Pods("default").Get(context.Background(), "web", metav1.GetOptions{})
@@ -196,17 +219,7 @@ func TestDeletionRemovesEverythingAndFinalisesThePod(t *testing.T) {
 	if _, err := f.worker.sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	deleting := mustGetPod(t, f)
-	now := metav1.NewTime(time.Now())
-	grace := int64(0)
-	deleting.DeletionTimestamp, deleting.DeletionGracePeriodSeconds = &now, &grace
-	if err := f.indexer.Update(deleting); err != nil {
-		t.Fatal(err)
-	}
-	done, err := f.worker.sync(context.Background())
-	if err != nil || !done {
-		t.Fatalf("sync = %v, %v; want done", done, err)
-	}
+	f.deleteAndSync(t, 0)
 	if c, _ := f.runtime.ListContainers(context.Background(), nil); len(c) != 0 {
 		t.Errorf("containers left: %v", c)
 	}

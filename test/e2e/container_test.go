@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,37 +18,20 @@ func TestContainerCommandEnvLogsAndGracefulDeletion(t *testing.T) {
 	defer cancel()
 	ns := newNamespace(t)
 	grace := int64(3)
-	pod, err := stack.client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "shell"},
-		Spec: corev1.PodSpec{
-			NodeName:                      nodeName,
-			TerminationGracePeriodSeconds: &grace,
-			Containers: []corev1.Container{{
-				Name: "sh", Image: "localhost/busybox:local", ImagePullPolicy: corev1.PullNever,
-				Command: []string{"sh", "-c"},
-				Args:    []string{`echo "$GREETING from $POD_NAME in $POD_NAMESPACE"; exec sleep 3600`},
-				Env: []corev1.EnvVar{
-					{Name: "GREETING", Value: "hello"},
-					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-					{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-				},
-			}},
-		},
-	}, metav1.CreateOptions{})
+	spec := busyboxPod("shell", grace, "")
+	spec.Spec.Containers[0].Command = []string{"sh", "-c"}
+	spec.Spec.Containers[0].Args = []string{`echo "$GREETING from $POD_NAME in $POD_NAMESPACE"; exec sleep 3600`}
+	spec.Spec.Containers[0].Env = []corev1.EnvVar{
+		{Name: "GREETING", Value: "hello"},
+		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+	}
+	pod, err := stack.client.CoreV1().Pods(ns).Create(ctx, spec, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The kubelet's layout: /var/log/pods/<ns>_<name>_<uid>/<container>/<restartCount>.log in CRI format.
-	logFile := filepath.Join("/var/log/pods", ns+"_shell_"+string(pod.UID), "sh", "0.log")
-	want := "stdout F hello from shell in " + ns
-	var content []byte
-	err = pollUntil(ctx, func() (bool, error) {
-		content, _ = os.ReadFile(logFile)
-		return strings.Contains(string(content), want), nil
-	})
-	if err != nil {
-		t.Fatalf("log file %s never held %q (has %q)\n%s", logFile, want, content, describe(ns))
-	}
+	waitForLog(ctx, t, logFile(pod, "c"), "stdout F hello from shell in "+ns)
 	err = pollUntil(ctx, func() (bool, error) {
 		p, err := stack.client.CoreV1().Pods(ns).Get(ctx, "shell", metav1.GetOptions{})
 		return err == nil && podRunningAndReady(p), nil
@@ -119,16 +101,7 @@ func TestEnvironmentFromConfigMapAndSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logFile := filepath.Join("/var/log/pods", ns+"_env_"+string(pod.UID), "sh", "0.log")
-	want := "args=db://s3cret@fast shell=fast/s3cret"
-	var content []byte
-	err = pollUntil(ctx, func() (bool, error) {
-		content, _ = os.ReadFile(logFile)
-		return strings.Contains(string(content), want), nil
-	})
-	if err != nil {
-		t.Fatalf("container never printed %q (log: %q)\n%s", want, content, describe(ns))
-	}
+	waitForLog(ctx, t, logFile(pod, "sh"), "args=db://s3cret@fast shell=fast/s3cret")
 }
 
 // postStart and preStop exec hooks run in the container (they write to PID 1's stdout, so to the CRI log):
@@ -141,22 +114,13 @@ func TestLifecycleHooks(t *testing.T) {
 	hook := func(msg string) *corev1.LifecycleHandler {
 		return &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo " + msg + " > /proc/1/fd/1"}}}
 	}
-	pod, err := stack.client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "hooks"},
-		Spec: corev1.PodSpec{
-			NodeName:                      nodeName,
-			TerminationGracePeriodSeconds: &grace,
-			Containers: []corev1.Container{{
-				Name: "c", Image: "localhost/busybox:local", ImagePullPolicy: corev1.PullNever,
-				Command:   []string{"sh", "-c", "echo main-started; exec sleep 3600"},
-				Lifecycle: &corev1.Lifecycle{PostStart: hook("poststart-ran"), PreStop: hook("prestop-ran")},
-			}},
-		},
-	}, metav1.CreateOptions{})
+	spec := busyboxPod("hooks", grace, "echo main-started; exec sleep 3600")
+	spec.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PostStart: hook("poststart-ran"), PreStop: hook("prestop-ran")}
+	pod, err := stack.client.CoreV1().Pods(ns).Create(ctx, spec, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	logFile := filepath.Join("/var/log/pods", ns+"_hooks_"+string(pod.UID), "c", "0.log")
+	hookLog := logFile(pod, "c")
 	err = pollUntil(ctx, func() (bool, error) {
 		p, err := stack.client.CoreV1().Pods(ns).Get(ctx, "hooks", metav1.GetOptions{})
 		return err == nil && podRunningAndReady(p), nil
@@ -164,7 +128,7 @@ func TestLifecycleHooks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pod not running: %v\n%s", err, describe(ns))
 	}
-	if data, _ := os.ReadFile(logFile); !strings.Contains(string(data), "poststart-ran") {
+	if data, _ := os.ReadFile(hookLog); !strings.Contains(string(data), "poststart-ran") {
 		t.Errorf("pod Running before its postStart hook ran: log %q", data)
 	}
 	started := time.Now()
@@ -178,12 +142,49 @@ func TestLifecycleHooks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pod not finalised: %v", err)
 	}
-	data, _ := os.ReadFile(logFile)
+	data, _ := os.ReadFile(hookLog)
 	if !strings.Contains(string(data), "prestop-ran") {
 		t.Errorf("preStop hook output missing from the log: %q", data)
 	}
 	// sleep is PID 1 and ignores SIGTERM: the pod is gone only after the grace period, hook included.
 	if took := time.Since(started); took < time.Duration(grace)*time.Second {
 		t.Errorf("pod gone after %v, before the %ds grace period", took, grace)
+	}
+}
+
+// A container's termination message comes from its terminationMessagePath file, or with
+// FallbackToLogsOnError from the end of its log; the pod (restartPolicy Never) fails with both.
+func TestTerminationMessages(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	pod := busyboxPod("ending", 1, "printf 'custom goodbye' > /dev/termination-log; exit 3")
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	second := pod.Spec.Containers[0]
+	second.Name = "fallback"
+	second.Command = []string{"sh", "-c", "echo first line; echo last words; exit 1"}
+	second.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+	pod.Spec.Containers = append(pod.Spec.Containers, second)
+	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var p *corev1.Pod
+	err := pollUntil(ctx, func() (bool, error) {
+		var err error
+		p, err = stack.client.CoreV1().Pods(ns).Get(ctx, "ending", metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodFailed, nil
+	})
+	if err != nil {
+		t.Fatalf("pod never Failed: %v\n%s", err, describe(ns))
+	}
+	byName := map[string]*corev1.ContainerStateTerminated{}
+	for _, cs := range p.Status.ContainerStatuses {
+		byName[cs.Name] = cs.State.Terminated
+	}
+	if c := byName["c"]; c == nil || c.Message != "custom goodbye" || c.ExitCode != 3 || c.Reason != "Error" {
+		t.Errorf("container c terminated = %+v, want message %q, exit 3, reason Error", c, "custom goodbye")
+	}
+	if c := byName["fallback"]; c == nil || c.Message != "first line\nlast words\n" && c.Message != "first line\nlast words" {
+		t.Errorf("container fallback terminated = %+v, want its log lines as the message", c)
 	}
 }

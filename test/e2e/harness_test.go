@@ -248,3 +248,34 @@ func crictl(t *testing.T, args ...string) []string {
 	}
 	return strings.Fields(string(out))
 }
+
+// busyboxPod is a pod on the e2e node whose one container "c" runs script with busybox's sh.
+func busyboxPod(name string, grace int64, script string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			NodeName:                      nodeName,
+			TerminationGracePeriodSeconds: &grace,
+			Containers: []corev1.Container{{Name: "c", Image: "localhost/busybox:local",
+				ImagePullPolicy: corev1.PullNever, Command: []string{"sh", "-c", script}}},
+		},
+	}
+}
+
+// logFile is the kubelet-layout CRI log of a container's first run.
+func logFile(pod *corev1.Pod, container string) string {
+	return filepath.Join("/var/log/pods", pod.Namespace+"_"+pod.Name+"_"+string(pod.UID), container, "0.log")
+}
+
+// waitForLog polls a CRI log file until it contains want, and fails the test if it never does.
+func waitForLog(ctx context.Context, t *testing.T, path, want string) {
+	t.Helper()
+	var content []byte
+	err := pollUntil(ctx, func() (bool, error) {
+		content, _ = os.ReadFile(path)
+		return strings.Contains(string(content), want), nil
+	})
+	if err != nil {
+		t.Fatalf("log %s never held %q (has %q)", path, want, content)
+	}
+}

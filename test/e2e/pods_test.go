@@ -29,15 +29,7 @@ func testPodSpec(image string) corev1.PodSpec {
 }
 
 func podRunningAndReady(p *corev1.Pod) bool {
-	if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
-		return false
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+	return p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && podReady(p)
 }
 
 func TestDeploymentRunsServesAndIsCleanedUp(t *testing.T) {
