@@ -50,6 +50,12 @@ type worker struct {
 	backoff map[string]backoffState
 	// probers holds the running probes, keyed by proberKey.
 	probers map[string]*prober
+	// volumes are the pod's volumes as set up by the current sync, by name.
+	volumes map[string]hostVolume
+	// projected holds when each ConfigMap/Secret volume directory was last refreshed.
+	projected map[string]time.Time
+	// warnedVolumes holds the unsupported volumes already reported by an event.
+	warnedVolumes map[string]bool
 }
 
 type backoffState struct {
@@ -60,7 +66,7 @@ type backoffState struct {
 func newWorker(m *Manager, uid types.UID, key types.NamespacedName) *worker {
 	return &worker{m: m, uid: uid, key: key, updates: make(chan struct{}, 1),
 		waiting: map[string]*corev1.ContainerStateWaiting{}, backoff: map[string]backoffState{},
-		probers: map[string]*prober{}}
+		probers: map[string]*prober{}, projected: map[string]time.Time{}, warnedVolumes: map[string]bool{}}
 }
 
 // poke asks for a sync without blocking; pokes that arrive while one is pending merge into it.
@@ -115,6 +121,9 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 		// A finished pod keeps its containers' records but runs nothing.
 		w.stopProbers()
 		return false, w.stopSandboxes(ctx)
+	}
+	if w.volumes, err = w.setUpVolumes(ctx, pod); err != nil {
+		return false, errors.Join(err, w.writeStatus(ctx, pod, nil))
 	}
 	sandboxID, sandboxConfig, err := w.ensureSandbox(ctx, pod)
 	if errors.Is(err, errSandboxBackoff) {
@@ -506,6 +515,7 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 	if messageMount != nil {
 		mounts = append(mounts, messageMount)
 	}
+	mounts = append(mounts, volumeMounts(c, w.volumes)...)
 	return &runtimeapi.ContainerConfig{
 		Metadata:   &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: attempt},
 		Image:      &runtimeapi.ImageSpec{Image: imageRef, UserSpecifiedImage: c.Image},
@@ -530,6 +540,10 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 
 // removePodDir removes the agent's files of a pod that is gone for good.
 func (w *worker) removePodDir() {
+	if err := w.m.tearDownVolumes(string(w.uid)); err != nil {
+		klog.ErrorS(err, "Unable to tear down the pod's volumes", "pod", w.key)
+		return // removing the directory now would delete what is still mounted
+	}
 	if err := os.RemoveAll(w.m.podDir(string(w.uid))); err != nil {
 		klog.ErrorS(err, "Unable to remove the pod's directory", "pod", w.key)
 	}

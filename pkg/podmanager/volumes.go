@@ -1,0 +1,356 @@
+package podmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// errVolumeNotReady keeps containers from starting until a volume can be set up; the pod shows
+// ContainerCreating and a FailedMount event says why, as with the kubelet.
+var errVolumeNotReady = errors.New("volumes not ready")
+
+// volumeRefresh is how often ConfigMap and Secret volumes are re-read to follow updates.
+const volumeRefresh = 10 * time.Second
+
+// volumeDir is where a volume of a pod lives on the host, in the kubelet's layout.
+func (m *Manager) volumeDir(uid, plugin, name string) string {
+	return filepath.Join(m.podDir(uid), "volumes", "kubernetes.io~"+plugin, name)
+}
+
+// hostVolume is a set-up volume: its host path and whether containers must see it read-only.
+type hostVolume struct {
+	path     string
+	readOnly bool
+}
+
+// setUpVolumes prepares every volume of the pod on the host and returns them by name. Volume types this
+// agent does not handle yet are reported once per pod with a Warning event and left out.
+func (w *worker) setUpVolumes(ctx context.Context, pod *corev1.Pod) (map[string]hostVolume, error) {
+	out := map[string]hostVolume{}
+	var failed []string
+	for i := range pod.Spec.Volumes {
+		v := &pod.Spec.Volumes[i]
+		hv, err := w.setUpVolume(ctx, pod, v)
+		switch {
+		case errors.Is(err, errUnsupportedVolume):
+			if !w.warnedVolumes[v.Name] {
+				w.warnedVolumes[v.Name] = true
+				w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "UnsupportedVolume",
+					"Volume %q is not mounted: %v", v.Name, err)
+			}
+		case err != nil:
+			failed = append(failed, v.Name)
+			w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedMount", "MountVolume.SetUp failed for volume %q : %v", v.Name, err)
+		default:
+			out[v.Name] = hv
+		}
+	}
+	if len(failed) > 0 {
+		return nil, fmt.Errorf("%w: %s", errVolumeNotReady, strings.Join(failed, ", "))
+	}
+	return out, nil
+}
+
+var errUnsupportedVolume = errors.New("this volume type is not supported yet")
+
+func (w *worker) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) (hostVolume, error) {
+	uid := string(pod.UID)
+	switch {
+	case v.EmptyDir != nil:
+		dir := w.m.volumeDir(uid, "empty-dir", v.Name)
+		return hostVolume{path: dir}, setUpEmptyDir(dir, v.EmptyDir)
+	case v.HostPath != nil:
+		return hostVolume{path: v.HostPath.Path}, checkHostPath(v.HostPath)
+	case v.ConfigMap != nil:
+		dir := w.m.volumeDir(uid, "configmap", v.Name)
+		return hostVolume{path: dir, readOnly: true}, w.refreshProjection(ctx, dir, func(ctx context.Context) (map[string][]byte, error) {
+			cm, err := w.m.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			data := map[string][]byte{}
+			for k, s := range cm.Data {
+				data[k] = []byte(s)
+			}
+			maps.Copy(data, cm.BinaryData)
+			return data, nil
+		}, v.ConfigMap.Items, v.ConfigMap.DefaultMode, v.ConfigMap.Optional)
+	case v.Secret != nil:
+		dir := w.m.volumeDir(uid, "secret", v.Name)
+		return hostVolume{path: dir, readOnly: true}, w.refreshProjection(ctx, dir, func(ctx context.Context) (map[string][]byte, error) {
+			s, err := w.m.client.CoreV1().Secrets(pod.Namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return s.Data, nil
+		}, v.Secret.Items, v.Secret.DefaultMode, v.Secret.Optional)
+	}
+	return hostVolume{}, errUnsupportedVolume
+}
+
+// setUpEmptyDir creates the directory; medium Memory mounts a tmpfs there, sized by sizeLimit.
+func setUpEmptyDir(dir string, ed *corev1.EmptyDirVolumeSource) error {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o777); err != nil { // any container user may write, as with the kubelet
+		return err
+	}
+	if ed.Medium != corev1.StorageMediumMemory {
+		return nil
+	}
+	if mounted, err := isMountPoint(dir); err != nil || mounted {
+		return err
+	}
+	opts := "mode=0777"
+	if ed.SizeLimit != nil && !ed.SizeLimit.IsZero() {
+		opts += ",size=" + strconv.FormatInt(ed.SizeLimit.Value(), 10)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
+		return fmt.Errorf("mounting tmpfs at %s: %w", dir, err)
+	}
+	return nil
+}
+
+// isMountPoint reports whether dir is the root of a mount (its device differs from its parent's).
+func isMountPoint(dir string) (bool, error) {
+	var st, parent unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return false, err
+	}
+	if err := unix.Lstat(filepath.Dir(dir), &parent); err != nil {
+		return false, err
+	}
+	return st.Dev != parent.Dev, nil
+}
+
+// checkHostPath applies the hostPath type's rules, creating the path for the *OrCreate types.
+func checkHostPath(hp *corev1.HostPathVolumeSource) error {
+	typ := corev1.HostPathUnset
+	if hp.Type != nil {
+		typ = *hp.Type
+	}
+	info, err := os.Stat(hp.Path)
+	switch typ {
+	case corev1.HostPathUnset:
+		return nil
+	case corev1.HostPathDirectoryOrCreate:
+		if errors.Is(err, os.ErrNotExist) {
+			return os.MkdirAll(hp.Path, 0o755)
+		}
+	case corev1.HostPathFileOrCreate:
+		if errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(filepath.Dir(hp.Path), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(hp.Path, os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				return err
+			}
+			return f.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("hostPath type check failed: %s does not exist", hp.Path)
+	}
+	want := map[corev1.HostPathType]func(os.FileMode) bool{
+		corev1.HostPathDirectoryOrCreate: os.FileMode.IsDir,
+		corev1.HostPathDirectory:         os.FileMode.IsDir,
+		corev1.HostPathFileOrCreate:      os.FileMode.IsRegular,
+		corev1.HostPathFile:              os.FileMode.IsRegular,
+		corev1.HostPathSocket:            func(m os.FileMode) bool { return m&os.ModeSocket != 0 },
+		corev1.HostPathCharDev:           func(m os.FileMode) bool { return m&os.ModeCharDevice != 0 },
+		corev1.HostPathBlockDev:          func(m os.FileMode) bool { return m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0 },
+	}[typ]
+	if want == nil {
+		return fmt.Errorf("unknown hostPath type %q", typ)
+	}
+	if !want(info.Mode()) {
+		return fmt.Errorf("hostPath type check failed: %s is not a %s", hp.Path, typ)
+	}
+	return nil
+}
+
+// refreshProjection writes a ConfigMap's or Secret's keys (or the chosen items) into dir, at most every
+// volumeRefresh, replacing the whole set atomically when it changed. A missing optional source is empty.
+func (w *worker) refreshProjection(ctx context.Context, dir string, read func(context.Context) (map[string][]byte, error),
+	items []corev1.KeyToPath, defaultMode *int32, optional *bool) error {
+	if last, ok := w.projected[dir]; ok && time.Since(last) < volumeRefresh {
+		return nil
+	}
+	data, err := read(ctx)
+	if apierrors.IsNotFound(err) && optional != nil && *optional {
+		data, err = map[string][]byte{}, nil
+	}
+	if err != nil {
+		return err
+	}
+	mode := os.FileMode(0o644)
+	if defaultMode != nil {
+		mode = os.FileMode(*defaultMode)
+	}
+	files := map[string]projectedFile{}
+	if len(items) == 0 {
+		for k, v := range data {
+			files[k] = projectedFile{data: v, mode: mode}
+		}
+	}
+	for _, it := range items {
+		v, ok := data[it.Key]
+		if !ok {
+			if optional != nil && *optional {
+				continue
+			}
+			return fmt.Errorf("configmap or secret has no key %q", it.Key)
+		}
+		m := mode
+		if it.Mode != nil {
+			m = os.FileMode(*it.Mode)
+		}
+		files[it.Path] = projectedFile{data: v, mode: m}
+	}
+	if err := writeAtomically(dir, files); err != nil {
+		return err
+	}
+	w.projected[dir] = time.Now()
+	return nil
+}
+
+type projectedFile struct {
+	data []byte
+	mode os.FileMode
+}
+
+// writeAtomically makes dir show exactly files, the way the kubelet's atomic writer does: the files are
+// written into a fresh hidden directory, the "..data" symlink is switched to it with one rename, and each
+// top-level name is a symlink through "..data". A reader never sees a mix of old and new files.
+func writeAtomically(dir string, files map[string]projectedFile) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if current, err := os.Readlink(filepath.Join(dir, "..data")); err == nil && sameContent(filepath.Join(dir, current), files) {
+		return nil
+	}
+	stage, err := os.MkdirTemp(dir, ".."+time.Now().UTC().Format("2006_01_02_15_04_05."))
+	if err != nil {
+		return err
+	}
+	for name, f := range files {
+		path := filepath.Join(stage, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, f.data, f.mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(path, f.mode); err != nil { // WriteFile's mode is filtered by the umask
+			return err
+		}
+	}
+	if err := os.Chmod(stage, 0o755); err != nil {
+		return err
+	}
+	old, _ := os.Readlink(filepath.Join(dir, "..data"))
+	tmpLink := filepath.Join(dir, "..data_tmp")
+	_ = os.Remove(tmpLink)
+	if err := os.Symlink(filepath.Base(stage), tmpLink); err != nil {
+		return err
+	}
+	if err := os.Rename(tmpLink, filepath.Join(dir, "..data")); err != nil {
+		return err
+	}
+	// Top-level names: add links for new ones, drop links whose target is gone.
+	top := map[string]bool{}
+	for name := range files {
+		top[strings.SplitN(name, "/", 2)[0]] = true
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "..") && !top[e.Name()] {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(top)) {
+		link := filepath.Join(dir, name)
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
+			return err
+		}
+	}
+	if old != "" && old != filepath.Base(stage) {
+		return os.RemoveAll(filepath.Join(dir, old))
+	}
+	return nil
+}
+
+// sameContent reports whether dir holds exactly files with the same bytes and modes.
+func sameContent(dir string, files map[string]projectedFile) bool {
+	count := 0
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		f, ok := files[rel]
+		info, statErr := d.Info()
+		data, readErr := os.ReadFile(path)
+		if !ok || statErr != nil || readErr != nil || string(data) != string(f.data) || info.Mode().Perm() != f.mode.Perm() {
+			return errors.New("differs")
+		}
+		count++
+		return nil
+	})
+	return err == nil && count == len(files)
+}
+
+// volumeMounts turns a container's volumeMounts into CRI mounts of the set-up volumes.
+func volumeMounts(c *corev1.Container, volumes map[string]hostVolume) []*runtimeapi.Mount {
+	var out []*runtimeapi.Mount
+	for _, vm := range c.VolumeMounts {
+		hv, ok := volumes[vm.Name]
+		if !ok {
+			continue // an unsupported volume, already reported by an event
+		}
+		host := hv.path
+		if vm.SubPath != "" {
+			host = filepath.Join(host, vm.SubPath)
+		}
+		out = append(out, &runtimeapi.Mount{ContainerPath: vm.MountPath, HostPath: host,
+			Readonly: vm.ReadOnly || hv.readOnly})
+	}
+	return out
+}
+
+// tearDownVolumes unmounts the pod's memory-backed emptyDirs so its directory can be removed.
+func (m *Manager) tearDownVolumes(uid string) error {
+	dirs, _ := filepath.Glob(filepath.Join(m.podDir(uid), "volumes", "kubernetes.io~empty-dir", "*"))
+	for _, dir := range dirs {
+		if mounted, err := isMountPoint(dir); err == nil && mounted {
+			if err := unix.Unmount(dir, 0); err != nil {
+				return fmt.Errorf("unmounting %s: %w", dir, err)
+			}
+		}
+	}
+	return nil
+}
