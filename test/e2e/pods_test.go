@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 func testPodSpec(image string) corev1.PodSpec {
@@ -24,6 +25,9 @@ func testPodSpec(image string) corev1.PodSpec {
 		Containers: []corev1.Container{{
 			Name: "server", Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
 			Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+			// Without it a pod is Ready once its process runs, possibly before the server listens.
+			ReadinessProbe: &corev1.Probe{PeriodSeconds: 1, ProbeHandler: corev1.ProbeHandler{
+				HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}}},
 		}},
 	}
 }
