@@ -97,33 +97,28 @@ type envSources struct {
 }
 
 func (s *envSources) configMap(ctx context.Context, name string) (*corev1.ConfigMap, error) {
-	if cm, ok := s.configMaps[name]; ok {
-		return cm, nil
-	}
-	cm, err := s.client.CoreV1().ConfigMaps(s.namespace).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	if s.configMaps == nil {
-		s.configMaps = map[string]*corev1.ConfigMap{}
-	}
-	s.configMaps[name] = cm
-	return cm, nil
+	return getOnce(ctx, &s.configMaps, name, s.client.CoreV1().ConfigMaps(s.namespace).Get)
 }
 
 func (s *envSources) secret(ctx context.Context, name string) (*corev1.Secret, error) {
-	if sec, ok := s.secrets[name]; ok {
-		return sec, nil
+	return getOnce(ctx, &s.secrets, name, s.client.CoreV1().Secrets(s.namespace).Get)
+}
+
+// getOnce returns the named object from cache, fetching it with get the first time.
+func getOnce[T any](ctx context.Context, cache *map[string]T, name string,
+	get func(context.Context, string, metav1.GetOptions) (T, error)) (T, error) {
+	if obj, ok := (*cache)[name]; ok {
+		return obj, nil
 	}
-	sec, err := s.client.CoreV1().Secrets(s.namespace).Get(ctx, name, metav1.GetOptions{})
+	obj, err := get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return obj, err
 	}
-	if s.secrets == nil {
-		s.secrets = map[string]*corev1.Secret{}
+	if *cache == nil {
+		*cache = map[string]T{}
 	}
-	s.secrets[name] = sec
-	return sec, nil
+	(*cache)[name] = obj
+	return obj, nil
 }
 
 // envFrom returns the key/values of one envFrom source and whether it is optional.

@@ -40,18 +40,7 @@ func TestContainerCommandEnvLogsAndGracefulDeletion(t *testing.T) {
 		t.Fatalf("pod not Running: %v\n%s", err, describe(ns))
 	}
 
-	started := time.Now()
-	if err := stack.client.CoreV1().Pods(ns).Delete(ctx, "shell", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	err = pollUntil(ctx, func() (bool, error) {
-		_, err := stack.client.CoreV1().Pods(ns).Get(ctx, "shell", metav1.GetOptions{})
-		return err != nil, nil
-	})
-	took := time.Since(started)
-	if err != nil {
-		t.Fatalf("pod not finalised: %v\n%s", err, describe(ns))
-	}
+	took := deletePod(ctx, t, ns, "shell")
 	// exec makes sleep PID 1 of the container, and PID 1 has no default action for SIGTERM: only the
 	// SIGKILL after the grace period ends it.
 	if took < time.Duration(grace)*time.Second {
@@ -131,23 +120,13 @@ func TestLifecycleHooks(t *testing.T) {
 	if data, _ := os.ReadFile(hookLog); !strings.Contains(string(data), "poststart-ran") {
 		t.Errorf("pod Running before its postStart hook ran: log %q", data)
 	}
-	started := time.Now()
-	if err := stack.client.CoreV1().Pods(ns).Delete(ctx, "hooks", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	err = pollUntil(ctx, func() (bool, error) {
-		_, err := stack.client.CoreV1().Pods(ns).Get(ctx, "hooks", metav1.GetOptions{})
-		return err != nil, nil
-	})
-	if err != nil {
-		t.Fatalf("pod not finalised: %v", err)
-	}
+	took := deletePod(ctx, t, ns, "hooks")
 	data, _ := os.ReadFile(hookLog)
 	if !strings.Contains(string(data), "prestop-ran") {
 		t.Errorf("preStop hook output missing from the log: %q", data)
 	}
 	// sleep is PID 1 and ignores SIGTERM: the pod is gone only after the grace period, hook included.
-	if took := time.Since(started); took < time.Duration(grace)*time.Second {
+	if took < time.Duration(grace)*time.Second {
 		t.Errorf("pod gone after %v, before the %ds grace period", took, grace)
 	}
 }

@@ -279,3 +279,22 @@ func waitForLog(ctx context.Context, t *testing.T, path, want string) {
 		t.Fatalf("log %s never held %q (has %q)", path, want, content)
 	}
 }
+
+// deletePod deletes a pod with its own grace period and waits until the API no longer has it (the agent
+// finalised it); it returns how long that took.
+func deletePod(ctx context.Context, t *testing.T, ns, name string) time.Duration {
+	t.Helper()
+	started := time.Now()
+	pods := stack.client.CoreV1().Pods(ns)
+	if err := pods.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := pollUntil(ctx, func() (bool, error) {
+		_, err := pods.Get(ctx, name, metav1.GetOptions{})
+		return err != nil, nil
+	})
+	if err != nil {
+		t.Fatalf("pod %s/%s not finalised: %v\n%s", ns, name, err, describe(ns))
+	}
+	return time.Since(started)
+}
