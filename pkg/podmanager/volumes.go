@@ -77,27 +77,32 @@ func (w *worker) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vol
 		return hostVolume{path: v.HostPath.Path}, checkHostPath(v.HostPath)
 	case v.ConfigMap != nil:
 		dir := w.m.volumeDir(uid, "configmap", v.Name)
-		return hostVolume{path: dir, readOnly: true}, w.refreshProjection(ctx, dir, func(ctx context.Context) (map[string][]byte, error) {
-			cm, err := w.m.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
+		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, func() (map[string]projectedFile, error) {
+			data, err := w.readConfigMap(ctx, pod.Namespace, v.ConfigMap.Name, isTrue(v.ConfigMap.Optional))
 			if err != nil {
 				return nil, err
 			}
-			data := map[string][]byte{}
-			for k, s := range cm.Data {
-				data[k] = []byte(s)
-			}
-			maps.Copy(data, cm.BinaryData)
-			return data, nil
-		}, v.ConfigMap.Items, v.ConfigMap.DefaultMode, v.ConfigMap.Optional)
+			return keyFiles(data, v.ConfigMap.Items, fileMode(v.ConfigMap.DefaultMode), isTrue(v.ConfigMap.Optional))
+		})
 	case v.Secret != nil:
 		dir := w.m.volumeDir(uid, "secret", v.Name)
-		return hostVolume{path: dir, readOnly: true}, w.refreshProjection(ctx, dir, func(ctx context.Context) (map[string][]byte, error) {
-			s, err := w.m.client.CoreV1().Secrets(pod.Namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
+		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, func() (map[string]projectedFile, error) {
+			data, err := w.readSecret(ctx, pod.Namespace, v.Secret.SecretName, isTrue(v.Secret.Optional))
 			if err != nil {
 				return nil, err
 			}
-			return s.Data, nil
-		}, v.Secret.Items, v.Secret.DefaultMode, v.Secret.Optional)
+			return keyFiles(data, v.Secret.Items, fileMode(v.Secret.DefaultMode), isTrue(v.Secret.Optional))
+		})
+	case v.DownwardAPI != nil:
+		dir := w.m.volumeDir(uid, "downward-api", v.Name)
+		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, func() (map[string]projectedFile, error) {
+			return downwardAPIFiles(pod, v.DownwardAPI.Items, fileMode(v.DownwardAPI.DefaultMode))
+		})
+	case v.Projected != nil:
+		dir := w.m.volumeDir(uid, "projected", v.Name)
+		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, func() (map[string]projectedFile, error) {
+			return w.projectedFiles(ctx, pod, v.Name, v.Projected)
+		})
 	}
 	return hostVolume{}, errUnsupportedVolume
 }
@@ -185,24 +190,65 @@ func checkHostPath(hp *corev1.HostPathVolumeSource) error {
 	return nil
 }
 
-// refreshProjection writes a ConfigMap's or Secret's keys (or the chosen items) into dir, at most every
-// volumeRefresh, replacing the whole set atomically when it changed. A missing optional source is empty.
-func (w *worker) refreshProjection(ctx context.Context, dir string, read func(context.Context) (map[string][]byte, error),
-	items []corev1.KeyToPath, defaultMode *int32, optional *bool) error {
+// refreshFiles makes dir hold what build returns, at most every volumeRefresh, replacing the whole set
+// atomically when it changed.
+func (w *worker) refreshFiles(dir string, build func() (map[string]projectedFile, error)) error {
 	if last, ok := w.projected[dir]; ok && time.Since(last) < volumeRefresh {
 		return nil
 	}
-	data, err := read(ctx)
-	if apierrors.IsNotFound(err) && optional != nil && *optional {
-		data, err = map[string][]byte{}, nil
-	}
+	files, err := build()
 	if err != nil {
 		return err
 	}
-	mode := os.FileMode(0o644)
-	if defaultMode != nil {
-		mode = os.FileMode(*defaultMode)
+	if err := writeAtomically(dir, files); err != nil {
+		return err
 	}
+	w.projected[dir] = time.Now()
+	return nil
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+// fileMode is a volume's defaultMode, or the API's default 0644.
+func fileMode(m *int32) os.FileMode {
+	if m == nil {
+		return 0o644
+	}
+	return os.FileMode(*m)
+}
+
+// readConfigMap returns a ConfigMap's data and binaryData; a missing optional one is empty.
+func (w *worker) readConfigMap(ctx context.Context, ns, name string, optional bool) (map[string][]byte, error) {
+	cm, err := w.m.client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) && optional {
+		return map[string][]byte{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	data := map[string][]byte{}
+	for k, v := range cm.Data {
+		data[k] = []byte(v)
+	}
+	maps.Copy(data, cm.BinaryData)
+	return data, nil
+}
+
+// readSecret returns a Secret's data; a missing optional one is empty.
+func (w *worker) readSecret(ctx context.Context, ns, name string, optional bool) (map[string][]byte, error) {
+	sec, err := w.m.client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) && optional {
+		return map[string][]byte{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sec.Data, nil
+}
+
+// keyFiles turns a source's keys into files: every key, or only the items (each with its own path and
+// optional mode). A missing item key is an error unless the source is optional.
+func keyFiles(data map[string][]byte, items []corev1.KeyToPath, mode os.FileMode, optional bool) (map[string]projectedFile, error) {
 	files := map[string]projectedFile{}
 	if len(items) == 0 {
 		for k, v := range data {
@@ -212,22 +258,21 @@ func (w *worker) refreshProjection(ctx context.Context, dir string, read func(co
 	for _, it := range items {
 		v, ok := data[it.Key]
 		if !ok {
-			if optional != nil && *optional {
+			if optional {
 				continue
 			}
-			return fmt.Errorf("configmap or secret has no key %q", it.Key)
+			return nil, fmt.Errorf("configmap or secret has no key %q", it.Key)
 		}
-		m := mode
-		if it.Mode != nil {
-			m = os.FileMode(*it.Mode)
-		}
-		files[it.Path] = projectedFile{data: v, mode: m}
+		files[it.Path] = projectedFile{data: v, mode: itemMode(it.Mode, mode)}
 	}
-	if err := writeAtomically(dir, files); err != nil {
-		return err
+	return files, nil
+}
+
+func itemMode(m *int32, fallback os.FileMode) os.FileMode {
+	if m == nil {
+		return fallback
 	}
-	w.projected[dir] = time.Now()
-	return nil
+	return os.FileMode(*m)
 }
 
 type projectedFile struct {

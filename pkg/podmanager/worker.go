@@ -56,6 +56,8 @@ type worker struct {
 	projected map[string]time.Time
 	// warnedVolumes holds the unsupported volumes already reported by an event.
 	warnedVolumes map[string]bool
+	// tokens holds the ServiceAccount tokens of projected volumes, by volume/path.
+	tokens map[string]serviceAccountToken
 }
 
 type backoffState struct {
@@ -66,7 +68,8 @@ type backoffState struct {
 func newWorker(m *Manager, uid types.UID, key types.NamespacedName) *worker {
 	return &worker{m: m, uid: uid, key: key, updates: make(chan struct{}, 1),
 		waiting: map[string]*corev1.ContainerStateWaiting{}, backoff: map[string]backoffState{},
-		probers: map[string]*prober{}, projected: map[string]time.Time{}, warnedVolumes: map[string]bool{}}
+		probers: map[string]*prober{}, projected: map[string]time.Time{}, warnedVolumes: map[string]bool{},
+		tokens: map[string]serviceAccountToken{}}
 }
 
 // poke asks for a sync without blocking; pokes that arrive while one is pending merge into it.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -109,5 +110,51 @@ func TestVolumes(t *testing.T) {
 	}
 	if mounts, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(mounts), string(created.UID)) {
 		t.Error("a mount of the deleted pod is still there")
+	}
+}
+
+// The projected kube-api-access volume that ServiceAccount admission adds to every pod gets a bound token
+// from TokenRequest that the API server accepts, the cluster CA and the namespace; a downwardAPI volume
+// shows the pod's labels in the kubelet's format.
+func TestServiceAccountTokenAndDownwardAPIVolumes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	// The ServiceAccount controller creates "default" shortly after the namespace; admission needs it.
+	err := pollUntil(ctx, func() (bool, error) {
+		_, err := stack.client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("no default ServiceAccount: %v", err)
+	}
+	sa := "/var/run/secrets/kubernetes.io/serviceaccount"
+	pod := busyboxPod("identity", 1, `echo "ns=$(cat `+sa+`/namespace) ca-lines=$(grep -c CERTIFICATE `+sa+`/ca.crt)"; `+
+		`echo "token=$(cat `+sa+`/token)"; echo "labels=$(cat /info/labels | tr '\n' ',')"; exec sleep 3600`)
+	pod.Labels = map[string]string{"app": "demo", "tier": "web"}
+	pod.Spec.Volumes = []corev1.Volume{{Name: "info", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+		Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}}}}}}
+	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "info", MountPath: "/info"}}
+	created, err := stack.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logFile(created, "c")
+	waitForLog(ctx, t, log, "ns="+ns+" ca-lines=2")
+	waitForLog(ctx, t, log, `labels=app="demo",tier="web"`)
+	waitForLog(ctx, t, log, "token=ey")
+	data, _ := os.ReadFile(log)
+	token := strings.Fields(strings.SplitN(string(data), "token=", 2)[1])[0]
+
+	review, err := stack.client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !review.Status.Authenticated || review.Status.User.Username != "system:serviceaccount:"+ns+":default" {
+		t.Fatalf("token review = %+v, want authenticated as %s's default ServiceAccount", review.Status, ns)
+	}
+	if got := review.Status.User.Extra["authentication.kubernetes.io/pod-name"]; len(got) != 1 || got[0] != "identity" {
+		t.Errorf("token not bound to the pod: extra = %v", review.Status.User.Extra)
 	}
 }

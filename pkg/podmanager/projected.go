@@ -1,0 +1,128 @@
+package podmanager
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// serviceAccountToken is a bound token the worker holds for a projected volume path.
+type serviceAccountToken struct {
+	token    string
+	issuedAt time.Time
+	expires  time.Time
+}
+
+// projectedFiles builds a projected volume: ServiceAccount tokens (TokenRequest bound to the pod, renewed
+// after 80% of their life, as the kubelet does), ConfigMap and Secret keys, and downward API fields.
+func (w *worker) projectedFiles(ctx context.Context, pod *corev1.Pod, volume string, p *corev1.ProjectedVolumeSource) (map[string]projectedFile, error) {
+	mode := fileMode(p.DefaultMode)
+	files := map[string]projectedFile{}
+	for _, src := range p.Sources {
+		var part map[string]projectedFile
+		var err error
+		switch {
+		case src.ServiceAccountToken != nil:
+			var token string
+			token, err = w.serviceAccountToken(ctx, pod, volume, src.ServiceAccountToken)
+			part = map[string]projectedFile{src.ServiceAccountToken.Path: {data: []byte(token), mode: mode}}
+		case src.ConfigMap != nil:
+			var data map[string][]byte
+			if data, err = w.readConfigMap(ctx, pod.Namespace, src.ConfigMap.Name, isTrue(src.ConfigMap.Optional)); err == nil {
+				part, err = keyFiles(data, src.ConfigMap.Items, mode, isTrue(src.ConfigMap.Optional))
+			}
+		case src.Secret != nil:
+			var data map[string][]byte
+			if data, err = w.readSecret(ctx, pod.Namespace, src.Secret.Name, isTrue(src.Secret.Optional)); err == nil {
+				part, err = keyFiles(data, src.Secret.Items, mode, isTrue(src.Secret.Optional))
+			}
+		case src.DownwardAPI != nil:
+			part, err = downwardAPIFiles(pod, src.DownwardAPI.Items, mode)
+		default:
+			err = fmt.Errorf("projected source is not supported yet (clusterTrustBundle, podCertificate)")
+		}
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(files, part)
+	}
+	return files, nil
+}
+
+func (w *worker) serviceAccountToken(ctx context.Context, pod *corev1.Pod, volume string, src *corev1.ServiceAccountTokenProjection) (string, error) {
+	key := volume + "/" + src.Path
+	if t, ok := w.tokens[key]; ok && time.Now().Before(t.issuedAt.Add(t.expires.Sub(t.issuedAt)*8/10)) {
+		return t.token, nil
+	}
+	expiration := int64(3600)
+	if src.ExpirationSeconds != nil {
+		expiration = *src.ExpirationSeconds
+	}
+	var audiences []string
+	if src.Audience != "" {
+		audiences = []string{src.Audience}
+	}
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	tr, err := w.m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			Audiences:         audiences,
+			ExpirationSeconds: &expiration,
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("requesting a token for service account %s/%s: %w", pod.Namespace, sa, err)
+	}
+	w.tokens[key] = serviceAccountToken{token: tr.Status.Token, issuedAt: time.Now(), expires: tr.Status.ExpirationTimestamp.Time}
+	return tr.Status.Token, nil
+}
+
+// downwardAPIFiles renders the pod fields a downwardAPI volume asks for, in the kubelet's formats.
+func downwardAPIFiles(pod *corev1.Pod, items []corev1.DownwardAPIVolumeFile, mode os.FileMode) (map[string]projectedFile, error) {
+	files := map[string]projectedFile{}
+	for _, it := range items {
+		if it.FieldRef == nil {
+			return nil, fmt.Errorf("downwardAPI %s: resourceFieldRef is not supported yet", it.Path)
+		}
+		var value string
+		switch path := it.FieldRef.FieldPath; path {
+		case "metadata.name":
+			value = pod.Name
+		case "metadata.namespace":
+			value = pod.Namespace
+		case "metadata.uid":
+			value = string(pod.UID)
+		case "metadata.labels":
+			value = formatMap(pod.Labels)
+		case "metadata.annotations":
+			value = formatMap(pod.Annotations)
+		default:
+			return nil, fmt.Errorf("downwardAPI %s: fieldRef %q is not supported", it.Path, path)
+		}
+		files[it.Path] = projectedFile{data: []byte(value), mode: itemMode(it.Mode, mode)}
+	}
+	return files, nil
+}
+
+// formatMap writes labels or annotations as the kubelet does: key="value" lines, sorted, quoted.
+func formatMap(m map[string]string) string {
+	var b strings.Builder
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%s=%q", k, m[k])
+	}
+	return b.String()
+}
