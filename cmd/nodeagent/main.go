@@ -144,8 +144,12 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "nodeagent", Host: nodeName})
 
+	nodeMemory, err := node.MemoryCapacity()
+	if err != nil {
+		return fmt.Errorf("reading memory capacity: %w", err)
+	}
 	pods := podmanager.New(podmanager.Config{
-		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, RootDir: cfg.RootDir, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
+		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, RootDir: cfg.RootDir, NodeMemory: nodeMemory, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
 		RuntimeType: runtimeVersion.RuntimeName, ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
 	}, runtime, client, src.Pods(), func() string { return internalIP(src.Node()) }, recorder)
 	if err := src.OnPodChange(func(p *corev1.Pod) { pods.Update(ctx, p) }); err != nil {

@@ -44,7 +44,7 @@ func (c *Controller) computeStatus(ctx context.Context) (corev1.NodeStatus, erro
 }
 
 func (c *Controller) capacity() (corev1.ResourceList, error) {
-	memBytes, err := memTotalBytes()
+	memBytes, err := MemoryCapacity()
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +60,8 @@ func (c *Controller) capacity() (corev1.ResourceList, error) {
 	}, nil
 }
 
-func memTotalBytes() (int64, error) {
+// MemoryCapacity is the machine's memory in bytes (MemTotal), the node's memory capacity.
+func MemoryCapacity() (int64, error) {
 	data, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		return 0, err

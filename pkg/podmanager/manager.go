@@ -45,7 +45,9 @@ type Config struct {
 	NodeName   string
 	PodLogsDir string
 	// RootDir holds the agent's per-pod files (termination message files).
-	RootDir       string
+	RootDir string
+	// NodeMemory is the node's memory capacity in bytes, for Burstable pods' OOM score.
+	NodeMemory    int64
 	ClusterDNS    []string
 	ClusterDomain string
 	// RuntimeType prefixes container IDs in the status ("containerd://..."), from the runtime's version.

@@ -536,8 +536,10 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 		Stdin:       c.Stdin,
 		StdinOnce:   c.StdinOnce,
 		Tty:         c.TTY,
-		Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-			NamespaceOptions: w.sandboxConfig(pod, 0).Linux.SecurityContext.NamespaceOptions}},
+		Linux: &runtimeapi.LinuxContainerConfig{
+			Resources: linuxResources(pod, c, w.m.cfg.NodeMemory),
+			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: w.sandboxConfig(pod, 0).Linux.SecurityContext.NamespaceOptions}},
 	}, nil
 }
 

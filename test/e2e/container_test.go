@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -166,4 +167,25 @@ func TestTerminationMessages(t *testing.T) {
 	if c := byName["fallback"]; c == nil || c.Message != "first line\nlast words\n" && c.Message != "first line\nlast words" {
 		t.Errorf("container fallback terminated = %+v, want its log lines as the message", c)
 	}
+}
+
+// Requests and limits reach the container's cgroup (cgroup v1 here, cgroupfs driver) as the kubelet sets them.
+func TestResourceLimitsReachTheCgroup(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	pod := busyboxPod("limited", 1, `echo "memory=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) `+
+		`quota=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) shares=$(cat /sys/fs/cgroup/cpu/cpu.shares)"; exec sleep 3600`)
+	pod.Spec.Containers[0].Resources = corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+	}
+	created, err := stack.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created.Status.QOSClass != corev1.PodQOSBurstable {
+		t.Errorf("qosClass = %q, want Burstable", created.Status.QOSClass)
+	}
+	waitForLog(ctx, t, logFile(created, "c"), "memory=67108864 quota=50000 shares=102")
 }
