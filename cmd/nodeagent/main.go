@@ -151,7 +151,9 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	pods := podmanager.New(podmanager.Config{
 		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, RootDir: cfg.RootDir, NodeMemory: nodeMemory, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
 		RuntimeType: runtimeVersion.RuntimeName, ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
-	}, runtime, client, src.Pods(), func() string { return internalIP(src.Node()) }, recorder)
+	}, runtime, client, podmanager.Sources{
+		Pods: src.Pods(), Services: src.Cluster.Core().V1().Services().Lister(), Node: src.Node,
+	}, recorder)
 	if err := src.OnPodChange(func(p *corev1.Pod) { pods.Update(ctx, p) }); err != nil {
 		return err
 	}
@@ -173,16 +175,4 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	<-ctx.Done()
 	klog.InfoS("Shutting down: running pods are left to the runtime and adopted at the next start")
 	return nil
-}
-
-func internalIP(n *corev1.Node) string {
-	if n == nil {
-		return ""
-	}
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			return a.Address
-		}
-	}
-	return ""
 }

@@ -46,12 +46,20 @@ func (e *environment) expandAll(in []string) []string {
 	return out
 }
 
-// environment resolves envFrom, then env (which overrides it), as the kubelet does: values may refer to
-// variables defined before them as $(NAME). ConfigMaps and Secrets are read when a container is created,
+// environment resolves the service variables, then envFrom, then env (each overriding the one before), as the
+// kubelet does: env values may refer to service variables and to variables defined before them as $(NAME).
+// ConfigMaps and Secrets are read when a container is created,
 // which the Node authorizer allows for objects the pod references. A missing non-optional source is an
 // error that the pod shows as CreateContainerConfigError.
 func (w *worker) environment(ctx context.Context, pod *corev1.Pod, c *corev1.Container) (*environment, error) {
 	env := &environment{values: map[string]string{}}
+	services, err := serviceEnv(w.m.services, pod)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range services {
+		env.set(e.Name, e.Value)
+	}
 	src := &envSources{client: w.m.client, namespace: pod.Namespace}
 	for _, from := range c.EnvFrom {
 		data, optional, err := src.envFrom(ctx, from)
@@ -75,6 +83,14 @@ func (w *worker) environment(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
 			env.set(e.Name, expand(e.Value, env.values))
+			continue
+		}
+		if ref := e.ValueFrom.ResourceFieldRef; ref != nil {
+			value, err := resourceFieldValue(pod, c, ref, w.m.allocatable())
+			if err != nil {
+				return nil, fmt.Errorf("env %s: %w", e.Name, err)
+			}
+			env.set(e.Name, value)
 			continue
 		}
 		value, skip, err := src.valueFrom(ctx, e, fields)
@@ -187,7 +203,7 @@ func (s *envSources) valueFrom(ctx context.Context, e corev1.EnvVar, fields map[
 		}
 		return string(v), !ok, nil
 	}
-	return "", false, fmt.Errorf("env %s: resourceFieldRef is not supported yet", e.Name)
+	return "", false, fmt.Errorf("env %s: valueFrom has no source", e.Name)
 }
 
 // expand replaces $(NAME) with its value when NAME is defined and turns $$ into $, leaving everything else

@@ -58,13 +58,24 @@ type Config struct {
 	HousekeepingInterval time.Duration
 }
 
+// Sources are the cached API objects the pod manager reads; it never lists them from the API server.
+type Sources struct {
+	// Pods are the Pods bound to this node.
+	Pods corelisters.PodLister
+	// Services give the pods' service environment variables; nil means none.
+	Services corelisters.ServiceLister
+	// Node returns this node's Node object, nil while it is not known.
+	Node func() *corev1.Node
+}
+
 // Manager runs one worker per Pod.
 type Manager struct {
 	cfg      Config
 	runtime  Runtime
 	client   kubernetes.Interface
 	pods     corelisters.PodLister
-	nodeIP   func() string
+	services corelisters.ServiceLister
+	node     func() *corev1.Node
 	recorder record.EventRecorder
 
 	mu      sync.Mutex
@@ -73,10 +84,31 @@ type Manager struct {
 }
 
 // New returns a manager; call Run, and feed it Pod changes with Update.
-func New(cfg Config, runtime Runtime, client kubernetes.Interface, pods corelisters.PodLister,
-	nodeIP func() string, recorder record.EventRecorder) *Manager {
-	return &Manager{cfg: cfg, runtime: runtime, client: client, pods: pods, nodeIP: nodeIP, recorder: recorder,
-		workers: map[types.UID]*worker{}}
+func New(cfg Config, runtime Runtime, client kubernetes.Interface, sources Sources, recorder record.EventRecorder) *Manager {
+	return &Manager{cfg: cfg, runtime: runtime, client: client, pods: sources.Pods, services: sources.Services,
+		node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}}
+}
+
+// nodeIP is the node's InternalIP, the pods' hostIP; empty while the Node is not known.
+func (m *Manager) nodeIP() string {
+	n := m.node()
+	if n == nil {
+		return ""
+	}
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
+}
+
+// allocatable is the node's allocatable resources, what the downward API reports for unset limits.
+func (m *Manager) allocatable() corev1.ResourceList {
+	if n := m.node(); n != nil {
+		return n.Status.Allocatable
+	}
+	return nil
 }
 
 // Run adopts what the runtime already runs, then cleans up orphans periodically, until ctx ends; it returns

@@ -45,7 +45,7 @@ func (w *worker) projectedFiles(ctx context.Context, pod *corev1.Pod, volume str
 				part, err = keyFiles(data, src.Secret.Items, mode, isTrue(src.Secret.Optional))
 			}
 		case src.DownwardAPI != nil:
-			part, err = downwardAPIFiles(pod, src.DownwardAPI.Items, mode)
+			part, err = downwardAPIFiles(pod, src.DownwardAPI.Items, mode, w.m.allocatable())
 		default:
 			err = fmt.Errorf("projected source is not supported yet (clusterTrustBundle, podCertificate)")
 		}
@@ -88,12 +88,22 @@ func (w *worker) serviceAccountToken(ctx context.Context, pod *corev1.Pod, volum
 	return tr.Status.Token, nil
 }
 
-// downwardAPIFiles renders the pod fields a downwardAPI volume asks for, in the kubelet's formats.
-func downwardAPIFiles(pod *corev1.Pod, items []corev1.DownwardAPIVolumeFile, mode os.FileMode) (map[string]projectedFile, error) {
+// downwardAPIFiles renders the pod fields and container resources a downwardAPI volume asks for, in the
+// kubelet's formats.
+func downwardAPIFiles(pod *corev1.Pod, items []corev1.DownwardAPIVolumeFile, mode os.FileMode,
+	allocatable corev1.ResourceList) (map[string]projectedFile, error) {
 	files := map[string]projectedFile{}
 	for _, it := range items {
+		if ref := it.ResourceFieldRef; ref != nil {
+			value, err := resourceFieldValue(pod, nil, ref, allocatable)
+			if err != nil {
+				return nil, fmt.Errorf("downwardAPI %s: %w", it.Path, err)
+			}
+			files[it.Path] = projectedFile{data: []byte(value), mode: itemMode(it.Mode, mode)}
+			continue
+		}
 		if it.FieldRef == nil {
-			return nil, fmt.Errorf("downwardAPI %s: resourceFieldRef is not supported yet", it.Path)
+			return nil, fmt.Errorf("downwardAPI %s: neither fieldRef nor resourceFieldRef", it.Path)
 		}
 		var value string
 		switch path := it.FieldRef.FieldPath; path {

@@ -1,7 +1,13 @@
 package podmanager
 
 import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -49,4 +55,63 @@ func oomScoreAdj(pod *corev1.Pod, c *corev1.Container, nodeMemory int64) int64 {
 	}
 	adj := 1000 - 1000*request/nodeMemory
 	return min(max(adj, 1000+guaranteedOOMScoreAdj), besteffortOOMScoreAdj-1)
+}
+
+// resourceFieldValue resolves a downward API resourceFieldRef of container c (or of the one the ref names) as
+// the kubelet does: a limit the container does not set is the node's allocatable, a request it does not set is
+// zero, and the value is divided by the divisor (default 1) and rounded up.
+func resourceFieldValue(pod *corev1.Pod, c *corev1.Container, ref *corev1.ResourceFieldSelector,
+	allocatable corev1.ResourceList) (string, error) {
+	if ref.ContainerName != "" && (c == nil || ref.ContainerName != c.Name) {
+		c = findContainer(pod, ref.ContainerName)
+		if c == nil {
+			return "", fmt.Errorf("resourceFieldRef: no container named %q", ref.ContainerName)
+		}
+	}
+	if c == nil {
+		return "", fmt.Errorf("resourceFieldRef %s: containerName is required", ref.Resource)
+	}
+	kind, name, ok := strings.Cut(ref.Resource, ".")
+	if !ok || (kind != "limits" && kind != "requests") {
+		return "", fmt.Errorf("resourceFieldRef: unsupported resource %q", ref.Resource)
+	}
+	resourceName := corev1.ResourceName(name)
+	switch {
+	case resourceName == corev1.ResourceCPU, resourceName == corev1.ResourceMemory,
+		resourceName == corev1.ResourceEphemeralStorage, strings.HasPrefix(name, corev1.ResourceHugePagesPrefix):
+	default:
+		return "", fmt.Errorf("resourceFieldRef: unsupported resource %q", ref.Resource)
+	}
+	var q resource.Quantity
+	if kind == "limits" {
+		var set bool
+		if q, set = c.Resources.Limits[resourceName]; !set {
+			q = allocatable[resourceName]
+		}
+	} else {
+		q = c.Resources.Requests[resourceName]
+	}
+	divisor := ref.Divisor
+	if divisor.IsZero() {
+		divisor = resource.MustParse("1")
+	}
+	var v float64
+	if resourceName == corev1.ResourceCPU {
+		v = math.Ceil(float64(q.MilliValue()) / float64(divisor.MilliValue()))
+	} else {
+		v = math.Ceil(float64(q.Value()) / float64(divisor.Value()))
+	}
+	return strconv.FormatInt(int64(v), 10), nil
+}
+
+// findContainer returns the pod's container (init containers included) with the given name, or nil.
+func findContainer(pod *corev1.Pod, name string) *corev1.Container {
+	for _, list := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
 }

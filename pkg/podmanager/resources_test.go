@@ -36,3 +36,39 @@ func TestLinuxResourcesFollowTheKubelet(t *testing.T) {
 		t.Errorf("oversized burstable oom_score_adj = %d, want 3", adj)
 	}
 }
+
+func TestResourceFieldRefDividesRoundsUpAndDefaultsLimitsToAllocatable(t *testing.T) {
+	c := corev1.Container{Name: "app", Resources: corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("100Mi")},
+	}}
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{c, {Name: "other"}}}}
+	allocatable := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("4Gi")}
+	for _, tc := range []struct {
+		resource, divisor, container, want string
+	}{
+		{"requests.cpu", "", "", "1"}, // 250m rounds up to one core
+		{"requests.cpu", "1m", "", "250"},
+		{"limits.cpu", "", "", "2"}, // unset limit: the node's allocatable
+		{"limits.memory", "", "", "104857600"},
+		{"limits.memory", "1Mi", "", "100"},
+		{"requests.memory", "1Gi", "", "1"},
+		{"limits.memory", "1Mi", "other", "4096"},
+		{"requests.cpu", "", "other", "0"},
+	} {
+		ref := &corev1.ResourceFieldSelector{Resource: tc.resource, ContainerName: tc.container}
+		if tc.divisor != "" {
+			ref.Divisor = resource.MustParse(tc.divisor)
+		}
+		got, err := resourceFieldValue(pod, &pod.Spec.Containers[0], ref, allocatable)
+		if err != nil || got != tc.want {
+			t.Errorf("%s / %q of %q = %q, %v; want %q", tc.resource, tc.divisor, tc.container, got, err, tc.want)
+		}
+	}
+	if _, err := resourceFieldValue(pod, &c, &corev1.ResourceFieldSelector{Resource: "limits.gpu"}, allocatable); err == nil {
+		t.Error("limits.gpu resolved, want an error")
+	}
+	if _, err := resourceFieldValue(pod, nil, &corev1.ResourceFieldSelector{Resource: "limits.cpu", ContainerName: "nope"}, allocatable); err == nil {
+		t.Error("unknown container resolved, want an error")
+	}
+}

@@ -96,7 +96,7 @@ func (w *worker) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vol
 	case v.DownwardAPI != nil:
 		dir := w.m.volumeDir(uid, "downward-api", v.Name)
 		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, func() (map[string]projectedFile, error) {
-			return downwardAPIFiles(pod, v.DownwardAPI.Items, fileMode(v.DownwardAPI.DefaultMode))
+			return downwardAPIFiles(pod, v.DownwardAPI.Items, fileMode(v.DownwardAPI.DefaultMode), w.m.allocatable())
 		})
 	case v.Projected != nil:
 		dir := w.m.volumeDir(uid, "projected", v.Name)

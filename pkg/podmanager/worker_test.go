@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
@@ -64,10 +65,17 @@ func newFixture(t *testing.T, pod *corev1.Pod) *fixture {
 	}
 	m := New(Config{NodeName: "node-a", PodLogsDir: t.TempDir(), RootDir: t.TempDir(), RuntimeType: "containerd",
 		ClusterDNS: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"},
-		f.runtime, f.client, corelisters.NewPodLister(f.indexer), func() string { return "192.0.2.10" },
+		f.runtime, f.client, Sources{Pods: corelisters.NewPodLister(f.indexer), Node: testNode},
 		record.NewFakeRecorder(100))
 	f.worker = newWorker(m, pod.UID, types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name})
 	return f
+}
+
+func testNode() *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}, Status: corev1.NodeStatus{
+		Addresses:   []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.10"}},
+		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("4Gi")},
+	}}
 }
 
 func testPod(image string) *corev1.Pod {

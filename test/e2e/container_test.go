@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -188,4 +189,50 @@ func TestResourceLimitsReachTheCgroup(t *testing.T) {
 		t.Errorf("qosClass = %q, want Burstable", created.Status.QOSClass)
 	}
 	waitForLog(ctx, t, logFile(created, "c"), "memory=67108864 quota=50000 shares=102")
+}
+
+// Service links (a Service of the pod's namespace and the API server's `kubernetes` Service) and the
+// downward API's resource fields, in env and in a downwardAPI volume, as the container sees them.
+func TestServiceLinksAndResourceFieldRefs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	core := stack.client.CoreV1()
+	svc, err := core.Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web-front"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := core.Services(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := busyboxPod("links", 1, `echo "web=$WEB_FRONT_SERVICE_HOST:$WEB_FRONT_SERVICE_PORT_HTTP $WEB_FRONT_PORT `+
+		`api=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT mem=$MEM_MI cpu=$CPU_LIMIT `+
+		`file=$(cat /etc/podinfo/cpu_request)"; exec sleep 3600`)
+	c := &pod.Spec.Containers[0]
+	c.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")}
+	c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("48Mi")}
+	c.Env = []corev1.EnvVar{
+		{Name: "MEM_MI", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+			Resource: "limits.memory", Divisor: resource.MustParse("1Mi")}}},
+		{Name: "CPU_LIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+			Resource: "limits.cpu"}}},
+	}
+	c.VolumeMounts = []corev1.VolumeMount{{Name: "podinfo", MountPath: "/etc/podinfo"}}
+	pod.Spec.Volumes = []corev1.Volume{{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+		Items: []corev1.DownwardAPIVolumeFile{{Path: "cpu_request", ResourceFieldRef: &corev1.ResourceFieldSelector{
+			ContainerName: "c", Resource: "requests.cpu", Divisor: resource.MustParse("1m")}}}}}}}
+	created, err := core.Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := core.Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpus := node.Status.Allocatable.Cpu().Value() // an unset limit is the node's allocatable
+	want := fmt.Sprintf("web=%s:8080 tcp://%s:8080 api=%s:443 mem=48 cpu=%d file=250",
+		svc.Spec.ClusterIP, svc.Spec.ClusterIP, api.Spec.ClusterIP, cpus)
+	waitForLog(ctx, t, logFile(created, "c"), want)
 }
