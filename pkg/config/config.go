@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -58,6 +59,8 @@ type Configuration struct {
 	NodeLeaseDurationSeconds int32 `json:"nodeLeaseDurationSeconds"`
 	// KubeletPort is the port the node advertises for its node API.
 	KubeletPort int32 `json:"port"`
+	// AllowedUnsafeSysctls are sysctls (or prefixes ending in *) that pods may set beyond the safe set.
+	AllowedUnsafeSysctls []string `json:"allowedUnsafeSysctls,omitempty"`
 }
 
 // Default returns the configuration a kubelet user would expect with no file and no flags.
@@ -92,6 +95,8 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "Cluster DNS domain.")
 	fs.DurationVar(&c.NodeStatusUpdateFrequency.Duration, "node-status-update-frequency", c.NodeStatusUpdateFrequency.Duration, "How often node status is computed.")
 	fs.Int32Var(&c.KubeletPort, "port", c.KubeletPort, "Port advertised for the node API.")
+	fs.StringSliceVar(&c.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", c.AllowedUnsafeSysctls,
+		"Comma-separated unsafe sysctls or patterns (ending in *) pods may set.")
 }
 
 // LoadFile reads a config file over the defaults. Unknown fields and a wrong apiVersion/kind are errors.
@@ -152,6 +157,12 @@ func (c *Configuration) Validate() field.ErrorList {
 	for i, ip := range c.ClusterDNS {
 		if net.ParseIP(ip) == nil {
 			errs = append(errs, field.Invalid(field.NewPath("clusterDNS").Index(i), ip, "not an IP address"))
+		}
+	}
+	for i, pattern := range c.AllowedUnsafeSysctls {
+		if star := strings.Index(pattern, "*"); pattern == "" || star >= 0 && star != len(pattern)-1 {
+			errs = append(errs, field.Invalid(field.NewPath("allowedUnsafeSysctls").Index(i), pattern,
+				"want a sysctl name, or a prefix ending in a single *"))
 		}
 	}
 	if c.MaxPods <= 0 {

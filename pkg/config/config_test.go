@@ -45,6 +45,7 @@ func TestValidateNamesEachBadField(t *testing.T) {
 	c.ClusterDNS = []string{"10.96.0.10", "bogus"}
 	c.MaxPods = 0
 	c.RootDir = "relative"
+	c.AllowedUnsafeSysctls = []string{"kernel.msg*", "net.*.foo"}
 	got := c.Validate().ToAggregate().Error()
 	for _, want := range []string{
 		`kubeconfig: Invalid value: "/does/not/exist": file does not exist`,
@@ -53,6 +54,7 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`clusterDNS[1]: Invalid value: "bogus"`,
 		`maxPods: Invalid value: 0: must be greater than 0`,
 		`rootDir: Invalid value: "relative": must be an absolute path`,
+		`allowedUnsafeSysctls[1]: Invalid value: "net.*.foo"`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("errors %q\nlack %q", got, want)

@@ -47,9 +47,11 @@ type Config struct {
 	// RootDir holds the agent's per-pod files (termination message files).
 	RootDir string
 	// NodeMemory is the node's memory capacity in bytes, for Burstable pods' OOM score.
-	NodeMemory    int64
-	ClusterDNS    []string
-	ClusterDomain string
+	NodeMemory int64
+	// AllowedUnsafeSysctls are the sysctls (or prefixes ending in *) pods may set beyond the safe set.
+	AllowedUnsafeSysctls []string
+	ClusterDNS           []string
+	ClusterDomain        string
 	// RuntimeType prefixes container IDs in the status ("containerd://..."), from the runtime's version.
 	RuntimeType string
 	// ResyncInterval is how often each worker compares desired and actual state without being told to.

@@ -110,6 +110,20 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 	setCondition(status, corev1.ContainersReady, allReady, notReady)
 	setCondition(status, corev1.PodReady, allReady, notReady)
 
+	return w.patchStatus(ctx, pod, status)
+}
+
+// reject fails a pod the node will not run, as the kubelet's admission does: a Warning event and a Failed
+// status with the reason, so nothing of it ever starts.
+func (w *worker) reject(ctx context.Context, pod *corev1.Pod, reason, message string) error {
+	w.m.recorder.Event(pod, corev1.EventTypeWarning, reason, message)
+	status := pod.Status.DeepCopy()
+	status.Phase, status.Reason, status.Message = corev1.PodFailed, reason, "Pod was rejected: "+message
+	return w.patchStatus(ctx, pod, status)
+}
+
+// patchStatus writes status to the API unless the cached Pod already has it.
+func (w *worker) patchStatus(ctx context.Context, pod *corev1.Pod, status *corev1.PodStatus) error {
 	if apiequality.Semantic.DeepEqual(&pod.Status, status) {
 		return nil
 	}

@@ -44,6 +44,10 @@ func (w *worker) terminationMessageMount(c *corev1.Container, attempt uint32) (*
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
+	// Writable by whatever user the container runs as (the umask narrowed the mode OpenFile asked for).
+	if err := os.Chmod(host, 0o666); err != nil {
+		return nil, fmt.Errorf("termination message file: %w", err)
+	}
 	return &runtimeapi.Mount{ContainerPath: c.TerminationMessagePath, HostPath: host}, nil
 }
 

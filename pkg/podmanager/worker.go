@@ -125,6 +125,12 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 		w.stopProbers()
 		return false, w.stopSandboxes(ctx)
 	}
+	if pod.Status.StartTime == nil {
+		// Admission, once, before anything of the pod runs.
+		if err := sysctlsAllowed(pod, w.m.cfg.AllowedUnsafeSysctls); err != nil {
+			return false, w.reject(ctx, pod, "SysctlForbidden", err.Error())
+		}
+	}
 	if w.volumes, err = w.setUpVolumes(ctx, pod); err != nil {
 		return false, errors.Join(err, w.writeStatus(ctx, pod, nil))
 	}
@@ -219,17 +225,8 @@ func (w *worker) sandboxConfig(pod *corev1.Pod, attempt uint32) *runtimeapi.PodS
 	if pod.Spec.Hostname != "" {
 		hostname = pod.Spec.Hostname
 	}
-	network, ipc, pid := runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_CONTAINER
 	if pod.Spec.HostNetwork {
-		network, hostname = runtimeapi.NamespaceMode_NODE, ""
-	}
-	if pod.Spec.HostIPC {
-		ipc = runtimeapi.NamespaceMode_NODE
-	}
-	if pod.Spec.HostPID {
-		pid = runtimeapi.NamespaceMode_NODE
-	} else if pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace {
-		pid = runtimeapi.NamespaceMode_POD
+		hostname = ""
 	}
 	var ports []*runtimeapi.PortMapping
 	for _, c := range pod.Spec.Containers {
@@ -250,9 +247,25 @@ func (w *worker) sandboxConfig(pod *corev1.Pod, attempt uint32) *runtimeapi.PodS
 		PortMappings: ports,
 		Labels:       sbLabels,
 		Annotations:  pod.Annotations,
-		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-			NamespaceOptions: &runtimeapi.NamespaceOption{Network: network, Ipc: ipc, Pid: pid}}},
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{SecurityContext: w.sandboxSecurityContext(pod), Sysctls: sysctls(pod)},
 	}
+}
+
+// namespaceOptions says which of the pod's namespaces are the node's and which the pod's own.
+func (w *worker) namespaceOptions(pod *corev1.Pod) *runtimeapi.NamespaceOption {
+	network, ipc, pid := runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_CONTAINER
+	if pod.Spec.HostNetwork {
+		network = runtimeapi.NamespaceMode_NODE
+	}
+	if pod.Spec.HostIPC {
+		ipc = runtimeapi.NamespaceMode_NODE
+	}
+	if pod.Spec.HostPID {
+		pid = runtimeapi.NamespaceMode_NODE
+	} else if isTrue(pod.Spec.ShareProcessNamespace) {
+		pid = runtimeapi.NamespaceMode_POD
+	}
+	return &runtimeapi.NamespaceOption{Network: network, Ipc: ipc, Pid: pid}
 }
 
 // dnsConfig is the resolver the kubelet gives a pod; nil lets the runtime copy the node's resolv.conf.
@@ -388,11 +401,11 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 		attempt = latest.GetMetadata().GetAttempt() + 1
 	}
 
-	imageRef, err := w.ensureImage(ctx, pod, c, sandboxConfig)
+	image, err := w.ensureImage(ctx, pod, c, sandboxConfig)
 	if err != nil {
 		return outcomePending, err
 	}
-	config, err := w.containerConfig(ctx, pod, c, attempt, imageRef)
+	config, err := w.containerConfig(ctx, pod, c, attempt, image)
 	if err != nil {
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
@@ -464,23 +477,23 @@ func (w *worker) inBackoff(key string, ranFor time.Duration) bool {
 	return false
 }
 
-// ensureImage makes the container's image present per its pull policy and returns the runtime's reference.
+// ensureImage makes the container's image present per its pull policy and returns the runtime's record of it.
 func (w *worker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Container,
-	sandboxConfig *runtimeapi.PodSandboxConfig) (string, error) {
+	sandboxConfig *runtimeapi.PodSandboxConfig) (*runtimeapi.Image, error) {
 	spec := &runtimeapi.ImageSpec{Image: c.Image, UserSpecifiedImage: c.Image}
 	if c.ImagePullPolicy != corev1.PullAlways {
 		st, err := w.m.runtime.ImageStatus(ctx, spec, false)
 		if err != nil {
-			return "", fmt.Errorf("image status of %s: %w", c.Image, err)
+			return nil, fmt.Errorf("image status of %s: %w", c.Image, err)
 		}
 		if st.GetImage() != nil {
-			return st.GetImage().GetId(), nil
+			return st.GetImage(), nil
 		}
 		if c.ImagePullPolicy == corev1.PullNever {
 			msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)
 			w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: msg}
 			w.m.recorder.Event(pod, corev1.EventTypeWarning, "ErrImageNeverPull", msg)
-			return "", errors.New(msg)
+			return nil, errors.New(msg)
 		}
 	}
 	key := "image:" + c.Name
@@ -488,7 +501,7 @@ func (w *worker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff",
 			Message: fmt.Sprintf("Back-off pulling image %q", c.Image)}
 		w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "BackOff", "Back-off pulling image %q", c.Image)
-		return "", fmt.Errorf("back-off pulling image %q", c.Image)
+		return nil, fmt.Errorf("back-off pulling image %q", c.Image)
 	}
 	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Pulling", "Pulling image %q", c.Image)
 	started := time.Now()
@@ -497,15 +510,25 @@ func (w *worker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 		msg := fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: msg}
 		w.m.recorder.Event(pod, corev1.EventTypeWarning, "Failed", msg)
-		return "", errors.New(msg)
+		return nil, errors.New(msg)
 	}
 	delete(w.backoff, key)
 	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s",
 		c.Image, time.Since(started).Round(time.Millisecond))
-	return ref, nil
+	st, err := w.m.runtime.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ref}, false)
+	if err != nil || st.GetImage() == nil {
+		return nil, fmt.Errorf("image status of %s after pulling it: %w", ref, err)
+	}
+	return st.GetImage(), nil
 }
 
-func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1.Container, attempt uint32, imageRef string) (*runtimeapi.ContainerConfig, error) {
+func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1.Container, attempt uint32,
+	image *runtimeapi.Image) (*runtimeapi.ContainerConfig, error) {
+	sc := effectiveSecurityContext(pod, c)
+	user := userOf(image)
+	if err := verifyRunAsNonRoot(pod, c, sc, user); err != nil {
+		return nil, err
+	}
 	env, err := w.environment(ctx, pod, c)
 	if err != nil {
 		return nil, err
@@ -521,7 +544,7 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 	mounts = append(mounts, volumeMounts(c, w.volumes)...)
 	return &runtimeapi.ContainerConfig{
 		Metadata:   &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: attempt},
-		Image:      &runtimeapi.ImageSpec{Image: imageRef, UserSpecifiedImage: c.Image},
+		Image:      &runtimeapi.ImageSpec{Image: image.GetId(), UserSpecifiedImage: c.Image},
 		Command:    env.expandAll(c.Command),
 		Args:       env.expandAll(c.Args),
 		WorkingDir: c.WorkingDir,
@@ -537,9 +560,8 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 		StdinOnce:   c.StdinOnce,
 		Tty:         c.TTY,
 		Linux: &runtimeapi.LinuxContainerConfig{
-			Resources: linuxResources(pod, c, w.m.cfg.NodeMemory),
-			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-				NamespaceOptions: w.sandboxConfig(pod, 0).Linux.SecurityContext.NamespaceOptions}},
+			Resources:       linuxResources(pod, c, w.m.cfg.NodeMemory),
+			SecurityContext: w.containerSecurityContext(pod, c, sc, user)},
 	}, nil
 }
 

@@ -298,3 +298,21 @@ func deletePod(ctx context.Context, t *testing.T, ns, name string) time.Duration
 	}
 	return time.Since(started)
 }
+
+// waitForPod polls a pod until cond holds and returns it; the test fails with what kubectl shows if it never does.
+func waitForPod(ctx context.Context, t *testing.T, ns, name, want string, cond func(*corev1.Pod) bool) *corev1.Pod {
+	t.Helper()
+	var pod *corev1.Pod
+	err := pollUntil(ctx, func() (bool, error) {
+		p, err := stack.client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		pod = p
+		return cond(p), nil
+	})
+	if err != nil {
+		t.Fatalf("pod %s/%s never became %s: %v\n%s", ns, name, want, err, describe(ns))
+	}
+	return pod
+}
