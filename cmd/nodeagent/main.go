@@ -150,7 +150,7 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	}
 	pods := podmanager.New(podmanager.Config{
 		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, RootDir: cfg.RootDir, NodeMemory: nodeMemory,
-		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
+		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls, MaxParallelImagePulls: int(cfg.MaxParallelImagePulls), ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
 		RuntimeType: runtimeVersion.RuntimeName, ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
 	}, runtime, client, podmanager.Sources{
 		Pods: src.Pods(), Services: src.Cluster.Core().V1().Services().Lister(), Node: src.Node,

@@ -59,6 +59,9 @@ type Configuration struct {
 	NodeLeaseDurationSeconds int32 `json:"nodeLeaseDurationSeconds"`
 	// KubeletPort is the port the node advertises for its node API.
 	KubeletPort int32 `json:"port"`
+	// MaxParallelImagePulls bounds the image pulls in flight (1 pulls one image at a time, as the kubelet's
+	// serializeImagePulls; 0 means no bound).
+	MaxParallelImagePulls int32 `json:"maxParallelImagePulls"`
 	// AllowedUnsafeSysctls are sysctls (or prefixes ending in *) that pods may set beyond the safe set.
 	AllowedUnsafeSysctls []string `json:"allowedUnsafeSysctls,omitempty"`
 }
@@ -77,6 +80,7 @@ func Default() *Configuration {
 		NodeStatusReportFrequency: metav1.Duration{Duration: 5 * time.Minute},
 		NodeLeaseDurationSeconds:  40,
 		KubeletPort:               10250,
+		MaxParallelImagePulls:     5,
 	}
 }
 
@@ -95,6 +99,8 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "Cluster DNS domain.")
 	fs.DurationVar(&c.NodeStatusUpdateFrequency.Duration, "node-status-update-frequency", c.NodeStatusUpdateFrequency.Duration, "How often node status is computed.")
 	fs.Int32Var(&c.KubeletPort, "port", c.KubeletPort, "Port advertised for the node API.")
+	fs.Int32Var(&c.MaxParallelImagePulls, "max-parallel-image-pulls", c.MaxParallelImagePulls,
+		"Most image pulls in flight at once; 1 serializes them, 0 means no bound.")
 	fs.StringSliceVar(&c.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", c.AllowedUnsafeSysctls,
 		"Comma-separated unsafe sysctls or patterns (ending in *) pods may set.")
 }
@@ -164,6 +170,9 @@ func (c *Configuration) Validate() field.ErrorList {
 			errs = append(errs, field.Invalid(field.NewPath("allowedUnsafeSysctls").Index(i), pattern,
 				"want a sysctl name, or a prefix ending in a single *"))
 		}
+	}
+	if c.MaxParallelImagePulls < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("maxParallelImagePulls"), c.MaxParallelImagePulls, "must not be negative"))
 	}
 	if c.MaxPods <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxPods"), c.MaxPods, "must be greater than 0"))

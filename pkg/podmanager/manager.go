@@ -48,6 +48,8 @@ type Config struct {
 	RootDir string
 	// NodeMemory is the node's memory capacity in bytes, for Burstable pods' OOM score.
 	NodeMemory int64
+	// MaxParallelImagePulls bounds the image pulls in flight across all pods; 0 means no bound.
+	MaxParallelImagePulls int
 	// AllowedUnsafeSysctls are the sysctls (or prefixes ending in *) pods may set beyond the safe set.
 	AllowedUnsafeSysctls []string
 	ClusterDNS           []string
@@ -79,6 +81,8 @@ type Manager struct {
 	services corelisters.ServiceLister
 	node     func() *corev1.Node
 	recorder record.EventRecorder
+	// pullSlots holds a token per image pull in flight, when pulls are bounded.
+	pullSlots chan struct{}
 
 	mu      sync.Mutex
 	workers map[types.UID]*worker
@@ -87,8 +91,12 @@ type Manager struct {
 
 // New returns a manager; call Run, and feed it Pod changes with Update.
 func New(cfg Config, runtime Runtime, client kubernetes.Interface, sources Sources, recorder record.EventRecorder) *Manager {
-	return &Manager{cfg: cfg, runtime: runtime, client: client, pods: sources.Pods, services: sources.Services,
+	m := &Manager{cfg: cfg, runtime: runtime, client: client, pods: sources.Pods, services: sources.Services,
 		node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}}
+	if cfg.MaxParallelImagePulls > 0 {
+		m.pullSlots = make(chan struct{}, cfg.MaxParallelImagePulls)
+	}
+	return m
 }
 
 // nodeIP is the node's InternalIP, the pods' hostIP; empty while the Node is not known.

@@ -505,7 +505,7 @@ func (w *worker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 	}
 	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Pulling", "Pulling image %q", c.Image)
 	started := time.Now()
-	ref, err := w.m.runtime.PullImage(ctx, spec, nil, sandboxConfig)
+	ref, err := w.m.pullImage(ctx, spec, w.pullCredentials(ctx, pod, c.Image), sandboxConfig)
 	if err != nil {
 		msg := fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: msg}
