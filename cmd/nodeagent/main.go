@@ -26,6 +26,7 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/config"
 	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/pkg/node"
+	"github.com/nodeagent/nodeagent/pkg/podcgroup"
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
 	"github.com/nodeagent/nodeagent/pkg/source"
 )
@@ -148,11 +149,23 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	if err != nil {
 		return fmt.Errorf("reading memory capacity: %w", err)
 	}
+	var cgroups podmanager.PodCgroups
+	if cfg.CgroupsPerQOS {
+		tree := podcgroup.New(cfg.CgroupRoot)
+		allocatable, err := nodeCtl.Allocatable()
+		if err != nil {
+			return fmt.Errorf("node allocatable: %w", err)
+		}
+		if err := tree.EnsureNode(allocatable); err != nil {
+			return fmt.Errorf("pod cgroups: %w", err)
+		}
+		cgroups = tree
+	}
 	pods := podmanager.New(podmanager.Config{
 		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, RootDir: cfg.RootDir, NodeMemory: nodeMemory,
 		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls, MaxParallelImagePulls: int(cfg.MaxParallelImagePulls), ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
 		RuntimeType: runtimeVersion.RuntimeName, ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
-	}, runtime, client, podmanager.Sources{
+	}, runtime, cgroups, client, podmanager.Sources{
 		Pods: src.Pods(), Services: src.Cluster.Core().V1().Services().Lister(), Node: src.Node,
 	}, recorder)
 	if err := src.OnPodChange(func(p *corev1.Pod) { pods.Update(ctx, p) }); err != nil {

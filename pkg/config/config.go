@@ -59,6 +59,10 @@ type Configuration struct {
 	NodeLeaseDurationSeconds int32 `json:"nodeLeaseDurationSeconds"`
 	// KubeletPort is the port the node advertises for its node API.
 	KubeletPort int32 `json:"port"`
+	// CgroupsPerQOS puts pods in the kubelet's cgroup tree: kubepods, a cgroup per QoS class, one per pod.
+	CgroupsPerQOS bool `json:"cgroupsPerQOS"`
+	// CgroupRoot is where that tree starts ("/" puts it at /kubepods).
+	CgroupRoot string `json:"cgroupRoot"`
 	// MaxParallelImagePulls bounds the image pulls in flight (1 pulls one image at a time, as the kubelet's
 	// serializeImagePulls; 0 means no bound).
 	MaxParallelImagePulls int32 `json:"maxParallelImagePulls"`
@@ -81,6 +85,8 @@ func Default() *Configuration {
 		NodeLeaseDurationSeconds:  40,
 		KubeletPort:               10250,
 		MaxParallelImagePulls:     5,
+		CgroupsPerQOS:             true,
+		CgroupRoot:                "/",
 	}
 }
 
@@ -99,6 +105,8 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "Cluster DNS domain.")
 	fs.DurationVar(&c.NodeStatusUpdateFrequency.Duration, "node-status-update-frequency", c.NodeStatusUpdateFrequency.Duration, "How often node status is computed.")
 	fs.Int32Var(&c.KubeletPort, "port", c.KubeletPort, "Port advertised for the node API.")
+	fs.BoolVar(&c.CgroupsPerQOS, "cgroups-per-qos", c.CgroupsPerQOS, "Create the kubepods cgroup tree with QoS class and pod cgroups.")
+	fs.StringVar(&c.CgroupRoot, "cgroup-root", c.CgroupRoot, "Cgroup under which the kubepods tree is created.")
 	fs.Int32Var(&c.MaxParallelImagePulls, "max-parallel-image-pulls", c.MaxParallelImagePulls,
 		"Most image pulls in flight at once; 1 serializes them, 0 means no bound.")
 	fs.StringSliceVar(&c.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", c.AllowedUnsafeSysctls,
@@ -170,6 +178,9 @@ func (c *Configuration) Validate() field.ErrorList {
 			errs = append(errs, field.Invalid(field.NewPath("allowedUnsafeSysctls").Index(i), pattern,
 				"want a sysctl name, or a prefix ending in a single *"))
 		}
+	}
+	if !strings.HasPrefix(c.CgroupRoot, "/") {
+		errs = append(errs, field.Invalid(field.NewPath("cgroupRoot"), c.CgroupRoot, "must be an absolute cgroup path"))
 	}
 	if c.MaxParallelImagePulls < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxParallelImagePulls"), c.MaxParallelImagePulls, "must not be negative"))

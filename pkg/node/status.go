@@ -25,6 +25,10 @@ func (c *Controller) computeStatus(ctx context.Context) (corev1.NodeStatus, erro
 	if err != nil {
 		return corev1.NodeStatus{}, err
 	}
+	allocatable, err := c.Allocatable()
+	if err != nil {
+		return corev1.NodeStatus{}, err
+	}
 	info, err := c.nodeInfo(ctx)
 	if err != nil {
 		return corev1.NodeStatus{}, err
@@ -35,13 +39,16 @@ func (c *Controller) computeStatus(ctx context.Context) (corev1.NodeStatus, erro
 	}
 	return corev1.NodeStatus{
 		Capacity:        capacity,
-		Allocatable:     capacity.DeepCopy(), // no system or kube reservations yet
+		Allocatable:     allocatable,
 		Addresses:       addresses,
 		NodeInfo:        info,
 		Conditions:      c.conditions(ctx),
 		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: c.cfg.KubeletPort}},
 	}, nil
 }
+
+// Allocatable is what pods may use of the node: its capacity, as there are no system or kube reservations yet.
+func (c *Controller) Allocatable() (corev1.ResourceList, error) { return c.capacity() }
 
 func (c *Controller) capacity() (corev1.ResourceList, error) {
 	memBytes, err := MemoryCapacity()

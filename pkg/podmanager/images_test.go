@@ -89,7 +89,7 @@ func (b *blockingPuller) PullImage(ctx context.Context, spec *runtimeapi.ImageSp
 func TestImagePullsAreBoundedAcrossPods(t *testing.T) {
 	f := newFixture(t, testPod("img"))
 	runtime := &blockingPuller{fakeRuntime: f.runtime, release: make(chan struct{})}
-	m := New(Config{MaxParallelImagePulls: 2}, runtime, f.client, Sources{}, nil)
+	m := New(Config{MaxParallelImagePulls: 2}, runtime, nil, f.client, Sources{}, nil)
 	var wg sync.WaitGroup
 	for i := range 5 {
 		wg.Go(func() {

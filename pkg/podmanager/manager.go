@@ -62,6 +62,18 @@ type Config struct {
 	HousekeepingInterval time.Duration
 }
 
+// PodCgroups is what the pod manager needs of the node's pod cgroup tree.
+type PodCgroups interface {
+	// PodPath is the pod's cgroup, its sandbox's cgroup parent.
+	PodPath(pod *corev1.Pod) string
+	// EnsurePod creates the pod's cgroup, sized by its requests and limits.
+	EnsurePod(pod *corev1.Pod) (string, error)
+	// RemovePod removes the cgroup of the pod with this UID once nothing runs in it.
+	RemovePod(uid string) error
+	// UpdateQOS resizes the QoS class cgroups for the pods that run.
+	UpdateQOS(pods []*corev1.Pod) error
+}
+
 // Sources are the cached API objects the pod manager reads; it never lists them from the API server.
 type Sources struct {
 	// Pods are the Pods bound to this node.
@@ -81,6 +93,8 @@ type Manager struct {
 	services corelisters.ServiceLister
 	node     func() *corev1.Node
 	recorder record.EventRecorder
+	// cgroups is nil when pods run without pod-level cgroups (cgroupsPerQOS off).
+	cgroups PodCgroups
 	// pullSlots holds a token per image pull in flight, when pulls are bounded.
 	pullSlots chan struct{}
 
@@ -90,9 +104,11 @@ type Manager struct {
 }
 
 // New returns a manager; call Run, and feed it Pod changes with Update.
-func New(cfg Config, runtime Runtime, client kubernetes.Interface, sources Sources, recorder record.EventRecorder) *Manager {
-	m := &Manager{cfg: cfg, runtime: runtime, client: client, pods: sources.Pods, services: sources.Services,
-		node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}}
+// cgroups may be nil: pods then run in the runtime's default cgroup.
+func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Interface, sources Sources,
+	recorder record.EventRecorder) *Manager {
+	m := &Manager{cfg: cfg, runtime: runtime, cgroups: cgroups, client: client, pods: sources.Pods,
+		services: sources.Services, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}}
 	if cfg.MaxParallelImagePulls > 0 {
 		m.pullSlots = make(chan struct{}, cfg.MaxParallelImagePulls)
 	}
@@ -173,6 +189,11 @@ func (m *Manager) housekeeping(ctx context.Context) {
 	}
 	for _, pod := range pods {
 		m.Update(ctx, pod)
+	}
+	if m.cgroups != nil {
+		if err := m.cgroups.UpdateQOS(pods); err != nil {
+			klog.ErrorS(err, "Unable to update the QoS cgroups")
+		}
 	}
 	sandboxes, err := m.runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{
 		LabelSelector: map[string]string{LabelNode: m.cfg.NodeName}})

@@ -202,6 +202,11 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *corev1.Pod) (string, *r
 	if w.inBackoff(sandboxBackoffKey, 0) {
 		return "", nil, errSandboxBackoff
 	}
+	if w.m.cgroups != nil {
+		if _, err := w.m.cgroups.EnsurePod(pod); err != nil {
+			return "", nil, err
+		}
+	}
 	id, err := w.m.runtime.RunPodSandbox(ctx, config, "")
 	if err != nil {
 		return "", nil, fmt.Errorf("RunPodSandbox: %w", err)
@@ -238,7 +243,7 @@ func (w *worker) sandboxConfig(pod *corev1.Pod, attempt uint32) *runtimeapi.PodS
 				ContainerPort: p.ContainerPort, HostPort: p.HostPort, HostIp: p.HostIP})
 		}
 	}
-	return &runtimeapi.PodSandboxConfig{
+	config := &runtimeapi.PodSandboxConfig{
 		Metadata: &runtimeapi.PodSandboxMetadata{Name: pod.Name, Namespace: pod.Namespace, Uid: string(pod.UID),
 			Attempt: attempt},
 		Hostname:     hostname,
@@ -249,6 +254,10 @@ func (w *worker) sandboxConfig(pod *corev1.Pod, attempt uint32) *runtimeapi.PodS
 		Annotations:  pod.Annotations,
 		Linux:        &runtimeapi.LinuxPodSandboxConfig{SecurityContext: w.sandboxSecurityContext(pod), Sysctls: sysctls(pod)},
 	}
+	if w.m.cgroups != nil {
+		config.Linux.CgroupParent = w.m.cgroups.PodPath(pod)
+	}
+	return config
 }
 
 // namespaceOptions says which of the pod's namespaces are the node's and which the pod's own.
@@ -573,6 +582,11 @@ func (w *worker) removePodDir() {
 	}
 	if err := os.RemoveAll(w.m.podDir(string(w.uid))); err != nil {
 		klog.ErrorS(err, "Unable to remove the pod's directory", "pod", w.key)
+	}
+	if w.m.cgroups != nil {
+		if err := w.m.cgroups.RemovePod(string(w.uid)); err != nil {
+			klog.ErrorS(err, "Unable to remove the pod's cgroup", "pod", w.key)
+		}
 	}
 }
 

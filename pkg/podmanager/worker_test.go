@@ -65,7 +65,7 @@ func newFixture(t *testing.T, pod *corev1.Pod) *fixture {
 	}
 	m := New(Config{NodeName: "node-a", PodLogsDir: t.TempDir(), RootDir: t.TempDir(), RuntimeType: "containerd",
 		ClusterDNS: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"},
-		f.runtime, f.client, Sources{Pods: corelisters.NewPodLister(f.indexer), Node: testNode},
+		f.runtime, nil, f.client, Sources{Pods: corelisters.NewPodLister(f.indexer), Node: testNode},
 		record.NewFakeRecorder(100))
 	f.worker = newWorker(m, pod.UID, types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name})
 	return f
