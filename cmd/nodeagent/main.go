@@ -161,13 +161,18 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 		}
 		cgroups = tree
 	}
+	sources := podmanager.Sources{Pods: src.Pods(), Services: src.Cluster.Core().V1().Services().Lister(), Node: src.Node}
+	var static *source.StaticPods
+	if cfg.StaticPodPath != "" {
+		static = source.NewStaticPods(cfg.StaticPodPath, nodeName, cfg.FileCheckFrequency.Duration)
+		sources.Static = static
+	}
 	pods := podmanager.New(podmanager.Config{
 		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, RootDir: cfg.RootDir, NodeMemory: nodeMemory,
-		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls, MaxParallelImagePulls: int(cfg.MaxParallelImagePulls), ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
-		RuntimeType: runtimeVersion.RuntimeName, ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
-	}, runtime, cgroups, client, podmanager.Sources{
-		Pods: src.Pods(), Services: src.Cluster.Core().V1().Services().Lister(), Node: src.Node,
-	}, recorder)
+		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls, MaxParallelImagePulls: int(cfg.MaxParallelImagePulls),
+		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, RuntimeType: runtimeVersion.RuntimeName,
+		ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
+	}, runtime, cgroups, client, sources, recorder)
 	if err := src.OnPodChange(func(p *corev1.Pod) { pods.Update(ctx, p) }); err != nil {
 		return err
 	}
@@ -185,6 +190,16 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); nodeCtl.Run(ctx) }()
 	go func() { defer wg.Done(); pods.Run(ctx) }()
+	if static != nil {
+		static.OnChange(func() { pods.StaticPodsChanged(ctx) })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := static.Run(ctx); err != nil {
+				klog.ErrorS(err, "Static pods are not read", "path", cfg.StaticPodPath)
+			}
+		}()
+	}
 	klog.InfoS("nodeagent running", "node", nodeName)
 	<-ctx.Done()
 	klog.InfoS("Shutting down: running pods are left to the runtime and adopted at the next start")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -59,6 +60,11 @@ type Configuration struct {
 	NodeLeaseDurationSeconds int32 `json:"nodeLeaseDurationSeconds"`
 	// KubeletPort is the port the node advertises for its node API.
 	KubeletPort int32 `json:"port"`
+	// StaticPodPath is a directory of Pod manifests that the agent runs without the API server (static pods),
+	// showing each in the API as a mirror pod; empty means none.
+	StaticPodPath string `json:"staticPodPath,omitempty"`
+	// FileCheckFrequency is how often the static pod directory is read again besides watching it.
+	FileCheckFrequency metav1.Duration `json:"fileCheckFrequency"`
 	// CgroupsPerQOS puts pods in the kubelet's cgroup tree: kubepods, a cgroup per QoS class, one per pod.
 	CgroupsPerQOS bool `json:"cgroupsPerQOS"`
 	// CgroupRoot is where that tree starts ("/" puts it at /kubepods).
@@ -85,6 +91,7 @@ func Default() *Configuration {
 		NodeLeaseDurationSeconds:  40,
 		KubeletPort:               10250,
 		MaxParallelImagePulls:     5,
+		FileCheckFrequency:        metav1.Duration{Duration: 20 * time.Second},
 		CgroupsPerQOS:             true,
 		CgroupRoot:                "/",
 	}
@@ -105,6 +112,7 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "Cluster DNS domain.")
 	fs.DurationVar(&c.NodeStatusUpdateFrequency.Duration, "node-status-update-frequency", c.NodeStatusUpdateFrequency.Duration, "How often node status is computed.")
 	fs.Int32Var(&c.KubeletPort, "port", c.KubeletPort, "Port advertised for the node API.")
+	fs.StringVar(&c.StaticPodPath, "pod-manifest-path", c.StaticPodPath, "Directory of static pod manifests.")
 	fs.BoolVar(&c.CgroupsPerQOS, "cgroups-per-qos", c.CgroupsPerQOS, "Create the kubepods cgroup tree with QoS class and pod cgroups.")
 	fs.StringVar(&c.CgroupRoot, "cgroup-root", c.CgroupRoot, "Cgroup under which the kubepods tree is created.")
 	fs.Int32Var(&c.MaxParallelImagePulls, "max-parallel-image-pulls", c.MaxParallelImagePulls,
@@ -178,6 +186,12 @@ func (c *Configuration) Validate() field.ErrorList {
 			errs = append(errs, field.Invalid(field.NewPath("allowedUnsafeSysctls").Index(i), pattern,
 				"want a sysctl name, or a prefix ending in a single *"))
 		}
+	}
+	if c.StaticPodPath != "" && !filepath.IsAbs(c.StaticPodPath) {
+		errs = append(errs, field.Invalid(field.NewPath("staticPodPath"), c.StaticPodPath, "must be an absolute path"))
+	}
+	if c.FileCheckFrequency.Duration <= 0 {
+		errs = append(errs, field.Invalid(field.NewPath("fileCheckFrequency"), c.FileCheckFrequency.Duration.String(), "must be positive"))
 	}
 	if !strings.HasPrefix(c.CgroupRoot, "/") {
 		errs = append(errs, field.Invalid(field.NewPath("cgroupRoot"), c.CgroupRoot, "must be an absolute cgroup path"))

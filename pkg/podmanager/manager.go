@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/nodeagent/nodeagent/pkg/source"
 )
 
 // LabelNode marks the sandboxes this agent created, so that agents of several nodes can share one runtime
@@ -82,6 +84,8 @@ type Sources struct {
 	Services corelisters.ServiceLister
 	// Node returns this node's Node object, nil while it is not known.
 	Node func() *corev1.Node
+	// Static are the pods of the manifest directory; nil when there is none.
+	Static StaticPods
 }
 
 // Manager runs one worker per Pod.
@@ -91,12 +95,15 @@ type Manager struct {
 	client   kubernetes.Interface
 	pods     corelisters.PodLister
 	services corelisters.ServiceLister
+	static   StaticPods
 	node     func() *corev1.Node
 	recorder record.EventRecorder
 	// cgroups is nil when pods run without pod-level cgroups (cgroupsPerQOS off).
 	cgroups PodCgroups
 	// pullSlots holds a token per image pull in flight, when pulls are bounded.
 	pullSlots chan struct{}
+	// mirrorKick asks for the mirror pods to be checked now.
+	mirrorKick chan struct{}
 
 	mu      sync.Mutex
 	workers map[types.UID]*worker
@@ -108,7 +115,8 @@ type Manager struct {
 func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Interface, sources Sources,
 	recorder record.EventRecorder) *Manager {
 	m := &Manager{cfg: cfg, runtime: runtime, cgroups: cgroups, client: client, pods: sources.Pods,
-		services: sources.Services, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}}
+		services: sources.Services, static: sources.Static, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{},
+		mirrorKick: make(chan struct{}, 1)}
 	if cfg.MaxParallelImagePulls > 0 {
 		m.pullSlots = make(chan struct{}, cfg.MaxParallelImagePulls)
 	}
@@ -140,6 +148,8 @@ func (m *Manager) allocatable() corev1.ResourceList {
 // Run adopts what the runtime already runs, then cleans up orphans periodically, until ctx ends; it returns
 // after every worker has stopped.
 func (m *Manager) Run(ctx context.Context) {
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.runMirrorPods(ctx) }()
 	ticker := time.NewTicker(m.cfg.HousekeepingInterval)
 	defer ticker.Stop()
 	for {
@@ -153,9 +163,56 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 }
 
-// Update tells the worker of pod that something changed; it starts the worker if there is none.
+// Update tells the worker of pod that something changed; it starts the worker if there is none. For a
+// mirror pod, the mirror pods are checked and its static pod's worker is told (to write its status).
 func (m *Manager) Update(ctx context.Context, pod *corev1.Pod) {
-	m.dispatch(ctx, pod.UID, types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name})
+	key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
+	if !source.IsMirrorPod(pod) {
+		m.dispatch(ctx, pod.UID, key)
+		return
+	}
+	m.kickMirrorPods()
+	if m.static != nil {
+		if static, ok := m.static.Get(key.Namespace, key.Name); ok {
+			m.dispatch(ctx, static.UID, key)
+		}
+	}
+}
+
+// StaticPodsChanged starts workers for new static pods, tells every worker to look again (so those of
+// removed static pods stop theirs) and brings the mirror pods up to date.
+func (m *Manager) StaticPodsChanged(ctx context.Context) {
+	for _, pod := range m.static.List() {
+		m.Update(ctx, pod)
+	}
+	m.mu.Lock()
+	for _, w := range m.workers {
+		w.poke()
+	}
+	m.mu.Unlock()
+	m.kickMirrorPods()
+}
+
+func (m *Manager) kickMirrorPods() {
+	select {
+	case m.mirrorKick <- struct{}{}:
+	default:
+	}
+}
+
+// runMirrorPods keeps the mirror pods in line with the static pods, when told and periodically.
+func (m *Manager) runMirrorPods(ctx context.Context) {
+	ticker := time.NewTicker(m.cfg.HousekeepingInterval)
+	defer ticker.Stop()
+	for {
+		m.syncMirrorPods(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-m.mirrorKick:
+		}
+	}
 }
 
 func (m *Manager) dispatch(ctx context.Context, uid types.UID, key types.NamespacedName) {
@@ -183,9 +240,18 @@ func (m *Manager) dispatch(ctx context.Context, uid types.UID, key types.Namespa
 // housekeeping starts a worker for every pod known to the cache or the runtime that has none: the cache
 // side covers pods present at start-up, the runtime side covers pods deleted while the agent was down.
 func (m *Manager) housekeeping(ctx context.Context) {
-	pods, err := m.pods.List(everything())
+	apiPods, err := m.pods.List(everything())
 	if err != nil {
 		klog.ErrorS(err, "Unable to list pods from the cache")
+	}
+	var pods []*corev1.Pod
+	for _, pod := range apiPods {
+		if !source.IsMirrorPod(pod) {
+			pods = append(pods, pod)
+		}
+	}
+	if m.static != nil {
+		pods = append(pods, m.static.List()...)
 	}
 	for _, pod := range pods {
 		m.Update(ctx, pod)

@@ -127,9 +127,13 @@ func (w *worker) patchStatus(ctx context.Context, pod *corev1.Pod, status *corev
 	if apiequality.Semantic.DeepEqual(&pod.Status, status) {
 		return nil
 	}
+	target := w.m.statusTarget(pod)
+	if target == nil {
+		return nil // a static pod without its mirror yet: written once the mirror exists
+	}
 	// A merge patch with the UID fails if the Pod was replaced by another of the same name meanwhile.
 	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"uid": pod.UID},
+		"metadata": map[string]any{"uid": target.UID},
 		"status":   status,
 	})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/source"
 )
 
 // Back-off for restarts and image pulls, as the kubelet's: 10 s doubling to 5 minutes.
@@ -58,6 +59,8 @@ type worker struct {
 	warnedVolumes map[string]bool
 	// tokens holds the ServiceAccount tokens of projected volumes, by volume/path.
 	tokens map[string]serviceAccountToken
+	// last is the pod as the previous sync saw it.
+	last *corev1.Pod
 }
 
 type backoffState struct {
@@ -104,10 +107,15 @@ func (w *worker) run(ctx context.Context) {
 
 // sync does one round of convergence; done means the Pod is gone and nothing of it is left in the runtime.
 func (w *worker) sync(ctx context.Context) (done bool, err error) {
-	pod, err := w.m.pods.Pods(w.key.Namespace).Get(w.key.Name)
+	pod, err := w.m.getPod(w.key)
 	if apierrors.IsNotFound(err) || (err == nil && pod.UID != w.uid) {
-		// Finalised or force-deleted: nothing may keep running for it.
-		if err := w.removeAll(ctx, nil, 0); err != nil {
+		// Finalised or force-deleted: nothing may keep running for it. A static pod whose manifest went
+		// away still gets its grace period and preStop hooks, as with the kubelet.
+		last, grace := (*corev1.Pod)(nil), int64(0)
+		if w.last != nil && source.IsStaticPod(w.last) {
+			last, grace = w.last, terminationGrace(w.last)
+		}
+		if err := w.removeAll(ctx, last, grace); err != nil {
 			return false, err
 		}
 		w.removePodDir()
@@ -116,6 +124,7 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	w.last = pod
 	if pod.DeletionTimestamp != nil {
 		w.stopProbers() // a pod shutting down is not probed (no Unhealthy noise, no liveness restarts)
 		return w.terminate(ctx, pod)
@@ -148,7 +157,7 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 			w.ensureContainer(ctx, pod, &pod.Spec.Containers[i], appRestart, sandboxID, sandboxConfig)
 		}
 	}
-	if pod, err = w.m.pods.Pods(w.key.Namespace).Get(w.key.Name); err != nil {
+	if pod, err = w.m.getPod(w.key); err != nil {
 		return false, err
 	}
 	return false, w.writeStatus(ctx, pod, &sandboxID)

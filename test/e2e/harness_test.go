@@ -27,6 +27,7 @@ const (
 	clusterCIDR = "10.245.0.0/16"
 	maxPods     = 50
 	runDir      = "/var/run/nodeagent-e2e"
+	manifestDir = runDir + "/manifests"
 	devAgentPID = "/var/run/nodeagent-dev/nodeagent.pid"
 	cniConfFile = "/etc/cni/net.d/10-nodeagent.conflist"
 	// testImage is built by hack/imagebuild.
@@ -134,7 +135,7 @@ func (h *harness) startAgent() error {
 	h.agent = exec.Command(h.agentBin,
 		"--kubeconfig", filepath.Join(runDir, "cluster/pki", nodeName+".kubeconfig"),
 		"--hostname-override", nodeName, "--root-dir", filepath.Join(runDir, "root"),
-		"--max-pods", fmt.Sprint(maxPods), "-v", "2")
+		"--max-pods", fmt.Sprint(maxPods), "--pod-manifest-path", manifestDir, "-v", "2")
 	h.agent.Stdout, h.agent.Stderr = logFile, logFile
 	if err := h.agent.Start(); err != nil {
 		return fmt.Errorf("starting nodeagent: %w", err)

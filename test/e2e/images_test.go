@@ -57,8 +57,15 @@ func privateRegistry(t *testing.T, user, password string) string {
 	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: user, Password: password})); err != nil {
 		t.Fatalf("pushing %s: %v", image, err)
 	}
-	// The pulled copy must not outlive the test: later runs have to pull again.
-	t.Cleanup(func() { _ = exec.Command("crictl", "rmi", image).Run() })
+	// The pulled name must not outlive the test: later runs have to pull again. Only the name goes: the
+	// content is localhost/busybox:local's too (crictl rmi would delete that image with it).
+	t.Cleanup(func() {
+		_ = exec.Command("ctr", "-n", "k8s.io", "images", "rm", image).Run()
+		out, err := exec.Command("ctr", "-n", "k8s.io", "images", "ls", "-q", "name==localhost/busybox:local").Output()
+		if err != nil || strings.TrimSpace(string(out)) == "" {
+			t.Errorf("localhost/busybox:local is gone after removing %s (%v)", image, err)
+		}
+	})
 	return image
 }
 
