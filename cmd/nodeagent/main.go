@@ -171,6 +171,8 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, RootDir: cfg.RootDir, NodeMemory: nodeMemory,
 		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls, MaxParallelImagePulls: int(cfg.MaxParallelImagePulls),
 		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, RuntimeType: runtimeVersion.RuntimeName,
+		LogRotation: podmanager.LogRotation{MaxSize: cfg.ContainerLogMaxBytes(), MaxFiles: int(cfg.ContainerLogMaxFiles),
+			Interval: cfg.ContainerLogMonitorInterval.Duration},
 		ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
 	}, runtime, cgroups, client, sources, recorder)
 	if err := src.OnPodChange(func(p *corev1.Pod) { pods.Update(ctx, p) }); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/clientcmd"
@@ -65,6 +66,12 @@ type Configuration struct {
 	StaticPodPath string `json:"staticPodPath,omitempty"`
 	// FileCheckFrequency is how often the static pod directory is read again besides watching it.
 	FileCheckFrequency metav1.Duration `json:"fileCheckFrequency"`
+	// ContainerLogMaxSize is the size (a quantity, e.g. 10Mi) at which a container's log is rotated.
+	ContainerLogMaxSize string `json:"containerLogMaxSize"`
+	// ContainerLogMaxFiles is how many log files a container keeps, the live one included.
+	ContainerLogMaxFiles int32 `json:"containerLogMaxFiles"`
+	// ContainerLogMonitorInterval is how often the logs' sizes are checked.
+	ContainerLogMonitorInterval metav1.Duration `json:"containerLogMonitorInterval"`
 	// CgroupsPerQOS puts pods in the kubelet's cgroup tree: kubepods, a cgroup per QoS class, one per pod.
 	CgroupsPerQOS bool `json:"cgroupsPerQOS"`
 	// CgroupRoot is where that tree starts ("/" puts it at /kubepods).
@@ -76,24 +83,33 @@ type Configuration struct {
 	AllowedUnsafeSysctls []string `json:"allowedUnsafeSysctls,omitempty"`
 }
 
+// ContainerLogMaxBytes is ContainerLogMaxSize in bytes; call it on a validated configuration.
+func (c *Configuration) ContainerLogMaxBytes() int64 {
+	q := resource.MustParse(c.ContainerLogMaxSize)
+	return q.Value()
+}
+
 // Default returns the configuration a kubelet user would expect with no file and no flags.
 func Default() *Configuration {
 	return &Configuration{
-		TypeMeta:                  metav1.TypeMeta{APIVersion: APIVersion, Kind: Kind},
-		ContainerRuntimeEndpoint:  "unix:///run/containerd/containerd.sock",
-		RootDir:                   "/var/lib/nodeagent",
-		PodLogsDir:                "/var/log/pods",
-		CNIConfDir:                "/etc/cni/net.d",
-		MaxPods:                   110,
-		ClusterDomain:             "cluster.local",
-		NodeStatusUpdateFrequency: metav1.Duration{Duration: 10 * time.Second},
-		NodeStatusReportFrequency: metav1.Duration{Duration: 5 * time.Minute},
-		NodeLeaseDurationSeconds:  40,
-		KubeletPort:               10250,
-		MaxParallelImagePulls:     5,
-		FileCheckFrequency:        metav1.Duration{Duration: 20 * time.Second},
-		CgroupsPerQOS:             true,
-		CgroupRoot:                "/",
+		TypeMeta:                    metav1.TypeMeta{APIVersion: APIVersion, Kind: Kind},
+		ContainerRuntimeEndpoint:    "unix:///run/containerd/containerd.sock",
+		RootDir:                     "/var/lib/nodeagent",
+		PodLogsDir:                  "/var/log/pods",
+		CNIConfDir:                  "/etc/cni/net.d",
+		MaxPods:                     110,
+		ClusterDomain:               "cluster.local",
+		NodeStatusUpdateFrequency:   metav1.Duration{Duration: 10 * time.Second},
+		NodeStatusReportFrequency:   metav1.Duration{Duration: 5 * time.Minute},
+		NodeLeaseDurationSeconds:    40,
+		KubeletPort:                 10250,
+		MaxParallelImagePulls:       5,
+		FileCheckFrequency:          metav1.Duration{Duration: 20 * time.Second},
+		ContainerLogMaxSize:         "10Mi",
+		ContainerLogMaxFiles:        5,
+		ContainerLogMonitorInterval: metav1.Duration{Duration: 10 * time.Second},
+		CgroupsPerQOS:               true,
+		CgroupRoot:                  "/",
 	}
 }
 
@@ -113,6 +129,8 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.NodeStatusUpdateFrequency.Duration, "node-status-update-frequency", c.NodeStatusUpdateFrequency.Duration, "How often node status is computed.")
 	fs.Int32Var(&c.KubeletPort, "port", c.KubeletPort, "Port advertised for the node API.")
 	fs.StringVar(&c.StaticPodPath, "pod-manifest-path", c.StaticPodPath, "Directory of static pod manifests.")
+	fs.StringVar(&c.ContainerLogMaxSize, "container-log-max-size", c.ContainerLogMaxSize, "Size at which a container log is rotated.")
+	fs.Int32Var(&c.ContainerLogMaxFiles, "container-log-max-files", c.ContainerLogMaxFiles, "Log files kept per container, the live one included.")
 	fs.BoolVar(&c.CgroupsPerQOS, "cgroups-per-qos", c.CgroupsPerQOS, "Create the kubepods cgroup tree with QoS class and pod cgroups.")
 	fs.StringVar(&c.CgroupRoot, "cgroup-root", c.CgroupRoot, "Cgroup under which the kubepods tree is created.")
 	fs.Int32Var(&c.MaxParallelImagePulls, "max-parallel-image-pulls", c.MaxParallelImagePulls,
@@ -192,6 +210,15 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	if c.FileCheckFrequency.Duration <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("fileCheckFrequency"), c.FileCheckFrequency.Duration.String(), "must be positive"))
+	}
+	if q, err := resource.ParseQuantity(c.ContainerLogMaxSize); err != nil || q.Sign() <= 0 {
+		errs = append(errs, field.Invalid(field.NewPath("containerLogMaxSize"), c.ContainerLogMaxSize, "want a positive quantity such as 10Mi"))
+	}
+	if c.ContainerLogMaxFiles < 2 {
+		errs = append(errs, field.Invalid(field.NewPath("containerLogMaxFiles"), c.ContainerLogMaxFiles, "must be at least 2"))
+	}
+	if c.ContainerLogMonitorInterval.Duration < time.Second {
+		errs = append(errs, field.Invalid(field.NewPath("containerLogMonitorInterval"), c.ContainerLogMonitorInterval.Duration.String(), "must be at least 1s"))
 	}
 	if !strings.HasPrefix(c.CgroupRoot, "/") {
 		errs = append(errs, field.Invalid(field.NewPath("cgroupRoot"), c.CgroupRoot, "must be an absolute cgroup path"))

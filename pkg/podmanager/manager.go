@@ -38,6 +38,7 @@ type Runtime interface {
 	ListContainers(ctx context.Context, filter *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error)
 	ContainerStatus(ctx context.Context, containerID string, verbose bool) (*runtimeapi.ContainerStatusResponse, error)
 	ExecSync(ctx context.Context, containerID string, cmd []string, timeout time.Duration) (stdout []byte, stderr []byte, err error)
+	ReopenContainerLog(ctx context.Context, containerID string) error
 	ImageStatus(ctx context.Context, image *runtimeapi.ImageSpec, verbose bool) (*runtimeapi.ImageStatusResponse, error)
 	PullImage(ctx context.Context, image *runtimeapi.ImageSpec, auth *runtimeapi.AuthConfig, podSandboxConfig *runtimeapi.PodSandboxConfig) (string, error)
 }
@@ -58,6 +59,8 @@ type Config struct {
 	ClusterDomain        string
 	// RuntimeType prefixes container IDs in the status ("containerd://..."), from the runtime's version.
 	RuntimeType string
+	// LogRotation is the container log policy; a zero MaxSize turns rotation off.
+	LogRotation LogRotation
 	// ResyncInterval is how often each worker compares desired and actual state without being told to.
 	ResyncInterval time.Duration
 	// HousekeepingInterval is how often the runtime is searched for sandboxes of pods that no longer exist.
@@ -150,6 +153,10 @@ func (m *Manager) allocatable() corev1.ResourceList {
 func (m *Manager) Run(ctx context.Context) {
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.runMirrorPods(ctx) }()
+	if m.cfg.LogRotation.MaxSize > 0 {
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); m.runLogRotation(ctx) }()
+	}
 	ticker := time.NewTicker(m.cfg.HousekeepingInterval)
 	defer ticker.Stop()
 	for {

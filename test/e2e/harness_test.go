@@ -132,7 +132,13 @@ func (h *harness) startAgent() error {
 		return err
 	}
 	defer logFile.Close()
-	h.agent = exec.Command(h.agentBin,
+	// Small logs and a fast check, so log rotation shows within a test; given as a config file, as users do.
+	config := filepath.Join(runDir, "nodeagent.yaml")
+	if err := os.WriteFile(config, []byte("apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\n"+
+		"containerLogMaxSize: 256Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 1s\n"), 0o644); err != nil {
+		return err
+	}
+	h.agent = exec.Command(h.agentBin, "--config", config,
 		"--kubeconfig", filepath.Join(runDir, "cluster/pki", nodeName+".kubeconfig"),
 		"--hostname-override", nodeName, "--root-dir", filepath.Join(runDir, "root"),
 		"--max-pods", fmt.Sprint(maxPods), "--pod-manifest-path", manifestDir, "-v", "2")
