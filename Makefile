@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := /var/cache/nodeagent/bin:/usr/local/go/bin:$(PATH)
 VERSION ?= v0.1.0-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: build run stop test unit e2e lint images
+.PHONY: build run stop test unit e2e lint images bench-pods
 
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/nodeagent ./cmd/nodeagent
@@ -30,3 +30,6 @@ e2e:
 
 lint:
 	hack/lint.sh
+
+bench-pods:
+	go run ./hack/bench pods

@@ -1,0 +1,380 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// The benchmark's own cluster, apart from `make run` and the e2e tests (run dir, ports, pod CIDR).
+const (
+	runDir      = "/var/run/nodeagent-bench"
+	agentNode   = "bench-agent"
+	kubeletNode = "bench-kubelet"
+	namespace   = "bench"
+	cniConfFile = "/etc/cni/net.d/10-nodeagent.conflist"
+	// kubeletCgroupRoot keeps the kubelet's kubepods apart from the agent's.
+	kubeletCgroupRoot = "/kubelet-bench"
+)
+
+var clusterEnv = []string{
+	"NODEAGENT_RUN=" + runDir, "APISERVER_PORT=26443", "ETCD_PORT=22379", "KCM_PORT=30257",
+	"SCHEDULER_PORT=30259", "CLUSTER_CIDR=10.246.0.0/16", "NODE_NAMES=" + agentNode + " " + kubeletNode,
+}
+
+// burstResult is one node's figures over all rounds.
+type burstResult struct {
+	latencies []time.Duration
+	cpu       []float64 // the agent's CPU seconds per burst
+	peakRSS   int64     // highest peak RSS of any burst
+}
+
+func runPods(ctx context.Context, pods, rounds int) error {
+	repo, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	if out, err := shell(repo, nil, "source hack/lib/common.sh && crictl pods --state ready -q"); err != nil || strings.TrimSpace(out) != "" {
+		return fmt.Errorf("containerd already runs pods (or crictl failed: %v): stop them first (`make stop`); "+
+			"the kubelet peer would kill them", err)
+	}
+	k8sBin, err := shell(repo, nil, "source hack/lib/common.sh && echo $K8S_BIN")
+	if err != nil {
+		return err
+	}
+	if _, err := shell(repo, nil, "hack/build-k8s.sh kubelet"); err != nil {
+		return err
+	}
+	agentBin := filepath.Join(runDir, "nodeagent")
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return err
+	}
+	if _, err := shell(repo, nil, "go build -o "+agentBin+" ./cmd/nodeagent"); err != nil {
+		return err
+	}
+	if _, err := shell(repo, clusterEnv, "hack/controlplane.sh up"); err != nil {
+		return err
+	}
+	_, hadCNIConf := os.Stat(cniConfFile)
+	defer func() {
+		// The kubelet leaves its pods' stopped sandboxes to its garbage collector, which stopped with it.
+		_, _ = shell(repo, nil, `source hack/lib/common.sh && ids=$(crictl pods --namespace `+namespace+` -q) &&
+			{ [ -z "$ids" ] || crictl rmp -f $ids >/dev/null; }`)
+		if hadCNIConf != nil {
+			_ = os.Remove(cniConfFile)
+		}
+		_, _ = shell(repo, append(clusterEnv, "CLEAN=1"), "hack/controlplane.sh down")
+	}()
+	pki := filepath.Join(runDir, "cluster", "pki")
+	restConfig, err := clientcmd.BuildConfigFromFlags("", filepath.Join(pki, "admin.kubeconfig"))
+	if err != nil {
+		return err
+	}
+	restConfig.QPS, restConfig.Burst = 200, 400 // creating the burst must not be throttled by the client
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return err
+	}
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
+		metav1.CreateOptions{}); err != nil {
+		return err
+	}
+
+	agent, err := benchNode(ctx, client, agentNode, pods, rounds, func() (*process, error) {
+		return startProcess("nodeagent", filepath.Join(runDir, "nodeagent.log"), agentBin,
+			"--kubeconfig", filepath.Join(pki, agentNode+".kubeconfig"), "--hostname-override", agentNode,
+			"--root-dir", filepath.Join(runDir, "agent"))
+	})
+	if err != nil {
+		return fmt.Errorf("nodeagent: %w", err)
+	}
+	kubelet, err := benchNode(ctx, client, kubeletNode, pods, rounds, func() (*process, error) {
+		return startKubelet(filepath.Join(strings.TrimSpace(k8sBin), "kubelet"), pki)
+	})
+	if err != nil {
+		return fmt.Errorf("kubelet: %w", err)
+	}
+	report(pods, rounds, agent, kubelet)
+	return nil
+}
+
+// shell runs a bash command line in the repository with extra environment and returns its output; the
+// command's progress goes to stderr.
+func shell(repo string, env []string, command string) (string, error) {
+	cmd := exec.Command("bash", "-c", command)
+	cmd.Dir, cmd.Env, cmd.Stderr = repo, append(os.Environ(), env...), os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", command, err)
+	}
+	return string(out), nil
+}
+
+// startKubelet runs the kubelet peer as a node of the benchmark cluster, on this machine's containerd with
+// the cgroupfs driver and its pods' cgroups under a root of its own.
+func startKubelet(bin, pki string) (*process, error) {
+	root, err := manager.New(&cgroups.Cgroup{Path: kubeletCgroupRoot, Resources: &cgroups.Resources{SkipDevices: true}})
+	if err != nil {
+		return nil, err
+	}
+	if err := root.Apply(-1); err != nil {
+		return nil, fmt.Errorf("creating cgroup %s: %w", kubeletCgroupRoot, err)
+	}
+	dir := filepath.Join(runDir, "kubelet")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	config := filepath.Join(runDir, "kubelet.yaml")
+	// Eviction thresholds are lowered so the shared VM's disk and memory never evict during the run.
+	if err := os.WriteFile(config, []byte(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+failSwapOn: false
+cgroupDriver: cgroupfs
+cgroupRoot: `+kubeletCgroupRoot+`
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+address: 127.0.0.1
+port: 20250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 20248
+authentication: {anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: `+filepath.Join(pki, "ca.crt")+`}}
+authorization: {mode: AlwaysAllow}
+evictionHard: {memory.available: 1Mi, nodefs.available: 1%, imagefs.available: 1%}
+`), 0o644); err != nil {
+		return nil, err
+	}
+	return startProcess("kubelet", filepath.Join(runDir, "kubelet.log"), bin, "--config", config,
+		"--kubeconfig", filepath.Join(pki, kubeletNode+".kubeconfig"), "--hostname-override", kubeletNode,
+		"--root-dir", dir, "--v", "1")
+}
+
+// benchNode starts a node's agent, waits for the Node to be Ready, runs one warm-up pod, then the bursts,
+// and stops the agent again.
+func benchNode(ctx context.Context, client kubernetes.Interface, node string, pods, rounds int,
+	start func() (*process, error)) (burstResult, error) {
+	var res burstResult
+	p, err := start()
+	if err != nil {
+		return res, err
+	}
+	defer p.stop()
+	if err := poll(ctx, 2*time.Minute, func() bool {
+		n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		return err == nil && nodeReady(n)
+	}); err != nil {
+		return res, fmt.Errorf("node %s never became Ready: %w", node, err)
+	}
+	if _, err := burst(ctx, client, node, "warmup", 1); err != nil {
+		return res, fmt.Errorf("warm-up: %w", err)
+	}
+	for r := range rounds {
+		before, err := p.cpuSeconds()
+		if err != nil {
+			return res, err
+		}
+		if err := p.resetPeakRSS(); err != nil {
+			return res, err
+		}
+		lat, err := burst(ctx, client, node, fmt.Sprintf("r%d", r), pods)
+		if err != nil {
+			return res, fmt.Errorf("round %d: %w", r, err)
+		}
+		after, err := p.cpuSeconds()
+		if err != nil {
+			return res, err
+		}
+		rss, err := p.peakRSS()
+		if err != nil {
+			return res, err
+		}
+
+		res.latencies = append(res.latencies, lat...)
+		res.cpu = append(res.cpu, after-before)
+		res.peakRSS = max(res.peakRSS, rss)
+		fmt.Fprintf(os.Stderr, "bench: %s round %d: p50 %s p99 %s, %.2f CPU s, peak RSS %d MiB\n",
+			node, r, percentile(lat, 50), percentile(lat, 99), after-before, rss>>20)
+	}
+	return res, nil
+}
+
+// burst creates n pods on node at once and returns, per pod, the time from just before its create request
+// to the watch event that showed it Running and Ready; then deletes them and waits until they are gone.
+func burst(ctx context.Context, client kubernetes.Interface, node, tag string, n int) ([]time.Duration, error) {
+	pods := client.CoreV1().Pods(namespace)
+	selector := "bench=" + node + "-" + tag
+	var mu sync.Mutex
+	created := map[string]time.Time{}
+	ready := map[string]time.Duration{}
+	allReady := make(chan struct{})
+	// An informer is a watch that re-establishes itself; its handler sees every change as it arrives.
+	informer := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector })).Core().V1().Pods().Informer()
+	observe := func(obj any) {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok || !runningAndReady(pod) {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if _, seen := ready[pod.Name]; !seen {
+			ready[pod.Name] = time.Since(created[pod.Name])
+			if len(ready) == n {
+				close(allReady)
+			}
+		}
+	}
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: observe, UpdateFunc: func(_, obj any) { observe(obj) }}); err != nil {
+		return nil, err
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go informer.Run(stop)
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		return nil, errors.New("pod informer did not sync")
+	}
+	errs := make(chan error, n)
+	for i := range n {
+		name := fmt.Sprintf("%s-%s-%d", node, tag, i)
+		go func() {
+			mu.Lock()
+			created[name] = time.Now()
+			mu.Unlock()
+			_, err := pods.Create(ctx, benchPod(name, node, selector), metav1.CreateOptions{})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			return nil, err
+		}
+	}
+	select {
+	case <-allReady:
+	case <-time.After(3 * time.Minute):
+		mu.Lock()
+		defer mu.Unlock()
+		return nil, fmt.Errorf("%d of %d pods Running and Ready after 3 minutes", len(ready), n)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err := pods.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: selector}); err != nil {
+		return nil, err
+	}
+	if err := poll(ctx, 3*time.Minute, func() bool {
+		list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: selector})
+		return err == nil && len(list.Items) == 0
+	}); err != nil {
+		return nil, fmt.Errorf("pods not deleted: %w", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]time.Duration, 0, n)
+	for _, d := range ready {
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// benchPod is the measured pod: one busybox container from the local image, no probes, so Ready means
+// the node started it and reported it.
+func benchPod(name, node, selector string) *corev1.Pod {
+	key, value, _ := strings.Cut(selector, "=")
+	grace := int64(1)
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{key: value}},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			TerminationGracePeriodSeconds: &grace,
+			Containers: []corev1.Container{{Name: "c", Image: "localhost/busybox:local",
+				ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"}}},
+		},
+	}
+}
+
+func runningAndReady(p *corev1.Pod) bool {
+	if p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// poll checks cond every 100 ms until it holds, the timeout passes or ctx ends.
+func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100 // nearest rank
+	return s[max(i-1, 0)].Round(time.Millisecond)
+}
+
+func mean(v []float64) float64 {
+	var sum float64
+	for _, x := range v {
+		sum += x
+	}
+	return sum / float64(max(len(v), 1))
+}
+
+// report prints both columns and nodeagent's ratio to the kubelet (below 1 is better).
+func report(pods, rounds int, agent, kubelet burstResult) {
+	fmt.Printf("pods: %d pods created at once, %d rounds per node; creation request → Running and Ready (watch)\n", pods, rounds)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\tnodeagent\tkubelet v1.37.2\tratio\t")
+	for _, p := range []int{50, 99} {
+		a, k := percentile(agent.latencies, p), percentile(kubelet.latencies, p)
+		fmt.Fprintf(tw, "p%d\t%s\t%s\t%.2f\t\n", p, a, k, a.Seconds()/k.Seconds())
+	}
+	a, k := mean(agent.cpu), mean(kubelet.cpu)
+	fmt.Fprintf(tw, "CPU s per burst\t%.2f\t%.2f\t%.2f\t\n", a, k, a/k)
+	fmt.Fprintf(tw, "peak RSS MiB\t%d\t%d\t%.2f\t\n", agent.peakRSS>>20, kubelet.peakRSS>>20,
+		float64(agent.peakRSS)/float64(kubelet.peakRSS))
+	_ = tw.Flush()
+}
