@@ -25,6 +25,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/pkg/config"
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/eviction"
 	"github.com/nodeagent/nodeagent/pkg/node"
 	"github.com/nodeagent/nodeagent/pkg/podcgroup"
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
@@ -131,6 +132,7 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	defer cancel() // runs before wg.Wait: stop every component, then wait for them
 
 	src := source.New(client, nodeName, 0)
+	var evictor *eviction.Manager
 	nodeCtl := node.NewController(node.Config{
 		Name: nodeName, NodeIP: cfg.NodeIP, MaxPods: cfg.MaxPods, RootDir: cfg.RootDir,
 		KubeletPort: cfg.KubeletPort, AgentVersion: version,
@@ -138,6 +140,9 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 		StatusReportInterval: cfg.NodeStatusReportFrequency.Duration,
 		LeaseDuration:        time.Duration(cfg.NodeLeaseDurationSeconds) * time.Second,
 		CNIConfDir:           cfg.CNIConfDir, PodCIDR: cfg.PodCIDR,
+		// evictor is set below, before anything runs: the node's conditions and eviction need each other.
+		MemoryPressure: func() bool { return evictor.MemoryPressure() },
+		DiskPressure:   func() bool { return evictor.DiskPressure() },
 	}, client, runtime, src.Node)
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
@@ -175,6 +180,18 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 			Interval: cfg.ContainerLogMonitorInterval.Duration},
 		ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
 	}, runtime, cgroups, client, sources, recorder)
+	thresholds, err := eviction.ParseThresholds(cfg.EvictionHard)
+	if err != nil {
+		return fmt.Errorf("evictionHard: %w", err)
+	}
+	evictor = eviction.New(eviction.Config{Hard: thresholds, Interval: 10 * time.Second,
+		PressureTransitionPeriod: cfg.EvictionPressureTransitionPeriod.Duration,
+	}, &eviction.NodeStats{RootDir: cfg.RootDir, PodDirs: pods.PodDirs, PodCgroup: func(pod *corev1.Pod) string {
+		if cgroups == nil {
+			return ""
+		}
+		return cgroups.PodPath(pod)
+	}}, pods, nodeCtl.Kick)
 	if err := src.OnPodChange(func(p *corev1.Pod) { pods.Update(ctx, p) }); err != nil {
 		return err
 	}
@@ -189,9 +206,10 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 		return err
 	}
 	defer src.Shutdown()
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); nodeCtl.Run(ctx) }()
 	go func() { defer wg.Done(); pods.Run(ctx) }()
+	go func() { defer wg.Done(); evictor.Run(ctx) }()
 	if static != nil {
 		static.OnChange(func() { pods.StaticPodsChanged(ctx) })
 		wg.Add(1)

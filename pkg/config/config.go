@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +21,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/nodeagent/nodeagent/pkg/eviction"
 )
 
 const (
@@ -72,6 +76,11 @@ type Configuration struct {
 	ContainerLogMaxFiles int32 `json:"containerLogMaxFiles"`
 	// ContainerLogMonitorInterval is how often the logs' sizes are checked.
 	ContainerLogMonitorInterval metav1.Duration `json:"containerLogMonitorInterval"`
+	// EvictionHard are the hard eviction thresholds, signal → quantity or percentage, as the kubelet's
+	// (memory.available, nodefs.available, nodefs.inodesFree).
+	EvictionHard map[string]string `json:"evictionHard,omitempty"`
+	// EvictionPressureTransitionPeriod keeps a pressure condition after its threshold stopped being met.
+	EvictionPressureTransitionPeriod metav1.Duration `json:"evictionPressureTransitionPeriod"`
 	// CgroupsPerQOS puts pods in the kubelet's cgroup tree: kubepods, a cgroup per QoS class, one per pod.
 	CgroupsPerQOS bool `json:"cgroupsPerQOS"`
 	// CgroupRoot is where that tree starts ("/" puts it at /kubepods).
@@ -83,6 +92,31 @@ type Configuration struct {
 	AllowedUnsafeSysctls []string `json:"allowedUnsafeSysctls,omitempty"`
 }
 
+// evictionFlag is --eviction-hard in the kubelet's "signal<value,..." form; setting it replaces the map.
+type evictionFlag struct{ m *map[string]string }
+
+func (f *evictionFlag) String() string {
+	if f.m == nil {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(*f.m)) {
+		parts = append(parts, k+"<"+(*f.m)[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f *evictionFlag) Set(s string) error {
+	m, err := eviction.ParseFlag(s)
+	if err != nil {
+		return err
+	}
+	*f.m = m
+	return nil
+}
+
+func (f *evictionFlag) Type() string { return "mapStringString" }
+
 // ContainerLogMaxBytes is ContainerLogMaxSize in bytes; call it on a validated configuration.
 func (c *Configuration) ContainerLogMaxBytes() int64 {
 	q := resource.MustParse(c.ContainerLogMaxSize)
@@ -92,24 +126,26 @@ func (c *Configuration) ContainerLogMaxBytes() int64 {
 // Default returns the configuration a kubelet user would expect with no file and no flags.
 func Default() *Configuration {
 	return &Configuration{
-		TypeMeta:                    metav1.TypeMeta{APIVersion: APIVersion, Kind: Kind},
-		ContainerRuntimeEndpoint:    "unix:///run/containerd/containerd.sock",
-		RootDir:                     "/var/lib/nodeagent",
-		PodLogsDir:                  "/var/log/pods",
-		CNIConfDir:                  "/etc/cni/net.d",
-		MaxPods:                     110,
-		ClusterDomain:               "cluster.local",
-		NodeStatusUpdateFrequency:   metav1.Duration{Duration: 10 * time.Second},
-		NodeStatusReportFrequency:   metav1.Duration{Duration: 5 * time.Minute},
-		NodeLeaseDurationSeconds:    40,
-		KubeletPort:                 10250,
-		MaxParallelImagePulls:       5,
-		FileCheckFrequency:          metav1.Duration{Duration: 20 * time.Second},
-		ContainerLogMaxSize:         "10Mi",
-		ContainerLogMaxFiles:        5,
-		ContainerLogMonitorInterval: metav1.Duration{Duration: 10 * time.Second},
-		CgroupsPerQOS:               true,
-		CgroupRoot:                  "/",
+		TypeMeta:                         metav1.TypeMeta{APIVersion: APIVersion, Kind: Kind},
+		ContainerRuntimeEndpoint:         "unix:///run/containerd/containerd.sock",
+		RootDir:                          "/var/lib/nodeagent",
+		PodLogsDir:                       "/var/log/pods",
+		CNIConfDir:                       "/etc/cni/net.d",
+		MaxPods:                          110,
+		ClusterDomain:                    "cluster.local",
+		NodeStatusUpdateFrequency:        metav1.Duration{Duration: 10 * time.Second},
+		NodeStatusReportFrequency:        metav1.Duration{Duration: 5 * time.Minute},
+		NodeLeaseDurationSeconds:         40,
+		KubeletPort:                      10250,
+		MaxParallelImagePulls:            5,
+		FileCheckFrequency:               metav1.Duration{Duration: 20 * time.Second},
+		ContainerLogMaxSize:              "10Mi",
+		ContainerLogMaxFiles:             5,
+		ContainerLogMonitorInterval:      metav1.Duration{Duration: 10 * time.Second},
+		EvictionHard:                     maps.Clone(eviction.DefaultHard),
+		EvictionPressureTransitionPeriod: metav1.Duration{Duration: 5 * time.Minute},
+		CgroupsPerQOS:                    true,
+		CgroupRoot:                       "/",
 	}
 }
 
@@ -131,6 +167,7 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.StaticPodPath, "pod-manifest-path", c.StaticPodPath, "Directory of static pod manifests.")
 	fs.StringVar(&c.ContainerLogMaxSize, "container-log-max-size", c.ContainerLogMaxSize, "Size at which a container log is rotated.")
 	fs.Int32Var(&c.ContainerLogMaxFiles, "container-log-max-files", c.ContainerLogMaxFiles, "Log files kept per container, the live one included.")
+	fs.Var(&evictionFlag{&c.EvictionHard}, "eviction-hard", `Hard eviction thresholds, e.g. "memory.available<100Mi,nodefs.available<10%".`)
 	fs.BoolVar(&c.CgroupsPerQOS, "cgroups-per-qos", c.CgroupsPerQOS, "Create the kubepods cgroup tree with QoS class and pod cgroups.")
 	fs.StringVar(&c.CgroupRoot, "cgroup-root", c.CgroupRoot, "Cgroup under which the kubepods tree is created.")
 	fs.Int32Var(&c.MaxParallelImagePulls, "max-parallel-image-pulls", c.MaxParallelImagePulls,
@@ -219,6 +256,9 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	if c.ContainerLogMonitorInterval.Duration < time.Second {
 		errs = append(errs, field.Invalid(field.NewPath("containerLogMonitorInterval"), c.ContainerLogMonitorInterval.Duration.String(), "must be at least 1s"))
+	}
+	if _, err := eviction.ParseThresholds(c.EvictionHard); err != nil {
+		errs = append(errs, field.Invalid(field.NewPath("evictionHard"), c.EvictionHard, err.Error()))
 	}
 	if !strings.HasPrefix(c.CgroupRoot, "/") {
 		errs = append(errs, field.Invalid(field.NewPath("cgroupRoot"), c.CgroupRoot, "must be an absolute cgroup path"))

@@ -41,6 +41,8 @@ type Config struct {
 	LeaseDuration        time.Duration
 	CNIConfDir           string
 	PodCIDR              string // used when the Node has no spec.podCIDR
+	// MemoryPressure and DiskPressure report the eviction manager's conditions; nil means never.
+	MemoryPressure, DiskPressure func() bool
 }
 
 // Controller keeps the Node and its Lease current.

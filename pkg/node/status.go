@@ -182,11 +182,20 @@ func (c *Controller) conditions(ctx context.Context) []corev1.NodeCondition {
 	if problem := c.runtimeProblem(ctx); problem != "" {
 		ready.Status, ready.Reason, ready.Message = corev1.ConditionFalse, "KubeletNotReady", problem
 	}
+	memory := corev1.NodeCondition{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse,
+		Reason: "KubeletHasSufficientMemory", Message: "nodeagent has sufficient memory available"}
+	if c.cfg.MemoryPressure != nil && c.cfg.MemoryPressure() {
+		memory.Status, memory.Reason, memory.Message = corev1.ConditionTrue, "KubeletHasInsufficientMemory",
+			"nodeagent has insufficient memory available"
+	}
+	disk := corev1.NodeCondition{Type: corev1.NodeDiskPressure, Status: corev1.ConditionFalse,
+		Reason: "KubeletHasNoDiskPressure", Message: "nodeagent has no disk pressure"}
+	if c.cfg.DiskPressure != nil && c.cfg.DiskPressure() {
+		disk.Status, disk.Reason, disk.Message = corev1.ConditionTrue, "KubeletHasDiskPressure", "nodeagent has disk pressure"
+	}
 	return []corev1.NodeCondition{
-		{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasSufficientMemory",
-			Message: "nodeagent has sufficient memory available"},
-		{Type: corev1.NodeDiskPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasNoDiskPressure",
-			Message: "nodeagent has no disk pressure"},
+		memory,
+		disk,
 		{Type: corev1.NodePIDPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasSufficientPID",
 			Message: "nodeagent has sufficient PID available"},
 		ready,

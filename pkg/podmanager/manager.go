@@ -110,7 +110,9 @@ type Manager struct {
 
 	mu      sync.Mutex
 	workers map[types.UID]*worker
-	wg      sync.WaitGroup
+	// evictions holds the eviction message of pods being evicted for node pressure.
+	evictions map[types.UID]string
+	wg        sync.WaitGroup
 }
 
 // New returns a manager; call Run, and feed it Pod changes with Update.
@@ -118,7 +120,7 @@ type Manager struct {
 func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Interface, sources Sources,
 	recorder record.EventRecorder) *Manager {
 	m := &Manager{cfg: cfg, runtime: runtime, cgroups: cgroups, client: client, pods: sources.Pods,
-		services: sources.Services, static: sources.Static, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{},
+		services: sources.Services, static: sources.Static, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}, evictions: map[types.UID]string{},
 		mirrorKick: make(chan struct{}, 1)}
 	if cfg.MaxParallelImagePulls > 0 {
 		m.pullSlots = make(chan struct{}, cfg.MaxParallelImagePulls)
@@ -238,6 +240,7 @@ func (m *Manager) dispatch(ctx context.Context, uid types.UID, key types.Namespa
 			w.run(ctx)
 			m.mu.Lock()
 			delete(m.workers, uid)
+			delete(m.evictions, uid)
 			m.mu.Unlock()
 		}()
 	}

@@ -110,6 +110,10 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 	setCondition(status, corev1.ContainersReady, allReady, notReady)
 	setCondition(status, corev1.PodReady, allReady, notReady)
 
+	if message := w.evicted; message != "" {
+		status.Phase, status.Reason, status.Message = corev1.PodFailed, "Evicted", message
+		setCondition(status, corev1.DisruptionTarget, true, "TerminationByKubelet")
+	}
 	return w.patchStatus(ctx, pod, status)
 }
 

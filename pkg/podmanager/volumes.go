@@ -28,7 +28,12 @@ const volumeRefresh = 10 * time.Second
 
 // volumeDir is where a volume of a pod lives on the host, in the kubelet's layout.
 func (m *Manager) volumeDir(uid, plugin, name string) string {
-	return filepath.Join(m.podDir(uid), "volumes", "kubernetes.io~"+plugin, name)
+	return filepath.Join(m.volumeKindDir(uid, plugin), name)
+}
+
+// volumeKindDir holds a pod's volumes of one plugin, as the kubelet lays them out.
+func (m *Manager) volumeKindDir(uid, plugin string) string {
+	return filepath.Join(m.podDir(uid), "volumes", "kubernetes.io~"+plugin)
 }
 
 // hostVolume is a set-up volume: its host path and whether containers must see it read-only.
@@ -389,7 +394,7 @@ func volumeMounts(c *corev1.Container, volumes map[string]hostVolume) []*runtime
 
 // tearDownVolumes unmounts the pod's memory-backed emptyDirs so its directory can be removed.
 func (m *Manager) tearDownVolumes(uid string) error {
-	dirs, _ := filepath.Glob(filepath.Join(m.podDir(uid), "volumes", "kubernetes.io~empty-dir", "*"))
+	dirs, _ := filepath.Glob(filepath.Join(m.volumeKindDir(uid, "empty-dir"), "*"))
 	for _, dir := range dirs {
 		if mounted, err := isMountPoint(dir); err == nil && mounted {
 			if err := unix.Unmount(dir, 0); err != nil {

@@ -36,6 +36,8 @@ const sandboxBackoffKey = "sandbox:"
 
 var errSandboxBackoff = errors.New("waiting out the back-off after a failed sandbox creation")
 
+const runtimeRunning = runtimeapi.ContainerState_CONTAINER_RUNNING
+
 func everything() labels.Selector { return labels.Everything() }
 
 // worker converges one Pod. Only its own goroutine touches its fields, except the updates channel.
@@ -61,6 +63,8 @@ type worker struct {
 	tokens map[string]serviceAccountToken
 	// last is the pod as the previous sync saw it.
 	last *corev1.Pod
+	// evicted is the eviction message once the pod's containers were stopped for node pressure.
+	evicted string
 }
 
 type backoffState struct {
@@ -128,6 +132,9 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 	if pod.DeletionTimestamp != nil {
 		w.stopProbers() // a pod shutting down is not probed (no Unhealthy noise, no liveness restarts)
 		return w.terminate(ctx, pod)
+	}
+	if message := w.m.evictionOf(w); message != "" && pod.Status.Phase != corev1.PodFailed {
+		return false, w.evict(ctx, pod, message)
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		// A finished pod keeps its containers' records but runs nothing.

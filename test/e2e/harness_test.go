@@ -126,7 +126,8 @@ func startHarness() (*harness, error) {
 	return h, nil
 }
 
-func (h *harness) startAgent() error {
+// startAgent starts the agent as the e2e node, with extra flags after the harness's own.
+func (h *harness) startAgent(extra ...string) error {
 	logFile, err := os.OpenFile(filepath.Join(runDir, "nodeagent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -135,13 +136,15 @@ func (h *harness) startAgent() error {
 	// Small logs and a fast check, so log rotation shows within a test; given as a config file, as users do.
 	config := filepath.Join(runDir, "nodeagent.yaml")
 	if err := os.WriteFile(config, []byte("apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\n"+
-		"containerLogMaxSize: 256Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 1s\n"), 0o644); err != nil {
+		"containerLogMaxSize: 256Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 1s\n"+
+		"evictionPressureTransitionPeriod: 5s\n"), 0o644); err != nil {
 		return err
 	}
 	h.agent = exec.Command(h.agentBin, "--config", config,
 		"--kubeconfig", filepath.Join(runDir, "cluster/pki", nodeName+".kubeconfig"),
 		"--hostname-override", nodeName, "--root-dir", filepath.Join(runDir, "root"),
 		"--max-pods", fmt.Sprint(maxPods), "--pod-manifest-path", manifestDir, "-v", "2")
+	h.agent.Args = append(h.agent.Args, extra...)
 	h.agent.Stdout, h.agent.Stderr = logFile, logFile
 	if err := h.agent.Start(); err != nil {
 		return fmt.Errorf("starting nodeagent: %w", err)

@@ -1,0 +1,206 @@
+// Package eviction owns node-pressure eviction, as the kubelet's eviction manager does it: it observes
+// memory.available and nodefs.available (and nodefs.inodesFree), reports MemoryPressure and DiskPressure
+// while a hard threshold is met (and for the transition period after), and then evicts one pod per round,
+// BestEffort and over-request pods first. It only decides; the pod manager stops the pod and writes its
+// Failed/Evicted status. Static pods are never evicted.
+package eviction
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/klog/v2"
+)
+
+// Observation is how much of a signal's resource is available, out of its capacity.
+type Observation struct {
+	Available, Capacity int64
+}
+
+// Stats measures the node and its pods.
+type Stats interface {
+	// Observe returns the current value of every signal.
+	Observe() (map[string]Observation, error)
+	// PodUsage returns a pod's memory working set and the disk its emptyDir volumes and logs use, in bytes.
+	PodUsage(pod *corev1.Pod) (memory, disk int64)
+}
+
+// Pods is what the manager needs of the pod manager: the pods that run, and a way to evict one.
+type Pods interface {
+	ActivePods() []*corev1.Pod
+	Evict(ctx context.Context, pod *corev1.Pod, message string) error
+}
+
+// Config is the eviction policy.
+type Config struct {
+	Hard []Threshold
+	// PressureTransitionPeriod keeps a pressure condition on after its threshold is no longer met, so the
+	// condition does not flap.
+	PressureTransitionPeriod time.Duration
+	// Interval is how often the signals are observed.
+	Interval time.Duration
+}
+
+// Manager observes, reports pressure and evicts.
+type Manager struct {
+	cfg      Config
+	stats    Stats
+	pods     Pods
+	onChange func()
+
+	mu sync.Mutex
+	// lastMet is when a threshold of each resource (memory, disk) was last met.
+	lastMet map[corev1.ResourceName]time.Time
+	// reported is the memory and disk pressure last announced through onChange; only Run's goroutine uses it.
+	reported [2]bool
+}
+
+// New returns a manager; onChange is called when a pressure condition changes (to post the node status).
+func New(cfg Config, stats Stats, pods Pods, onChange func()) *Manager {
+	return &Manager{cfg: cfg, stats: stats, pods: pods, onChange: onChange, lastMet: map[corev1.ResourceName]time.Time{}}
+}
+
+// MemoryPressure and DiskPressure are the node conditions: a threshold was met within the transition period.
+func (m *Manager) MemoryPressure() bool { return m.under(corev1.ResourceMemory, time.Now()) }
+func (m *Manager) DiskPressure() bool   { return m.under(corev1.ResourceEphemeralStorage, time.Now()) }
+
+func (m *Manager) under(r corev1.ResourceName, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.lastMet[r]
+	return ok && now.Sub(t) <= m.cfg.PressureTransitionPeriod
+}
+
+// Run observes every interval until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	ticker := time.NewTicker(m.cfg.Interval)
+	defer ticker.Stop()
+	for {
+		m.synchronize(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// synchronize is one round: observe, update the pressure conditions, evict at most one pod.
+func (m *Manager) synchronize(ctx context.Context, now time.Time) {
+	obs, err := m.stats.Observe()
+	if err != nil {
+		klog.ErrorS(err, "Eviction manager: unable to observe the node")
+		return
+	}
+	var met []Threshold
+	for _, t := range m.cfg.Hard {
+		o, ok := obs[t.Signal]
+		if ok && o.Available < t.limit(o.Capacity) {
+			met = append(met, t)
+			m.mu.Lock()
+			m.lastMet[resourceOf(t.Signal)] = now
+			m.mu.Unlock()
+		}
+	}
+	// The conditions also end by time passing, so compare with what was last reported.
+	if pressure := [2]bool{m.under(corev1.ResourceMemory, now), m.under(corev1.ResourceEphemeralStorage, now)}; pressure != m.reported {
+		m.reported = pressure
+		if m.onChange != nil {
+			m.onChange()
+		}
+	}
+	if len(met) == 0 {
+		return
+	}
+	t := met[0]
+	o := obs[t.Signal]
+	klog.InfoS("Eviction manager: threshold met, attempting to reclaim", "threshold", t.String(), "available", o.Available)
+	victim := m.rank(resourceOf(t.Signal))
+	if victim == nil {
+		klog.InfoS("Eviction manager: no pod to evict", "threshold", t.String())
+		return
+	}
+	name := "memory"
+	if resourceOf(t.Signal) == corev1.ResourceEphemeralStorage {
+		name = "ephemeral-storage"
+	}
+	message := fmt.Sprintf("The node was low on resource: %s. Threshold quantity: %s, available: %s. ", name,
+		formatValue(t, o), formatValue(Threshold{Signal: t.Signal}, Observation{Available: o.Available}))
+	if err := m.pods.Evict(ctx, victim, message); err != nil {
+		klog.ErrorS(err, "Eviction manager: unable to evict pod", "pod", klog.KObj(victim))
+	}
+}
+
+// rank returns the pod to evict for the resource: those using more than they request first, then lower
+// priority, then the largest use above the request (BestEffort pods request nothing, so they go first).
+func (m *Manager) rank(r corev1.ResourceName) *corev1.Pod {
+	type candidate struct {
+		pod      *corev1.Pod
+		over     int64 // use above the request
+		priority int32
+	}
+	var cands []candidate
+	for _, pod := range m.pods.ActivePods() {
+		if pod.Annotations["kubernetes.io/config.source"] == "file" {
+			continue // static pods are critical to the node
+		}
+		memory, disk := m.stats.PodUsage(pod)
+		use, request := memory, podRequest(pod, corev1.ResourceMemory)
+		if r == corev1.ResourceEphemeralStorage {
+			use, request = disk, podRequest(pod, corev1.ResourceEphemeralStorage)
+		}
+		var priority int32
+		if pod.Spec.Priority != nil {
+			priority = *pod.Spec.Priority
+		}
+		cands = append(cands, candidate{pod: pod, over: use - request, priority: priority})
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		if (a.over > 0) != (b.over > 0) {
+			return a.over > 0
+		}
+		if a.priority != b.priority {
+			return a.priority < b.priority
+		}
+		return a.over > b.over
+	})
+	return cands[0].pod
+}
+
+func podRequest(pod *corev1.Pod, r corev1.ResourceName) int64 {
+	var sum int64
+	for _, c := range pod.Spec.Containers {
+		if q, ok := c.Resources.Requests[r]; ok {
+			sum += q.Value()
+		}
+	}
+	return sum
+}
+
+func resourceOf(signal string) corev1.ResourceName {
+	if signal == SignalMemoryAvailable {
+		return corev1.ResourceMemory
+	}
+	return corev1.ResourceEphemeralStorage
+}
+
+// formatValue prints a threshold's limit (or, with no limit set, an observed amount) in the signal's unit.
+func formatValue(t Threshold, o Observation) string {
+	v := o.Available
+	if t.Quantity != nil || t.Percentage > 0 {
+		v = t.limit(o.Capacity)
+	}
+	if t.Signal == SignalNodeFsInodes {
+		return resource.NewQuantity(v, resource.DecimalSI).String()
+	}
+	return resource.NewQuantity(v, resource.BinarySI).String()
+}

@@ -1,0 +1,131 @@
+package eviction
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestParseThresholds(t *testing.T) {
+	flag, err := ParseFlag("memory.available<100Mi, nodefs.available<10%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := ParseThresholds(flag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 2 || ts[0].Signal != SignalMemoryAvailable || ts[0].limit(0) != 100<<20 ||
+		ts[1].limit(1000) != 100 {
+		t.Errorf("thresholds = %+v", ts)
+	}
+	for _, bad := range []map[string]string{{"imagefs.available": "15%"}, {"memory.available": "lots"},
+		{"nodefs.available": "120%"}} {
+		if _, err := ParseThresholds(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	if _, err := ParseFlag("memory.available=100Mi"); err == nil {
+		t.Error("a flag without < accepted")
+	}
+}
+
+type fakeStats struct {
+	obs   map[string]Observation
+	usage map[string][2]int64 // pod name → memory, disk
+}
+
+func (f *fakeStats) Observe() (map[string]Observation, error) { return f.obs, nil }
+func (f *fakeStats) PodUsage(pod *corev1.Pod) (int64, int64) {
+	u := f.usage[pod.Name]
+	return u[0], u[1]
+}
+
+type fakePods struct {
+	pods    []*corev1.Pod
+	evicted []string
+	message string
+}
+
+func (f *fakePods) ActivePods() []*corev1.Pod { return f.pods }
+func (f *fakePods) Evict(_ context.Context, pod *corev1.Pod, message string) error {
+	f.evicted, f.message = append(f.evicted, pod.Name), message
+	return nil
+}
+
+func pod(name, memoryRequest string, static bool) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
+	if memoryRequest != "" {
+		p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(memoryRequest)}
+	}
+	if static {
+		p.Annotations["kubernetes.io/config.source"] = "file"
+	}
+	return p
+}
+
+func TestMemoryPressureEvictsBestEffortFirstAndTheConditionLingers(t *testing.T) {
+	stats := &fakeStats{
+		obs: map[string]Observation{SignalMemoryAvailable: {Available: 50 << 20, Capacity: 4 << 30},
+			SignalNodeFsAvailable: {Available: 50 << 30, Capacity: 100 << 30}},
+		usage: map[string][2]int64{"static": {900 << 20}, "guaranteed": {200 << 20}, "within-request": {100 << 20},
+			"besteffort-small": {10 << 20}, "besteffort-big": {300 << 20}},
+	}
+	pods := &fakePods{pods: []*corev1.Pod{pod("static", "", true), pod("guaranteed", "100Mi", false),
+		pod("within-request", "500Mi", false), pod("besteffort-small", "", false), pod("besteffort-big", "", false)}}
+	changes := 0
+	hard, _ := ParseThresholds(map[string]string{SignalMemoryAvailable: "100Mi", SignalNodeFsAvailable: "10%"})
+	m := New(Config{Hard: hard, PressureTransitionPeriod: time.Minute}, stats, pods, func() { changes++ })
+	start := time.Now()
+
+	m.synchronize(context.Background(), start)
+	if len(pods.evicted) != 1 || pods.evicted[0] != "besteffort-big" {
+		t.Fatalf("evicted %v, want the BestEffort pod using the most memory above its (zero) request", pods.evicted)
+	}
+	if !strings.Contains(pods.message, "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi.") {
+		t.Errorf("eviction message %q", pods.message)
+	}
+	if !m.under("memory", start) || m.under("ephemeral-storage", start) || changes != 1 {
+		t.Errorf("memory pressure %v, disk pressure %v, %d changes; want true, false, 1",
+			m.under("memory", start), m.under("ephemeral-storage", start), changes)
+	}
+	pods.pods = pods.pods[:4] // the evicted one is gone
+	m.synchronize(context.Background(), start.Add(10*time.Second))
+	if pods.evicted[1] != "guaranteed" {
+		t.Errorf("second eviction %s, want the pod over its request (not the static one, not the one within)", pods.evicted[1])
+	}
+
+	// Recovered: the condition stays for the transition period, then clears; nothing more is evicted.
+	stats.obs[SignalMemoryAvailable] = Observation{Available: 2 << 30, Capacity: 4 << 30}
+	m.synchronize(context.Background(), start.Add(20*time.Second))
+	if !m.under("memory", start.Add(20*time.Second)) || len(pods.evicted) != 2 {
+		t.Errorf("pressure cleared before the transition period or more pods evicted (%v)", pods.evicted)
+	}
+	m.synchronize(context.Background(), start.Add(2*time.Minute))
+	if m.under("memory", start.Add(2*time.Minute)) || changes != 2 {
+		t.Errorf("pressure still on after the transition period (%d changes)", changes)
+	}
+}
+
+func TestDiskPressureRanksByDiskUse(t *testing.T) {
+	stats := &fakeStats{
+		obs:   map[string]Observation{SignalNodeFsAvailable: {Available: 5 << 30, Capacity: 100 << 30}},
+		usage: map[string][2]int64{"a": {0, 1 << 20}, "b": {0, 2 << 30}},
+	}
+	pods := &fakePods{pods: []*corev1.Pod{pod("a", "", false), pod("b", "", false)}}
+	hard, _ := ParseThresholds(map[string]string{SignalNodeFsAvailable: "10%"})
+	m := New(Config{Hard: hard, PressureTransitionPeriod: time.Minute}, stats, pods, nil)
+	m.synchronize(context.Background(), time.Now())
+	if len(pods.evicted) != 1 || pods.evicted[0] != "b" || !m.DiskPressure() || m.MemoryPressure() {
+		t.Errorf("evicted %v, disk pressure %v", pods.evicted, m.DiskPressure())
+	}
+	if !strings.Contains(pods.message, "low on resource: ephemeral-storage") {
+		t.Errorf("message %q", pods.message)
+	}
+}

@@ -1,0 +1,142 @@
+package eviction
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/opencontainers/cgroups"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// NodeStats reads the signals as the kubelet defines them: memory.available is capacity minus the root
+// cgroup's working set (usage without inactive file pages), not "free"; nodefs is the filesystem of the
+// agent's root directory.
+type NodeStats struct {
+	// RootDir is on the node's filesystem (nodefs).
+	RootDir string
+	// PodCgroup returns a pod's cgroup path (as under the memory controller), "" when pods have none.
+	PodCgroup func(pod *corev1.Pod) string
+	// PodDirs returns the directories whose size counts as the pod's disk use (emptyDirs, logs).
+	PodDirs func(pod *corev1.Pod) []string
+}
+
+// Observe implements Stats.
+func (s *NodeStats) Observe() (map[string]Observation, error) {
+	memory, err := memoryAvailable()
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.RootDir, &st); err != nil {
+		return nil, fmt.Errorf("statfs %s: %w", s.RootDir, err)
+	}
+	return map[string]Observation{
+		SignalMemoryAvailable: memory,
+		SignalNodeFsAvailable: {Available: int64(st.Bavail) * st.Bsize, Capacity: int64(st.Blocks) * st.Bsize},
+		SignalNodeFsInodes:    {Available: int64(st.Ffree), Capacity: int64(st.Files)},
+	}, nil
+}
+
+// PodUsage implements Stats.
+func (s *NodeStats) PodUsage(pod *corev1.Pod) (memory, disk int64) {
+	if p := s.PodCgroup(pod); p != "" {
+		memory, _ = workingSet(p)
+	}
+	for _, dir := range s.PodDirs(pod) {
+		disk += dirSize(dir)
+	}
+	return memory, disk
+}
+
+func memoryAvailable() (Observation, error) {
+	capacity, err := meminfo("MemTotal")
+	if err != nil {
+		return Observation{}, err
+	}
+	ws, err := workingSet("/")
+	if err != nil {
+		// No memory controller to read (a cgroup v2 root has no totals): MemAvailable is the closest.
+		available, err := meminfo("MemAvailable")
+		return Observation{Available: available, Capacity: capacity}, err
+	}
+	return Observation{Available: capacity - ws, Capacity: capacity}, nil
+}
+
+// workingSet is a cgroup's memory usage less its inactive file pages, as cAdvisor computes it.
+func workingSet(path string) (int64, error) {
+	if cgroups.IsCgroup2UnifiedMode() {
+		dir := filepath.Join("/sys/fs/cgroup", path)
+		usage, err := readInt(filepath.Join(dir, "memory.current"))
+		if err != nil {
+			return 0, err
+		}
+		inactive, err := statValue(filepath.Join(dir, "memory.stat"), "inactive_file")
+		return max(usage-inactive, 0), err
+	}
+	mount, err := cgroups.FindCgroupMountpoint("", "memory")
+	if err != nil {
+		return 0, err
+	}
+	dir := filepath.Join(mount, path)
+	usage, err := readInt(filepath.Join(dir, "memory.usage_in_bytes"))
+	if err != nil {
+		return 0, err
+	}
+	inactive, err := statValue(filepath.Join(dir, "memory.stat"), "total_inactive_file")
+	return max(usage-inactive, 0), err
+}
+
+func readInt(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+}
+
+// meminfo reads one field of /proc/meminfo in bytes.
+func meminfo(field string) (int64, error) {
+	kb, err := statValue("/proc/meminfo", field+":")
+	return kb * 1024, err
+}
+
+// statValue reads the number after key in a "key value" file (memory.stat, /proc/meminfo).
+func statValue(path, key string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	s := bufio.NewScanner(bytes.NewReader(data))
+	for s.Scan() {
+		f := strings.Fields(s.Text())
+		if len(f) > 1 && f[0] == key {
+			return strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s has no %s", path, key)
+}
+
+// dirSize is the disk space used by the files under dir (allocated blocks, as du counts).
+func dirSize(dir string) int64 {
+	var total int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				total += st.Blocks * 512
+			}
+		}
+		return nil
+	})
+	return total
+}

@@ -1,0 +1,92 @@
+package eviction
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// The signals the agent observes, with the kubelet's names.
+const (
+	SignalMemoryAvailable = "memory.available"
+	SignalNodeFsAvailable = "nodefs.available"
+	SignalNodeFsInodes    = "nodefs.inodesFree"
+)
+
+var supportedSignals = []string{SignalMemoryAvailable, SignalNodeFsAvailable, SignalNodeFsInodes}
+
+// Threshold is one hard eviction threshold: the signal falls below Quantity, or below Percentage of its
+// capacity.
+type Threshold struct {
+	Signal     string
+	Quantity   *resource.Quantity
+	Percentage float64 // 0..1, when Quantity is nil
+}
+
+// DefaultHard is the kubelet's default evictionHard for the signals the agent observes.
+var DefaultHard = map[string]string{SignalMemoryAvailable: "100Mi", SignalNodeFsAvailable: "10%", SignalNodeFsInodes: "5%"}
+
+// ParseThresholds reads evictionHard as the kubelet's config file has it: signal → quantity or percentage.
+func ParseThresholds(hard map[string]string) ([]Threshold, error) {
+	var out []Threshold
+	signals := make([]string, 0, len(hard))
+	for s := range hard {
+		signals = append(signals, s)
+	}
+	slices.Sort(signals)
+	for _, signal := range signals {
+		value := strings.TrimSpace(hard[signal])
+		if !slices.Contains(supportedSignals, signal) {
+			return nil, fmt.Errorf("%s: unsupported eviction signal (supported: %s)", signal, strings.Join(supportedSignals, ", "))
+		}
+		t := Threshold{Signal: signal}
+		if pct, ok := strings.CutSuffix(value, "%"); ok {
+			var v float64
+			if _, err := fmt.Sscanf(pct, "%g", &v); err != nil || v < 0 || v > 100 {
+				return nil, fmt.Errorf("%s: %q is not a percentage between 0%% and 100%%", signal, value)
+			}
+			t.Percentage = v / 100
+		} else {
+			q, err := resource.ParseQuantity(value)
+			if err != nil || q.Sign() < 0 {
+				return nil, fmt.Errorf("%s: %q is neither a quantity nor a percentage", signal, value)
+			}
+			t.Quantity = &q
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// ParseFlag reads the kubelet's --eviction-hard form: "memory.available<100Mi,nodefs.available<10%".
+func ParseFlag(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		signal, value, ok := strings.Cut(part, "<")
+		if !ok {
+			return nil, fmt.Errorf("%q: want signal<value", part)
+		}
+		out[strings.TrimSpace(signal)] = strings.TrimSpace(value)
+	}
+	return out, nil
+}
+
+// limit is the threshold's value in the signal's unit for a resource of the given capacity.
+func (t Threshold) limit(capacity int64) int64 {
+	if t.Quantity != nil {
+		return t.Quantity.Value()
+	}
+	return int64(t.Percentage * float64(capacity))
+}
+
+func (t Threshold) String() string {
+	if t.Quantity != nil {
+		return t.Signal + "<" + t.Quantity.String()
+	}
+	return fmt.Sprintf("%s<%g%%", t.Signal, t.Percentage*100)
+}

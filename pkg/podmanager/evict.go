@@ -1,0 +1,100 @@
+package podmanager
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/nodeagent/nodeagent/pkg/source"
+)
+
+// ActivePods are the pods that may be running: those with a worker that have not finished.
+func (m *Manager) ActivePods() []*corev1.Pod {
+	m.mu.Lock()
+	keys := make([]*worker, 0, len(m.workers))
+	for _, w := range m.workers {
+		keys = append(keys, w)
+	}
+	m.mu.Unlock()
+	var out []*corev1.Pod
+	for _, w := range keys {
+		pod, err := m.getPod(w.key)
+		if err != nil || pod.UID != w.uid || pod.DeletionTimestamp != nil ||
+			pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		out = append(out, pod)
+	}
+	return out
+}
+
+// PodDirs are the directories whose size is the pod's disk use: its volumes and other files, and its logs.
+func (m *Manager) PodDirs(pod *corev1.Pod) []string {
+	return []string{m.podDir(string(pod.UID)),
+		filepath.Join(m.cfg.PodLogsDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))}
+}
+
+// Evict stops the pod for node pressure, as the kubelet does: its containers are killed and its status
+// becomes Failed with reason Evicted and a DisruptionTarget condition; the Pod object stays for its owner
+// (a ReplicaSet replaces it) to see and delete.
+func (m *Manager) Evict(_ context.Context, pod *corev1.Pod, message string) error {
+	if source.IsStaticPod(pod) {
+		return fmt.Errorf("static pod %s/%s is not evicted", pod.Namespace, pod.Name)
+	}
+	m.mu.Lock()
+	w, ok := m.workers[pod.UID]
+	if ok {
+		m.evictions[pod.UID] = message
+	}
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("pod %s/%s has no worker", pod.Namespace, pod.Name)
+	}
+	klog.InfoS("Evicting pod", "pod", klog.KObj(pod), "message", message)
+	m.recorder.Event(pod, corev1.EventTypeWarning, "Evicted", message)
+	w.poke()
+	return nil
+}
+
+// evictionOf is the eviction message of the pod with uid, "" if it is not being evicted.
+func (m *Manager) evictionOf(w *worker) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.evictions[w.uid]
+}
+
+// evictionGrace is the kubelet's grace period for pods evicted on a hard threshold.
+const evictionGrace = 1
+
+// evict kills the pod's containers (keeping their records for the status) and writes the Failed status.
+func (w *worker) evict(ctx context.Context, pod *corev1.Pod, message string) error {
+	w.stopProbers()
+	containers, err := w.containers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range containers {
+		if c.State == runtimeRunning {
+			if err := w.m.runtime.StopContainer(ctx, c.Id, evictionGrace); err != nil {
+				return fmt.Errorf("stopping container %s: %w", c.Id, err)
+			}
+		}
+	}
+	if err := w.stopSandboxes(ctx); err != nil {
+		return err
+	}
+	// The pod's emptyDirs hold what the eviction means to free; a terminated pod's go, as with the kubelet.
+	if err := w.m.tearDownVolumes(string(w.uid)); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(w.m.volumeKindDir(string(w.uid), "empty-dir")); err != nil {
+		return fmt.Errorf("removing the evicted pod's emptyDir volumes: %w", err)
+	}
+	// Only now, with its containers stopped, does the status say Failed: a Failed pod is never synced again.
+	w.evicted = message
+	return w.writeStatus(ctx, pod, nil)
+}
