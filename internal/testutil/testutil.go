@@ -4,6 +4,7 @@ package testutil
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -24,4 +25,18 @@ func WriteFile(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// ExpectFile fails the test (without stopping it) unless the file at path holds want, surrounding white
+// space aside, as kernel files (cgroup, proc) print their values.
+func ExpectFile(t *testing.T, path, want string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if got := strings.TrimSpace(string(data)); got != want {
+		t.Errorf("%s = %q, want %q", path, got, want)
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 func podWith(uid string, containers ...corev1.ResourceRequirements) *corev1.Pod {
@@ -95,17 +97,17 @@ func TestTreeIsCreatedSizedAndRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cgroups.IsCgroup2UnifiedMode() {
-		expectFile(t, "/sys/fs/cgroup"+p+"/memory.max", "67108864")
-		expectFile(t, "/sys/fs/cgroup"+p+"/cpu.max", "50000 100000")
-		expectFile(t, "/sys/fs/cgroup"+root+"/kubepods/memory.max", "1073741824")
+		testutil.ExpectFile(t, "/sys/fs/cgroup"+p+"/memory.max", "67108864")
+		testutil.ExpectFile(t, "/sys/fs/cgroup"+p+"/cpu.max", "50000 100000")
+		testutil.ExpectFile(t, "/sys/fs/cgroup"+root+"/kubepods/memory.max", "1073741824")
 	} else {
-		expectFile(t, "/sys/fs/cgroup/memory"+p+"/memory.limit_in_bytes", "67108864")
-		expectFile(t, "/sys/fs/cgroup/cpu"+p+"/cpu.cfs_quota_us", "50000")
-		expectFile(t, "/sys/fs/cgroup/cpu"+p+"/cpu.shares", "102")
-		expectFile(t, "/sys/fs/cgroup/cpu"+root+"/kubepods/burstable/cpu.shares", "102")
-		expectFile(t, "/sys/fs/cgroup/cpu"+root+"/kubepods/besteffort/cpu.shares", "2")
-		expectFile(t, "/sys/fs/cgroup/cpu"+root+"/kubepods/cpu.shares", "2048")
-		expectFile(t, "/sys/fs/cgroup/memory"+root+"/kubepods/memory.limit_in_bytes", "1073741824")
+		testutil.ExpectFile(t, "/sys/fs/cgroup/memory"+p+"/memory.limit_in_bytes", "67108864")
+		testutil.ExpectFile(t, "/sys/fs/cgroup/cpu"+p+"/cpu.cfs_quota_us", "50000")
+		testutil.ExpectFile(t, "/sys/fs/cgroup/cpu"+p+"/cpu.shares", "102")
+		testutil.ExpectFile(t, "/sys/fs/cgroup/cpu"+root+"/kubepods/burstable/cpu.shares", "102")
+		testutil.ExpectFile(t, "/sys/fs/cgroup/cpu"+root+"/kubepods/besteffort/cpu.shares", "2")
+		testutil.ExpectFile(t, "/sys/fs/cgroup/cpu"+root+"/kubepods/cpu.shares", "2048")
+		testutil.ExpectFile(t, "/sys/fs/cgroup/memory"+root+"/kubepods/memory.limit_in_bytes", "1073741824")
 	}
 	if err := m.RemovePod(string(pod.UID)); err != nil {
 		t.Fatal(err)
@@ -116,17 +118,5 @@ func TestTreeIsCreatedSizedAndRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("%s still exists after RemovePod (stat: %v)", dir, err)
-	}
-}
-
-func expectFile(t *testing.T, path, want string) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	if got := strings.TrimSpace(string(data)); got != want {
-		t.Errorf("%s = %q, want %q", path, got, want)
 	}
 }

@@ -4,13 +4,14 @@ import (
 	"context"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // Each pod runs in a pod cgroup under its QoS class's cgroup (the kubelet's cgroupfs layout on this cgroup v1
@@ -49,16 +50,16 @@ func TestQoSPodCgroups(t *testing.T) {
 		podCgroup := "/kubepods/" + tc.dir + "pod" + string(created.UID)
 		waitForLog(ctx, t, logFile(created, "c"), ":memory:"+podCgroup+"/")
 		if tc.memory != "" {
-			expectCgroupFile(t, "/sys/fs/cgroup/memory"+podCgroup+"/memory.limit_in_bytes", tc.memory)
+			testutil.ExpectFile(t, "/sys/fs/cgroup/memory"+podCgroup+"/memory.limit_in_bytes", tc.memory)
 		}
-		expectCgroupFile(t, "/sys/fs/cgroup/cpu"+podCgroup+"/cpu.shares", tc.shares)
+		testutil.ExpectFile(t, "/sys/fs/cgroup/cpu"+podCgroup+"/cpu.shares", tc.shares)
 	}
 	// The agent's kubepods is sized to the node's allocatable memory.
 	node, err := stack.client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	expectCgroupFile(t, "/sys/fs/cgroup/memory/kubepods/memory.limit_in_bytes", strconv.FormatInt(node.Status.Allocatable.Memory().Value(), 10))
+	testutil.ExpectFile(t, "/sys/fs/cgroup/memory/kubepods/memory.limit_in_bytes", strconv.FormatInt(node.Status.Allocatable.Memory().Value(), 10))
 
 	pod, err := stack.client.CoreV1().Pods(ns).Get(ctx, "burstable", metav1.GetOptions{})
 	if err != nil {
@@ -72,17 +73,5 @@ func TestQoSPodCgroups(t *testing.T) {
 	})
 	if err != nil {
 		t.Errorf("%s still exists after the pod was deleted", dir)
-	}
-}
-
-func expectCgroupFile(t *testing.T, path, want string) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	if got := strings.TrimSpace(string(data)); got != want {
-		t.Errorf("%s = %s, want %s", path, got, want)
 	}
 }
