@@ -39,6 +39,8 @@ type Runtime interface {
 	ContainerStatus(ctx context.Context, containerID string, verbose bool) (*runtimeapi.ContainerStatusResponse, error)
 	ExecSync(ctx context.Context, containerID string, cmd []string, timeout time.Duration) (stdout []byte, stderr []byte, err error)
 	ReopenContainerLog(ctx context.Context, containerID string) error
+	GetContainerEvents(ctx context.Context, containerEventsCh chan *runtimeapi.ContainerEventResponse,
+		connectionEstablishedCallback func(runtimeapi.RuntimeService_GetContainerEventsClient)) error
 	ImageStatus(ctx context.Context, image *runtimeapi.ImageSpec, verbose bool) (*runtimeapi.ImageStatusResponse, error)
 	PullImage(ctx context.Context, image *runtimeapi.ImageSpec, auth *runtimeapi.AuthConfig, podSandboxConfig *runtimeapi.PodSandboxConfig) (string, error)
 }
@@ -153,8 +155,9 @@ func (m *Manager) allocatable() corev1.ResourceList {
 // Run adopts what the runtime already runs, then cleans up orphans periodically, until ctx ends; it returns
 // after every worker has stopped.
 func (m *Manager) Run(ctx context.Context) {
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go func() { defer m.wg.Done(); m.runMirrorPods(ctx) }()
+	go func() { defer m.wg.Done(); m.runContainerEvents(ctx) }()
 	if m.cfg.LogRotation.MaxSize > 0 {
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); m.runLogRotation(ctx) }()
