@@ -6,6 +6,10 @@ package podmanager
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -284,4 +288,44 @@ func (m *Manager) housekeeping(ctx context.Context) {
 		md := sb.GetMetadata()
 		m.dispatch(ctx, types.UID(md.GetUid()), types.NamespacedName{Namespace: md.GetNamespace(), Name: md.GetName()})
 	}
+	m.removeOrphanedPodFiles()
+}
+
+// removeOrphanedPodFiles removes the files of pods that no worker owns, after every known pod got one
+// above: what an agent stopped in the middle of removing a pod left behind (the kubelet's orphaned pod
+// directory cleanup).
+func (m *Manager) removeOrphanedPodFiles() {
+	entries, err := os.ReadDir(filepath.Join(m.cfg.RootDir, "pods"))
+	if err != nil {
+		if !os.IsNotExist(err) {
+			klog.ErrorS(err, "Unable to list pod directories")
+		}
+		return
+	}
+	for _, e := range entries {
+		if m.hasWorker(types.UID(e.Name())) {
+			continue
+		}
+		klog.InfoS("Removing the files of an orphaned pod", "podUID", e.Name())
+		if err := m.removePodFiles(e.Name()); err != nil {
+			klog.ErrorS(err, "Unable to remove an orphaned pod's files", "podUID", e.Name())
+		}
+	}
+}
+
+// removePodFiles removes what the agent keeps of a pod that is gone for good: its volumes (unmounted first,
+// and nothing is removed while one stays mounted), its directory, its log directory and its cgroup.
+func (m *Manager) removePodFiles(uid string) error {
+	if err := m.tearDownVolumes(uid); err != nil {
+		return fmt.Errorf("tearing down volumes: %w", err)
+	}
+	errs := []error{os.RemoveAll(m.podDir(uid))}
+	logDirs, _ := filepath.Glob(filepath.Join(m.cfg.PodLogsDir, "*_"+uid))
+	for _, dir := range logDirs {
+		errs = append(errs, os.RemoveAll(dir))
+	}
+	if m.cgroups != nil {
+		errs = append(errs, m.cgroups.RemovePod(uid))
+	}
+	return errors.Join(errs...)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -592,17 +591,8 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 
 // removePodDir removes the agent's files of a pod that is gone for good.
 func (w *worker) removePodDir() {
-	if err := w.m.tearDownVolumes(string(w.uid)); err != nil {
-		klog.ErrorS(err, "Unable to tear down the pod's volumes", "pod", w.key)
-		return // removing the directory now would delete what is still mounted
-	}
-	if err := os.RemoveAll(w.m.podDir(string(w.uid))); err != nil {
-		klog.ErrorS(err, "Unable to remove the pod's directory", "pod", w.key)
-	}
-	if w.m.cgroups != nil {
-		if err := w.m.cgroups.RemovePod(string(w.uid)); err != nil {
-			klog.ErrorS(err, "Unable to remove the pod's cgroup", "pod", w.key)
-		}
+	if err := w.m.removePodFiles(string(w.uid)); err != nil {
+		klog.ErrorS(err, "Unable to remove the pod's files", "pod", w.key)
 	}
 }
 

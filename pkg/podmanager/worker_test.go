@@ -3,6 +3,8 @@ package podmanager
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -339,5 +341,36 @@ func TestNeverRestartPolicyLeavesThePodFailed(t *testing.T) {
 	}
 	if all, _ := f.runtime.ListContainers(context.Background(), nil); len(all) != 1 {
 		t.Errorf("%d containers, want 1: Never must not restart", len(all))
+	}
+}
+
+func TestOrphanedPodFilesAreRemoved(t *testing.T) {
+	pod := testPod("img")
+	f := newFixture(t, pod)
+	m := f.worker.m
+	m.workers[pod.UID] = f.worker
+	write := func(path string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orphanVolume := filepath.Join(m.volumeDir("orphan-uid", "empty-dir", "cache"), "data")
+	orphanLog := filepath.Join(m.cfg.PodLogsDir, "default_gone_orphan-uid", "c", "0.log")
+	ownVolume := filepath.Join(m.volumeDir(string(pod.UID), "empty-dir", "cache"), "data")
+	for _, p := range []string{orphanVolume, orphanLog, ownVolume} {
+		write(p)
+	}
+	m.removeOrphanedPodFiles()
+	for _, gone := range []string{m.podDir("orphan-uid"), filepath.Dir(filepath.Dir(orphanLog))} {
+		if _, err := os.Stat(gone); !os.IsNotExist(err) {
+			t.Errorf("%s is still there (%v)", gone, err)
+		}
+	}
+	if _, err := os.Stat(ownVolume); err != nil {
+		t.Errorf("a pod with a worker lost its files: %v", err)
 	}
 }

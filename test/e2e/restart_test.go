@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,4 +79,65 @@ func TestKilledAgentAdoptsRunningPods(t *testing.T) {
 			t.Errorf("pod %s has %d containers in the runtime, want 1 (nothing recreated)", name, len(got))
 		}
 	}
+}
+
+// What an agent stopped in the middle of removing a pod leaves behind (a mounted memory emptyDir, the pod's
+// directory and logs) is cleaned up by the next agent, although neither the API nor the runtime remembers
+// the pod.
+func TestOrphanedPodFilesAreCleanedUpAfterARestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	pod := busyboxPod("orphan", 1, "echo orphan-logs; exec sleep 3600")
+	pod.Spec.Volumes = []corev1.Volume{{Name: "mem", VolumeSource: corev1.VolumeSource{
+		EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}}
+	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "mem", MountPath: "/mem"}}
+	created, err := stack.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForLog(ctx, t, logFile(created, "c"), "orphan-logs")
+	podDir := filepath.Join(runDir, "root", "pods", string(created.UID))
+	tmpfs := filepath.Join(podDir, "volumes", "kubernetes.io~empty-dir", "mem")
+	if !isMounted(t, tmpfs) {
+		t.Fatalf("%s is not mounted", tmpfs)
+	}
+
+	// The agent dies; meanwhile the pod is force-deleted and its sandbox removed behind its back.
+	if err := stack.killAgent(); err != nil {
+		t.Fatal(err)
+	}
+	zero := int64(0)
+	if err := stack.client.CoreV1().Pods(ns).Delete(ctx, "orphan", metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range crictl(t, "pods", "-q", "--label", "io.kubernetes.pod.uid="+string(created.UID)) {
+		crictl(t, "stopp", id)
+		crictl(t, "rmp", id)
+	}
+	if err := stack.startAgent(); err != nil {
+		t.Fatal(err)
+	}
+	err = pollUntil(ctx, func() (bool, error) {
+		_, errDir := os.Stat(podDir)
+		_, errLogs := os.Stat(filepath.Dir(filepath.Dir(logFile(created, "c"))))
+		return os.IsNotExist(errDir) && os.IsNotExist(errLogs) && !isMounted(t, tmpfs), nil
+	})
+	if err != nil {
+		t.Errorf("the orphaned pod's tmpfs, directory or logs are still there after the restart")
+	}
+}
+
+// isMounted reports whether path is a mount point on the host (mountinfo shows paths with symlinks such as
+// /var/run resolved).
+func isMounted(t *testing.T, path string) bool {
+	t.Helper()
+	if resolved, err := filepath.EvalSymlinks(path); err == nil {
+		path = resolved
+	}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(data), " "+path+" ")
 }
