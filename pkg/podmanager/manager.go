@@ -118,7 +118,9 @@ type Manager struct {
 	workers map[types.UID]*worker
 	// evictions holds the eviction message of pods being evicted for node pressure.
 	evictions map[types.UID]string
-	wg        sync.WaitGroup
+	// logRemovals holds when the logs of removed pods are due for removal, by pod UID.
+	logRemovals map[string]time.Time
+	wg          sync.WaitGroup
 }
 
 // New returns a manager; call Run, and feed it Pod changes with Update.
@@ -127,7 +129,8 @@ func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Inte
 	recorder record.EventRecorder) *Manager {
 	m := &Manager{cfg: cfg, runtime: runtime, cgroups: cgroups, client: client, pods: sources.Pods,
 		services: sources.Services, static: sources.Static, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}, evictions: map[types.UID]string{},
-		mirrorKick: make(chan struct{}, 1)}
+		logRemovals: map[string]time.Time{},
+		mirrorKick:  make(chan struct{}, 1)}
 	if cfg.MaxParallelImagePulls > 0 {
 		m.pullSlots = make(chan struct{}, cfg.MaxParallelImagePulls)
 	}
@@ -289,6 +292,7 @@ func (m *Manager) housekeeping(ctx context.Context) {
 		m.dispatch(ctx, types.UID(md.GetUid()), types.NamespacedName{Namespace: md.GetNamespace(), Name: md.GetName()})
 	}
 	m.removeOrphanedPodFiles()
+	m.removeExpiredLogs(time.Now())
 }
 
 // removeOrphanedPodFiles removes the files of pods that no worker owns, after every known pod got one
@@ -307,25 +311,67 @@ func (m *Manager) removeOrphanedPodFiles() {
 			continue
 		}
 		klog.InfoS("Removing the files of an orphaned pod", "podUID", e.Name())
-		if err := m.removePodFiles(e.Name()); err != nil {
+		err := m.removePodFiles(e.Name())
+		if err == nil {
+			err = m.removePodLogs(e.Name()) // long gone: no reader is still behind
+		}
+		if err != nil {
 			klog.ErrorS(err, "Unable to remove an orphaned pod's files", "podUID", e.Name())
 		}
 	}
 }
 
-// removePodFiles removes what the agent keeps of a pod that is gone for good: its volumes (unmounted first,
-// and nothing is removed while one stays mounted), its directory, its log directory and its cgroup.
+// removePodFiles removes what the agent keeps of a pod that is gone for good, its logs aside: its volumes
+// (unmounted first, and nothing is removed while one stays mounted), its directory and its cgroup.
 func (m *Manager) removePodFiles(uid string) error {
 	if err := m.tearDownVolumes(uid); err != nil {
 		return fmt.Errorf("tearing down volumes: %w", err)
 	}
 	errs := []error{os.RemoveAll(m.podDir(uid))}
-	logDirs, _ := filepath.Glob(filepath.Join(m.cfg.PodLogsDir, "*_"+uid))
-	for _, dir := range logDirs {
-		errs = append(errs, os.RemoveAll(dir))
-	}
 	if m.cgroups != nil {
 		errs = append(errs, m.cgroups.RemovePod(uid))
+	}
+	return errors.Join(errs...)
+}
+
+// logRetention is how long a removed pod's logs stay, so log shippers read them to the end; the kubelet's
+// container garbage collection, which removes them, runs every minute.
+const logRetention = time.Minute
+
+// scheduleLogRemoval has housekeeping remove the pod's log directory once logRetention has passed.
+func (m *Manager) scheduleLogRemoval(uid string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.logRemovals[uid] = time.Now().Add(logRetention)
+}
+
+// removeExpiredLogs removes the log directories whose retention has passed.
+func (m *Manager) removeExpiredLogs(now time.Time) {
+	m.mu.Lock()
+	var due []string
+	for uid, at := range m.logRemovals {
+		if now.After(at) {
+			due = append(due, uid)
+			delete(m.logRemovals, uid)
+		}
+	}
+	m.mu.Unlock()
+	for _, uid := range due {
+		if err := m.removePodLogs(uid); err != nil {
+			klog.ErrorS(err, "Unable to remove a removed pod's logs", "podUID", uid)
+		}
+	}
+}
+
+// removePodLogs removes the pod's directory under the pod logs directory (<namespace>_<name>_<uid>).
+func (m *Manager) removePodLogs(uid string) error {
+	dirs, err := filepath.Glob(filepath.Join(m.cfg.PodLogsDir, "*_"+uid))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, dir := range dirs {
+		errs = append(errs, os.RemoveAll(dir))
 	}
 	return errors.Join(errs...)
 }

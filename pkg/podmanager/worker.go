@@ -594,6 +594,7 @@ func (w *worker) removePodDir() {
 	if err := w.m.removePodFiles(string(w.uid)); err != nil {
 		klog.ErrorS(err, "Unable to remove the pod's files", "pod", w.key)
 	}
+	w.m.scheduleLogRemoval(string(w.uid))
 }
 
 func terminationGrace(pod *corev1.Pod) int64 {

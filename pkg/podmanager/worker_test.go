@@ -374,3 +374,21 @@ func TestOrphanedPodFilesAreRemoved(t *testing.T) {
 		t.Errorf("a pod with a worker lost its files: %v", err)
 	}
 }
+
+func TestRemovedPodLogsStayForTheRetentionPeriod(t *testing.T) {
+	f := newFixture(t, testPod("img"))
+	m := f.worker.m
+	dir := filepath.Join(m.cfg.PodLogsDir, "default_web_uid-1")
+	if err := os.MkdirAll(filepath.Join(dir, "c"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m.scheduleLogRemoval("uid-1")
+	m.removeExpiredLogs(time.Now())
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("logs removed before the retention period: %v", err)
+	}
+	m.removeExpiredLogs(time.Now().Add(logRetention + time.Second))
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("logs still there after the retention period (%v)", err)
+	}
+}
