@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# make test: prepares the node (apt, containerd, images, Kubernetes binaries), then lint, unit and e2e tests.
+# make test: prepares the node (apt, containerd, images, containerd v2, Kubernetes binaries), then lint, unit and
+# e2e tests.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$NODEAGENT_REPO"
 hack/setup-node.sh
 log "building and importing test images"
 go run ./hack/imagebuild --out "$NODEAGENT_CACHE/images"
+hack/setup-containerd2.sh up # a second runtime, with CRI container events, for the e2e node that uses them
 hack/build-k8s.sh
 hack/lint.sh
 log "unit tests"

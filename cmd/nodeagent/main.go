@@ -139,7 +139,7 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 		StatusUpdateInterval: cfg.NodeStatusUpdateFrequency.Duration,
 		StatusReportInterval: cfg.NodeStatusReportFrequency.Duration,
 		LeaseDuration:        time.Duration(cfg.NodeLeaseDurationSeconds) * time.Second,
-		CNIConfDir:           cfg.CNIConfDir, PodCIDR: cfg.PodCIDR,
+		CNIConfDir:           cfg.CNIConfDir, CNIBridge: cfg.CNIBridge, PodCIDR: cfg.PodCIDR,
 		// evictor is set below, before anything runs: the node's conditions and eviction need each other.
 		MemoryPressure: func() bool { return evictor.MemoryPressure() },
 		DiskPressure:   func() bool { return evictor.DiskPressure() },

@@ -49,6 +49,8 @@ type Configuration struct {
 	PodLogsDir string `json:"podLogsDir"`
 	// CNIConfDir is where the agent writes its CNI conflist once the node has a podCIDR.
 	CNIConfDir string `json:"cniConfDir"`
+	// CNIBridge is the Linux bridge the agent's CNI config attaches pods to (and names its network after).
+	CNIBridge string `json:"cniBridge"`
 	// PodCIDR is the node's pod range when the API server does not assign one.
 	PodCIDR string `json:"podCIDR,omitempty"`
 	// MaxPods is the node's pod capacity.
@@ -131,6 +133,7 @@ func Default() *Configuration {
 		RootDir:                          "/var/lib/nodeagent",
 		PodLogsDir:                       "/var/log/pods",
 		CNIConfDir:                       "/etc/cni/net.d",
+		CNIBridge:                        "nodeagent0",
 		MaxPods:                          110,
 		ClusterDomain:                    "cluster.local",
 		NodeStatusUpdateFrequency:        metav1.Duration{Duration: 10 * time.Second},
@@ -158,6 +161,7 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.RootDir, "root-dir", c.RootDir, "Directory for the agent's own state.")
 	fs.StringVar(&c.PodLogsDir, "pod-logs-dir", c.PodLogsDir, "Directory for container log directories.")
 	fs.StringVar(&c.CNIConfDir, "cni-conf-dir", c.CNIConfDir, "Directory the agent writes its CNI conflist into.")
+	fs.StringVar(&c.CNIBridge, "cni-bridge", c.CNIBridge, "Linux bridge the agent's CNI config attaches pods to.")
 	fs.StringVar(&c.PodCIDR, "pod-cidr", c.PodCIDR, "Pod range when the API server assigns none.")
 	fs.Int32Var(&c.MaxPods, "max-pods", c.MaxPods, "Number of pods the node can run.")
 	fs.StringSliceVar(&c.ClusterDNS, "cluster-dns", c.ClusterDNS, "Comma-separated DNS server addresses for pods.")
@@ -262,6 +266,9 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	if !strings.HasPrefix(c.CgroupRoot, "/") {
 		errs = append(errs, field.Invalid(field.NewPath("cgroupRoot"), c.CgroupRoot, "must be an absolute cgroup path"))
+	}
+	if c.CNIBridge == "" || len(c.CNIBridge) > 15 || strings.ContainsAny(c.CNIBridge, "/ ") {
+		errs = append(errs, field.Invalid(field.NewPath("cniBridge"), c.CNIBridge, "want a Linux interface name (1-15 characters, no '/' or space)"))
 	}
 	if c.MaxParallelImagePulls < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxParallelImagePulls"), c.MaxParallelImagePulls, "must not be negative"))

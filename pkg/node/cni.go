@@ -15,20 +15,21 @@ import (
 // CNIConfigFile is the agent's conflist; the agent writes no other file in the CNI directory.
 const CNIConfigFile = "10-nodeagent.conflist"
 
-// BridgeName is the Linux bridge the pods of this node attach to.
-const BridgeName = "nodeagent0"
+// DefaultBridgeName is the Linux bridge the pods of this node attach to, unless configured otherwise.
+const DefaultBridgeName = "nodeagent0"
 
 // CNIConfig returns the conflist for podCIDR: a bridge with host-local IPAM and the node as gateway, portmap
 // for hostPorts, like kubenet and kindnet set up. The runtime brings up each pod's loopback itself (containerd
-// adds the loopback plugin to every network it loads).
-func CNIConfig(podCIDR string) ([]byte, error) {
+// adds the loopback plugin to every network it loads). The network is named after the bridge, so that two
+// agents on one machine (each with its own runtime) keep their IP allocations apart.
+func CNIConfig(bridge, podCIDR string) ([]byte, error) {
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
-		"name":       "nodeagent",
+		"name":       bridge,
 		"plugins": []any{
 			map[string]any{
 				"type":        "bridge",
-				"bridge":      BridgeName,
+				"bridge":      bridge,
 				"isGateway":   true,
 				"ipMasq":      false, // source NAT for traffic leaving the cluster belongs to the proxy's table
 				"hairpinMode": true,
@@ -45,8 +46,8 @@ func CNIConfig(podCIDR string) ([]byte, error) {
 }
 
 // WriteCNIConfig writes the conflist for podCIDR into dir atomically, only when it differs from what is there.
-func WriteCNIConfig(dir, podCIDR string) (changed bool, err error) {
-	want, err := CNIConfig(podCIDR)
+func WriteCNIConfig(dir, bridge, podCIDR string) (changed bool, err error) {
+	want, err := CNIConfig(bridge, podCIDR)
 	if err != nil {
 		return false, err
 	}
@@ -80,29 +81,29 @@ func WriteCNIConfig(dir, podCIDR string) (changed bool, err error) {
 // refuses to run pods on a bridge that still holds the gateway of an earlier podCIDR (the node joined another
 // cluster, or its CIDR was re-allocated); kubenet cleared them the same way. A missing bridge is fine: the
 // plugin creates it with the first pod.
-func ClearStaleBridgeAddresses(podCIDR string) error {
+func ClearStaleBridgeAddresses(bridge, podCIDR string) error {
 	_, want, err := net.ParseCIDR(podCIDR)
 	if err != nil {
 		return err
 	}
-	link, err := netlink.LinkByName(BridgeName)
+	link, err := netlink.LinkByName(bridge)
 	if err != nil {
 		var notFound netlink.LinkNotFoundError
 		if errors.As(err, &notFound) {
 			return nil
 		}
-		return fmt.Errorf("looking up bridge %s: %w", BridgeName, err)
+		return fmt.Errorf("looking up bridge %s: %w", bridge, err)
 	}
 	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
-		return fmt.Errorf("listing addresses of %s: %w", BridgeName, err)
+		return fmt.Errorf("listing addresses of %s: %w", bridge, err)
 	}
 	for _, a := range addrs {
 		if want.Contains(a.IP) || a.IP.IsLinkLocalUnicast() {
 			continue
 		}
 		if err := netlink.AddrDel(link, &a); err != nil {
-			return fmt.Errorf("removing stale address %s from %s: %w", a.IPNet, BridgeName, err)
+			return fmt.Errorf("removing stale address %s from %s: %w", a.IPNet, bridge, err)
 		}
 	}
 	return nil

@@ -9,7 +9,7 @@ import (
 
 func TestWriteCNIConfigUsesThePodCIDRAndWritesOnlyOnChange(t *testing.T) {
 	dir := t.TempDir()
-	changed, err := WriteCNIConfig(dir, "10.244.3.0/24")
+	changed, err := WriteCNIConfig(dir, DefaultBridgeName, "10.244.3.0/24")
 	if err != nil || !changed {
 		t.Fatalf("first write: changed=%v err=%v", changed, err)
 	}
@@ -37,10 +37,10 @@ func TestWriteCNIConfigUsesThePodCIDRAndWritesOnlyOnChange(t *testing.T) {
 	if got := conf.Plugins[0].IPAM.Ranges[0][0]["subnet"]; got != "10.244.3.0/24" || conf.Plugins[0].IPAM.Type != "host-local" {
 		t.Errorf("ipam = %+v, want host-local on 10.244.3.0/24", conf.Plugins[0].IPAM)
 	}
-	if changed, err := WriteCNIConfig(dir, "10.244.3.0/24"); err != nil || changed {
+	if changed, err := WriteCNIConfig(dir, DefaultBridgeName, "10.244.3.0/24"); err != nil || changed {
 		t.Errorf("same CIDR again: changed=%v err=%v, want no write", changed, err)
 	}
-	if changed, err := WriteCNIConfig(dir, "10.244.4.0/24"); err != nil || !changed {
+	if changed, err := WriteCNIConfig(dir, DefaultBridgeName, "10.244.4.0/24"); err != nil || !changed {
 		t.Errorf("new CIDR: changed=%v err=%v, want a write", changed, err)
 	}
 	entries, _ := os.ReadDir(dir)

@@ -40,6 +40,7 @@ type Config struct {
 	StatusReportInterval time.Duration
 	LeaseDuration        time.Duration
 	CNIConfDir           string
+	CNIBridge            string // the Linux bridge of the node's pods
 	PodCIDR              string // used when the Node has no spec.podCIDR
 	// MemoryPressure and DiskPressure report the eviction manager's conditions; nil means never.
 	MemoryPressure, DiskPressure func() bool
@@ -154,15 +155,15 @@ func (c *Controller) syncCNI() {
 	if podCIDR == "" {
 		return
 	}
-	changed, err := WriteCNIConfig(c.cfg.CNIConfDir, podCIDR)
+	changed, err := WriteCNIConfig(c.cfg.CNIConfDir, c.cfg.CNIBridge, podCIDR)
 	if err != nil {
 		klog.ErrorS(err, "Unable to write CNI config", "podCIDR", podCIDR)
 		return
 	}
 	if changed {
 		klog.InfoS("Wrote CNI config for the pod CIDR", "podCIDR", podCIDR, "dir", c.cfg.CNIConfDir)
-		if err := ClearStaleBridgeAddresses(podCIDR); err != nil {
-			klog.ErrorS(err, "Unable to clear stale bridge addresses", "bridge", BridgeName)
+		if err := ClearStaleBridgeAddresses(c.cfg.CNIBridge, podCIDR); err != nil {
+			klog.ErrorS(err, "Unable to clear stale bridge addresses", "bridge", c.cfg.CNIBridge)
 		}
 	}
 }

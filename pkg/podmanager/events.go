@@ -29,7 +29,9 @@ func (m *Manager) runContainerEvents(ctx context.Context) {
 	for {
 		select {
 		case ev := <-events:
-			m.pokeWorker(types.UID(ev.GetPodSandboxStatus().GetMetadata().GetUid()))
+			uid := ev.GetPodSandboxStatus().GetMetadata().GetUid()
+			klog.V(2).InfoS("Container event", "type", ev.GetContainerEventType(), "containerID", ev.GetContainerId(), "podUID", uid)
+			m.pokeWorker(types.UID(uid))
 		case <-done:
 			return
 		}
@@ -44,6 +46,7 @@ func (m *Manager) streamContainerEvents(ctx context.Context, events chan *runtim
 		connected := false
 		err := m.runtime.GetContainerEvents(ctx, events, func(runtimeapi.RuntimeService_GetContainerEventsClient) {
 			connected = true
+			klog.InfoS("Receiving container events from the runtime")
 		})
 		switch {
 		case ctx.Err() != nil:

@@ -23,7 +23,9 @@ import (
 )
 
 const (
-	nodeName    = "e2e-node"
+	nodeName = "e2e-node"
+	// nodeNameV2 is a second node, run by a second agent on containerd v2 (hack/setup-containerd2.sh).
+	nodeNameV2  = "e2e-node-v2"
 	clusterCIDR = "10.245.0.0/16"
 	maxPods     = 50
 	runDir      = "/var/run/nodeagent-e2e"
@@ -81,7 +83,7 @@ func startHarness() (*harness, error) {
 		}
 	}
 	h.env = append(os.Environ(),
-		"NODEAGENT_RUN="+runDir, "NODE_NAMES="+nodeName, "CLUSTER_CIDR="+clusterCIDR,
+		"NODEAGENT_RUN="+runDir, "NODE_NAMES="+nodeName+" "+nodeNameV2, "CLUSTER_CIDR="+clusterCIDR,
 		"APISERVER_PORT=16443", "ETCD_PORT=12379", "KCM_PORT=20257", "SCHEDULER_PORT=20259")
 	if err := h.script("hack/controlplane.sh", "up"); err != nil {
 		return h, err
