@@ -29,13 +29,26 @@ func (m *Manager) runContainerEvents(ctx context.Context) {
 	for {
 		select {
 		case ev := <-events:
-			uid := ev.GetPodSandboxStatus().GetMetadata().GetUid()
-			klog.V(2).InfoS("Container event", "type", ev.GetContainerEventType(), "containerID", ev.GetContainerId(), "podUID", uid)
-			m.pokeWorker(types.UID(uid))
+			m.handleContainerEvent(ev)
 		case <-done:
-			return
+			// The stream has ended: what it buffered still counts.
+			for {
+				select {
+				case ev := <-events:
+					m.handleContainerEvent(ev)
+				default:
+					return
+				}
+			}
 		}
 	}
+}
+
+// handleContainerEvent wakes the worker of the event's pod.
+func (m *Manager) handleContainerEvent(ev *runtimeapi.ContainerEventResponse) {
+	uid := ev.GetPodSandboxStatus().GetMetadata().GetUid()
+	klog.V(2).InfoS("Container event", "type", ev.GetContainerEventType(), "containerID", ev.GetContainerId(), "podUID", uid)
+	m.pokeWorker(types.UID(uid))
 }
 
 // streamContainerEvents keeps a container events stream open, reconnecting with back-off, until ctx ends

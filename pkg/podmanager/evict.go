@@ -3,7 +3,6 @@ package podmanager
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
@@ -87,12 +86,9 @@ func (w *worker) evict(ctx context.Context, pod *corev1.Pod, message string) err
 	if err := w.stopSandboxes(ctx); err != nil {
 		return err
 	}
-	// The pod's emptyDirs hold what the eviction means to free; a terminated pod's go, as with the kubelet.
-	if err := w.m.tearDownVolumes(string(w.uid)); err != nil {
+	// The pod's emptyDirs hold what the eviction means to free.
+	if err := w.releaseEmptyDirs(); err != nil {
 		return err
-	}
-	if err := os.RemoveAll(w.m.volumeKindDir(string(w.uid), "empty-dir")); err != nil {
-		return fmt.Errorf("removing the evicted pod's emptyDir volumes: %w", err)
 	}
 	// Only now, with its containers stopped, does the status say Failed: a Failed pod is never synced again.
 	w.evicted = message

@@ -31,6 +31,19 @@ func (m *Manager) volumeDir(uid, plugin, name string) string {
 	return filepath.Join(m.volumeKindDir(uid, plugin), name)
 }
 
+// releaseEmptyDirs unmounts and deletes the pod's emptyDir volumes, which a terminated pod no longer needs
+// (the kubelet tears down the volumes of terminated pods too); the rest of the pod's files stay until the
+// pod is removed.
+func (w *worker) releaseEmptyDirs() error {
+	if err := w.m.tearDownVolumes(string(w.uid)); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(w.m.volumeKindDir(string(w.uid), "empty-dir")); err != nil {
+		return fmt.Errorf("removing emptyDir volumes: %w", err)
+	}
+	return nil
+}
+
 // volumeKindDir holds a pod's volumes of one plugin, as the kubelet lays them out.
 func (m *Manager) volumeKindDir(uid, plugin string) string {
 	return filepath.Join(m.podDir(uid), "volumes", "kubernetes.io~"+plugin)

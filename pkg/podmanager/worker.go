@@ -136,9 +136,12 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 		return false, w.evict(ctx, pod, message)
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-		// A finished pod keeps its containers' records but runs nothing.
+		// A finished pod keeps its containers' records but runs nothing and holds no emptyDir.
 		w.stopProbers()
-		return false, w.stopSandboxes(ctx)
+		if err := w.stopSandboxes(ctx); err != nil {
+			return false, err
+		}
+		return false, w.releaseEmptyDirs()
 	}
 	if pod.Status.StartTime == nil {
 		// Admission, once, before anything of the pod runs.

@@ -158,3 +158,31 @@ func TestServiceAccountTokenAndDownwardAPIVolumes(t *testing.T) {
 		t.Errorf("token not bound to the pod: extra = %v", review.Status.User.Extra)
 	}
 }
+
+// A pod that ran to completion keeps its Pod object and container records but not its emptyDirs: the
+// memory-backed one is unmounted and both are deleted, as the kubelet tears down a terminated pod's volumes.
+func TestCompletedPodReleasesItsEmptyDirs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	pod := busyboxPod("done", 1, "echo data > /mem/file && echo data > /disk/file")
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	pod.Spec.Volumes = []corev1.Volume{
+		{Name: "mem", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}},
+		{Name: "disk", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	}
+	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "mem", MountPath: "/mem"}, {Name: "disk", MountPath: "/disk"}}
+	created, err := stack.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForPod(ctx, t, ns, "done", "Succeeded", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+	emptyDirs := filepath.Join(runDir, "root", "pods", string(created.UID), "volumes", "kubernetes.io~empty-dir")
+	err = pollUntil(ctx, func() (bool, error) {
+		_, err := os.Stat(emptyDirs)
+		return os.IsNotExist(err) && !isMounted(t, filepath.Join(emptyDirs, "mem")), nil
+	})
+	if err != nil {
+		t.Errorf("the completed pod's emptyDirs are still there: %s", emptyDirs)
+	}
+}
