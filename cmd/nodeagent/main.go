@@ -175,7 +175,8 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	pods := podmanager.New(podmanager.Config{
 		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, RootDir: cfg.RootDir, NodeMemory: nodeMemory,
 		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls, MaxParallelImagePulls: int(cfg.MaxParallelImagePulls),
-		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, RuntimeType: runtimeVersion.RuntimeName,
+		MaxParallelSandboxes: cfg.SandboxCreationLimit(),
+		ClusterDNS:           cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, RuntimeType: runtimeVersion.RuntimeName,
 		LogRotation: podmanager.LogRotation{MaxSize: cfg.ContainerLogMaxBytes(), MaxFiles: int(cfg.ContainerLogMaxFiles),
 			Interval: cfg.ContainerLogMonitorInterval.Duration},
 		ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,

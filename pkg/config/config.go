@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -83,6 +84,10 @@ type Configuration struct {
 	EvictionHard map[string]string `json:"evictionHard,omitempty"`
 	// EvictionPressureTransitionPeriod keeps a pressure condition after its threshold stopped being met.
 	EvictionPressureTransitionPeriod metav1.Duration `json:"evictionPressureTransitionPeriod"`
+	// MaxParallelSandboxCreations bounds the pod sandboxes being created at once; 0 means twice the CPUs.
+	// On a small node a burst of pods then starts in waves instead of all crawling together: the first pods
+	// are ready much sooner, the last no later.
+	MaxParallelSandboxCreations int32 `json:"maxParallelSandboxCreations"`
 	// CgroupsPerQOS puts pods in the kubelet's cgroup tree: kubepods, a cgroup per QoS class, one per pod.
 	CgroupsPerQOS bool `json:"cgroupsPerQOS"`
 	// CgroupRoot is where that tree starts ("/" puts it at /kubepods).
@@ -118,6 +123,14 @@ func (f *evictionFlag) Set(s string) error {
 }
 
 func (f *evictionFlag) Type() string { return "mapStringString" }
+
+// SandboxCreationLimit is MaxParallelSandboxCreations with 0 resolved to twice the CPUs.
+func (c *Configuration) SandboxCreationLimit() int {
+	if c.MaxParallelSandboxCreations > 0 {
+		return int(c.MaxParallelSandboxCreations)
+	}
+	return 2 * runtime.NumCPU()
+}
 
 // ContainerLogMaxBytes is ContainerLogMaxSize in bytes; call it on a validated configuration.
 func (c *Configuration) ContainerLogMaxBytes() int64 {
@@ -176,6 +189,8 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.CgroupRoot, "cgroup-root", c.CgroupRoot, "Cgroup under which the kubepods tree is created.")
 	fs.Int32Var(&c.MaxParallelImagePulls, "max-parallel-image-pulls", c.MaxParallelImagePulls,
 		"Most image pulls in flight at once; 1 serializes them, 0 means no bound.")
+	fs.Int32Var(&c.MaxParallelSandboxCreations, "max-parallel-sandbox-creations", c.MaxParallelSandboxCreations,
+		"Most pod sandboxes created at once; 0 means twice the CPUs.")
 	fs.StringSliceVar(&c.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", c.AllowedUnsafeSysctls,
 		"Comma-separated unsafe sysctls or patterns (ending in *) pods may set.")
 }
@@ -269,6 +284,9 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	if c.CNIBridge == "" || len(c.CNIBridge) > 15 || strings.ContainsAny(c.CNIBridge, "/ ") {
 		errs = append(errs, field.Invalid(field.NewPath("cniBridge"), c.CNIBridge, "want a Linux interface name (1-15 characters, no '/' or space)"))
+	}
+	if c.MaxParallelSandboxCreations < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("maxParallelSandboxCreations"), c.MaxParallelSandboxCreations, "must not be negative"))
 	}
 	if c.MaxParallelImagePulls < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxParallelImagePulls"), c.MaxParallelImagePulls, "must not be negative"))

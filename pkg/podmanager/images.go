@@ -22,14 +22,11 @@ import (
 // reference of the first pull that succeeds.
 func (m *Manager) pullImage(ctx context.Context, spec *runtimeapi.ImageSpec, creds []*runtimeapi.AuthConfig,
 	sandboxConfig *runtimeapi.PodSandboxConfig) (string, error) {
-	if m.pullSlots != nil {
-		select {
-		case m.pullSlots <- struct{}{}:
-			defer func() { <-m.pullSlots }()
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
+	release, err := m.pullSlots.acquire(ctx)
+	if err != nil {
+		return "", err
 	}
+	defer release()
 	if len(creds) == 0 {
 		return m.runtime.PullImage(ctx, spec, nil, sandboxConfig)
 	}
@@ -42,6 +39,39 @@ func (m *Manager) pullImage(ctx context.Context, spec *runtimeapi.ImageSpec, cre
 		errs = append(errs, err)
 	}
 	return "", errors.Join(errs...)
+}
+
+// runPodSandbox creates a sandbox, at most cfg.MaxParallelSandboxes at a time.
+func (m *Manager) runPodSandbox(ctx context.Context, config *runtimeapi.PodSandboxConfig) (string, error) {
+	release, err := m.sandboxSlots.acquire(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	return m.runtime.RunPodSandbox(ctx, config, "")
+}
+
+// limiter bounds how many callers hold it at once; a nil limiter bounds nothing.
+type limiter chan struct{}
+
+func newLimiter(n int) limiter {
+	if n <= 0 {
+		return nil
+	}
+	return make(limiter, n)
+}
+
+// acquire waits for a slot (or ctx) and returns the function that frees it.
+func (l limiter) acquire(ctx context.Context) (release func(), err error) {
+	if l == nil {
+		return func() {}, nil
+	}
+	select {
+	case l <- struct{}{}:
+		return func() { <-l }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // pullCredentials returns the credentials in the pod's imagePullSecrets that apply to image, most specific

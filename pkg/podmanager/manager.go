@@ -59,6 +59,8 @@ type Config struct {
 	NodeMemory int64
 	// MaxParallelImagePulls bounds the image pulls in flight across all pods; 0 means no bound.
 	MaxParallelImagePulls int
+	// MaxParallelSandboxes bounds the sandbox creations in flight; 0 means no bound.
+	MaxParallelSandboxes int
 	// AllowedUnsafeSysctls are the sysctls (or prefixes ending in *) pods may set beyond the safe set.
 	AllowedUnsafeSysctls []string
 	ClusterDNS           []string
@@ -109,8 +111,8 @@ type Manager struct {
 	recorder record.EventRecorder
 	// cgroups is nil when pods run without pod-level cgroups (cgroupsPerQOS off).
 	cgroups PodCgroups
-	// pullSlots holds a token per image pull in flight, when pulls are bounded.
-	pullSlots chan struct{}
+	// pullSlots and sandboxSlots bound the image pulls and the sandbox creations in flight.
+	pullSlots, sandboxSlots limiter
 	// mirrorKick asks for the mirror pods to be checked now.
 	mirrorKick chan struct{}
 
@@ -131,9 +133,7 @@ func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Inte
 		services: sources.Services, static: sources.Static, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}, evictions: map[types.UID]string{},
 		logRemovals: map[string]time.Time{},
 		mirrorKick:  make(chan struct{}, 1)}
-	if cfg.MaxParallelImagePulls > 0 {
-		m.pullSlots = make(chan struct{}, cfg.MaxParallelImagePulls)
-	}
+	m.pullSlots, m.sandboxSlots = newLimiter(cfg.MaxParallelImagePulls), newLimiter(cfg.MaxParallelSandboxes)
 	return m
 }
 

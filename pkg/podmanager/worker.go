@@ -225,7 +225,7 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *corev1.Pod) (string, *r
 			return "", nil, err
 		}
 	}
-	id, err := w.m.runtime.RunPodSandbox(ctx, config, "")
+	id, err := w.m.runPodSandbox(ctx, config)
 	if err != nil {
 		return "", nil, fmt.Errorf("RunPodSandbox: %w", err)
 	}
