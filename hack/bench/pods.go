@@ -29,7 +29,6 @@ const (
 	agentNode   = "bench-agent"
 	kubeletNode = "bench-kubelet"
 	namespace   = "bench"
-	cniConfFile = "/etc/cni/net.d/10-nodeagent.conflist"
 	// kubeletCgroupRoot keeps the kubelet's kubepods apart from the agent's.
 	kubeletCgroupRoot = "/kubelet-bench"
 )
@@ -39,6 +38,23 @@ var clusterEnv = []string{
 	"SCHEDULER_PORT=30259", "CLUSTER_CIDR=10.246.0.0/16", "NODE_NAMES=" + agentNode + " " + kubeletNode,
 }
 
+// runtimeTarget is the container runtime both nodes use, one after the other.
+type runtimeTarget struct {
+	description string
+	endpoint    string // the CRI socket
+	cniDir      string // the runtime's CNI conf dir, where the agent writes its conflist
+	bridge      string
+	setup       string // the command that starts the runtime, if the benchmark must
+}
+
+var runtimes = map[string]runtimeTarget{
+	"containerd": {description: "the machine's containerd 1.6", endpoint: "unix:///run/containerd/containerd.sock",
+		cniDir: "/etc/cni/net.d", bridge: "nodeagent0"},
+	"containerd2": {description: "containerd v2.4 from hack/setup-containerd2.sh (CRI container events)",
+		endpoint: "unix:///run/nodeagent-containerd2/containerd.sock", cniDir: "/etc/cni/nodeagent-containerd2",
+		bridge: "nodeagent1", setup: "hack/setup-containerd2.sh up"},
+}
+
 // burstResult is one node's figures over all rounds.
 type burstResult struct {
 	latencies []time.Duration
@@ -46,12 +62,22 @@ type burstResult struct {
 	peakRSS   int64     // highest peak RSS of any burst
 }
 
-func runPods(ctx context.Context, pods, rounds int) error {
+func runPods(ctx context.Context, pods, rounds int, runtimeName string) error {
+	rt, ok := runtimes[runtimeName]
+	if !ok {
+		return fmt.Errorf("--runtime %q: want containerd or containerd2", runtimeName)
+	}
 	repo, err := os.Getwd()
 	if err != nil {
 		return err
 	}
-	if out, err := shell(repo, nil, "source hack/lib/common.sh && crictl pods --state ready -q"); err != nil || strings.TrimSpace(out) != "" {
+	if rt.setup != "" {
+		if _, err := shell(repo, nil, rt.setup); err != nil {
+			return err
+		}
+	}
+	crictl := "source hack/lib/common.sh && crictl --runtime-endpoint " + rt.endpoint
+	if out, err := shell(repo, nil, crictl+" pods --state ready -q"); err != nil || strings.TrimSpace(out) != "" {
 		return fmt.Errorf("containerd already runs pods (or crictl failed: %v): stop them first (`make stop`); "+
 			"the kubelet peer would kill them", err)
 	}
@@ -72,11 +98,12 @@ func runPods(ctx context.Context, pods, rounds int) error {
 	if _, err := shell(repo, clusterEnv, "hack/controlplane.sh up"); err != nil {
 		return err
 	}
+	cniConfFile := filepath.Join(rt.cniDir, "10-nodeagent.conflist")
 	_, hadCNIConf := os.Stat(cniConfFile)
 	defer func() {
 		// The kubelet leaves its pods' stopped sandboxes to its garbage collector, which stopped with it.
-		_, _ = shell(repo, nil, `source hack/lib/common.sh && ids=$(crictl pods --namespace `+namespace+` -q) &&
-			{ [ -z "$ids" ] || crictl rmp -f $ids >/dev/null; }`)
+		_, _ = shell(repo, nil, crictl+` pods --namespace `+namespace+` -q | xargs -r `+
+			strings.TrimPrefix(crictl, "source hack/lib/common.sh && ")+` rmp -f >/dev/null`)
 		if hadCNIConf != nil {
 			_ = os.Remove(cniConfFile)
 		}
@@ -100,18 +127,19 @@ func runPods(ctx context.Context, pods, rounds int) error {
 	agent, err := benchNode(ctx, client, agentNode, pods, rounds, func() (*process, error) {
 		return startProcess("nodeagent", filepath.Join(runDir, "nodeagent.log"), agentBin,
 			"--kubeconfig", filepath.Join(pki, agentNode+".kubeconfig"), "--hostname-override", agentNode,
-			"--root-dir", filepath.Join(runDir, "agent"))
+			"--root-dir", filepath.Join(runDir, "agent"), "--container-runtime-endpoint", rt.endpoint,
+			"--cni-conf-dir", rt.cniDir, "--cni-bridge", rt.bridge)
 	})
 	if err != nil {
 		return fmt.Errorf("nodeagent: %w", err)
 	}
 	kubelet, err := benchNode(ctx, client, kubeletNode, pods, rounds, func() (*process, error) {
-		return startKubelet(filepath.Join(strings.TrimSpace(k8sBin), "kubelet"), pki)
+		return startKubelet(filepath.Join(strings.TrimSpace(k8sBin), "kubelet"), pki, rt.endpoint)
 	})
 	if err != nil {
 		return fmt.Errorf("kubelet: %w", err)
 	}
-	report(pods, rounds, agent, kubelet)
+	report(pods, rounds, rt.description, agent, kubelet)
 	return nil
 }
 
@@ -129,7 +157,7 @@ func shell(repo string, env []string, command string) (string, error) {
 
 // startKubelet runs the kubelet peer as a node of the benchmark cluster, on this machine's containerd with
 // the cgroupfs driver and its pods' cgroups under a root of its own.
-func startKubelet(bin, pki string) (*process, error) {
+func startKubelet(bin, pki, endpoint string) (*process, error) {
 	root, err := manager.New(&cgroups.Cgroup{Path: kubeletCgroupRoot, Resources: &cgroups.Resources{SkipDevices: true}})
 	if err != nil {
 		return nil, err
@@ -149,7 +177,7 @@ failCgroupV1: false
 failSwapOn: false
 cgroupDriver: cgroupfs
 cgroupRoot: `+kubeletCgroupRoot+`
-containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+containerRuntimeEndpoint: `+endpoint+`
 address: 127.0.0.1
 port: 20250
 readOnlyPort: 0
@@ -364,8 +392,9 @@ func mean(v []float64) float64 {
 }
 
 // report prints both columns and nodeagent's ratio to the kubelet (below 1 is better).
-func report(pods, rounds int, agent, kubelet burstResult) {
-	fmt.Printf("pods: %d pods created at once, %d rounds per node; creation request → Running and Ready (watch)\n", pods, rounds)
+func report(pods, rounds int, runtime string, agent, kubelet burstResult) {
+	fmt.Printf("pods: %d pods created at once, %d rounds per node, on %s; creation request → Running and Ready (watch)\n",
+		pods, rounds, runtime)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tnodeagent\tkubelet v1.37.2\tratio\t")
 	for _, p := range []int{50, 99} {
