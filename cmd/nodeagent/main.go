@@ -187,7 +187,9 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	}
 	evictor = eviction.New(eviction.Config{Hard: thresholds, Interval: 10 * time.Second,
 		PressureTransitionPeriod: cfg.EvictionPressureTransitionPeriod.Duration,
-	}, &eviction.NodeStats{RootDir: cfg.RootDir, PodDirs: pods.PodDirs, PodCgroup: func(pod *corev1.Pod) string {
+	}, &eviction.NodeStats{RootDir: cfg.RootDir, PodDirs: pods.PodDirs, ImageFs: func() (string, error) {
+		return cri.ImageFsPath(ctx, runtime.ImageManagerService)
+	}, PodCgroup: func(pod *corev1.Pod) string {
 		if cgroups == nil {
 			return ""
 		}

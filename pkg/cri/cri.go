@@ -48,3 +48,17 @@ func Connect(ctx context.Context, endpoint string, timeout time.Duration) (*Runt
 	}
 	return &Runtime{RuntimeService: rs, ImageManagerService: is}, nil
 }
+
+// ImageFsPath is the mount point of the filesystem the runtime keeps images on, from CRI ImageFsInfo.
+func ImageFsPath(ctx context.Context, images internalapi.ImageManagerService) (string, error) {
+	info, err := images.ImageFsInfo(ctx)
+	if err != nil {
+		return "", fmt.Errorf("ImageFsInfo: %w", err)
+	}
+	for _, fs := range info.GetImageFilesystems() {
+		if p := fs.GetFsId().GetMountpoint(); p != "" {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("the runtime reports no image filesystem")
+}

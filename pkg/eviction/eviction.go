@@ -1,5 +1,5 @@
 // Package eviction owns node-pressure eviction, as the kubelet's eviction manager does it: it observes
-// memory.available and nodefs.available (and nodefs.inodesFree), reports MemoryPressure and DiskPressure
+// memory.available, nodefs.available and imagefs.available (and their inodesFree), reports MemoryPressure and DiskPressure
 // while a hard threshold is met (and for the transition period after), and then evicts one pod per round,
 // BestEffort and over-request pods first. It only decides; the pod manager stops the pod and writes its
 // Failed/Evicted status. Static pods are never evicted.
@@ -199,7 +199,7 @@ func formatValue(t Threshold, o Observation) string {
 	if t.Quantity != nil || t.Percentage > 0 {
 		v = t.limit(o.Capacity)
 	}
-	if t.Signal == SignalNodeFsInodes {
+	if t.Signal == SignalNodeFsInodes || t.Signal == SignalImageFsInodes {
 		return resource.NewQuantity(v, resource.DecimalSI).String()
 	}
 	return resource.NewQuantity(v, resource.BinarySI).String()

@@ -24,7 +24,7 @@ func TestParseThresholds(t *testing.T) {
 		ts[1].limit(1000) != 100 {
 		t.Errorf("thresholds = %+v", ts)
 	}
-	for _, bad := range []map[string]string{{"imagefs.available": "15%"}, {"memory.available": "lots"},
+	for _, bad := range []map[string]string{{"pid.available": "10%"}, {"memory.available": "lots"},
 		{"nodefs.available": "120%"}} {
 		if _, err := ParseThresholds(bad); err == nil {
 			t.Errorf("%v accepted", bad)
@@ -127,5 +127,23 @@ func TestDiskPressureRanksByDiskUse(t *testing.T) {
 	}
 	if !strings.Contains(pods.message, "low on resource: ephemeral-storage") {
 		t.Errorf("message %q", pods.message)
+	}
+}
+
+func TestNodeStatsObserveTheNodeAndImageFilesystems(t *testing.T) {
+	dir := t.TempDir()
+	stats := &NodeStats{RootDir: dir, ImageFs: func() (string, error) { return dir, nil }}
+	obs, err := stats.Observe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, signal := range supportedSignals {
+		o, ok := obs[signal]
+		if !ok || o.Capacity <= 0 || o.Available < 0 || o.Available > o.Capacity {
+			t.Errorf("%s = %+v, %v", signal, o, ok)
+		}
+	}
+	if obs[SignalNodeFsAvailable] != obs[SignalImageFsAvailable] && obs[SignalNodeFsAvailable].Capacity != obs[SignalImageFsAvailable].Capacity {
+		t.Errorf("one filesystem observed as two: %+v vs %+v", obs[SignalNodeFsAvailable], obs[SignalImageFsAvailable])
 	}
 }

@@ -26,6 +26,9 @@ type NodeStats struct {
 	PodCgroup func(pod *corev1.Pod) string
 	// PodDirs returns the directories whose size counts as the pod's disk use (emptyDirs, logs).
 	PodDirs func(pod *corev1.Pod) []string
+	// ImageFs returns a path on the runtime's image filesystem (from CRI ImageFsInfo); nil or an error leaves
+	// the imagefs signals unobserved.
+	ImageFs func() (string, error)
 }
 
 // Observe implements Stats.
@@ -34,15 +37,31 @@ func (s *NodeStats) Observe() (map[string]Observation, error) {
 	if err != nil {
 		return nil, err
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(s.RootDir, &st); err != nil {
-		return nil, fmt.Errorf("statfs %s: %w", s.RootDir, err)
+	obs := map[string]Observation{SignalMemoryAvailable: memory}
+	if err := observeFs(s.RootDir, obs, SignalNodeFsAvailable, SignalNodeFsInodes); err != nil {
+		return nil, err
 	}
-	return map[string]Observation{
-		SignalMemoryAvailable: memory,
-		SignalNodeFsAvailable: {Available: int64(st.Bavail) * st.Bsize, Capacity: int64(st.Blocks) * st.Bsize},
-		SignalNodeFsInodes:    {Available: int64(st.Ffree), Capacity: int64(st.Files)},
-	}, nil
+	if s.ImageFs != nil {
+		path, err := s.ImageFs()
+		if err == nil {
+			err = observeFs(path, obs, SignalImageFsAvailable, SignalImageFsInodes)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("image filesystem: %w", err)
+		}
+	}
+	return obs, nil
+}
+
+// observeFs records the free space and inodes of the filesystem holding path.
+func observeFs(path string, obs map[string]Observation, available, inodes string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", path, err)
+	}
+	obs[available] = Observation{Available: int64(st.Bavail) * st.Bsize, Capacity: int64(st.Blocks) * st.Bsize}
+	obs[inodes] = Observation{Available: int64(st.Ffree), Capacity: int64(st.Files)}
+	return nil
 }
 
 // PodUsage implements Stats.

@@ -13,9 +13,13 @@ const (
 	SignalMemoryAvailable = "memory.available"
 	SignalNodeFsAvailable = "nodefs.available"
 	SignalNodeFsInodes    = "nodefs.inodesFree"
+	// The image filesystem is where the runtime keeps image layers (CRI ImageFsInfo); often the node's own.
+	SignalImageFsAvailable = "imagefs.available"
+	SignalImageFsInodes    = "imagefs.inodesFree"
 )
 
-var supportedSignals = []string{SignalMemoryAvailable, SignalNodeFsAvailable, SignalNodeFsInodes}
+var supportedSignals = []string{SignalMemoryAvailable, SignalNodeFsAvailable, SignalNodeFsInodes,
+	SignalImageFsAvailable, SignalImageFsInodes}
 
 // Threshold is one hard eviction threshold: the signal falls below Quantity, or below Percentage of its
 // capacity.
@@ -26,7 +30,8 @@ type Threshold struct {
 }
 
 // DefaultHard is the kubelet's default evictionHard for the signals the agent observes.
-var DefaultHard = map[string]string{SignalMemoryAvailable: "100Mi", SignalNodeFsAvailable: "10%", SignalNodeFsInodes: "5%"}
+var DefaultHard = map[string]string{SignalMemoryAvailable: "100Mi", SignalNodeFsAvailable: "10%", SignalNodeFsInodes: "5%",
+	SignalImageFsAvailable: "15%", SignalImageFsInodes: "5%"}
 
 // ParseThresholds reads evictionHard as the kubelet's config file has it: signal → quantity or percentage.
 func ParseThresholds(hard map[string]string) ([]Threshold, error) {
