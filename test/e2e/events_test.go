@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -104,14 +103,6 @@ func stopSecondAgent(t *testing.T, agent *exec.Cmd, ns string) {
 	}); err != nil {
 		t.Errorf("pods of %s not removed before stopping its agent", nodeNameV2)
 	}
-	_ = agent.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = agent.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = agent.Process.Kill()
-		<-done
-	}
+	stopProcess(agent)
 	_ = os.Remove(filepath.Join(containerd2CNIDir, "10-nodeagent.conflist"))
 }

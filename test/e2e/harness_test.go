@@ -154,6 +154,19 @@ func (h *harness) startAgent(extra ...string) error {
 	return nil
 }
 
+// stopProcess ends a process the tests started: SIGTERM, then SIGKILL after 10 s; it waits for the end.
+func stopProcess(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
 // killAgent ends the agent with SIGKILL, as a crash or the OOM killer would, and waits for it to be gone.
 func (h *harness) killAgent() error {
 	if err := h.agent.Process.Kill(); err != nil {
@@ -179,15 +192,7 @@ func (h *harness) stop() {
 		cancel()
 	}
 	if h.agent != nil && h.agent.Process != nil {
-		_ = h.agent.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- h.agent.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = h.agent.Process.Kill()
-			<-done
-		}
+		stopProcess(h.agent)
 	}
 	// Anything still in the runtime for this node (a failed test's pods) goes, by the agent's node label.
 	_ = exec.Command("bash", "-c", `ids=$(crictl pods --label io.nodeagent.node=`+nodeName+` -q);
