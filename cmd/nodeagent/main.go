@@ -143,6 +143,7 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 		// evictor is set below, before anything runs: the node's conditions and eviction need each other.
 		MemoryPressure: func() bool { return evictor.MemoryPressure() },
 		DiskPressure:   func() bool { return evictor.DiskPressure() },
+		PIDPressure:    func() bool { return evictor.PIDPressure() },
 	}, client, runtime, src.Node)
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))

@@ -1,8 +1,8 @@
 // Package eviction owns node-pressure eviction, as the kubelet's eviction manager does it: it observes
-// memory.available, nodefs.available and imagefs.available (and their inodesFree), reports MemoryPressure and DiskPressure
-// while a hard threshold is met (and for the transition period after), and then evicts one pod per round,
-// BestEffort and over-request pods first. It only decides; the pod manager stops the pod and writes its
-// Failed/Evicted status. Static pods are never evicted.
+// memory.available, nodefs.available and imagefs.available (and their inodesFree) and pid.available, reports
+// MemoryPressure, DiskPressure and PIDPressure while a hard threshold is met (and for the transition period
+// after), and then evicts one pod per round, BestEffort and over-request pods first. It only decides; the
+// pod manager stops the pod and writes its Failed/Evicted status. Static pods are never evicted.
 package eviction
 
 import (
@@ -26,9 +26,18 @@ type Observation struct {
 type Stats interface {
 	// Observe returns the current value of every signal.
 	Observe() (map[string]Observation, error)
-	// PodUsage returns a pod's memory working set and the disk its emptyDir volumes and logs use, in bytes.
-	PodUsage(pod *corev1.Pod) (memory, disk int64)
+	// PodUsage returns what a pod uses of each resource a signal watches.
+	PodUsage(pod *corev1.Pod) Usage
 }
+
+// Usage is a pod's memory working set and the disk its emptyDir volumes and logs use (bytes), and its
+// processes.
+type Usage struct {
+	Memory, Disk, PIDs int64
+}
+
+// resourcePIDs names process IDs as a resource of the node, as the kubelet's PID pressure does.
+const resourcePIDs corev1.ResourceName = "pids"
 
 // Pods is what the manager needs of the pod manager: the pods that run, and a way to evict one.
 type Pods interface {
@@ -56,8 +65,9 @@ type Manager struct {
 	mu sync.Mutex
 	// lastMet is when a threshold of each resource (memory, disk) was last met.
 	lastMet map[corev1.ResourceName]time.Time
-	// reported is the memory and disk pressure last announced through onChange; only Run's goroutine uses it.
-	reported [2]bool
+	// reported is the memory, disk and PID pressure last announced through onChange; only Run's goroutine
+	// uses it.
+	reported [3]bool
 }
 
 // New returns a manager; onChange is called when a pressure condition changes (to post the node status).
@@ -65,9 +75,10 @@ func New(cfg Config, stats Stats, pods Pods, onChange func()) *Manager {
 	return &Manager{cfg: cfg, stats: stats, pods: pods, onChange: onChange, lastMet: map[corev1.ResourceName]time.Time{}}
 }
 
-// MemoryPressure and DiskPressure are the node conditions: a threshold was met within the transition period.
+// MemoryPressure, DiskPressure and PIDPressure are the node conditions: a threshold was met within the transition period.
 func (m *Manager) MemoryPressure() bool { return m.under(corev1.ResourceMemory, time.Now()) }
 func (m *Manager) DiskPressure() bool   { return m.under(corev1.ResourceEphemeralStorage, time.Now()) }
+func (m *Manager) PIDPressure() bool    { return m.under(resourcePIDs, time.Now()) }
 
 func (m *Manager) under(r corev1.ResourceName, now time.Time) bool {
 	m.mu.Lock()
@@ -108,7 +119,8 @@ func (m *Manager) synchronize(ctx context.Context, now time.Time) {
 		}
 	}
 	// The conditions also end by time passing, so compare with what was last reported.
-	if pressure := [2]bool{m.under(corev1.ResourceMemory, now), m.under(corev1.ResourceEphemeralStorage, now)}; pressure != m.reported {
+	if pressure := [3]bool{m.under(corev1.ResourceMemory, now), m.under(corev1.ResourceEphemeralStorage, now),
+		m.under(resourcePIDs, now)}; pressure != m.reported {
 		m.reported = pressure
 		if m.onChange != nil {
 			m.onChange()
@@ -125,11 +137,7 @@ func (m *Manager) synchronize(ctx context.Context, now time.Time) {
 		klog.InfoS("Eviction manager: no pod to evict", "threshold", t.String())
 		return
 	}
-	name := "memory"
-	if resourceOf(t.Signal) == corev1.ResourceEphemeralStorage {
-		name = "ephemeral-storage"
-	}
-	message := fmt.Sprintf("The node was low on resource: %s. Threshold quantity: %s, available: %s. ", name,
+	message := fmt.Sprintf("The node was low on resource: %s. Threshold quantity: %s, available: %s. ", resourceOf(t.Signal),
 		formatValue(t, o), formatValue(Threshold{Signal: t.Signal}, Observation{Available: o.Available}))
 	if err := m.pods.Evict(ctx, victim, message); err != nil {
 		klog.ErrorS(err, "Eviction manager: unable to evict pod", "pod", klog.KObj(victim))
@@ -149,10 +157,15 @@ func (m *Manager) rank(r corev1.ResourceName) *corev1.Pod {
 		if pod.Annotations["kubernetes.io/config.source"] == "file" {
 			continue // static pods are critical to the node
 		}
-		memory, disk := m.stats.PodUsage(pod)
-		use, request := memory, podRequest(pod, corev1.ResourceMemory)
-		if r == corev1.ResourceEphemeralStorage {
-			use, request = disk, podRequest(pod, corev1.ResourceEphemeralStorage)
+		usage := m.stats.PodUsage(pod)
+		var use, request int64
+		switch r {
+		case corev1.ResourceMemory:
+			use, request = usage.Memory, podRequest(pod, corev1.ResourceMemory)
+		case corev1.ResourceEphemeralStorage:
+			use, request = usage.Disk, podRequest(pod, corev1.ResourceEphemeralStorage)
+		default:
+			use = usage.PIDs // pods request no PIDs
 		}
 		var priority int32
 		if pod.Spec.Priority != nil {
@@ -187,8 +200,11 @@ func podRequest(pod *corev1.Pod, r corev1.ResourceName) int64 {
 }
 
 func resourceOf(signal string) corev1.ResourceName {
-	if signal == SignalMemoryAvailable {
+	switch signal {
+	case SignalMemoryAvailable:
 		return corev1.ResourceMemory
+	case SignalPIDAvailable:
+		return resourcePIDs
 	}
 	return corev1.ResourceEphemeralStorage
 }
@@ -199,7 +215,7 @@ func formatValue(t Threshold, o Observation) string {
 	if t.Quantity != nil || t.Percentage > 0 {
 		v = t.limit(o.Capacity)
 	}
-	if t.Signal == SignalNodeFsInodes || t.Signal == SignalImageFsInodes {
+	if t.Signal == SignalNodeFsInodes || t.Signal == SignalImageFsInodes || t.Signal == SignalPIDAvailable {
 		return resource.NewQuantity(v, resource.DecimalSI).String()
 	}
 	return resource.NewQuantity(v, resource.BinarySI).String()

@@ -24,7 +24,7 @@ func TestParseThresholds(t *testing.T) {
 		ts[1].limit(1000) != 100 {
 		t.Errorf("thresholds = %+v", ts)
 	}
-	for _, bad := range []map[string]string{{"pid.available": "10%"}, {"memory.available": "lots"},
+	for _, bad := range []map[string]string{{"allocatableMemory.available": "10%"}, {"memory.available": "lots"},
 		{"nodefs.available": "120%"}} {
 		if _, err := ParseThresholds(bad); err == nil {
 			t.Errorf("%v accepted", bad)
@@ -37,13 +37,13 @@ func TestParseThresholds(t *testing.T) {
 
 type fakeStats struct {
 	obs   map[string]Observation
-	usage map[string][2]int64 // pod name → memory, disk
+	usage map[string][3]int64 // pod name → memory, disk, PIDs
 }
 
 func (f *fakeStats) Observe() (map[string]Observation, error) { return f.obs, nil }
-func (f *fakeStats) PodUsage(pod *corev1.Pod) (int64, int64) {
+func (f *fakeStats) PodUsage(pod *corev1.Pod) Usage {
 	u := f.usage[pod.Name]
-	return u[0], u[1]
+	return Usage{Memory: u[0], Disk: u[1], PIDs: u[2]}
 }
 
 type fakePods struct {
@@ -74,7 +74,7 @@ func TestMemoryPressureEvictsBestEffortFirstAndTheConditionLingers(t *testing.T)
 	stats := &fakeStats{
 		obs: map[string]Observation{SignalMemoryAvailable: {Available: 50 << 20, Capacity: 4 << 30},
 			SignalNodeFsAvailable: {Available: 50 << 30, Capacity: 100 << 30}},
-		usage: map[string][2]int64{"static": {900 << 20}, "guaranteed": {200 << 20}, "within-request": {100 << 20},
+		usage: map[string][3]int64{"static": {900 << 20}, "guaranteed": {200 << 20}, "within-request": {100 << 20},
 			"besteffort-small": {10 << 20}, "besteffort-big": {300 << 20}},
 	}
 	pods := &fakePods{pods: []*corev1.Pod{pod("static", "", true), pod("guaranteed", "100Mi", false),
@@ -116,7 +116,7 @@ func TestMemoryPressureEvictsBestEffortFirstAndTheConditionLingers(t *testing.T)
 func TestDiskPressureRanksByDiskUse(t *testing.T) {
 	stats := &fakeStats{
 		obs:   map[string]Observation{SignalNodeFsAvailable: {Available: 5 << 30, Capacity: 100 << 30}},
-		usage: map[string][2]int64{"a": {0, 1 << 20}, "b": {0, 2 << 30}},
+		usage: map[string][3]int64{"a": {0, 1 << 20}, "b": {0, 2 << 30}},
 	}
 	pods := &fakePods{pods: []*corev1.Pod{pod("a", "", false), pod("b", "", false)}}
 	hard, _ := ParseThresholds(map[string]string{SignalNodeFsAvailable: "10%"})
@@ -145,5 +145,22 @@ func TestNodeStatsObserveTheNodeAndImageFilesystems(t *testing.T) {
 	}
 	if obs[SignalNodeFsAvailable] != obs[SignalImageFsAvailable] && obs[SignalNodeFsAvailable].Capacity != obs[SignalImageFsAvailable].Capacity {
 		t.Errorf("one filesystem observed as two: %+v vs %+v", obs[SignalNodeFsAvailable], obs[SignalImageFsAvailable])
+	}
+}
+
+func TestPIDPressureEvictsThePodWithTheMostProcesses(t *testing.T) {
+	stats := &fakeStats{
+		obs:   map[string]Observation{SignalPIDAvailable: {Available: 100, Capacity: 32768}},
+		usage: map[string][3]int64{"few": {0, 0, 3}, "forker": {0, 0, 900}},
+	}
+	pods := &fakePods{pods: []*corev1.Pod{pod("few", "", false), pod("forker", "", false)}}
+	hard, _ := ParseThresholds(map[string]string{SignalPIDAvailable: "1000"})
+	m := New(Config{Hard: hard, PressureTransitionPeriod: time.Minute}, stats, pods, nil)
+	m.synchronize(context.Background(), time.Now())
+	if len(pods.evicted) != 1 || pods.evicted[0] != "forker" || !m.PIDPressure() || m.MemoryPressure() || m.DiskPressure() {
+		t.Errorf("evicted %v, PID pressure %v", pods.evicted, m.PIDPressure())
+	}
+	if !strings.Contains(pods.message, "The node was low on resource: pids. Threshold quantity: 1k, available: 100.") {
+		t.Errorf("message %q", pods.message)
 	}
 }

@@ -37,7 +37,11 @@ func (s *NodeStats) Observe() (map[string]Observation, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs := map[string]Observation{SignalMemoryAvailable: memory}
+	pids, err := pidAvailable()
+	if err != nil {
+		return nil, err
+	}
+	obs := map[string]Observation{SignalMemoryAvailable: memory, SignalPIDAvailable: pids}
 	if err := observeFs(s.RootDir, obs, SignalNodeFsAvailable, SignalNodeFsInodes); err != nil {
 		return nil, err
 	}
@@ -65,14 +69,55 @@ func observeFs(path string, obs map[string]Observation, available, inodes string
 }
 
 // PodUsage implements Stats.
-func (s *NodeStats) PodUsage(pod *corev1.Pod) (memory, disk int64) {
+func (s *NodeStats) PodUsage(pod *corev1.Pod) Usage {
+	var u Usage
 	if p := s.PodCgroup(pod); p != "" {
-		memory, _ = workingSet(p)
+		u.Memory, _ = workingSet(p)
+		u.PIDs, _ = pidsCurrent(p)
 	}
 	for _, dir := range s.PodDirs(pod) {
-		disk += dirSize(dir)
+		u.Disk += dirSize(dir)
 	}
-	return memory, disk
+	return u
+}
+
+// pidsCurrent is the number of processes (threads) in a cgroup.
+func pidsCurrent(path string) (int64, error) {
+	dir := filepath.Join("/sys/fs/cgroup", path)
+	if !cgroups.IsCgroup2UnifiedMode() {
+		mount, err := cgroups.FindCgroupMountpoint("", "pids")
+		if err != nil {
+			return 0, err
+		}
+		dir = filepath.Join(mount, path)
+	}
+	return readInt(filepath.Join(dir, "pids.current"))
+}
+
+// pidAvailable is how many more processes the node can run: the smaller of pid_max and threads-max, less
+// the kernel's count of scheduling entities (/proc/loadavg), as the kubelet computes it.
+func pidAvailable() (Observation, error) {
+	pidMax, err := readInt("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return Observation{}, err
+	}
+	if threadsMax, err := readInt("/proc/sys/kernel/threads-max"); err == nil {
+		pidMax = min(pidMax, threadsMax)
+	}
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return Observation{}, err
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 4 {
+		return Observation{}, fmt.Errorf("unexpected /proc/loadavg %q", data)
+	}
+	_, total, ok := strings.Cut(fields[3], "/")
+	running, err := strconv.ParseInt(total, 10, 64)
+	if !ok || err != nil {
+		return Observation{}, fmt.Errorf("unexpected /proc/loadavg %q", data)
+	}
+	return Observation{Available: pidMax - running, Capacity: pidMax}, nil
 }
 
 func memoryAvailable() (Observation, error) {

@@ -16,10 +16,12 @@ const (
 	// The image filesystem is where the runtime keeps image layers (CRI ImageFsInfo); often the node's own.
 	SignalImageFsAvailable = "imagefs.available"
 	SignalImageFsInodes    = "imagefs.inodesFree"
+	// SignalPIDAvailable is how many more processes (threads) the node can start.
+	SignalPIDAvailable = "pid.available"
 )
 
 var supportedSignals = []string{SignalMemoryAvailable, SignalNodeFsAvailable, SignalNodeFsInodes,
-	SignalImageFsAvailable, SignalImageFsInodes}
+	SignalImageFsAvailable, SignalImageFsInodes, SignalPIDAvailable}
 
 // Threshold is one hard eviction threshold: the signal falls below Quantity, or below Percentage of its
 // capacity.

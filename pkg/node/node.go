@@ -42,8 +42,8 @@ type Config struct {
 	CNIConfDir           string
 	CNIBridge            string // the Linux bridge of the node's pods
 	PodCIDR              string // used when the Node has no spec.podCIDR
-	// MemoryPressure and DiskPressure report the eviction manager's conditions; nil means never.
-	MemoryPressure, DiskPressure func() bool
+	// MemoryPressure, DiskPressure and PIDPressure report the eviction manager's conditions; nil means never.
+	MemoryPressure, DiskPressure, PIDPressure func() bool
 }
 
 // Controller keeps the Node and its Lease current.

@@ -193,11 +193,15 @@ func (c *Controller) conditions(ctx context.Context) []corev1.NodeCondition {
 	if c.cfg.DiskPressure != nil && c.cfg.DiskPressure() {
 		disk.Status, disk.Reason, disk.Message = corev1.ConditionTrue, "KubeletHasDiskPressure", "nodeagent has disk pressure"
 	}
+	pid := corev1.NodeCondition{Type: corev1.NodePIDPressure, Status: corev1.ConditionFalse,
+		Reason: "KubeletHasSufficientPID", Message: "nodeagent has sufficient PID available"}
+	if c.cfg.PIDPressure != nil && c.cfg.PIDPressure() {
+		pid.Status, pid.Reason, pid.Message = corev1.ConditionTrue, "KubeletHasInsufficientPID", "nodeagent has insufficient PID available"
+	}
 	return []corev1.NodeCondition{
 		memory,
 		disk,
-		{Type: corev1.NodePIDPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasSufficientPID",
-			Message: "nodeagent has sufficient PID available"},
+		pid,
 		ready,
 	}
 }

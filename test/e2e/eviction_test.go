@@ -15,15 +15,20 @@ import (
 )
 
 // Node-pressure eviction on the real node: the agent is restarted with a hard threshold just below what is
-// available now, a BestEffort pod fills memory (a memory-backed emptyDir) or disk (an emptyDir), and the
+// available now, a BestEffort pod fills memory (a memory-backed emptyDir) or disk (an emptyDir) or starts
+// 800 processes, and the
 // agent reports the pressure condition, evicts that pod (Failed, Evicted, DisruptionTarget, an event) while a
 // Guaranteed pod beside it keeps running, frees the volume, and the condition clears.
 func TestNodePressureEviction(t *testing.T) {
+	const fill = "dd if=/dev/zero of=/fill/data bs=1M count=700 conv=fsync && exec sleep 3600"
 	for _, tc := range []struct {
-		name, signal, condition, medium, resource string
+		name, signal, condition, medium, resource, hog string
+		headroom                                       int64 // below what is available now
 	}{
-		{"memory", eviction.SignalMemoryAvailable, string(corev1.NodeMemoryPressure), "Memory", "memory"},
-		{"disk", eviction.SignalNodeFsAvailable, string(corev1.NodeDiskPressure), "", "ephemeral-storage"},
+		{"memory", eviction.SignalMemoryAvailable, string(corev1.NodeMemoryPressure), "Memory", "memory", fill, 300 << 20},
+		{"disk", eviction.SignalNodeFsAvailable, string(corev1.NodeDiskPressure), "", "ephemeral-storage", fill, 300 << 20},
+		{"pids", eviction.SignalPIDAvailable, string(corev1.NodePIDPressure), "", "pids",
+			`i=0; while [ $i -lt 800 ]; do sleep 3600 & i=$((i+1)); done; wait`, 300},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -34,15 +39,15 @@ func TestNodePressureEviction(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// 300Mi of headroom against the machine's own noise; the hog takes 700Mi.
-			threshold := obs[tc.signal].Available - 300<<20
+			// Headroom against the machine's own noise; the hog takes more than twice as much.
+			threshold := obs[tc.signal].Available - tc.headroom
 			restartAgent(t, "--eviction-hard", fmt.Sprintf("%s<%d", tc.signal, threshold))
 			t.Cleanup(func() { restartAgent(t) })
 
 			guaranteed := busyboxPod("guaranteed", 1, "exec sleep 3600")
 			limits := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("32Mi")}
 			guaranteed.Spec.Containers[0].Resources = corev1.ResourceRequirements{Requests: limits, Limits: limits}
-			hog := busyboxPod("hog", 1, "dd if=/dev/zero of=/fill/data bs=1M count=700 conv=fsync && exec sleep 3600")
+			hog := busyboxPod("hog", 1, tc.hog)
 			hog.Spec.Volumes = []corev1.Volume{{Name: "fill", VolumeSource: corev1.VolumeSource{
 				EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMedium(tc.medium)}}}}
 			hog.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "fill", MountPath: "/fill"}}
