@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -29,6 +30,7 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/node"
 	"github.com/nodeagent/nodeagent/pkg/podcgroup"
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
+	"github.com/nodeagent/nodeagent/pkg/proxy"
 	"github.com/nodeagent/nodeagent/pkg/source"
 )
 
@@ -42,13 +44,20 @@ const (
 )
 
 func main() {
-	cfg, err := loadConfig(os.Args[1:])
+	cfg, cleanup, err := loadConfig(os.Args[1:])
 	if errors.Is(err, pflag.ErrHelp) {
 		os.Exit(0)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nodeagent: invalid configuration:\n%v\n", err)
 		os.Exit(exitConfig)
+	}
+	if cleanup {
+		if err := cleanupProxy(); err != nil {
+			fmt.Fprintf(os.Stderr, "nodeagent: %v\n", err)
+			os.Exit(exitRuntime)
+		}
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -61,12 +70,14 @@ func main() {
 }
 
 // loadConfig reads --config (if given) over the defaults, then applies the flags given on the command line,
-// so a flag always wins over the file, and validates the result.
-func loadConfig(args []string) (*config.Configuration, error) {
+// so a flag always wins over the file, and validates the result. cleanup reports --cleanup-proxy, which
+// needs no valid configuration.
+func loadConfig(args []string) (cfg *config.Configuration, cleanup bool, err error) {
 	var configFile string
 	newFlags := func(cfg *config.Configuration) *pflag.FlagSet {
 		fs := pflag.NewFlagSet("nodeagent", pflag.ContinueOnError)
 		fs.StringVar(&configFile, "config", "", "Path to a "+config.Kind+" YAML file ("+config.APIVersion+"); flags override it.")
+		fs.BoolVar(&cleanup, "cleanup-proxy", false, "Remove the agent's nftables table (inet "+proxy.TableName+") and exit, as kube-proxy --cleanup.")
 		cfg.AddFlags(fs)
 		klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 		klog.InitFlags(klogFlags)
@@ -74,26 +85,41 @@ func loadConfig(args []string) (*config.Configuration, error) {
 		return fs
 	}
 	if err := newFlags(config.Default()).Parse(args); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	cfg := config.Default()
+	if cleanup {
+		return nil, true, nil
+	}
+	cfg = config.Default()
 	if configFile != "" {
-		var err error
 		if cfg, err = config.LoadFile(configFile); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	if err := newFlags(cfg).Parse(args); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if errs := cfg.Validate(); len(errs) > 0 {
 		lines := make([]string, len(errs))
 		for i, e := range errs {
 			lines[i] = "  " + e.Error()
 		}
-		return nil, errors.New(strings.Join(lines, "\n"))
+		return nil, false, errors.New(strings.Join(lines, "\n"))
 	}
-	return cfg, nil
+	return cfg, false, nil
+}
+
+// cleanupProxy removes the agent's nftables table from this host's network namespace.
+func cleanupProxy() error {
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("connecting to nftables: %w", err)
+	}
+	if err := proxy.Cleanup(conn); err != nil {
+		return err
+	}
+	klog.InfoS("Removed the proxy's nftables table", "table", "inet "+proxy.TableName)
+	return nil
 }
 
 func run(ctx context.Context, cfg *config.Configuration) error {

@@ -87,7 +87,7 @@ func TestFlagsOverrideTheConfigFile(t *testing.T) {
 	kubeconfig := testutil.WriteFile(t, "kubeconfig", testutil.ValidKubeconfig)
 	file := testutil.WriteFile(t, "c.yaml", "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nkubeconfig: "+
 		kubeconfig+"\nmaxPods: 20\nclusterDomain: file.local\n")
-	cfg, err := loadConfig([]string{"--config", file, "--max-pods", "7"})
+	cfg, _, err := loadConfig([]string{"--config", file, "--max-pods", "7"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,5 +96,24 @@ func TestFlagsOverrideTheConfigFile(t *testing.T) {
 	}
 	if cfg.ClusterDomain != "file.local" {
 		t.Errorf("clusterDomain = %q, want the file's file.local", cfg.ClusterDomain)
+	}
+}
+
+// --cleanup-proxy removes the agent's nftables table and nothing else, without any other configuration. It
+// runs in a network namespace of its own (unshare), so the host's tables are never touched.
+func TestCleanupProxyRemovesOnlyTheAgentsTable(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and nft (hack/setup-node.sh installs nftables)")
+	}
+	script := `nft add table inet nodeagent && nft add chain inet nodeagent services && nft add table inet other &&
+		"$0" -test.run='^$' && nft list tables`
+	cmd := exec.Command("unshare", "--net", "sh", "-c", script, os.Args[0])
+	cmd.Env = append(os.Environ(), "NODEAGENT_TEST_RUN_MAIN=1", "NODEAGENT_TEST_ARGS=--cleanup-proxy")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "table inet other") || strings.Contains(string(out), "table inet nodeagent") {
+		t.Errorf("tables after --cleanup-proxy:\n%s\nwant inet other kept and inet nodeagent gone", out)
 	}
 }

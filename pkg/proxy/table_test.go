@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"runtime"
+	"slices"
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netns"
+)
+
+// newNetNS returns a connection to nftables in a fresh network namespace of the test's own. The namespace
+// lives as long as its file descriptor, so it and every rule in it go when the test ends, even on failure:
+// nothing here can touch the host's tables.
+func newNetNS(t *testing.T) *nftables.Conn {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	host, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	ns, err := netns.New() // also moves this thread into it
+	if err != nil {
+		t.Skipf("creating a network namespace needs root: %v", err)
+	}
+	if err := netns.Set(host); err != nil {
+		t.Fatalf("returning to the host's network namespace: %v", err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func tableNames(t *testing.T, conn *nftables.Conn) []string {
+	t.Helper()
+	tables, err := conn.ListTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tb := range tables {
+		names = append(names, tb.Name)
+	}
+	return names
+}
+
+func TestCleanupRemovesOnlyTheAgentsTable(t *testing.T) {
+	conn := newNetNS(t)
+	ours := conn.AddTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	conn.AddChain(&nftables.Chain{Name: "services", Table: ours})
+	other := conn.AddTable(&nftables.Table{Name: "someone-else", Family: nftables.TableFamilyINet})
+	conn.AddChain(&nftables.Chain{Name: "input", Table: other})
+	conn.AddTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}) // same name, not ours
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := Cleanup(conn); err != nil {
+		t.Fatal(err)
+	}
+	names := tableNames(t, conn)
+	if len(names) != 2 || !slices.Contains(names, "someone-else") {
+		t.Errorf("tables after cleanup = %v, want someone-else and ip %s left", names, TableName)
+	}
+	tables, _ := conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	for _, tb := range tables {
+		if tb.Name == TableName {
+			t.Error("inet nodeagent is still there")
+		}
+	}
+	if err := Cleanup(conn); err != nil {
+		t.Errorf("a second cleanup, with nothing to remove: %v", err)
+	}
+}
