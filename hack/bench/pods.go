@@ -107,6 +107,10 @@ func runPods(ctx context.Context, pods, rounds int, runtimeName string) error {
 		if hadCNIConf != nil {
 			_ = os.Remove(cniConfFile)
 		}
+		// The kubelet leaves its (empty) kubepods tree under the cgroup root it was given.
+		if root, err := manager.New(&cgroups.Cgroup{Path: kubeletCgroupRoot, Resources: &cgroups.Resources{SkipDevices: true}}); err == nil {
+			_ = root.Destroy()
+		}
 		_, _ = shell(repo, append(clusterEnv, "CLEAN=1"), "hack/controlplane.sh down")
 	}()
 	pki := filepath.Join(runDir, "cluster", "pki")
