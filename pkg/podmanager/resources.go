@@ -63,7 +63,7 @@ func oomScoreAdj(pod *corev1.Pod, c *corev1.Container, nodeMemory int64) int64 {
 func resourceFieldValue(pod *corev1.Pod, c *corev1.Container, ref *corev1.ResourceFieldSelector,
 	allocatable corev1.ResourceList) (string, error) {
 	if ref.ContainerName != "" && (c == nil || ref.ContainerName != c.Name) {
-		c = findContainer(pod, ref.ContainerName)
+		c = specOf(pod, ref.ContainerName)
 		if c == nil {
 			return "", fmt.Errorf("resourceFieldRef: no container named %q", ref.ContainerName)
 		}
@@ -102,16 +102,4 @@ func resourceFieldValue(pod *corev1.Pod, c *corev1.Container, ref *corev1.Resour
 		v = math.Ceil(float64(q.Value()) / float64(divisor.Value()))
 	}
 	return strconv.FormatInt(int64(v), 10), nil
-}
-
-// findContainer returns the pod's container (init containers included) with the given name, or nil.
-func findContainer(pod *corev1.Pod, name string) *corev1.Container {
-	for _, list := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
-		for i := range list {
-			if list[i].Name == name {
-				return &list[i]
-			}
-		}
-	}
-	return nil
 }
