@@ -138,7 +138,7 @@ func (m *Manager) synchronize(ctx context.Context, now time.Time) {
 		return
 	}
 	message := fmt.Sprintf("The node was low on resource: %s. Threshold quantity: %s, available: %s. ", resourceOf(t.Signal),
-		formatValue(t, o), formatValue(Threshold{Signal: t.Signal}, Observation{Available: o.Available}))
+		formatAmount(t.Signal, t.limit(o.Capacity)), formatAmount(t.Signal, o.Available))
 	if err := m.pods.Evict(ctx, victim, message); err != nil {
 		klog.ErrorS(err, "Eviction manager: unable to evict pod", "pod", klog.KObj(victim))
 	}
@@ -209,13 +209,9 @@ func resourceOf(signal string) corev1.ResourceName {
 	return corev1.ResourceEphemeralStorage
 }
 
-// formatValue prints a threshold's limit (or, with no limit set, an observed amount) in the signal's unit.
-func formatValue(t Threshold, o Observation) string {
-	v := o.Available
-	if t.Quantity != nil || t.Percentage > 0 {
-		v = t.limit(o.Capacity)
-	}
-	if t.Signal == SignalNodeFsInodes || t.Signal == SignalImageFsInodes || t.Signal == SignalPIDAvailable {
+// formatAmount prints an amount of a signal's resource: bytes in binary units, inodes and PIDs as counts.
+func formatAmount(signal string, v int64) string {
+	if signal == SignalNodeFsInodes || signal == SignalImageFsInodes || signal == SignalPIDAvailable {
 		return resource.NewQuantity(v, resource.DecimalSI).String()
 	}
 	return resource.NewQuantity(v, resource.BinarySI).String()
