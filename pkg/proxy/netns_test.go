@@ -1,0 +1,323 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// The traffic tests build a small network of their own out of network namespaces, so nothing they do
+// reaches the host's tables, routes or any outside address:
+//
+//	client ns  192.168.50.2 ──veth── 192.168.50.1  node ns  br0 10.244.0.1/24 ──veth── backend ns 10.244.0.1x
+//	                                 (the proxy's table)                        ──veth── ...
+//
+// The node namespace routes between the two and holds the proxy's table; the backends run small TCP and UDP
+// servers that answer with their name and the client address they saw.
+const (
+	nodeIP   = "192.168.50.1"
+	clientIP = "192.168.50.2"
+	podCIDR  = "10.244.0.0/24"
+	bridgeIP = "10.244.0.1"
+)
+
+// testNet is the topology above. Every namespace lives as long as its handle: closing them at the end of
+// the test removes them with their links, addresses and rules.
+type testNet struct {
+	node, client netns.NsHandle
+	backends     map[string]netns.NsHandle // by name
+	backendIPs   map[string]netip.Addr
+}
+
+// inNS runs fn on a thread that is inside ns; sockets created by fn stay in ns after it returns.
+func inNS(ns netns.NsHandle, fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	if err := netns.Set(ns); err != nil {
+		return err
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			panic(fmt.Sprintf("returning to the original network namespace: %v", err)) // the thread is unusable
+		}
+	}()
+	return fn()
+}
+
+// newNamedNS creates a network namespace and returns a handle to it, with loopback up.
+func newNamedNS(t *testing.T) netns.NsHandle {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		t.Skipf("creating a network namespace needs root: %v", err)
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err == nil {
+		err = netlink.LinkSetUp(lo)
+	}
+	if serr := netns.Set(orig); serr != nil {
+		t.Fatalf("returning to the test's network namespace: %v", serr)
+	}
+	if err != nil {
+		t.Fatalf("loopback up: %v", err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	return ns
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newTestNet builds the topology with the named backends (10.244.0.11, .12, ...).
+func newTestNet(t *testing.T, backends ...string) *testNet {
+	t.Helper()
+	n := &testNet{node: newNamedNS(t), client: newNamedNS(t),
+		backends: map[string]netns.NsHandle{}, backendIPs: map[string]netip.Addr{}}
+	nodeH, err := netlink.NewHandleAt(n.node)
+	must(t, err)
+	defer nodeH.Close()
+
+	must(t, nodeH.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}))
+	br, err := nodeH.LinkByName("br0")
+	must(t, err)
+	must(t, nodeH.AddrAdd(br, mustAddr(bridgeIP+"/24")))
+	must(t, nodeH.LinkSetUp(br))
+	must(t, inNS(n.node, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	}))
+	// Service VIPs are routed out of the bridge, as a node's default route would take them, so that a
+	// connection to a VIP without endpoints reaches the filter hooks and is refused there.
+	_, services, _ := net.ParseCIDR("10.96.0.0/16")
+	must(t, nodeH.RouteAdd(&netlink.Route{LinkIndex: br.Attrs().Index, Dst: services, Scope: netlink.SCOPE_LINK}))
+
+	n.wire(t, nodeH, n.client, "client", nodeIP+"/24", clientIP+"/24", nil, nodeIP)
+	for i, name := range backends {
+		ns := newNamedNS(t)
+		ip := netip.MustParseAddr(fmt.Sprintf("10.244.0.%d", 11+i))
+		n.backends[name], n.backendIPs[name] = ns, ip
+		n.wire(t, nodeH, ns, "b-"+name, "", ip.String()+"/24", br, bridgeIP)
+		n.serve(t, name)
+	}
+	return n
+}
+
+// wire connects peer to the node namespace with a veth pair: the node end gets nodeAddr (or joins bridge),
+// the peer end is eth0 with peerAddr and a default route via gateway.
+func (n *testNet) wire(t *testing.T, nodeH *netlink.Handle, peer netns.NsHandle, name, nodeAddr, peerAddr string, bridge netlink.Link, gateway string) {
+	t.Helper()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "eth0", PeerNamespace: netlink.NsFd(peer)}
+	must(t, nodeH.LinkAdd(veth))
+	link, err := nodeH.LinkByName(name)
+	must(t, err)
+	if bridge != nil {
+		must(t, nodeH.LinkSetMaster(link, bridge))
+		must(t, nodeH.LinkSetHairpin(link, true))
+	} else {
+		must(t, nodeH.AddrAdd(link, mustAddr(nodeAddr)))
+	}
+	must(t, nodeH.LinkSetUp(link))
+	peerH, err := netlink.NewHandleAt(peer)
+	must(t, err)
+	defer peerH.Close()
+	eth0, err := peerH.LinkByName("eth0")
+	must(t, err)
+	must(t, peerH.AddrAdd(eth0, mustAddr(peerAddr)))
+	must(t, peerH.LinkSetUp(eth0))
+	must(t, peerH.RouteAdd(&netlink.Route{Gw: net.ParseIP(gateway)}))
+}
+
+func mustAddr(cidr string) *netlink.Addr {
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// serve starts the backend's servers on TCP 8080, TCP 8443 and UDP 5353: each answers
+// "<backend> <client address>". They stop with the test.
+func (n *testNet) serve(t *testing.T, name string) {
+	t.Helper()
+	var tcp []net.Listener
+	var udp net.PacketConn
+	must(t, inNS(n.backends[name], func() error {
+		for _, port := range []string{"8080", "8443"} {
+			l, err := net.Listen("tcp4", ":"+port)
+			if err != nil {
+				return err
+			}
+			tcp = append(tcp, l)
+		}
+		var err error
+		udp, err = net.ListenPacket("udp4", ":5353")
+		return err
+	}))
+	for _, l := range tcp {
+		t.Cleanup(func() { _ = l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+				_, _ = fmt.Fprintf(c, "%s %s\n", name, host)
+				_ = c.Close()
+			}
+		}()
+	}
+	t.Cleanup(func() { _ = udp.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			_, from, err := udp.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			host, _, _ := net.SplitHostPort(from.String())
+			_, _ = udp.WriteTo([]byte(name+" "+host), from)
+		}
+	}()
+}
+
+// reply is what a backend answered: its name and the client address it saw.
+type reply struct{ backend, source string }
+
+// dialTCP connects from ns to addr and reads the backend's answer.
+func dialTCP(ns netns.NsHandle, addr string, timeout time.Duration) (reply, error) {
+	var conn net.Conn
+	err := inNS(ns, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp4", addr, timeout)
+		return err
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return reply{}, fmt.Errorf("reading from %s: %w", addr, err)
+	}
+	backend, source, _ := strings.Cut(strings.TrimSpace(line), " ")
+	return reply{backend, source}, nil
+}
+
+// exchangeUDP sends one datagram from ns to addr from a fresh source port and reads the answer.
+func exchangeUDP(ns netns.NsHandle, addr string, timeout time.Duration) (reply, error) {
+	var conn net.Conn
+	err := inNS(ns, func() error {
+		var err error
+		conn, err = net.Dial("udp4", addr)
+		return err
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte("hello")); err != nil {
+		return reply{}, err
+	}
+	buf := make([]byte, 512)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return reply{}, err
+	}
+	backend, source, _ := strings.Cut(string(buf[:n]), " ")
+	return reply{backend, source}, nil
+}
+
+// nftConn returns a connection to nftables in ns.
+func nftConn(t *testing.T, ns netns.NsHandle) *nftables.Conn {
+	t.Helper()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	must(t, err)
+	return conn
+}
+
+// dumpRuleset writes the node namespace's ruleset into the test log when the test fails, with nft(8) if
+// the machine has it: the first thing to read when a packet went the wrong way.
+func (n *testNet) dumpRulesetOnFailure(t *testing.T) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		nft, err := findExecutable("nft")
+		if err != nil {
+			return
+		}
+		out, _ := runInNS(n.node, nft, "list", "ruleset")
+		t.Logf("ruleset in the node namespace:\n%s", out)
+	})
+}
+
+func findExecutable(name string) (string, error) {
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New(name + " not found")
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var last error
+	for {
+		if last = cond(); last == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: not within %s: %v", what, timeout, last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// runInNS runs a command inside ns: a child forked from a thread in ns starts there.
+func runInNS(ns netns.NsHandle, name string, args ...string) (string, error) {
+	var out []byte
+	err := inNS(ns, func() error {
+		var err error
+		out, err = exec.Command(name, args...).CombinedOutput()
+		return err
+	})
+	return string(out), err
+}

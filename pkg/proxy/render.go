@@ -1,0 +1,184 @@
+package proxy
+
+import (
+	"net/netip"
+	"strconv"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// rule is one nftables rule. When it picks among endpoints it carries the elements of its anonymous map
+// (numgen → address . port, or numgen → verdict), which is created with the rule as nft does for an inline
+// map; its lookup expression names no set until the rule is written.
+type rule struct {
+	exprs      []expr.Any
+	anonMap    []nftables.SetElement
+	anonVerdit bool // the anonymous map holds verdicts rather than address . port
+}
+
+// element is one element of one of the table's named sets or maps.
+type element struct {
+	set     string
+	key     string // raw key bytes
+	verdict *expr.Verdict
+}
+
+// affinitySet is a named dynamic set of client addresses that remember their endpoint for a while.
+type affinitySet struct {
+	name    string
+	timeout int32 // seconds
+}
+
+// serviceRules is everything one Service owns in the table: its chains with their rules, its elements in the
+// shared maps, its affinity sets and the endpoint addresses that need hairpin masquerading.
+type serviceRules struct {
+	chains   map[string][]rule
+	elements []element
+	sets     []affinitySet
+	hairpin  []netip.Addr
+}
+
+// renderer turns servicePorts into serviceRules with what the node contributes: the pod CIDR whose traffic
+// needs no masquerading.
+type renderer struct {
+	localCIDR netip.Prefix
+}
+
+func protoNumber(p corev1.Protocol) uint8 {
+	switch p {
+	case corev1.ProtocolUDP:
+		return unix.IPPROTO_UDP
+	case corev1.ProtocolSCTP:
+		return unix.IPPROTO_SCTP
+	default:
+		return unix.IPPROTO_TCP
+	}
+}
+
+// render returns the rules for all ports of one Service.
+func (r renderer) render(ports []servicePort) *serviceRules {
+	out := &serviceRules{chains: map[string][]rule{}}
+	for i := range ports {
+		r.renderPort(out, &ports[i])
+	}
+	return out
+}
+
+func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
+	proto := protoNumber(sp.protocol)
+	clusterChain := "service-" + sp.name
+	externalChain := "external-" + sp.name
+	clusterEPs := sp.clusterEndpoints()
+	hasExternal := sp.nodePort != 0 || len(sp.externalAddrs) > 0
+	addElement := func(set string, key []byte, v *expr.Verdict) {
+		out.elements = append(out.elements, element{set: set, key: string(key), verdict: v})
+	}
+
+	if len(clusterEPs) == 0 {
+		// Nothing to send to: new connections are refused at once (filter chains), not left to time out.
+		reject := &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainReject}
+		addElement(mapNoEndpointServices, addrProtoPortKey(sp.clusterIP, proto, sp.port), reject)
+		for _, a := range sp.externalAddrs {
+			addElement(mapNoEndpointServices, addrProtoPortKey(a, proto, sp.port), reject)
+		}
+		if sp.nodePort != 0 {
+			addElement(mapNoEndpointNodePorts, protoPortKey(proto, sp.nodePort), reject)
+		}
+		return
+	}
+
+	var masq []rule
+	if r.localCIDR.IsValid() {
+		// Traffic to a ClusterIP from outside the node's pods (the host, another node) is masqueraded so that
+		// the reply comes back through this node.
+		masq = []rule{{exprs: append(addrNotIn(true, r.localCIDR), jump(chainMarkForMasquerade))}}
+	}
+	out.chains[clusterChain] = append(masq, r.dispatch(out, clusterChain, clusterEPs, sp.affinitySeconds)...)
+	addElement(mapServiceIPs, addrProtoPortKey(sp.clusterIP, proto, sp.port), &expr.Verdict{Kind: expr.VerdictGoto, Chain: clusterChain})
+	for _, e := range clusterEPs {
+		out.hairpin = append(out.hairpin, e.addr)
+	}
+	if !hasExternal {
+		return
+	}
+
+	var ext []rule
+	if !sp.externalLocal {
+		ext = []rule{
+			{exprs: []expr.Any{jump(chainMarkForMasquerade)}},
+			{exprs: []expr.Any{goTo(clusterChain)}},
+		}
+	} else {
+		// externalTrafficPolicy Local: the client's address is kept, so only this node's endpoints can
+		// answer; traffic from the node itself may still use any endpoint.
+		ext = []rule{
+			{exprs: append(addrTypeLocal(true), jump(chainMarkForMasquerade))},
+			{exprs: append(addrTypeLocal(true), goTo(clusterChain))},
+		}
+		if local := usable(sp.localEndpoints()); len(local) > 0 {
+			localChain := "local-" + sp.name
+			out.chains[localChain] = r.dispatch(out, localChain, local, sp.affinitySeconds)
+			ext = append(ext, rule{exprs: []expr.Any{goTo(localChain)}})
+			for _, e := range local {
+				out.hairpin = append(out.hairpin, e.addr)
+			}
+		} else {
+			// As kube-proxy: drop, not reject, so a load balancer's health check sees this node as down.
+			ext = append(ext, rule{exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
+		}
+	}
+	out.chains[externalChain] = ext
+	toExternal := &expr.Verdict{Kind: expr.VerdictGoto, Chain: externalChain}
+	for _, a := range sp.externalAddrs {
+		addElement(mapServiceIPs, addrProtoPortKey(a, proto, sp.port), toExternal)
+	}
+	if sp.nodePort != 0 {
+		addElement(mapServiceNodePorts, protoPortKey(proto, sp.nodePort), toExternal)
+	}
+}
+
+// dispatch returns the rules that send a new connection to one of eps at random. Without affinity that is
+// one rule, "dnat ip to numgen random mod N map { 0 : a . p, ... }". With ClientIP affinity each endpoint
+// gets a chain that records the client in a timed set, and clients found in a set go back to its endpoint.
+func (r renderer) dispatch(out *serviceRules, chain string, eps []endpoint, affinitySeconds int32) []rule {
+	if affinitySeconds == 0 {
+		elems := make([]nftables.SetElement, len(eps))
+		for i, e := range eps {
+			elems[i] = nftables.SetElement{
+				Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
+				Val: append(e.addr.AsSlice(), portKey(e.port)...),
+			}
+		}
+		return []rule{{anonMap: elems, exprs: []expr.Any{
+			&expr.Numgen{Register: reg1, Modulus: uint32(len(eps)), Type: unix.NFT_NG_RANDOM},
+			&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: reg1},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegProtoMin: reg32_01},
+		}}}
+	}
+	var rules []rule
+	elems := make([]nftables.SetElement, len(eps))
+	for i, e := range eps {
+		epChain := "endpoint-" + chain + "__" + e.addr.String() + "/" + strconv.Itoa(int(e.port))
+		set := affinitySet{name: "affinity-" + chain + "__" + e.String(), timeout: affinitySeconds}
+		out.sets = append(out.sets, set)
+		out.chains[epChain] = []rule{{exprs: append(append(onlyIPv4(),
+			loadIPv4Addr(true, reg1),
+			&expr.Dynset{SrcRegKey: reg1, SetName: set.name, Operation: unix.NFT_DYNSET_OP_UPDATE,
+				Timeout: secondsDuration(affinitySeconds)}),
+			dnatTo(e.addr, e.port)...)}}
+		rules = append(rules, rule{exprs: append(onlyIPv4(),
+			loadIPv4Addr(true, reg1),
+			&expr.Lookup{SourceRegister: reg1, SetName: set.name},
+			goTo(epChain))})
+		elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
+			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: epChain}}
+	}
+	return append(rules, rule{anonMap: elems, anonVerdit: true, exprs: []expr.Any{
+		&expr.Numgen{Register: reg1, Modulus: uint32(len(eps)), Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: 0},
+	}})
+}

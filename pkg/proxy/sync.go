@@ -1,0 +1,403 @@
+package proxy
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+)
+
+// table writes serviceRules into the kernel. It remembers what it wrote per Service, so a change to one
+// Service becomes one transaction with only that Service's chains and elements in it. It is not safe for
+// concurrent use: the Proxier's sync loop owns it.
+type table struct {
+	conn  *nftables.Conn
+	table *nftables.Table
+	sets  map[string]*nftables.Set
+	// nodePortIPs are the node addresses that accept NodePorts.
+	nodePortIPs []netip.Addr
+
+	applied map[string]*serviceRules // by "namespace/name"
+	hairpin map[netip.Addr]int       // endpoint address → how many Services' chains send to it
+}
+
+func newTable(conn *nftables.Conn, nodePortIPs []netip.Addr) *table {
+	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	return &table{conn: conn, table: t, sets: baseSets(t), nodePortIPs: nodePortIPs,
+		applied: map[string]*serviceRules{}, hairpin: map[netip.Addr]int{}}
+}
+
+// fullSync makes the table exactly what services describe, whatever it held before (an earlier run of the
+// agent, a partial sync that failed, someone's edit): one transaction that rewrites every chain and map in
+// place, so there is no moment when a VIP stops answering.
+func (t *table) fullSync(services map[string]*serviceRules) error {
+	existingChains, existingSets, err := t.listOwn()
+	if err != nil {
+		return err
+	}
+	c := t.conn
+	c.AddTable(t.table)
+	for _, name := range slices.Sorted(maps.Keys(t.sets)) {
+		if err := c.AddSet(t.sets[name], nil); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+		c.FlushSet(t.sets[name])
+	}
+	bases := baseChains(t.sets)
+	base := map[string]bool{}
+	for _, bc := range bases {
+		base[bc.name] = true
+		ch := c.AddChain(&nftables.Chain{Name: bc.name, Table: t.table, Type: bc.typ, Hooknum: bc.hook, Priority: bc.priority})
+		c.FlushChain(ch)
+		for _, r := range bc.rules {
+			c.AddRule(&nftables.Rule{Table: t.table, Chain: ch, Exprs: r})
+		}
+	}
+
+	desiredChains := map[string][]rule{}
+	desiredSets := map[string]bool{}
+	hairpin := map[netip.Addr]int{}
+	var elements []element
+	for _, key := range slices.Sorted(maps.Keys(services)) {
+		sr := services[key]
+		for name, rules := range sr.chains {
+			desiredChains[name] = rules
+		}
+		for _, s := range sr.sets {
+			desiredSets[s.name] = true
+			if err := t.addAffinitySet(s); err != nil {
+				return err
+			}
+		}
+		for _, a := range sr.hairpin {
+			hairpin[a]++
+		}
+		elements = append(elements, sr.elements...)
+	}
+	// Every chain exists before any rule or element points at it.
+	for name := range desiredChains {
+		if !existingChains[name] {
+			c.AddChain(&nftables.Chain{Name: name, Table: t.table})
+		}
+	}
+	for name, rules := range desiredChains {
+		ch := &nftables.Chain{Name: name, Table: t.table}
+		if existingChains[name] {
+			c.FlushChain(ch)
+		}
+		if err := t.addRules(ch, rules); err != nil {
+			return err
+		}
+	}
+	if err := t.addElements(elements); err != nil {
+		return err
+	}
+	if err := t.setHairpin(slices.Collect(maps.Keys(hairpin)), nil); err != nil {
+		return err
+	}
+	if err := t.setNodePortIPs(); err != nil {
+		return err
+	}
+	var stale []string
+	for name := range existingChains {
+		if !base[name] && desiredChains[name] == nil {
+			stale = append(stale, name)
+		}
+	}
+	t.deleteChains(stale)
+	for name := range existingSets {
+		if !desiredSets[name] {
+			c.DelSet(&nftables.Set{Table: t.table, Name: name})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("full sync of table inet %s: %w", TableName, err)
+	}
+	t.applied, t.hairpin = services, hairpin
+	return nil
+}
+
+// listOwn returns the names of the chains and affinity sets the table has now; none when it does not exist.
+func (t *table) listOwn() (chains, affinitySets map[string]bool, err error) {
+	chains, affinitySets = map[string]bool{}, map[string]bool{}
+	tables, err := t.conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing inet tables: %w", err)
+	}
+	if !slices.ContainsFunc(tables, func(tb *nftables.Table) bool { return tb.Name == TableName }) {
+		return chains, affinitySets, nil
+	}
+	all, err := t.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing chains: %w", err)
+	}
+	for _, ch := range all {
+		if ch.Table.Name == TableName {
+			chains[ch.Name] = true
+		}
+	}
+	sets, err := t.conn.GetSets(t.table)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing sets: %w", err)
+	}
+	for _, s := range sets {
+		if strings.HasPrefix(s.Name, "affinity-") {
+			affinitySets[s.Name] = true
+		}
+	}
+	return chains, affinitySets, nil
+}
+
+// syncServices applies the new rules of the Services in changed (nil for a Service that is gone) against
+// what was applied for them before, in one transaction holding only the difference.
+func (t *table) syncServices(changed map[string]*serviceRules) error {
+	c := t.conn
+	var addElems, delElems []element
+	var newChains, flushChains, goneChains []string
+	newRules := map[string][]rule{}
+	var newSets []affinitySet
+	var goneSets []string
+	var hairpinAdd, hairpinDel []netip.Addr
+	hairpin := maps.Clone(t.hairpin)
+	for _, key := range slices.Sorted(maps.Keys(changed)) {
+		old, cur := t.applied[key], changed[key]
+		if old == nil {
+			old = &serviceRules{}
+		}
+		if cur == nil {
+			cur = &serviceRules{}
+		}
+		oldElems := elementIndex(old.elements)
+		curElems := elementIndex(cur.elements)
+		for k, e := range oldElems {
+			if n, ok := curElems[k]; !ok || !reflect.DeepEqual(n.verdict, e.verdict) {
+				delElems = append(delElems, e)
+			}
+		}
+		for k, e := range curElems {
+			if o, ok := oldElems[k]; !ok || !reflect.DeepEqual(o.verdict, e.verdict) {
+				addElems = append(addElems, e)
+			}
+		}
+		for name, rules := range cur.chains {
+			oldRules, existed := old.chains[name]
+			switch {
+			case !existed:
+				newChains = append(newChains, name)
+				newRules[name] = rules
+			case !reflect.DeepEqual(oldRules, rules):
+				flushChains = append(flushChains, name)
+				newRules[name] = rules
+			}
+		}
+		for name := range old.chains {
+			if _, ok := cur.chains[name]; !ok {
+				goneChains = append(goneChains, name)
+			}
+		}
+		oldSets := map[string]bool{}
+		for _, s := range old.sets {
+			oldSets[s.name] = true
+		}
+		for _, s := range cur.sets {
+			if !oldSets[s.name] {
+				newSets = append(newSets, s)
+			}
+			delete(oldSets, s.name)
+		}
+		for name := range oldSets {
+			goneSets = append(goneSets, name)
+		}
+		for _, a := range old.hairpin {
+			if hairpin[a]--; hairpin[a] == 0 {
+				delete(hairpin, a)
+				hairpinDel = append(hairpinDel, a)
+			}
+		}
+		for _, a := range cur.hairpin {
+			if hairpin[a]++; hairpin[a] == 1 {
+				hairpinAdd = append(hairpinAdd, a)
+			}
+		}
+	}
+	// An address both removed and added by two Services in the same sync stays.
+	hairpinAdd, hairpinDel = withoutCommon(hairpinAdd, hairpinDel)
+
+	if err := t.deleteElements(delElems); err != nil {
+		return err
+	}
+	if err := t.setHairpin(hairpinAdd, hairpinDel); err != nil {
+		return err
+	}
+	for _, s := range newSets {
+		if err := t.addAffinitySet(s); err != nil {
+			return err
+		}
+	}
+	for _, name := range newChains {
+		c.AddChain(&nftables.Chain{Name: name, Table: t.table})
+	}
+	for _, name := range flushChains {
+		c.FlushChain(&nftables.Chain{Name: name, Table: t.table})
+	}
+	for _, name := range slices.Sorted(maps.Keys(newRules)) {
+		if err := t.addRules(&nftables.Chain{Name: name, Table: t.table}, newRules[name]); err != nil {
+			return err
+		}
+	}
+	if err := t.addElements(addElems); err != nil {
+		return err
+	}
+	t.deleteChains(goneChains)
+	for _, name := range goneSets {
+		c.DelSet(&nftables.Set{Table: t.table, Name: name})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("syncing %d services in table inet %s: %w", len(changed), TableName, err)
+	}
+	for key, sr := range changed {
+		if sr == nil {
+			delete(t.applied, key)
+		} else {
+			t.applied[key] = sr
+		}
+	}
+	t.hairpin = hairpin
+	return nil
+}
+
+// deleteChains empties every chain first, so that none is still the target of another one's rule, then
+// deletes them.
+func (t *table) deleteChains(names []string) {
+	for _, name := range names {
+		t.conn.FlushChain(&nftables.Chain{Name: name, Table: t.table})
+	}
+	for _, name := range names {
+		t.conn.DelChain(&nftables.Chain{Name: name, Table: t.table})
+	}
+}
+
+func (t *table) addAffinitySet(s affinitySet) error {
+	set := &nftables.Set{Table: t.table, Name: s.name, KeyType: nftables.TypeIPAddr, HasTimeout: true, Dynamic: true}
+	if err := t.conn.AddSet(set, nil); err != nil {
+		return fmt.Errorf("affinity set %s: %w", s.name, err)
+	}
+	return nil
+}
+
+// addRules appends rules to a chain; a rule's anonymous map is created right before it.
+func (t *table) addRules(ch *nftables.Chain, rules []rule) error {
+	for _, r := range rules {
+		exprs := r.exprs
+		if r.anonMap != nil {
+			set := &nftables.Set{Table: t.table, Anonymous: true, Constant: true, IsMap: true,
+				KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian, DataType: dnatDataType}
+			if r.anonVerdit {
+				set.DataType = nftables.TypeVerdict
+			}
+			if err := t.conn.AddSet(set, r.anonMap); err != nil {
+				return fmt.Errorf("map for chain %s: %w", ch.Name, err)
+			}
+			exprs = slices.Clone(exprs)
+			for i, e := range exprs {
+				if l, ok := e.(*expr.Lookup); ok && l.SetName == "" {
+					named := *l
+					named.SetName, named.SetID = set.Name, set.ID
+					exprs[i] = &named
+				}
+			}
+		}
+		t.conn.AddRule(&nftables.Rule{Table: t.table, Chain: ch, Exprs: exprs})
+	}
+	return nil
+}
+
+// dnatDataType is the value of an endpoint map: ipv4_addr . inet_service.
+var dnatDataType, _ = nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+
+func (t *table) addElements(elems []element) error {
+	return t.forEachSet(elems, t.conn.SetAddElements)
+}
+
+func (t *table) deleteElements(elems []element) error {
+	return t.forEachSet(elems, t.conn.SetDeleteElements)
+}
+
+// forEachSet groups elements by set, so each set costs one netlink message.
+func (t *table) forEachSet(elems []element, op func(*nftables.Set, []nftables.SetElement) error) error {
+	bySet := map[string][]nftables.SetElement{}
+	for _, e := range elems {
+		bySet[e.set] = append(bySet[e.set], nftables.SetElement{Key: []byte(e.key), VerdictData: e.verdict})
+	}
+	for _, name := range slices.Sorted(maps.Keys(bySet)) {
+		if err := op(t.sets[name], bySet[name]); err != nil {
+			return fmt.Errorf("elements of %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (t *table) setHairpin(add, del []netip.Addr) error {
+	key := func(a netip.Addr) []byte { return append(a.AsSlice(), a.AsSlice()...) }
+	var adds, dels []nftables.SetElement
+	for _, a := range add {
+		adds = append(adds, nftables.SetElement{Key: key(a)})
+	}
+	for _, a := range del {
+		dels = append(dels, nftables.SetElement{Key: key(a)})
+	}
+	if len(dels) > 0 {
+		if err := t.conn.SetDeleteElements(t.sets[setHairpin], dels); err != nil {
+			return err
+		}
+	}
+	if len(adds) > 0 {
+		return t.conn.SetAddElements(t.sets[setHairpin], adds)
+	}
+	return nil
+}
+
+func (t *table) setNodePortIPs() error {
+	var elems []nftables.SetElement
+	for _, a := range t.nodePortIPs {
+		if a.Is4() {
+			elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
+		}
+	}
+	if len(elems) == 0 {
+		return nil
+	}
+	return t.conn.SetAddElements(t.sets[setNodePortIPs], elems)
+}
+
+func elementIndex(elems []element) map[string]element {
+	idx := make(map[string]element, len(elems))
+	for _, e := range elems {
+		idx[e.set+"\x00"+e.key] = e
+	}
+	return idx
+}
+
+func withoutCommon(add, del []netip.Addr) ([]netip.Addr, []netip.Addr) {
+	var a2, d2 []netip.Addr
+	for _, a := range add {
+		if !slices.Contains(del, a) {
+			a2 = append(a2, a)
+		}
+	}
+	for _, d := range del {
+		if !slices.Contains(add, d) {
+			d2 = append(d2, d)
+		}
+	}
+	return a2, d2
+}
+
+func secondsDuration(s int32) time.Duration { return time.Duration(s) * time.Second }

@@ -1,0 +1,307 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+)
+
+const testNode = "node-a"
+
+// runningProxy is a Proxier writing into a test network's node namespace, fed by a fake clientset.
+type runningProxy struct {
+	client *fake.Clientset
+	proxy  *Proxier
+}
+
+// startProxy runs a Proxier for n's node namespace until the test ends.
+func startProxy(t *testing.T, n *testNet, objects ...any) *runningProxy {
+	t.Helper()
+	client := fake.NewClientset()
+	factory := informers.NewSharedInformerFactory(client, 0)
+	p, err := New(Config{
+		NodeName: testNode, NodePortIPs: []netip.Addr{netip.MustParseAddr(nodeIP)},
+		LocalCIDR: netip.MustParsePrefix(podCIDR), FullSyncPeriod: time.Hour,
+	}, nftConn(t, n.node), factory)
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done; factory.Shutdown() })
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	go func() { defer close(done); p.Run(ctx) }()
+	rp := &runningProxy{client: client, proxy: p}
+	for _, o := range objects {
+		rp.apply(t, o)
+	}
+	n.dumpRulesetOnFailure(t)
+	return rp
+}
+
+// apply creates or updates a Service or an EndpointSlice.
+func (rp *runningProxy) apply(t *testing.T, obj any) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	switch o := obj.(type) {
+	case *corev1.Service:
+		services := rp.client.CoreV1().Services(o.Namespace)
+		if _, err = services.Update(ctx, o, metav1.UpdateOptions{}); err != nil {
+			_, err = services.Create(ctx, o, metav1.CreateOptions{})
+		}
+	case *discoveryv1.EndpointSlice:
+		slices := rp.client.DiscoveryV1().EndpointSlices(o.Namespace)
+		if _, err = slices.Update(ctx, o, metav1.UpdateOptions{}); err != nil {
+			_, err = slices.Create(ctx, o, metav1.CreateOptions{})
+		}
+	default:
+		err = fmt.Errorf("cannot apply %T", obj)
+	}
+	must(t, err)
+}
+
+// service is a ClusterIP Service "default/<name>" with TCP port 80 → named target "http" and UDP 53 → "dns".
+func service(name, clusterIP string, mutate ...func(*corev1.Service)) *corev1.Service {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeClusterIP, ClusterIP: clusterIP, ClusterIPs: []string{clusterIP},
+			Ports: []corev1.ServicePort{
+				{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromString("http")},
+				{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(5353)},
+			},
+		},
+	}
+	for _, m := range mutate {
+		m(svc)
+	}
+	return svc
+}
+
+// endpointSlice is the slice of Service "default/<svc>" with the given backends of n, ready, and the named
+// port "http" on 8080 (or the port given) and "dns" on 5353. Backends listed in local are on this node.
+func endpointSlice(n *testNet, svc string, httpPort int32, backends []string, local ...string) *discoveryv1.EndpointSlice {
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: svc + "-abc",
+			Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports: []discoveryv1.EndpointPort{
+			{Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(httpPort)},
+			{Name: ptr.To("dns"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To[int32](5353)},
+		},
+	}
+	for _, b := range backends {
+		node := "node-b"
+		if slices.Contains(local, b) {
+			node = testNode
+		}
+		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
+			Addresses: []string{n.backendIPs[b].String()}, NodeName: ptr.To(node),
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+		})
+	}
+	return slice
+}
+
+// spread makes count TCP connections from ns to addr and counts the answers by backend.
+func spread(t *testing.T, n *testNet, from string, addr string, count int) map[string]int {
+	t.Helper()
+	ns := n.client
+	if from == "node" {
+		ns = n.node
+	}
+	seen := map[string]int{}
+	for range count {
+		r, err := dialTCP(ns, addr, 2*time.Second)
+		if err != nil {
+			t.Fatalf("connecting from %s to %s: %v", from, addr, err)
+		}
+		seen[r.backend]++
+	}
+	return seen
+}
+
+func TestClusterIPReachesEveryBackendOverTCPAndUDP(t *testing.T) {
+	n := newTestNet(t, "a", "b", "c")
+	startProxy(t, n, service("web", "10.96.0.10"), endpointSlice(n, "web", 8080, []string{"a", "b", "c"}))
+
+	waitFor(t, "the VIP answers", 5*time.Second, func() error {
+		_, err := dialTCP(n.client, "10.96.0.10:80", time.Second)
+		return err
+	})
+	for _, from := range []string{"client", "node"} {
+		seen := spread(t, n, from, "10.96.0.10:80", 60)
+		if len(seen) != 3 {
+			t.Errorf("60 TCP connections from the %s reached %v, want all of a, b, c", from, seen)
+		}
+	}
+	udpSeen := map[string]int{}
+	for range 60 {
+		r, err := exchangeUDP(n.client, "10.96.0.10:53", 2*time.Second)
+		if err != nil {
+			t.Fatalf("UDP through the VIP: %v", err)
+		}
+		udpSeen[r.backend]++
+	}
+	if len(udpSeen) != 3 {
+		t.Errorf("60 UDP exchanges reached %v, want all of a, b, c", udpSeen)
+	}
+}
+
+func TestServiceWithoutEndpointsRefusesAtOnce(t *testing.T) {
+	n := newTestNet(t, "a")
+	startProxy(t, n, service("empty", "10.96.0.20"))
+
+	for _, from := range []string{"client", "node"} {
+		ns := n.client
+		if from == "node" {
+			ns = n.node
+		}
+		waitFor(t, "the VIP refuses", 5*time.Second, func() error {
+			start := time.Now()
+			_, err := dialTCP(ns, "10.96.0.20:80", 2*time.Second)
+			took := time.Since(start)
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				return fmt.Errorf("connecting from the %s: %v, want connection refused", from, err)
+			}
+			if took > 100*time.Millisecond {
+				return fmt.Errorf("refused after %s, want within 100ms", took)
+			}
+			return nil
+		})
+	}
+}
+
+func TestNodePortFromAnotherNamespace(t *testing.T) {
+	n := newTestNet(t, "a", "b")
+	startProxy(t, n,
+		service("np", "10.96.0.30", func(s *corev1.Service) {
+			s.Spec.Type = corev1.ServiceTypeNodePort
+			s.Spec.Ports[0].NodePort = 30080
+			s.Spec.Ports[1].NodePort = 30053
+		}),
+		endpointSlice(n, "np", 8080, []string{"a", "b"}))
+
+	waitFor(t, "the NodePort answers", 5*time.Second, func() error {
+		_, err := dialTCP(n.client, nodeIP+":30080", time.Second)
+		return err
+	})
+	if seen := spread(t, n, "client", nodeIP+":30080", 40); len(seen) != 2 {
+		t.Errorf("40 connections to the NodePort reached %v, want a and b", seen)
+	}
+	r, err := exchangeUDP(n.client, nodeIP+":30053", 2*time.Second)
+	if err != nil || r.backend == "" {
+		t.Errorf("UDP NodePort: %v %v", r, err)
+	}
+	// externalTrafficPolicy Cluster: masqueraded, so the backend sees the node, not the client.
+	if r, err := dialTCP(n.client, nodeIP+":30080", time.Second); err != nil || r.source == clientIP {
+		t.Errorf("NodePort with externalTrafficPolicy Cluster: backend saw %q (%v), want the node's address", r.source, err)
+	}
+}
+
+func TestExternalTrafficPolicyLocalKeepsTheClientAddress(t *testing.T) {
+	n := newTestNet(t, "a", "b")
+	startProxy(t, n,
+		service("local", "10.96.0.40", func(s *corev1.Service) {
+			s.Spec.Type = corev1.ServiceTypeNodePort
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+			s.Spec.Ports[0].NodePort = 30040
+			s.Spec.Ports[1].NodePort = 30041
+		}),
+		endpointSlice(n, "local", 8080, []string{"a", "b"}, "a"))
+
+	waitFor(t, "the NodePort answers", 5*time.Second, func() error {
+		_, err := dialTCP(n.client, nodeIP+":30040", time.Second)
+		return err
+	})
+	for range 20 {
+		r, err := dialTCP(n.client, nodeIP+":30040", 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.backend != "a" || r.source != clientIP {
+			t.Fatalf("NodePort with externalTrafficPolicy Local answered by %q seeing %q, want the local backend a seeing %s",
+				r.backend, r.source, clientIP)
+		}
+	}
+	// The ClusterIP still uses every endpoint.
+	if seen := spread(t, n, "client", "10.96.0.40:80", 40); len(seen) != 2 {
+		t.Errorf("ClusterIP of an externalTrafficPolicy Local Service reached %v, want a and b", seen)
+	}
+}
+
+func TestSessionAffinityClientIPSticks(t *testing.T) {
+	n := newTestNet(t, "a", "b", "c")
+	startProxy(t, n,
+		service("sticky", "10.96.0.50", func(s *corev1.Service) {
+			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+			s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](60)}}
+		}),
+		endpointSlice(n, "sticky", 8080, []string{"a", "b", "c"}))
+
+	waitFor(t, "the VIP answers", 5*time.Second, func() error {
+		_, err := dialTCP(n.client, "10.96.0.50:80", time.Second)
+		return err
+	})
+	if seen := spread(t, n, "client", "10.96.0.50:80", 30); len(seen) != 1 {
+		t.Errorf("30 connections from one client with ClientIP affinity reached %v, want one backend", seen)
+	}
+}
+
+func TestEndpointChurnKeepsEveryNewConnectionWorking(t *testing.T) {
+	n := newTestNet(t, "a", "b", "c")
+	rp := startProxy(t, n, service("churn", "10.96.0.60"), endpointSlice(n, "churn", 8080, []string{"a"}))
+	waitFor(t, "the VIP answers", 5*time.Second, func() error {
+		_, err := dialTCP(n.client, "10.96.0.60:80", time.Second)
+		return err
+	})
+
+	// Cycle through endpoint sets that always keep at least one backend while a client keeps connecting.
+	sets := [][]string{{"a", "b"}, {"b"}, {"b", "c"}, {"c"}, {"a", "c"}, {"a"}, {"a", "b", "c"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	type result struct {
+		ok, failed int
+		firstErr   error
+	}
+	done := make(chan result)
+	go func() {
+		var r result
+		for ctx.Err() == nil && r.ok+r.failed < 5000 {
+			if _, err := dialTCP(n.client, "10.96.0.60:80", 2*time.Second); err != nil {
+				r.failed++
+				if r.firstErr == nil {
+					r.firstErr = err
+				}
+			} else {
+				r.ok++
+			}
+		}
+		done <- r
+	}()
+	for round := range 5 {
+		for _, set := range sets {
+			rp.apply(t, endpointSlice(n, "churn", 8080, set))
+			time.Sleep(30 * time.Millisecond) // let the client connect against this set before the next change
+		}
+		_ = round
+	}
+	cancel()
+	r := <-done
+	if r.failed > 0 || r.ok == 0 {
+		t.Errorf("during endpoint churn %d connections succeeded and %d failed (first: %v), want none failed", r.ok, r.failed, r.firstErr)
+	}
+	t.Logf("%d connections during %d endpoint changes, none failed", r.ok, 5*len(sets))
+}
