@@ -69,11 +69,11 @@ func vmap(set *nftables.Set) expr.Any {
 // addrNotIn is "ip saddr|daddr != prefix".
 func addrNotIn(source bool, prefix netip.Prefix) []expr.Any {
 	mask := net4Mask(prefix.Bits())
-	return []expr.Any{
+	return append(onlyIPv4(),
 		loadIPv4Addr(source, reg1),
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: prefix.Masked().Addr().AsSlice()},
-	}
+	)
 }
 
 func net4Mask(bits int) []byte {

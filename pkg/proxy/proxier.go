@@ -122,8 +122,9 @@ func (p *Proxier) Run(ctx context.Context) {
 	p.needFull = true
 	full := time.NewTicker(p.cfg.FullSyncPeriod)
 	defer full.Stop()
-	retry := time.NewTimer(0)
-	defer retry.Stop()
+	// again fires for a retry after a failure and to delete retired endpoint maps.
+	again := time.NewTimer(0)
+	defer again.Stop()
 	backoff := time.Second
 	for {
 		select {
@@ -132,16 +133,19 @@ func (p *Proxier) Run(ctx context.Context) {
 		case <-full.C:
 			p.needFull = true
 		case <-p.kick:
-		case <-retry.C:
+		case <-again.C:
 		}
 		if err := p.sync(); err != nil {
 			klog.ErrorS(err, "Proxy rules were not written; retrying with a full sync", "after", backoff)
 			p.needFull = true
-			retry.Reset(backoff)
+			again.Reset(backoff)
 			backoff = min(2*backoff, time.Minute)
 			continue
 		}
 		backoff = time.Second
+		if p.table.hasRetired() {
+			again.Reset(retireAfter)
+		}
 	}
 }
 
@@ -173,7 +177,7 @@ func (p *Proxier) sync() error {
 		klog.V(2).InfoS("Proxy full sync", "services", len(all), "took", time.Since(start))
 		return nil
 	}
-	if len(dirty) == 0 {
+	if len(dirty) == 0 && !p.table.hasRetired() {
 		return nil
 	}
 	changed := make(map[string]*serviceRules, len(dirty))

@@ -11,13 +11,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// rule is one nftables rule. When it picks among endpoints it carries the elements of its anonymous map
-// (numgen → address . port, or numgen → verdict), which is created with the rule as nft does for an inline
-// map; its lookup expression names no set until the rule is written.
+// rule is one nftables rule. When it picks among endpoints it carries the elements of its endpoint map
+// (numgen → address . port, or numgen → verdict), which is written with the rule; its lookup expression
+// names no map until then (see table.addRules for why the map is a named one).
 type rule struct {
-	exprs      []expr.Any
-	anonMap    []nftables.SetElement
-	anonVerdit bool // the anonymous map holds verdicts rather than address . port
+	exprs         []expr.Any
+	endpointMap   []nftables.SetElement
+	verdictValues bool // the endpoint map holds verdicts rather than address . port
 }
 
 // element is one element of one of the table's named sets or maps.
@@ -41,6 +41,9 @@ type serviceRules struct {
 	sets     []affinitySet
 	hairpin  []netip.Addr
 }
+
+// endpointChainPrefix starts the names of the per-endpoint chains of Services with ClientIP affinity.
+const endpointChainPrefix = "endpoint-"
 
 // renderer turns servicePorts into serviceRules with what the node contributes: the pod CIDR whose traffic
 // needs no masquerading.
@@ -153,7 +156,7 @@ func (r renderer) dispatch(out *serviceRules, chain string, eps []endpoint, affi
 				Val: append(e.addr.AsSlice(), portKey(e.port)...),
 			}
 		}
-		return []rule{{anonMap: elems, exprs: []expr.Any{
+		return []rule{{endpointMap: elems, exprs: []expr.Any{
 			&expr.Numgen{Register: reg1, Modulus: uint32(len(eps)), Type: unix.NFT_NG_RANDOM},
 			&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: reg1},
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegProtoMin: reg32_01},
@@ -162,7 +165,7 @@ func (r renderer) dispatch(out *serviceRules, chain string, eps []endpoint, affi
 	var rules []rule
 	elems := make([]nftables.SetElement, len(eps))
 	for i, e := range eps {
-		epChain := "endpoint-" + chain + "__" + e.addr.String() + "/" + strconv.Itoa(int(e.port))
+		epChain := endpointChainPrefix + chain + "__" + e.addr.String() + "/" + strconv.Itoa(int(e.port))
 		set := affinitySet{name: "affinity-" + chain + "__" + e.String(), timeout: affinitySeconds}
 		out.sets = append(out.sets, set)
 		out.chains[epChain] = []rule{{exprs: append(append(onlyIPv4(),
@@ -177,7 +180,7 @@ func (r renderer) dispatch(out *serviceRules, chain string, eps []endpoint, affi
 		elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
 			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: epChain}}
 	}
-	return append(rules, rule{anonMap: elems, anonVerdit: true, exprs: []expr.Any{
+	return append(rules, rule{endpointMap: elems, verdictValues: true, exprs: []expr.Any{
 		&expr.Numgen{Register: reg1, Modulus: uint32(len(eps)), Type: unix.NFT_NG_RANDOM},
 		&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: 0},
 	}})

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,21 +27,58 @@ type table struct {
 
 	applied map[string]*serviceRules // by "namespace/name"
 	hairpin map[netip.Addr]int       // endpoint address → how many Services' chains send to it
+
+	// endpointMaps are the names of the endpoint maps each chain's rules use now; mapSeq numbers new ones.
+	endpointMaps map[string][]string
+	mapSeq       uint64
+	// retired are objects that no rule or element reaches any more but that a packet in flight during the
+	// last transaction may still use; a later transaction deletes them (see addRules).
+	retired []retiredObject
 }
+
+// retiredKind orders the deletion of retired objects: endpoint maps first (their verdicts point at endpoint
+// chains), then the chains (their rules use affinity sets), then the sets.
+type retiredKind int
+
+const (
+	retiredMap retiredKind = iota
+	retiredChain
+	retiredSet
+)
+
+type retiredObject struct {
+	kind  retiredKind
+	name  string
+	since time.Time
+}
+
+// endpointMapPrefix starts the names of endpoint maps.
+const endpointMapPrefix = "endpoints-"
+
+// retireAfter is how long an unused endpoint map stays: far longer than any packet takes to go through the
+// chain that was replaced, however busy the machine.
+const retireAfter = time.Second
 
 func newTable(conn *nftables.Conn, nodePortIPs []netip.Addr) *table {
 	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 	return &table{conn: conn, table: t, sets: baseSets(t), nodePortIPs: nodePortIPs,
-		applied: map[string]*serviceRules{}, hairpin: map[netip.Addr]int{}}
+		applied: map[string]*serviceRules{}, hairpin: map[netip.Addr]int{}, endpointMaps: map[string][]string{}}
 }
 
 // fullSync makes the table exactly what services describe, whatever it held before (an earlier run of the
 // agent, a partial sync that failed, someone's edit): one transaction that rewrites every chain and map in
 // place, so there is no moment when a VIP stops answering.
 func (t *table) fullSync(services map[string]*serviceRules) error {
-	existingChains, existingSets, err := t.listOwn()
+	existingChains, existingSets, existingMaps, err := t.listOwn()
 	if err != nil {
 		return err
+	}
+	// Every chain gets new endpoint maps; the ones there now are retired, whoever wrote them.
+	t.endpointMaps = map[string][]string{}
+	t.retired = nil
+	now := time.Now()
+	for _, name := range existingMaps {
+		t.retire(retiredMap, name, now)
 	}
 	c := t.conn
 	c.AddTable(t.table)
@@ -111,10 +149,10 @@ func (t *table) fullSync(services map[string]*serviceRules) error {
 			stale = append(stale, name)
 		}
 	}
-	t.deleteChains(stale)
+	t.deleteChains(stale, now)
 	for name := range existingSets {
 		if !desiredSets[name] {
-			c.DelSet(&nftables.Set{Table: t.table, Name: name})
+			t.retire(retiredSet, name, now)
 		}
 	}
 	if err := c.Flush(); err != nil {
@@ -124,19 +162,20 @@ func (t *table) fullSync(services map[string]*serviceRules) error {
 	return nil
 }
 
-// listOwn returns the names of the chains and affinity sets the table has now; none when it does not exist.
-func (t *table) listOwn() (chains, affinitySets map[string]bool, err error) {
+// listOwn returns the names of the chains, affinity sets and endpoint maps the table has now; none when it
+// does not exist. mapSeq moves past the numbers of the endpoint maps found, so new names never collide.
+func (t *table) listOwn() (chains, affinitySets map[string]bool, endpointMaps []string, err error) {
 	chains, affinitySets = map[string]bool{}, map[string]bool{}
 	tables, err := t.conn.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listing inet tables: %w", err)
+		return nil, nil, nil, fmt.Errorf("listing inet tables: %w", err)
 	}
 	if !slices.ContainsFunc(tables, func(tb *nftables.Table) bool { return tb.Name == TableName }) {
-		return chains, affinitySets, nil
+		return chains, affinitySets, nil, nil
 	}
 	all, err := t.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listing chains: %w", err)
+		return nil, nil, nil, fmt.Errorf("listing chains: %w", err)
 	}
 	for _, ch := range all {
 		if ch.Table.Name == TableName {
@@ -145,14 +184,22 @@ func (t *table) listOwn() (chains, affinitySets map[string]bool, err error) {
 	}
 	sets, err := t.conn.GetSets(t.table)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listing sets: %w", err)
+		return nil, nil, nil, fmt.Errorf("listing sets: %w", err)
 	}
 	for _, s := range sets {
-		if strings.HasPrefix(s.Name, "affinity-") {
+		switch {
+		case strings.HasPrefix(s.Name, "affinity-"):
 			affinitySets[s.Name] = true
+		case strings.HasPrefix(s.Name, endpointMapPrefix):
+			endpointMaps = append(endpointMaps, s.Name)
+			if i := strings.LastIndexByte(s.Name, '-'); i >= 0 {
+				if n, err := strconv.ParseUint(s.Name[i+1:], 10, 64); err == nil && n >= t.mapSeq {
+					t.mapSeq = n + 1
+				}
+			}
 		}
 	}
-	return chains, affinitySets, nil
+	return chains, affinitySets, endpointMaps, nil
 }
 
 // syncServices applies the new rules of the Services in changed (nil for a Service that is gone) against
@@ -237,15 +284,21 @@ func (t *table) syncServices(changed map[string]*serviceRules) error {
 		return err
 	}
 	for _, s := range newSets {
+		t.unretire(retiredSet, s.name)
 		if err := t.addAffinitySet(s); err != nil {
 			return err
 		}
 	}
+	now := time.Now()
 	for _, name := range newChains {
 		c.AddChain(&nftables.Chain{Name: name, Table: t.table})
+		if t.unretire(retiredChain, name) { // back before it was deleted: it still has its old rules
+			flushChains = append(flushChains, name)
+		}
 	}
 	for _, name := range flushChains {
 		c.FlushChain(&nftables.Chain{Name: name, Table: t.table})
+		t.retireMapsOf(name, now)
 	}
 	for _, name := range slices.Sorted(maps.Keys(newRules)) {
 		if err := t.addRules(&nftables.Chain{Name: name, Table: t.table}, newRules[name]); err != nil {
@@ -255,10 +308,11 @@ func (t *table) syncServices(changed map[string]*serviceRules) error {
 	if err := t.addElements(addElems); err != nil {
 		return err
 	}
-	t.deleteChains(goneChains)
+	t.deleteChains(goneChains, now)
 	for _, name := range goneSets {
-		c.DelSet(&nftables.Set{Table: t.table, Name: name})
+		t.retire(retiredSet, name, now)
 	}
+	t.deleteRetired(now)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("syncing %d services in table inet %s: %w", len(changed), TableName, err)
 	}
@@ -273,13 +327,21 @@ func (t *table) syncServices(changed map[string]*serviceRules) error {
 	return nil
 }
 
-// deleteChains empties every chain first, so that none is still the target of another one's rule, then
-// deletes them.
-func (t *table) deleteChains(names []string) {
+// deleteChains deletes chains that nothing reaches any more, with their endpoint maps retired. Endpoint
+// chains are retired too, with their rules: a retired endpoint map may still send a packet there. The others
+// are emptied first, so that none is still the target of another one's rule, then deleted.
+func (t *table) deleteChains(names []string, now time.Time) {
+	var direct []string
 	for _, name := range names {
+		t.retireMapsOf(name, now)
+		if strings.HasPrefix(name, endpointChainPrefix) {
+			t.retire(retiredChain, name, now)
+			continue
+		}
+		direct = append(direct, name)
 		t.conn.FlushChain(&nftables.Chain{Name: name, Table: t.table})
 	}
-	for _, name := range names {
+	for _, name := range direct {
 		t.conn.DelChain(&nftables.Chain{Name: name, Table: t.table})
 	}
 }
@@ -292,19 +354,27 @@ func (t *table) addAffinitySet(s affinitySet) error {
 	return nil
 }
 
-// addRules appends rules to a chain; a rule's anonymous map is created right before it.
+// addRules appends rules to a chain; a rule's endpoint map is created right before it.
+//
+// The endpoint map is a named map with a new name each time, not an inline (anonymous) one as nft would
+// write, and the map it replaces is deleted only by a later transaction (retired). A packet that entered the
+// old rule just before the transaction committed still looks its endpoint up after the commit; if the old
+// map went in the same transaction, that lookup misses and the connection leaves un-NATed, to the VIP itself
+// (measured: about one new connection in a few hundred endpoint changes failed with "no route to host").
 func (t *table) addRules(ch *nftables.Chain, rules []rule) error {
 	for _, r := range rules {
 		exprs := r.exprs
-		if r.anonMap != nil {
-			set := &nftables.Set{Table: t.table, Anonymous: true, Constant: true, IsMap: true,
-				KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian, DataType: dnatDataType}
-			if r.anonVerdit {
+		if r.endpointMap != nil {
+			set := &nftables.Set{Table: t.table, Name: fmt.Sprintf("%s%s-%d", endpointMapPrefix, ch.Name, t.mapSeq),
+				Constant: true, IsMap: true, KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian, DataType: dnatDataType}
+			t.mapSeq++
+			if r.verdictValues {
 				set.DataType = nftables.TypeVerdict
 			}
-			if err := t.conn.AddSet(set, r.anonMap); err != nil {
-				return fmt.Errorf("map for chain %s: %w", ch.Name, err)
+			if err := t.conn.AddSet(set, r.endpointMap); err != nil {
+				return fmt.Errorf("endpoint map for chain %s: %w", ch.Name, err)
 			}
+			t.endpointMaps[ch.Name] = append(t.endpointMaps[ch.Name], set.Name)
 			exprs = slices.Clone(exprs)
 			for i, e := range exprs {
 				if l, ok := e.(*expr.Lookup); ok && l.SetName == "" {
@@ -318,6 +388,57 @@ func (t *table) addRules(ch *nftables.Chain, rules []rule) error {
 	}
 	return nil
 }
+
+func (t *table) retire(kind retiredKind, name string, now time.Time) {
+	t.retired = append(t.retired, retiredObject{kind: kind, name: name, since: now})
+}
+
+// unretire takes an object that is wanted again off the retired list; it reports whether it was there.
+func (t *table) unretire(kind retiredKind, name string) bool {
+	n := len(t.retired)
+	t.retired = slices.DeleteFunc(t.retired, func(o retiredObject) bool { return o.kind == kind && o.name == name })
+	return len(t.retired) < n
+}
+
+// retireMapsOf retires the endpoint maps of a chain that is being rewritten or deleted.
+func (t *table) retireMapsOf(chain string, now time.Time) {
+	for _, name := range t.endpointMaps[chain] {
+		t.retire(retiredMap, name, now)
+	}
+	delete(t.endpointMaps, chain)
+}
+
+// deleteRetired adds to the transaction the deletion of the objects retired long enough ago, in the
+// order of their kinds.
+func (t *table) deleteRetired(now time.Time) {
+	var due []retiredObject
+	kept := t.retired[:0]
+	for _, o := range t.retired {
+		if now.Sub(o.since) < retireAfter {
+			kept = append(kept, o)
+		} else {
+			due = append(due, o)
+		}
+	}
+	t.retired = kept
+	slices.SortStableFunc(due, func(a, b retiredObject) int { return int(a.kind) - int(b.kind) })
+	for _, o := range due {
+		if o.kind == retiredChain {
+			t.conn.FlushChain(&nftables.Chain{Name: o.name, Table: t.table})
+		}
+	}
+	for _, o := range due {
+		switch o.kind {
+		case retiredMap, retiredSet:
+			t.conn.DelSet(&nftables.Set{Table: t.table, Name: o.name})
+		case retiredChain:
+			t.conn.DelChain(&nftables.Chain{Name: o.name, Table: t.table})
+		}
+	}
+}
+
+// hasRetired reports whether maps wait for deletion, so the caller syncs again later.
+func (t *table) hasRetired() bool { return len(t.retired) > 0 }
 
 // dnatDataType is the value of an endpoint map: ipv4_addr . inet_service.
 var dnatDataType, _ = nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -13,10 +16,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
+
+	"github.com/google/nftables"
 )
 
 const testNode = "node-a"
@@ -25,12 +31,15 @@ const testNode = "node-a"
 type runningProxy struct {
 	client *fake.Clientset
 	proxy  *Proxier
+	// stop stops the proxy and waits for it; the test's cleanup calls it too.
+	stop func()
 }
 
-// startProxy runs a Proxier for n's node namespace until the test ends.
-func startProxy(t *testing.T, n *testNet, objects ...any) *runningProxy {
+// startProxy runs a Proxier for n's node namespace until the test ends. The objects are in the API before
+// it starts, as they are when the agent starts: its first sync is a full one with all of them.
+func startProxy(t *testing.T, n *testNet, objects ...runtime.Object) *runningProxy {
 	t.Helper()
-	client := fake.NewClientset()
+	client := fake.NewClientset(objects...)
 	factory := informers.NewSharedInformerFactory(client, 0)
 	p, err := New(Config{
 		NodeName: testNode, NodePortIPs: []netip.Addr{netip.MustParseAddr(nodeIP)},
@@ -39,20 +48,17 @@ func startProxy(t *testing.T, n *testNet, objects ...any) *runningProxy {
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done; factory.Shutdown() })
+	stop := sync.OnceFunc(func() { cancel(); <-done; factory.Shutdown() })
+	t.Cleanup(stop)
 	factory.Start(ctx.Done())
 	factory.WaitForCacheSync(ctx.Done())
 	go func() { defer close(done); p.Run(ctx) }()
-	rp := &runningProxy{client: client, proxy: p}
-	for _, o := range objects {
-		rp.apply(t, o)
-	}
 	n.dumpRulesetOnFailure(t)
-	return rp
+	return &runningProxy{client: client, proxy: p, stop: stop}
 }
 
 // apply creates or updates a Service or an EndpointSlice.
-func (rp *runningProxy) apply(t *testing.T, obj any) {
+func (rp *runningProxy) apply(t *testing.T, obj runtime.Object) {
 	t.Helper()
 	ctx := context.Background()
 	var err error
@@ -269,39 +275,176 @@ func TestEndpointChurnKeepsEveryNewConnectionWorking(t *testing.T) {
 		return err
 	})
 
-	// Cycle through endpoint sets that always keep at least one backend while a client keeps connecting.
+	// Cycle through endpoint sets that always keep at least one backend while a client keeps connecting;
+	// each change waits for a few connections against the set before it.
 	sets := [][]string{{"a", "b"}, {"b"}, {"b", "c"}, {"c"}, {"a", "c"}, {"a"}, {"a", "b", "c"}}
 	ctx, cancel := context.WithCancel(context.Background())
-	type result struct {
-		ok, failed int
-		firstErr   error
-	}
-	done := make(chan result)
+	var ok, failed atomic.Int64
+	firstErr := make(chan error, 1)
+	done := make(chan struct{})
 	go func() {
-		var r result
-		for ctx.Err() == nil && r.ok+r.failed < 5000 {
+		defer close(done)
+		for ctx.Err() == nil && ok.Load()+failed.Load() < 20000 {
 			if _, err := dialTCP(n.client, "10.96.0.60:80", 2*time.Second); err != nil {
-				r.failed++
-				if r.firstErr == nil {
-					r.firstErr = err
+				failed.Add(1)
+				select {
+				case firstErr <- err:
+				default:
 				}
 			} else {
-				r.ok++
+				ok.Add(1)
 			}
 		}
-		done <- r
 	}()
-	for round := range 5 {
+	for range 5 {
 		for _, set := range sets {
 			rp.apply(t, endpointSlice(n, "churn", 8080, set))
-			time.Sleep(30 * time.Millisecond) // let the client connect against this set before the next change
+			before := ok.Load() + failed.Load()
+			waitFor(t, "the client keeps connecting", 10*time.Second, func() error {
+				if ok.Load()+failed.Load() < before+5 {
+					return errors.New("fewer than 5 connections since the last change")
+				}
+				return nil
+			})
 		}
-		_ = round
 	}
 	cancel()
-	r := <-done
-	if r.failed > 0 || r.ok == 0 {
-		t.Errorf("during endpoint churn %d connections succeeded and %d failed (first: %v), want none failed", r.ok, r.failed, r.firstErr)
+	<-done
+	if failed.Load() > 0 || ok.Load() == 0 {
+		t.Errorf("during endpoint churn %d connections succeeded and %d failed (first: %v), want none failed", ok.Load(), failed.Load(), <-firstErr)
 	}
-	t.Logf("%d connections during %d endpoint changes, none failed", r.ok, 5*len(sets))
+	t.Logf("%d connections during %d endpoint changes, none failed", ok.Load(), 5*len(sets))
+
+	// The endpoint maps that the changes replaced are deleted soon after; one per port remains.
+	waitFor(t, "replaced endpoint maps are deleted", 5*time.Second, func() error {
+		sets, err := nftConn(t, n.node).GetSets(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+		must(t, err)
+		var maps []string
+		for _, s := range sets {
+			if strings.HasPrefix(s.Name, endpointMapPrefix) {
+				maps = append(maps, s.Name)
+			}
+		}
+		if len(maps) != 2 {
+			return fmt.Errorf("endpoint maps %v, want one for tcp/http and one for udp/dns", maps)
+		}
+		return nil
+	})
+}
+
+// ruleHandles returns the handles of the rules of the chains whose names start with prefix: a rule that is
+// rewritten gets a new handle.
+func ruleHandles(t *testing.T, n *testNet, prefix string) []uint64 {
+	t.Helper()
+	conn := nftConn(t, n.node)
+	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	must(t, err)
+	var handles []uint64
+	for _, ch := range chains {
+		if ch.Table.Name != TableName || !strings.HasPrefix(ch.Name, prefix) {
+			continue
+		}
+		rules, err := conn.GetRules(table, ch)
+		must(t, err)
+		for _, r := range rules {
+			handles = append(handles, r.Handle)
+		}
+	}
+	slices.Sort(handles)
+	return handles
+}
+
+func TestAChangeToOneServiceRewritesOnlyItsRules(t *testing.T) {
+	n := newTestNet(t, "a", "b")
+	rp := startProxy(t, n,
+		service("one", "10.96.0.71"), endpointSlice(n, "one", 8080, []string{"a"}),
+		service("two", "10.96.0.72"), endpointSlice(n, "two", 8080, []string{"a", "b"}))
+	waitFor(t, "both VIPs answer", 5*time.Second, func() error {
+		for _, vip := range []string{"10.96.0.71:80", "10.96.0.72:80"} {
+			if _, err := dialTCP(n.client, vip, time.Second); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	twoBefore := ruleHandles(t, n, "service-default/two/")
+	oneBefore := ruleHandles(t, n, "service-default/one/")
+	if len(twoBefore) == 0 || len(oneBefore) == 0 {
+		t.Fatalf("no rules found for the Services' chains: %v %v", oneBefore, twoBefore)
+	}
+
+	rp.apply(t, endpointSlice(n, "one", 8080, []string{"b"}))
+	waitFor(t, "service one moves to backend b", 5*time.Second, func() error {
+		if r, err := dialTCP(n.client, "10.96.0.71:80", time.Second); err != nil || r.backend != "b" {
+			return fmt.Errorf("answered by %q (%v)", r.backend, err)
+		}
+		return nil
+	})
+	if oneAfter := ruleHandles(t, n, "service-default/one/"); slices.Equal(oneAfter, oneBefore) {
+		t.Errorf("service one's rules kept their handles %v after its endpoints changed", oneBefore)
+	}
+	if twoAfter := ruleHandles(t, n, "service-default/two/"); !slices.Equal(twoAfter, twoBefore) {
+		t.Errorf("service two's rules were rewritten (handles %v → %v) by a change to service one", twoBefore, twoAfter)
+	}
+}
+
+// A new proxy (an agent restart) reconciles the table an earlier one left: what still exists keeps
+// answering throughout, what was deleted meanwhile goes, what was added comes.
+func TestRestartedProxyReconcilesTheTableInPlace(t *testing.T) {
+	n := newTestNet(t, "a", "b")
+	first := startProxy(t, n,
+		service("kept", "10.96.0.81"), endpointSlice(n, "kept", 8080, []string{"a", "b"}),
+		service("removed", "10.96.0.82", func(s *corev1.Service) {
+			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+		}), endpointSlice(n, "removed", 8080, []string{"a"}))
+	waitFor(t, "both VIPs answer", 5*time.Second, func() error {
+		for _, vip := range []string{"10.96.0.81:80", "10.96.0.82:80"} {
+			if _, err := dialTCP(n.client, vip, time.Second); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	first.stop() // the agent stops; its table stays
+
+	// The second proxy's API state: "removed" is gone, "added" is new.
+	ctx, cancel := context.WithCancel(context.Background())
+	failures := make(chan error, 1)
+	go func() {
+		defer close(failures)
+		for i := 0; ctx.Err() == nil && i < 5000; i++ {
+			if _, err := dialTCP(n.client, "10.96.0.81:80", 2*time.Second); err != nil {
+				failures <- err
+				return
+			}
+		}
+	}()
+	startProxy(t, n,
+		service("kept", "10.96.0.81"), endpointSlice(n, "kept", 8080, []string{"a", "b"}),
+		service("added", "10.96.0.83"), endpointSlice(n, "added", 8080, []string{"b"}))
+	waitFor(t, "the new Service answers", 5*time.Second, func() error {
+		_, err := dialTCP(n.client, "10.96.0.83:80", time.Second)
+		return err
+	})
+	waitFor(t, "the removed Service's chains and sets go", 5*time.Second, func() error {
+		if h := ruleHandles(t, n, "service-default/removed/"); len(h) > 0 {
+			return fmt.Errorf("chains of the removed Service still have %d rules", len(h))
+		}
+		if h := ruleHandles(t, n, "endpoint-service-default/removed/"); len(h) > 0 {
+			return fmt.Errorf("endpoint chains of the removed Service still have %d rules", len(h))
+		}
+		sets, err := nftConn(t, n.node).GetSets(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+		must(t, err)
+		for _, s := range sets {
+			if strings.Contains(s.Name, "removed") {
+				return fmt.Errorf("set %s is still there", s.Name)
+			}
+		}
+		return nil
+	})
+	cancel()
+	if err := <-failures; err != nil {
+		t.Errorf("a connection to the kept Service failed while the new proxy took over: %v", err)
+	}
 }

@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"maps"
+	"net/netip"
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// slice builds an EndpointSlice of Service "default/web" with one named port and the given endpoints.
+func slice(addrType discoveryv1.AddressType, portName string, port int32, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: "web-" + string(addrType), Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: addrType,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(portName), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(port)}},
+		Endpoints:   eps,
+	}
+}
+
+func ep(addr, node string, ready, serving, terminating bool) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: []string{addr}, NodeName: ptr.To(node),
+		Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready), Serving: ptr.To(serving), Terminating: ptr.To(terminating)}}
+}
+
+func webService(mutate ...func(*corev1.Service)) *corev1.Service {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"},
+			Ports: []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80}}},
+	}
+	for _, m := range mutate {
+		m(svc)
+	}
+	return svc
+}
+
+func addrs(eps []endpoint) []string {
+	var out []string
+	for _, e := range eps {
+		out = append(out, e.String())
+	}
+	return out
+}
+
+func TestNamedTargetPortResolvesPerSlice(t *testing.T) {
+	// Two slices give the same port name different numbers (pods of two versions): each endpoint keeps its own.
+	a := slice(discoveryv1.AddressTypeIPv4, "http", 8080, ep("10.244.0.11", "n", true, true, false))
+	b := slice(discoveryv1.AddressTypeIPv4, "http", 9090, ep("10.244.0.12", "n", true, true, false))
+	b.Name = "web-b"
+	v6 := slice(discoveryv1.AddressTypeIPv6, "http", 8080, ep("fd00::1", "n", true, true, false))
+	other := slice(discoveryv1.AddressTypeIPv4, "metrics", 9100, ep("10.244.0.13", "n", true, true, false))
+	other.Name = "web-metrics"
+	ports := servicePorts(webService(), []*discoveryv1.EndpointSlice{a, b, v6, other}, "n")
+	if len(ports) != 1 {
+		t.Fatalf("got %d service ports, want 1", len(ports))
+	}
+	if got, want := addrs(ports[0].endpoints), []string{"10.244.0.11:8080", "10.244.0.12:9090"}; !slices.Equal(got, want) {
+		t.Errorf("endpoints = %v, want %v", got, want)
+	}
+	if ports[0].name != "default/web/tcp/http" {
+		t.Errorf("name = %q", ports[0].name)
+	}
+}
+
+func TestTerminatingEndpointsOnlyWhenNoneIsReady(t *testing.T) {
+	terminating := ep("10.244.0.12", "n", false, true, true)
+	notServing := ep("10.244.0.13", "n", false, false, true)
+	withReady := servicePorts(webService(), []*discoveryv1.EndpointSlice{slice(discoveryv1.AddressTypeIPv4, "http", 8080,
+		ep("10.244.0.11", "n", true, true, false), terminating, notServing)}, "n")
+	if got := addrs(withReady[0].clusterEndpoints()); !slices.Equal(got, []string{"10.244.0.11:8080"}) {
+		t.Errorf("with a ready endpoint: %v, want only the ready one", got)
+	}
+	onlyTerminating := servicePorts(webService(), []*discoveryv1.EndpointSlice{slice(discoveryv1.AddressTypeIPv4, "http", 8080,
+		terminating, notServing)}, "n")
+	if got := addrs(onlyTerminating[0].clusterEndpoints()); !slices.Equal(got, []string{"10.244.0.12:8080"}) {
+		t.Errorf("with no ready endpoint: %v, want the serving terminating one", got)
+	}
+}
+
+func TestInternalTrafficPolicyLocalUsesOnlyThisNodesEndpoints(t *testing.T) {
+	svc := webService(func(s *corev1.Service) {
+		s.Spec.InternalTrafficPolicy = ptr.To(corev1.ServiceInternalTrafficPolicyLocal)
+	})
+	ports := servicePorts(svc, []*discoveryv1.EndpointSlice{slice(discoveryv1.AddressTypeIPv4, "http", 8080,
+		ep("10.244.0.11", "this", true, true, false), ep("10.244.1.11", "other", true, true, false))}, "this")
+	if got := addrs(ports[0].clusterEndpoints()); !slices.Equal(got, []string{"10.244.0.11:8080"}) {
+		t.Errorf("cluster endpoints = %v, want only this node's", got)
+	}
+	rendered := renderer{}.render(ports)
+	if len(rendered.chains) != 1 {
+		t.Errorf("chains %v, want only the service chain", slices.Collect(maps.Keys(rendered.chains)))
+	}
+}
+
+func TestExternalAddressesAndNodePorts(t *testing.T) {
+	lb := webService(func(s *corev1.Service) {
+		s.Spec.Type = corev1.ServiceTypeLoadBalancer
+		s.Spec.Ports[0].NodePort = 30080
+		s.Spec.ExternalIPs = []string{"192.0.2.10", "2001:db8::1"}
+		s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.20"}, {Hostname: "lb.example"}}
+	})
+	ports := servicePorts(lb, nil, "n")
+	if got := ports[0].externalAddrs; !slices.Equal(got, []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.20")}) {
+		t.Errorf("external addresses = %v, want the IPv4 externalIP and ingress IP", got)
+	}
+	if ports[0].nodePort != 30080 {
+		t.Errorf("nodePort = %d", ports[0].nodePort)
+	}
+	// Without endpoints every entry rejects.
+	sr := renderer{}.render(ports)
+	var sets []string
+	for _, e := range sr.elements {
+		sets = append(sets, e.set)
+	}
+	slices.Sort(sets)
+	want := []string{mapNoEndpointNodePorts, mapNoEndpointServices, mapNoEndpointServices, mapNoEndpointServices}
+	if !slices.Equal(sets, want) {
+		t.Errorf("elements in %v, want %v", sets, want)
+	}
+
+	clusterIP := webService(func(s *corev1.Service) { s.Spec.Ports[0].NodePort = 30080 })
+	if p := servicePorts(clusterIP, nil, "n"); p[0].nodePort != 0 {
+		t.Errorf("a ClusterIP Service got NodePort %d", p[0].nodePort)
+	}
+}
+
+func TestServicesWithoutIPv4ClusterIPAreSkipped(t *testing.T) {
+	for name, svc := range map[string]*corev1.Service{
+		"headless":     webService(func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = "None", []string{"None"} }),
+		"externalName": webService(func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeExternalName }),
+		"ipv6 only":    webService(func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = "fd00::10", []string{"fd00::10"} }),
+	} {
+		if ports := servicePorts(svc, nil, "n"); len(ports) != 0 {
+			t.Errorf("%s: %d service ports, want none", name, len(ports))
+		}
+	}
+	dual := webService(func(s *corev1.Service) {
+		s.Spec.ClusterIP, s.Spec.ClusterIPs = "fd00::10", []string{"fd00::10", "10.96.0.11"}
+	})
+	if ports := servicePorts(dual, nil, "n"); len(ports) != 1 || ports[0].clusterIP.String() != "10.96.0.11" {
+		t.Errorf("dual-stack with IPv6 primary: %+v, want the IPv4 ClusterIP", ports)
+	}
+}
+
+func TestSCTPAndUDPKeys(t *testing.T) {
+	svc := webService(func(s *corev1.Service) {
+		s.Spec.Ports = []corev1.ServicePort{{Name: "a", Protocol: corev1.ProtocolSCTP, Port: 9}, {Name: "b", Protocol: corev1.ProtocolUDP, Port: 53}}
+	})
+	sr := renderer{}.render(servicePorts(svc, nil, "n"))
+	var protos []byte
+	for _, e := range sr.elements {
+		protos = append(protos, e.key[4]) // address (4 bytes), then the protocol
+	}
+	slices.Sort(protos)
+	if !slices.Equal(protos, []byte{17, 132}) {
+		t.Errorf("protocols in the keys = %v, want udp (17) and sctp (132)", protos)
+	}
+}
