@@ -67,6 +67,10 @@ up() {
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
     --allow-privileged=true --profiling=false
   wait_for "kube-apiserver /readyz on 127.0.0.1:$APISERVER_PORT" 120 kubectl_admin get --raw /readyz
+  # The agent is also the node's kube-proxy: the Node authorizer does not give nodes EndpointSlices, so
+  # nodes get kube-proxy's role, as a cluster admin joining nodeagent nodes would do (README).
+  kubectl_admin create clusterrolebinding nodeagent:node-proxier --clusterrole=system:node-proxier \
+    --group=system:nodes --dry-run=client -o yaml | kubectl_admin apply -f - >/dev/null
 
   start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
     --kubeconfig "$PKI/controller-manager.kubeconfig" \

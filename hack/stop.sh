@@ -14,5 +14,7 @@ if running_pidfile "$NODEAGENT_RUN/nodeagent.pid" && [[ -f $KUBECONFIG ]]; then
 fi
 if [[ -f $NODEAGENT_RUN/nodeagent.pid ]]; then log "stopping nodeagent"; fi
 stop_pidfile "$NODEAGENT_RUN/nodeagent.pid"
+# A stopped agent leaves its Service rules so a restart loses no traffic; stopping the cluster removes them.
+if [[ -x $NODEAGENT_REPO/bin/nodeagent ]]; then "$NODEAGENT_REPO/bin/nodeagent" --cleanup-proxy; fi
 "$NODEAGENT_REPO/hack/controlplane.sh" down
 log "stopped"

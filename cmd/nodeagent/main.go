@@ -1,5 +1,5 @@
 // Command nodeagent makes this Linux host a Kubernetes worker node: it registers the Node, keeps its Lease
-// and status, and runs the Pods bound to it through CRI.
+// and status, runs the Pods bound to it through CRI and programs the cluster's Service VIPs in nftables.
 package main
 
 import (
@@ -7,6 +7,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -27,6 +31,7 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/config"
 	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/pkg/eviction"
+	"github.com/nodeagent/nodeagent/pkg/metrics"
 	"github.com/nodeagent/nodeagent/pkg/node"
 	"github.com/nodeagent/nodeagent/pkg/podcgroup"
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
@@ -119,6 +124,57 @@ func cleanupProxy() error {
 		return err
 	}
 	klog.InfoS("Removed the proxy's nftables table", "table", "inet "+proxy.TableName)
+	return nil
+}
+
+// newProxier sets up the Service proxy on the shared cache; it runs once the cache is filled.
+func newProxier(ctx context.Context, cfg *config.Configuration, nodeName string, client kubernetes.Interface, src *source.Source, reg prometheus.Registerer) (*proxy.Proxier, error) {
+	if err := proxy.CheckAccess(ctx, client); err != nil {
+		return nil, err
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("connecting to nftables: %w", err)
+	}
+	clusterCIDR, _ := netip.ParsePrefix(cfg.Proxy.ClusterCIDR) // validated; the zero Prefix when empty
+	return proxy.New(proxy.Config{
+		NodeName: nodeName,
+		NodePortIPs: func() []netip.Addr {
+			ips, err := proxy.NodePortIPs(src.Node(), cfg.Proxy.NodePortAddresses, net.InterfaceAddrs)
+			if err != nil {
+				klog.ErrorS(err, "NodePorts are not served on some addresses")
+			}
+			return ips
+		},
+		LocalCIDR: func() netip.Prefix {
+			if clusterCIDR.IsValid() {
+				return clusterCIDR
+			}
+			podCIDR := cfg.PodCIDR
+			if n := src.Node(); n != nil && n.Spec.PodCIDR != "" {
+				podCIDR = n.Spec.PodCIDR
+			}
+			p, _ := netip.ParsePrefix(podCIDR)
+			return p
+		},
+		FullSyncPeriod: cfg.Proxy.SyncPeriod.Duration,
+		Metrics:        reg,
+	}, conn, src.Cluster)
+}
+
+// serveHTTP serves handler on addr until ctx ends, as one of wg's goroutines.
+func serveHTTP(ctx context.Context, wg *sync.WaitGroup, addr string, handler http.Handler) error {
+	wait, err := metrics.Serve(ctx, addr, handler)
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := wait(); err != nil {
+			klog.ErrorS(err, "HTTP server stopped", "address", addr)
+		}
+	}()
 	return nil
 }
 
@@ -225,8 +281,33 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	if err := src.OnPodChange(func(p *corev1.Pod) { pods.Update(ctx, p) }); err != nil {
 		return err
 	}
+	registry := metrics.NewRegistry()
+	var proxier *proxy.Proxier
+	if cfg.Proxy.Enabled {
+		if proxier, err = newProxier(ctx, cfg, nodeName, client, src, registry); err != nil {
+			return err
+		}
+	}
+	// The ports are opened before anything runs, so one in use stops start-up with a clear error.
+	if cfg.MetricsBindAddress != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(registry))
+		if err := serveHTTP(ctx, &wg, cfg.MetricsBindAddress, mux); err != nil {
+			return fmt.Errorf("metricsBindAddress: %w", err)
+		}
+	}
+	if proxier != nil && cfg.Proxy.HealthzBindAddress != "" {
+		if err := serveHTTP(ctx, &wg, cfg.Proxy.HealthzBindAddress, proxier.HealthHandler(src.Node)); err != nil {
+			return fmt.Errorf("proxy.healthzBindAddress: %w", err)
+		}
+	}
 
-	if err := src.OnNodeChange(func(*corev1.Node) { nodeCtl.Kick() }); err != nil {
+	if err := src.OnNodeChange(func(*corev1.Node) {
+		nodeCtl.Kick()
+		if proxier != nil {
+			proxier.NodeChanged()
+		}
+	}); err != nil {
 		return err
 	}
 	if err := nodeCtl.Register(ctx); err != nil {
@@ -240,6 +321,10 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	go func() { defer wg.Done(); nodeCtl.Run(ctx) }()
 	go func() { defer wg.Done(); pods.Run(ctx) }()
 	go func() { defer wg.Done(); evictor.Run(ctx) }()
+	if proxier != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); proxier.Run(ctx) }()
+	}
 	if static != nil {
 		static.OnChange(func() { pods.StaticPodsChanged(ctx) })
 		wg.Add(1)

@@ -132,7 +132,8 @@ func runPods(ctx context.Context, pods, rounds int, runtimeName string) error {
 		return startProcess("nodeagent", filepath.Join(runDir, "nodeagent.log"), agentBin,
 			"--kubeconfig", filepath.Join(pki, agentNode+".kubeconfig"), "--hostname-override", agentNode,
 			"--root-dir", filepath.Join(runDir, "agent"), "--container-runtime-endpoint", rt.endpoint,
-			"--cni-conf-dir", rt.cniDir, "--cni-bridge", rt.bridge)
+			"--cni-conf-dir", rt.cniDir, "--cni-bridge", rt.bridge,
+			"--enable-proxy=false") // the kubelet beside it proxies nothing either
 	})
 	if err != nil {
 		return fmt.Errorf("nodeagent: %w", err)

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,6 +99,27 @@ type Configuration struct {
 	MaxParallelImagePulls int32 `json:"maxParallelImagePulls"`
 	// AllowedUnsafeSysctls are sysctls (or prefixes ending in *) that pods may set beyond the safe set.
 	AllowedUnsafeSysctls []string `json:"allowedUnsafeSysctls,omitempty"`
+	// MetricsBindAddress is where /metrics is served (host:port, kube-proxy's default); "" turns it off.
+	MetricsBindAddress string `json:"metricsBindAddress"`
+	// Proxy is the Service proxy, kube-proxy's part of the node.
+	Proxy ProxyConfiguration `json:"proxy"`
+}
+
+// ProxyConfiguration is the Service proxy's part, with kube-proxy's names.
+type ProxyConfiguration struct {
+	// Enabled makes the agent program Service VIPs in nftables (kube-proxy --proxy-mode=nftables). Turn it
+	// off where another proxy (a kube-proxy DaemonSet, Cilium, ...) serves the node.
+	Enabled bool `json:"enabled"`
+	// NodePortAddresses selects the node addresses that accept NodePorts: "primary" (the node's
+	// InternalIPs) or CIDRs, whose addresses on this host are used.
+	NodePortAddresses []string `json:"nodePortAddresses,omitempty"`
+	// ClusterCIDR is the pods' range: traffic to a ClusterIP from outside it is masqueraded. Empty: the
+	// node's podCIDR.
+	ClusterCIDR string `json:"clusterCIDR,omitempty"`
+	// SyncPeriod is how often the whole table is rewritten from the cache; changes are written as they come.
+	SyncPeriod metav1.Duration `json:"syncPeriod"`
+	// HealthzBindAddress is where kube-proxy's /healthz and /livez are served (host:port); "" turns it off.
+	HealthzBindAddress string `json:"healthzBindAddress"`
 }
 
 // evictionFlag is --eviction-hard in the kubelet's "signal<value,..." form; setting it replaces the map.
@@ -162,6 +185,13 @@ func Default() *Configuration {
 		EvictionPressureTransitionPeriod: metav1.Duration{Duration: 5 * time.Minute},
 		CgroupsPerQOS:                    true,
 		CgroupRoot:                       "/",
+		MetricsBindAddress:               "127.0.0.1:10249",
+		Proxy: ProxyConfiguration{
+			Enabled:            true,
+			NodePortAddresses:  []string{"primary"},
+			SyncPeriod:         metav1.Duration{Duration: time.Hour},
+			HealthzBindAddress: "0.0.0.0:10256",
+		},
 	}
 }
 
@@ -193,6 +223,15 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 		"Most pod sandboxes created at once; 0 means twice the CPUs.")
 	fs.StringSliceVar(&c.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", c.AllowedUnsafeSysctls,
 		"Comma-separated unsafe sysctls or patterns (ending in *) pods may set.")
+	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", c.MetricsBindAddress,
+		`host:port to serve /metrics on; "" turns it off.`)
+	fs.StringVar(&c.Proxy.HealthzBindAddress, "healthz-bind-address", c.Proxy.HealthzBindAddress,
+		`host:port to serve the proxy's /healthz and /livez on; "" turns it off.`)
+	fs.BoolVar(&c.Proxy.Enabled, "enable-proxy", c.Proxy.Enabled, "Program Service VIPs in nftables, as kube-proxy does.")
+	fs.StringSliceVar(&c.Proxy.NodePortAddresses, "nodeport-addresses", c.Proxy.NodePortAddresses,
+		`"primary" or comma-separated CIDRs: the node addresses that accept NodePorts.`)
+	fs.StringVar(&c.Proxy.ClusterCIDR, "cluster-cidr", c.Proxy.ClusterCIDR,
+		"Pod range; traffic to ClusterIPs from outside it is masqueraded (empty: the node's podCIDR).")
 }
 
 // LoadFile reads a config file over the defaults. Unknown fields and a wrong apiVersion/kind are errors.
@@ -291,6 +330,8 @@ func (c *Configuration) Validate() field.ErrorList {
 	if c.MaxParallelImagePulls < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxParallelImagePulls"), c.MaxParallelImagePulls, "must not be negative"))
 	}
+	errs = append(errs, validateBindAddress(field.NewPath("metricsBindAddress"), c.MetricsBindAddress)...)
+	errs = append(errs, c.Proxy.validate(field.NewPath("proxy"))...)
 	if c.MaxPods <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxPods"), c.MaxPods, "must be greater than 0"))
 	}
@@ -326,4 +367,46 @@ func (c *Configuration) NodeName() (string, error) {
 		return c.HostnameOverride, nil
 	}
 	return os.Hostname()
+}
+
+func (p *ProxyConfiguration) validate(path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for i, a := range p.NodePortAddresses {
+		if a == "primary" && len(p.NodePortAddresses) == 1 {
+			continue
+		}
+		if _, err := netip.ParsePrefix(a); err != nil {
+			errs = append(errs, field.Invalid(path.Child("nodePortAddresses").Index(i), a, `want "primary" alone, or CIDRs`))
+		}
+	}
+	if p.ClusterCIDR != "" {
+		if _, err := netip.ParsePrefix(p.ClusterCIDR); err != nil {
+			errs = append(errs, field.Invalid(path.Child("clusterCIDR"), p.ClusterCIDR, "not a CIDR (want e.g. 10.244.0.0/16)"))
+		}
+	}
+	if p.SyncPeriod.Duration < time.Second {
+		errs = append(errs, field.Invalid(path.Child("syncPeriod"), p.SyncPeriod.Duration.String(), "must be at least 1s"))
+	}
+	return append(errs, validateBindAddress(path.Child("healthzBindAddress"), p.HealthzBindAddress)...)
+}
+
+// validateBindAddress accepts "" (off) or host:port with an IP host ("" host: every address).
+func validateBindAddress(path *field.Path, addr string) field.ErrorList {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && host != "" {
+		_, err = netip.ParseAddr(host)
+	}
+	if err == nil {
+		var n uint64
+		if n, err = strconv.ParseUint(port, 10, 16); err == nil && n == 0 {
+			err = errors.New("port 0")
+		}
+	}
+	if err != nil {
+		return field.ErrorList{field.Invalid(path, addr, `want IP:port, e.g. "127.0.0.1:10249", or "" for off`)}
+	}
+	return nil
 }

@@ -46,6 +46,10 @@ func TestValidateNamesEachBadField(t *testing.T) {
 	c.MaxPods = 0
 	c.RootDir = "relative"
 	c.AllowedUnsafeSysctls = []string{"kernel.msg*", "net.*.foo"}
+	c.Proxy.NodePortAddresses = []string{"10.0.0.0/8", "primary"}
+	c.Proxy.ClusterCIDR = "10.244.0.0"
+	c.MetricsBindAddress = "localhost:10249"
+	c.Proxy.HealthzBindAddress = "0.0.0.0:99999"
 	got := c.Validate().ToAggregate().Error()
 	for _, want := range []string{
 		`kubeconfig: Invalid value: "/does/not/exist": file does not exist`,
@@ -55,6 +59,10 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`maxPods: Invalid value: 0: must be greater than 0`,
 		`rootDir: Invalid value: "relative": must be an absolute path`,
 		`allowedUnsafeSysctls[1]: Invalid value: "net.*.foo"`,
+		`proxy.nodePortAddresses[1]: Invalid value: "primary": want "primary" alone, or CIDRs`,
+		`proxy.clusterCIDR: Invalid value: "10.244.0.0": not a CIDR`,
+		`metricsBindAddress: Invalid value: "localhost:10249": want IP:port`,
+		`proxy.healthzBindAddress: Invalid value: "0.0.0.0:99999": want IP:port`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("errors %q\nlack %q", got, want)

@@ -3,11 +3,15 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"maps"
+	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -17,21 +21,37 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// Config is what the proxy needs to know of the node it runs on.
+// Config is what the proxy needs to know of the node it runs on. The functions are called at every full
+// sync, so a node whose addresses or pod CIDR change gets new rules (see NodeChanged).
 type Config struct {
 	NodeName string
-	// NodePortIPs are the node addresses that accept NodePort traffic (kube-proxy's nodePortAddresses).
-	NodePortIPs []netip.Addr
-	// LocalCIDR is this node's pod CIDR: traffic to a ClusterIP from outside it is masqueraded so the reply
-	// returns through this node. The zero Prefix turns that off.
-	LocalCIDR netip.Prefix
+	// NodePortIPs returns the node addresses that accept NodePort traffic (kube-proxy's nodePortAddresses).
+	NodePortIPs func() []netip.Addr
+	// LocalCIDR returns the pod CIDR whose traffic to a ClusterIP is not masqueraded (kube-proxy's
+	// cluster CIDR); traffic from elsewhere is, so the reply returns through this node. The zero Prefix
+	// turns that off.
+	LocalCIDR func() netip.Prefix
 	// FullSyncPeriod is how often the whole table is rewritten from the cache, whatever changed; between
 	// full syncs only the Services that changed are written.
 	FullSyncPeriod time.Duration
+	// HealthCheckHost is the address that healthCheckNodePort servers listen on; "" for all of the node's.
+	HealthCheckHost string
+	// Listen opens the healthCheckNodePort listeners; nil means net.Listen. Tests open them in the node's
+	// network namespace.
+	Listen func(network, address string) (net.Listener, error)
+	// Metrics, when set, gets kube-proxy's metrics (kubeproxy_*).
+	Metrics prometheus.Registerer
 }
+
+// nodeCheckInterval is how often the node's NodePort addresses and pod CIDR are compared with the rules.
+const nodeCheckInterval = 10 * time.Second
 
 // serviceNameLabel ties an EndpointSlice to its Service.
 const serviceNameLabel = discoveryv1.LabelServiceName
+
+// serviceProxyNameLabel names another proxy that serves the Service; this one then leaves it alone, as
+// kube-proxy does.
+const serviceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
 
 // byService indexes EndpointSlices by "namespace/service-name".
 const byService = "service"
@@ -46,20 +66,42 @@ type Proxier struct {
 
 	mu       sync.Mutex
 	dirty    map[string]bool // Services changed since the last sync, by "namespace/name"
-	needFull bool
+	needFull bool            // the next sync rewrites everything
 	kick     chan struct{}
+	// nodePortIPs and localCIDR are what the last full sync wrote the rules with.
+	nodePortIPs []netip.Addr
+	localCIDR   netip.Prefix
+	// triggers are the EndpointSlice change times waiting for a sync, for the network programming metric.
+	triggers []time.Time
+
+	metrics *metrics
+	health  health
+	// healthChecks are the healthCheckNodePort answers of the Services written so far, by "namespace/name";
+	// the sync loop owns them.
+	healthChecks map[string]healthCheck
 }
 
 // New registers the proxy's informers (Services, EndpointSlices) in factory; the caller starts the factory
 // and waits for its caches before Run.
 func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactory) (*Proxier, error) {
 	p := &Proxier{
-		cfg:    cfg,
-		table:  newTable(conn, cfg.NodePortIPs),
-		render: renderer{localCIDR: cfg.LocalCIDR},
-		dirty:  map[string]bool{},
-		kick:   make(chan struct{}, 1),
+		cfg:          cfg,
+		table:        newTable(conn),
+		dirty:        map[string]bool{},
+		needFull:     true,
+		kick:         make(chan struct{}, 1),
+		metrics:      newMetrics(),
+		health:       health{now: time.Now},
+		healthChecks: map[string]healthCheck{},
 	}
+	if cfg.Metrics != nil {
+		for _, c := range p.metrics.collectors() {
+			if err := cfg.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("registering proxy metrics: %w", err)
+			}
+		}
+	}
+	p.health.queued() // not healthy until the first sync, if it takes too long
 	svcInformer := factory.Core().V1().Services()
 	sliceInformer := factory.Discovery().V1().EndpointSlices().Informer()
 	if err := sliceInformer.AddIndexers(cache.Indexers{byService: sliceService}); err != nil {
@@ -69,7 +111,8 @@ func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactor
 	p.slices = sliceInformer.GetIndexer()
 	onService := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			p.markDirty(key)
+			p.metrics.serviceChanges.Inc()
+			p.markDirty(key, time.Time{})
 		}
 	}
 	if _, err := svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -79,7 +122,8 @@ func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactor
 	}
 	onSlice := func(obj any) {
 		if keys, err := sliceService(obj); err == nil && len(keys) == 1 {
-			p.markDirty(keys[0])
+			p.metrics.endpointChanges.Inc()
+			p.markDirty(keys[0], triggerTime(obj))
 		}
 	}
 	if _, err := sliceInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -105,23 +149,67 @@ func sliceService(obj any) ([]string, error) {
 	return []string{slice.Namespace + "/" + name}, nil
 }
 
-func (p *Proxier) markDirty(key string) {
+// NodeChanged asks for a full sync when the node's NodePort addresses or pod CIDR are no longer what the
+// rules were written with. Call it when the Node object changes.
+func (p *Proxier) NodeChanged() {
 	p.mu.Lock()
-	p.dirty[key] = true
+	changed := !slices.Equal(p.cfg.NodePortIPs(), p.nodePortIPs) || p.cfg.LocalCIDR() != p.localCIDR
+	p.needFull = p.needFull || changed
 	p.mu.Unlock()
+	if changed {
+		p.poke()
+	}
+}
+
+func (p *Proxier) poke() {
 	select {
 	case p.kick <- struct{}{}:
 	default:
 	}
 }
 
+// markDirty queues a sync of one Service; trigger is when the change happened in the cluster, if known.
+func (p *Proxier) markDirty(key string, trigger time.Time) {
+	p.mu.Lock()
+	p.dirty[key] = true
+	if !trigger.IsZero() {
+		p.triggers = append(p.triggers, trigger)
+	}
+	p.mu.Unlock()
+	p.health.queued()
+	p.metrics.lastQueued.SetToCurrentTime()
+	p.poke()
+}
+
+// triggerTime reads when the EndpointSlice controller saw the change behind this slice; zero when unknown
+// (a deleted slice, or one written by hand).
+func triggerTime(obj any) time.Time {
+	slice, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, slice.Annotations[corev1.EndpointsLastChangeTriggerTime])
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
 // Run writes the whole table at once, then every change as it comes, until ctx ends. A failed sync is
 // retried with back-off as a full sync. The table stays when Run returns: Services keep working while the
 // agent restarts, and the next start reconciles it in place.
 func (p *Proxier) Run(ctx context.Context) {
-	p.needFull = true
+	listen := p.cfg.Listen
+	if listen == nil {
+		listen = net.Listen
+	}
+	healthChecks := newHealthCheckNodePorts(ctx, p.cfg.HealthCheckHost, listen, p.healthy)
+	defer healthChecks.wait()
 	full := time.NewTicker(p.cfg.FullSyncPeriod)
 	defer full.Stop()
+	// Host addresses come and go without an API event (the pod bridge gets its address with the first pod).
+	nodeCheck := time.NewTicker(nodeCheckInterval)
+	defer nodeCheck.Stop()
 	// again fires for a retry after a failure and to delete retired endpoint maps.
 	again := time.NewTimer(0)
 	defer again.Stop()
@@ -131,18 +219,23 @@ func (p *Proxier) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-full.C:
-			p.needFull = true
+			p.requestFull()
+		case <-nodeCheck.C:
+			p.NodeChanged()
+			continue // it pokes the loop when something changed
 		case <-p.kick:
 		case <-again.C:
 		}
 		if err := p.sync(); err != nil {
+			p.metrics.syncFailures.Inc()
 			klog.ErrorS(err, "Proxy rules were not written; retrying with a full sync", "after", backoff)
-			p.needFull = true
+			p.requestFull()
 			again.Reset(backoff)
 			backoff = min(2*backoff, time.Minute)
 			continue
 		}
 		backoff = time.Second
+		healthChecks.update(slices.Collect(maps.Values(p.healthChecks)))
 		if p.table.hasRetired() {
 			again.Reset(retireAfter)
 		}
@@ -155,6 +248,13 @@ func (p *Proxier) sync() error {
 	dirty := p.dirty
 	p.dirty = map[string]bool{}
 	full := p.needFull
+	p.needFull = false
+	triggers := p.triggers
+	p.triggers = nil
+	if full {
+		p.nodePortIPs, p.localCIDR = p.cfg.NodePortIPs(), p.cfg.LocalCIDR()
+		p.table.nodePortIPs, p.render.localCIDR = p.nodePortIPs, p.localCIDR
+	}
 	p.mu.Unlock()
 
 	start := time.Now()
@@ -170,16 +270,20 @@ func (p *Proxier) sync() error {
 			}
 		}
 		if err := p.table.fullSync(all); err != nil {
-			p.requeue(dirty)
-			return err
+			return err // the caller asks for another full sync
 		}
-		p.needFull = false
+		p.healthChecks = map[string]healthCheck{}
+		for _, svc := range services {
+			p.setHealthCheck(svc.Namespace+"/"+svc.Name, svc)
+		}
+		p.synced(start, p.metrics.syncFullDuration, triggers)
 		klog.V(2).InfoS("Proxy full sync", "services", len(all), "took", time.Since(start))
 		return nil
 	}
 	if len(dirty) == 0 && !p.table.hasRetired() {
 		return nil
 	}
+	svcs := make(map[string]*corev1.Service, len(dirty))
 	changed := make(map[string]*serviceRules, len(dirty))
 	for key := range dirty {
 		ns, name, _ := cache.SplitMetaNamespaceKey(key)
@@ -188,41 +292,96 @@ func (p *Proxier) sync() error {
 			changed[key] = nil // gone
 			continue
 		}
+		svcs[key] = svc
 		changed[key] = p.rulesFor(svc)
 	}
 	if err := p.table.syncServices(changed); err != nil {
-		p.requeue(dirty)
+		p.requeue(dirty, triggers)
 		return err
 	}
+	for key := range changed {
+		p.setHealthCheck(key, svcs[key])
+	}
+	p.synced(start, p.metrics.syncPartialDuration, triggers)
 	klog.V(4).InfoS("Proxy partial sync", "services", len(changed), "took", time.Since(start))
 	return nil
 }
 
-func (p *Proxier) requeue(dirty map[string]bool) {
+func (p *Proxier) requestFull() {
+	p.mu.Lock()
+	p.needFull = true
+	p.mu.Unlock()
+}
+
+func (p *Proxier) requeue(dirty map[string]bool, triggers []time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for key := range dirty {
 		p.dirty[key] = true
 	}
+	p.triggers = append(p.triggers, triggers...)
+}
+
+// synced records a successful sync that started at start and wrote the changes made at triggers.
+func (p *Proxier) synced(start time.Time, duration prometheus.Histogram, triggers []time.Time) {
+	now := time.Now()
+	took := now.Sub(start).Seconds()
+	p.metrics.syncDuration.Observe(took)
+	duration.Observe(took)
+	p.metrics.lastSynced.Set(float64(now.UnixNano()) / 1e9)
+	for _, t := range triggers {
+		p.metrics.networkProgramming.Observe(now.Sub(t).Seconds())
+	}
+	p.health.synced(start)
+}
+
+func (p *Proxier) healthy() bool {
+	healthy, _, _ := p.health.state()
+	return healthy
+}
+
+// setHealthCheck records what the healthCheckNodePort of a Service answers: the number of its ready
+// endpoints on this node. svc nil (deleted) or without a health check port removes it.
+func (p *Proxier) setHealthCheck(key string, svc *corev1.Service) {
+	if svc == nil || svc.Spec.HealthCheckNodePort == 0 ||
+		svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal ||
+		svc.Labels[serviceProxyNameLabel] != "" {
+		delete(p.healthChecks, key)
+		return
+	}
+	local := map[netip.Addr]bool{}
+	for _, sp := range servicePorts(svc, p.slicesOf(svc), p.cfg.NodeName) {
+		for _, e := range sp.localEndpoints() {
+			if e.ready {
+				local[e.addr] = true
+			}
+		}
+	}
+	p.healthChecks[key] = healthCheck{namespace: svc.Namespace, name: svc.Name,
+		port: uint16(svc.Spec.HealthCheckNodePort), localEndpoints: len(local)}
 }
 
 // rulesFor renders one Service from the cache; nil when this proxy does not serve it.
 func (p *Proxier) rulesFor(svc *corev1.Service) *serviceRules {
-	// Services that name another proxy are that proxy's (kube-proxy does the same).
-	if svc.Labels["service.kubernetes.io/service-proxy-name"] != "" {
+	if svc.Labels[serviceProxyNameLabel] != "" {
 		return nil
 	}
-	objs, err := p.slices.ByIndex(byService, svc.Namespace+"/"+svc.Name)
-	if err != nil {
-		return nil
-	}
-	slices := make([]*discoveryv1.EndpointSlice, 0, len(objs))
-	for _, o := range objs {
-		slices = append(slices, o.(*discoveryv1.EndpointSlice))
-	}
-	ports := servicePorts(svc, slices, p.cfg.NodeName)
+	ports := servicePorts(svc, p.slicesOf(svc), p.cfg.NodeName)
 	if len(ports) == 0 {
 		return nil
 	}
 	return p.render.render(ports)
+}
+
+// slicesOf returns the Service's EndpointSlices from the cache.
+func (p *Proxier) slicesOf(svc *corev1.Service) []*discoveryv1.EndpointSlice {
+	objs, err := p.slices.ByIndex(byService, svc.Namespace+"/"+svc.Name)
+	if err != nil {
+		return nil
+	}
+	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*discoveryv1.EndpointSlice))
+	}
+	return out
 }

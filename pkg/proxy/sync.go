@@ -59,9 +59,9 @@ const endpointMapPrefix = "endpoints-"
 // chain that was replaced, however busy the machine.
 const retireAfter = time.Second
 
-func newTable(conn *nftables.Conn, nodePortIPs []netip.Addr) *table {
+func newTable(conn *nftables.Conn) *table {
 	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
-	return &table{conn: conn, table: t, sets: baseSets(t), nodePortIPs: nodePortIPs,
+	return &table{conn: conn, table: t, sets: baseSets(t),
 		applied: map[string]*serviceRules{}, hairpin: map[netip.Addr]int{}, endpointMaps: map[string][]string{}}
 }
 

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -23,6 +26,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/google/nftables"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netns"
 )
 
 const testNode = "node-a"
@@ -32,7 +37,8 @@ type runningProxy struct {
 	client *fake.Clientset
 	proxy  *Proxier
 	// stop stops the proxy and waits for it; the test's cleanup calls it too.
-	stop func()
+	stop    func()
+	metrics *prometheus.Registry
 }
 
 // startProxy runs a Proxier for n's node namespace until the test ends. The objects are in the API before
@@ -40,10 +46,18 @@ type runningProxy struct {
 func startProxy(t *testing.T, n *testNet, objects ...runtime.Object) *runningProxy {
 	t.Helper()
 	client := fake.NewClientset(objects...)
+	reg := prometheus.NewRegistry()
 	factory := informers.NewSharedInformerFactory(client, 0)
 	p, err := New(Config{
-		NodeName: testNode, NodePortIPs: []netip.Addr{netip.MustParseAddr(nodeIP)},
-		LocalCIDR: netip.MustParsePrefix(podCIDR), FullSyncPeriod: time.Hour,
+		NodeName:       testNode,
+		NodePortIPs:    func() []netip.Addr { return []netip.Addr{netip.MustParseAddr(nodeIP)} },
+		LocalCIDR:      func() netip.Prefix { return netip.MustParsePrefix(podCIDR) },
+		FullSyncPeriod: time.Hour,
+		Listen: func(network, address string) (ln net.Listener, err error) {
+			err = inNS(n.node, func() error { ln, err = net.Listen(network, address); return err })
+			return ln, err
+		},
+		Metrics: reg,
 	}, nftConn(t, n.node), factory)
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -54,7 +68,7 @@ func startProxy(t *testing.T, n *testNet, objects ...runtime.Object) *runningPro
 	factory.WaitForCacheSync(ctx.Done())
 	go func() { defer close(done); p.Run(ctx) }()
 	n.dumpRulesetOnFailure(t)
-	return &runningProxy{client: client, proxy: p, stop: stop}
+	return &runningProxy{client: client, proxy: p, stop: stop, metrics: reg}
 }
 
 // apply creates or updates a Service or an EndpointSlice.
@@ -226,6 +240,7 @@ func TestExternalTrafficPolicyLocalKeepsTheClientAddress(t *testing.T) {
 			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 			s.Spec.Ports[0].NodePort = 30040
 			s.Spec.Ports[1].NodePort = 30041
+			s.Spec.HealthCheckNodePort = 30042
 		}),
 		endpointSlice(n, "local", 8080, []string{"a", "b"}, "a"))
 
@@ -247,6 +262,63 @@ func TestExternalTrafficPolicyLocalKeepsTheClientAddress(t *testing.T) {
 	if seen := spread(t, n, "client", "10.96.0.40:80", 40); len(seen) != 2 {
 		t.Errorf("ClusterIP of an externalTrafficPolicy Local Service reached %v, want a and b", seen)
 	}
+}
+
+func TestHealthCheckNodePortCountsLocalEndpoints(t *testing.T) {
+	n := newTestNet(t, "a", "b", "c")
+	svc := service("lb", "10.96.0.45", func(s *corev1.Service) {
+		s.Spec.Type = corev1.ServiceTypeLoadBalancer
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		s.Spec.Ports[0].NodePort = 30045
+		s.Spec.Ports[1].NodePort = 30046
+		s.Spec.HealthCheckNodePort = 30047
+	})
+	rp := startProxy(t, n, svc, endpointSlice(n, "lb", 8080, []string{"a", "b", "c"}, "a", "b"))
+	check := "http://" + nodeIP + ":30047/"
+	want := `{"service":{"namespace":"default","name":"lb"},"localEndpoints":2,"serviceProxyHealthy":true}`
+	waitFor(t, "the health check answers 200 with two local endpoints", 5*time.Second, func() error {
+		return expectHTTP(n.client, check, http.StatusOK, want)
+	})
+	// No endpoint on this node any more: the load balancer must stop sending here.
+	rp.apply(t, endpointSlice(n, "lb", 8080, []string{"c"}))
+	want = `{"service":{"namespace":"default","name":"lb"},"localEndpoints":0,"serviceProxyHealthy":true}`
+	waitFor(t, "the health check answers 503", 5*time.Second, func() error {
+		return expectHTTP(n.client, check, http.StatusServiceUnavailable, want)
+	})
+	// externalTrafficPolicy Cluster has no health check port: its server goes away.
+	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+	svc.Spec.HealthCheckNodePort = 0
+	rp.apply(t, svc)
+	waitFor(t, "the health check port closes", 5*time.Second, func() error {
+		if _, err := dialTCP(n.client, nodeIP+":30047", time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("connecting: %v, want connection refused", err)
+		}
+		return nil
+	})
+}
+
+// expectHTTP GETs url from ns and compares the status code and body.
+func expectHTTP(ns netns.NsHandle, url string, code int, body string) error {
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+			err = inNS(ns, func() error { conn, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
+			return conn, err
+		},
+	}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != code || strings.TrimSpace(string(got)) != body {
+		return fmt.Errorf("got %d %s, want %d %s", resp.StatusCode, got, code, body)
+	}
+	return nil
 }
 
 func TestSessionAffinityClientIPSticks(t *testing.T) {
@@ -446,5 +518,54 @@ func TestRestartedProxyReconcilesTheTableInPlace(t *testing.T) {
 	cancel()
 	if err := <-failures; err != nil {
 		t.Errorf("a connection to the kept Service failed while the new proxy took over: %v", err)
+	}
+}
+
+// histogramCount returns how many observations the histogram name in reg holds, and their sum.
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) (uint64, float64) {
+	t.Helper()
+	families, err := reg.Gather()
+	must(t, err)
+	for _, f := range families {
+		if f.GetName() == name {
+			h := f.GetMetric()[0].GetHistogram()
+			return h.GetSampleCount(), h.GetSampleSum()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0, 0
+}
+
+func TestMetricsCountSyncsAndNetworkProgrammingLatency(t *testing.T) {
+	n := newTestNet(t, "a", "b")
+	rp := startProxy(t, n, service("metered", "10.96.0.70"), endpointSlice(n, "metered", 8080, []string{"a"}))
+	waitFor(t, "the full sync is counted", 5*time.Second, func() error {
+		if c, _ := histogramCount(t, rp.metrics, "kubeproxy_sync_full_proxy_rules_duration_seconds"); c != 1 {
+			return fmt.Errorf("%d full syncs, want 1", c)
+		}
+		return nil
+	})
+
+	// The EndpointSlice controller stamps when it saw the change; the metric is the time from then until
+	// the rules carry it.
+	changed := time.Now()
+	slice := endpointSlice(n, "metered", 8080, []string{"a", "b"})
+	slice.Annotations = map[string]string{corev1.EndpointsLastChangeTriggerTime: changed.Format(time.RFC3339Nano)}
+	rp.apply(t, slice)
+	waitFor(t, "the change is measured", 5*time.Second, func() error {
+		count, sum := histogramCount(t, rp.metrics, "kubeproxy_network_programming_duration_seconds")
+		if count != 1 {
+			return fmt.Errorf("%d observations, want 1", count)
+		}
+		if elapsed := time.Since(changed).Seconds(); sum <= 0 || sum > elapsed {
+			return fmt.Errorf("network programming took %.3fs by the metric, want between 0 and %.3fs", sum, elapsed)
+		}
+		return nil
+	})
+	if c, _ := histogramCount(t, rp.metrics, "kubeproxy_sync_partial_proxy_rules_duration_seconds"); c == 0 {
+		t.Error("the partial sync of the change is not counted")
+	}
+	if seen := spread(t, n, "client", "10.96.0.70:80", 30); len(seen) != 2 {
+		t.Errorf("after the measured change 30 connections reached %v, want a and b", seen)
 	}
 }

@@ -78,6 +78,8 @@ func startSecondAgent(t *testing.T, logPath string) *exec.Cmd {
 	cmd := exec.Command(stack.agentBin, "--config", filepath.Join(runDir, "nodeagent.yaml"),
 		"--kubeconfig", filepath.Join(runDir, "cluster/pki", nodeNameV2+".kubeconfig"),
 		"--hostname-override", nodeNameV2, "--root-dir", filepath.Join(runDir, "root-v2"),
+		"--enable-proxy=false",    // one proxy per network namespace: the first node's agent has it
+		"--metrics-bind-address=", // the first node's agent serves 10249
 		"--container-runtime-endpoint", "unix://"+containerd2Socket, "--cni-conf-dir", containerd2CNIDir,
 		"--cni-bridge", containerd2Bridge, "--cgroup-root", containerd2CgroupR, "-v", "2")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -88,7 +90,7 @@ func startSecondAgent(t *testing.T, logPath string) *exec.Cmd {
 }
 
 // stopSecondAgent removes the test's pods while the agent runs, then stops it by PID and removes its CNI
-// config, so nothing of node e2e-node-v2 is left.
+// config and its Node, so nothing of node e2e-node-v2 is left.
 func stopSecondAgent(t *testing.T, agent *exec.Cmd, ns string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -105,4 +107,8 @@ func stopSecondAgent(t *testing.T, agent *exec.Cmd, ns string) {
 	}
 	stopProcess(agent)
 	_ = os.Remove(filepath.Join(containerd2CNIDir, "10-nodeagent.conflist"))
+	// A Node without its agent would still get pods from the scheduler, which would never start.
+	if err := stack.client.CoreV1().Nodes().Delete(ctx, nodeNameV2, metav1.DeleteOptions{}); err != nil {
+		t.Errorf("deleting node %s: %v", nodeNameV2, err)
+	}
 }

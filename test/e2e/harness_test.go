@@ -139,7 +139,10 @@ func (h *harness) startAgent(extra ...string) error {
 	config := filepath.Join(runDir, "nodeagent.yaml")
 	if err := os.WriteFile(config, []byte("apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\n"+
 		"containerLogMaxSize: 256Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 1s\n"+
-		"evictionPressureTransitionPeriod: 5s\n"), 0o644); err != nil {
+		"evictionPressureTransitionPeriod: 5s\n"+
+		// NodePorts on the node's bridge address only, so tests reach them without touching the host's
+		// own interfaces.
+		"proxy:\n  nodePortAddresses: ["+clusterCIDR+"]\n"), 0o644); err != nil {
 		return err
 	}
 	h.agent = exec.Command(h.agentBin, "--config", config,
@@ -193,6 +196,10 @@ func (h *harness) stop() {
 	}
 	if h.agent != nil && h.agent.Process != nil {
 		stopProcess(h.agent)
+		// The agent leaves its nftables table for its next start; the tests end here, so it goes.
+		if out, err := exec.Command(h.agentBin, "--cleanup-proxy").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: nodeagent --cleanup-proxy: %v\n%s", err, out)
+		}
 	}
 	// Anything still in the runtime for this node (a failed test's pods) goes, by the agent's node label.
 	_ = exec.Command("bash", "-c", `ids=$(crictl pods --label io.nodeagent.node=`+nodeName+` -q);

@@ -10,6 +10,9 @@
 //
 // TCP and UDP on --echo-port send back what they receive; --grpc-port serves the gRPC health service
 // (SERVING for the overall server, service ""), for gRPC probes.
+//
+// As a client, --get URL fetches URL --count times, each on a new connection, and prints "got BODY" or
+// "error ERR" per try (busybox's static wget cannot resolve even a numeric address in a bare image).
 package main
 
 import (
@@ -36,7 +39,13 @@ func main() {
 	httpPort := flag.Int("http-port", 8080, "HTTP port")
 	echoPort := flag.Int("echo-port", 8081, "TCP and UDP echo port (0 disables)")
 	grpcPort := flag.Int("grpc-port", 0, "gRPC health service port (0 disables)")
+	get := flag.String("get", "", "fetch this URL instead of serving")
+	count := flag.Int("count", 1, "how many times --get fetches")
 	flag.Parse()
+	if *get != "" {
+		fetch(*get, *count)
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -145,5 +154,23 @@ func serveGRPCHealth(port int) {
 	healthpb.RegisterHealthServer(srv, health.NewServer()) // serves SERVING for the empty service name
 	if err := srv.Serve(ln); err != nil {
 		log.Printf("testserver: grpc: %v", err)
+	}
+}
+
+func fetch(url string, count int) {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for range count {
+		resp, err := client.Get(url)
+		if err != nil {
+			fmt.Println("error", err)
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			fmt.Println("error", err)
+			continue
+		}
+		fmt.Println("got", string(body))
 	}
 }
