@@ -17,10 +17,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -49,7 +49,7 @@ const (
 )
 
 func main() {
-	cfg, cleanup, err := loadConfig(os.Args[1:])
+	cfg, mode, err := loadConfig(os.Args[1:])
 	if errors.Is(err, pflag.ErrHelp) {
 		os.Exit(0)
 	}
@@ -57,7 +57,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "nodeagent: invalid configuration:\n%v\n", err)
 		os.Exit(exitConfig)
 	}
-	if cleanup {
+	if mode == modeCleanupProxy {
 		if err := cleanupProxy(); err != nil {
 			fmt.Fprintf(os.Stderr, "nodeagent: %v\n", err)
 			os.Exit(exitRuntime)
@@ -66,7 +66,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg); err != nil {
+	runMode := run
+	if mode == modeProxyOnly {
+		runMode = runProxyOnly
+	}
+	if err := runMode(ctx, cfg); err != nil {
 		klog.ErrorS(err, "nodeagent stopped")
 		klog.Flush()
 		os.Exit(exitRuntime)
@@ -74,15 +78,26 @@ func main() {
 	klog.Flush()
 }
 
+// mode is what the process does: the whole node (the default), only the Service proxy, or cleaning up.
+type mode int
+
+const (
+	modeNode mode = iota
+	modeProxyOnly
+	modeCleanupProxy
+)
+
 // loadConfig reads --config (if given) over the defaults, then applies the flags given on the command line,
-// so a flag always wins over the file, and validates the result. cleanup reports --cleanup-proxy, which
-// needs no valid configuration.
-func loadConfig(args []string) (cfg *config.Configuration, cleanup bool, err error) {
+// so a flag always wins over the file, and validates the result. --cleanup-proxy needs no valid
+// configuration.
+func loadConfig(args []string) (cfg *config.Configuration, m mode, err error) {
 	var configFile string
+	var cleanup, proxyOnly bool
 	newFlags := func(cfg *config.Configuration) *pflag.FlagSet {
 		fs := pflag.NewFlagSet("nodeagent", pflag.ContinueOnError)
 		fs.StringVar(&configFile, "config", "", "Path to a "+config.Kind+" YAML file ("+config.APIVersion+"); flags override it.")
 		fs.BoolVar(&cleanup, "cleanup-proxy", false, "Remove the agent's nftables table (inet "+proxy.TableName+") and exit, as kube-proxy --cleanup.")
+		fs.BoolVar(&proxyOnly, "proxy-only", false, "Run only the Service proxy, as kube-proxy does: no Node registration, no pods.")
 		cfg.AddFlags(fs)
 		klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 		klog.InitFlags(klogFlags)
@@ -90,35 +105,42 @@ func loadConfig(args []string) (cfg *config.Configuration, cleanup bool, err err
 		return fs
 	}
 	if err := newFlags(config.Default()).Parse(args); err != nil {
-		return nil, false, err
+		return nil, modeNode, err
 	}
 	if cleanup {
-		return nil, true, nil
+		return nil, modeCleanupProxy, nil
 	}
 	cfg = config.Default()
 	if configFile != "" {
 		if cfg, err = config.LoadFile(configFile); err != nil {
-			return nil, false, err
+			return nil, modeNode, err
 		}
 	}
 	if err := newFlags(cfg).Parse(args); err != nil {
-		return nil, false, err
+		return nil, modeNode, err
 	}
-	if errs := cfg.Validate(); len(errs) > 0 {
+	errs := cfg.Validate()
+	if proxyOnly && !cfg.Proxy.Enabled {
+		errs = append(errs, field.Invalid(field.NewPath("proxy", "enabled"), false, "--proxy-only runs the proxy: it must be enabled"))
+	}
+	if len(errs) > 0 {
 		lines := make([]string, len(errs))
 		for i, e := range errs {
 			lines[i] = "  " + e.Error()
 		}
-		return nil, false, errors.New(strings.Join(lines, "\n"))
+		return nil, modeNode, errors.New(strings.Join(lines, "\n"))
 	}
-	return cfg, false, nil
+	if proxyOnly {
+		return cfg, modeProxyOnly, nil
+	}
+	return cfg, modeNode, nil
 }
 
 // cleanupProxy removes the agent's nftables table from this host's network namespace.
 func cleanupProxy() error {
-	conn, err := nftables.New()
+	conn, err := proxy.NewConn()
 	if err != nil {
-		return fmt.Errorf("connecting to nftables: %w", err)
+		return err
 	}
 	if err := proxy.Cleanup(conn); err != nil {
 		return err
@@ -132,9 +154,9 @@ func newProxier(ctx context.Context, cfg *config.Configuration, nodeName string,
 	if err := proxy.CheckAccess(ctx, client); err != nil {
 		return nil, err
 	}
-	conn, err := nftables.New()
+	conn, err := proxy.NewConn()
 	if err != nil {
-		return nil, fmt.Errorf("connecting to nftables: %w", err)
+		return nil, err
 	}
 	clusterCIDR, _ := netip.ParsePrefix(cfg.Proxy.ClusterCIDR) // validated; the zero Prefix when empty
 	return proxy.New(proxy.Config{
@@ -178,18 +200,77 @@ func serveHTTP(ctx context.Context, wg *sync.WaitGroup, addr string, handler htt
 	return nil
 }
 
-func run(ctx context.Context, cfg *config.Configuration) error {
+// connect returns the node's name and an API client with its credentials.
+func connect(cfg *config.Configuration) (string, kubernetes.Interface, error) {
 	nodeName, err := cfg.NodeName()
 	if err != nil {
-		return fmt.Errorf("node name: %w", err)
+		return "", nil, fmt.Errorf("node name: %w", err)
 	}
 	restConfig, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
 	if err != nil {
-		return fmt.Errorf("loading kubeconfig %s: %w", cfg.Kubeconfig, err)
+		return "", nil, fmt.Errorf("loading kubeconfig %s: %w", cfg.Kubeconfig, err)
 	}
 	restConfig.UserAgent = "nodeagent/" + version
 	restConfig.QPS, restConfig.Burst = 50, 100
 	client, err := kubernetes.NewForConfig(restConfig)
+	return nodeName, client, err
+}
+
+// serveEndpoints opens /metrics and, with a proxy, its /healthz and /livez, as goroutines of wg. The ports
+// are opened before anything runs, so one in use stops start-up with a clear error.
+func serveEndpoints(ctx context.Context, wg *sync.WaitGroup, cfg *config.Configuration, registry *prometheus.Registry,
+	proxier *proxy.Proxier, src *source.Source) error {
+	if cfg.MetricsBindAddress != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(registry))
+		if err := serveHTTP(ctx, wg, cfg.MetricsBindAddress, mux); err != nil {
+			return fmt.Errorf("metricsBindAddress: %w", err)
+		}
+	}
+	if proxier != nil && cfg.Proxy.HealthzBindAddress != "" {
+		if err := serveHTTP(ctx, wg, cfg.Proxy.HealthzBindAddress, proxier.HealthHandler(src.Node)); err != nil {
+			return fmt.Errorf("proxy.healthzBindAddress: %w", err)
+		}
+	}
+	return nil
+}
+
+// runProxyOnly runs the Service proxy alone, as kube-proxy runs beside another kubelet.
+func runProxyOnly(ctx context.Context, cfg *config.Configuration) error {
+	nodeName, client, err := connect(cfg)
+	if err != nil {
+		return err
+	}
+	klog.InfoS("Starting nodeagent as a Service proxy only", "version", version, "node", nodeName)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	src := source.New(client, nodeName, 0)
+	registry := metrics.NewRegistry()
+	proxier, err := newProxier(ctx, cfg, nodeName, client, src, registry)
+	if err != nil {
+		return err
+	}
+	if err := serveEndpoints(ctx, &wg, cfg, registry, proxier, src); err != nil {
+		return err
+	}
+	if err := src.OnNodeChange(func(*corev1.Node) { proxier.NodeChanged() }); err != nil {
+		return err
+	}
+	if err := src.Start(ctx); err != nil {
+		return err
+	}
+	defer src.Shutdown()
+	wg.Add(1)
+	go func() { defer wg.Done(); proxier.Run(ctx) }()
+	<-ctx.Done()
+	return nil
+}
+
+func run(ctx context.Context, cfg *config.Configuration) error {
+	nodeName, client, err := connect(cfg)
 	if err != nil {
 		return err
 	}
@@ -288,18 +369,8 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 			return err
 		}
 	}
-	// The ports are opened before anything runs, so one in use stops start-up with a clear error.
-	if cfg.MetricsBindAddress != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler(registry))
-		if err := serveHTTP(ctx, &wg, cfg.MetricsBindAddress, mux); err != nil {
-			return fmt.Errorf("metricsBindAddress: %w", err)
-		}
-	}
-	if proxier != nil && cfg.Proxy.HealthzBindAddress != "" {
-		if err := serveHTTP(ctx, &wg, cfg.Proxy.HealthzBindAddress, proxier.HealthHandler(src.Node)); err != nil {
-			return fmt.Errorf("proxy.healthzBindAddress: %w", err)
-		}
+	if err := serveEndpoints(ctx, &wg, cfg, registry, proxier, src); err != nil {
+		return err
 	}
 
 	if err := src.OnNodeChange(func(*corev1.Node) {

@@ -99,6 +99,17 @@ func TestFlagsOverrideTheConfigFile(t *testing.T) {
 	}
 }
 
+func TestProxyOnlyNeedsTheProxy(t *testing.T) {
+	kubeconfig := testutil.WriteFile(t, "kubeconfig", testutil.ValidKubeconfig)
+	if _, m, err := loadConfig([]string{"--kubeconfig", kubeconfig, "--proxy-only"}); err != nil || m != modeProxyOnly {
+		t.Errorf("--proxy-only: mode %v, error %v; want the proxy-only mode", m, err)
+	}
+	_, _, err := loadConfig([]string{"--kubeconfig", kubeconfig, "--proxy-only", "--enable-proxy=false"})
+	if err == nil || !strings.Contains(err.Error(), "proxy.enabled: Invalid value: false: --proxy-only runs the proxy") {
+		t.Errorf("--proxy-only --enable-proxy=false: %v, want an error naming proxy.enabled", err)
+	}
+}
+
 // --cleanup-proxy removes the agent's nftables table and nothing else, without any other configuration. It
 // runs in a network namespace of its own (unshare), so the host's tables are never touched.
 func TestCleanupProxyRemovesOnlyTheAgentsTable(t *testing.T) {

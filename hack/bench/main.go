@@ -17,26 +17,55 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
 
+const usage = `usage: bench pods [--pods N] [--rounds R] [--runtime containerd|containerd2]
+       bench proxy [--services 10,1000,10000] [--endpoints 10] [--changes 40] [--connects 2000] [--rounds 3]`
+
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "pods" {
-		fmt.Fprintln(os.Stderr, "usage: bench pods [--pods N] [--rounds R] [--runtime containerd|containerd2]")
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
-	fs := flag.NewFlagSet("pods", flag.ExitOnError)
-	pods := fs.Int("pods", 30, "pods created at once per round")
-	rounds := fs.Int("rounds", 3, "rounds per node")
-	runtime := fs.String("runtime", "containerd", "containerd (the machine's 1.6) or containerd2 (v2, hack/setup-containerd2.sh)")
-	_ = fs.Parse(os.Args[2:])
-
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 30*time.Minute)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 45*time.Minute)
 	defer cancelTimeout()
-	if err := runPods(ctx, *pods, *rounds, *runtime); err != nil {
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	var run func() error
+	switch os.Args[1] {
+	case "pods":
+		pods := fs.Int("pods", 30, "pods created at once per round")
+		rounds := fs.Int("rounds", 3, "rounds per node")
+		runtime := fs.String("runtime", "containerd", "containerd (the machine's 1.6) or containerd2 (v2, hack/setup-containerd2.sh)")
+		run = func() error { return runPods(ctx, *pods, *rounds, *runtime) }
+	case "proxy":
+		services := fs.String("services", "10,1000,10000", "numbers of Services, ascending")
+		endpoints := fs.Int("endpoints", 10, "endpoints per Service")
+		changes := fs.Int("changes", 40, "EndpointSlice changes timed per proxy and size")
+		connects := fs.Int("connects", 2000, "TCP connections timed through the probe VIP per proxy and size")
+		rounds := fs.Int("rounds", 3, "proxy starts per size: one on an empty table, the rest restarts")
+		run = func() error {
+			var sizes []int
+			for _, f := range strings.Split(*services, ",") {
+				n, err := strconv.Atoi(f)
+				if err != nil || n < 1 || n > 30000 || (len(sizes) > 0 && n <= sizes[len(sizes)-1]) {
+					return fmt.Errorf("--services %q: want ascending numbers from 1 to 30000", *services)
+				}
+				sizes = append(sizes, n)
+			}
+			return runProxyBench(ctx, sizes, *endpoints, *changes, *connects, max(*rounds, 1))
+		}
+	default:
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	_ = fs.Parse(os.Args[2:])
+	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}

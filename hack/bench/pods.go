@@ -379,13 +379,18 @@ func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
 }
 
 func percentile(d []time.Duration, p int) time.Duration {
+	return quantile(d, p).Round(time.Millisecond)
+}
+
+// quantile is the nearest-rank p-th percentile of d; 0 when d is empty.
+func quantile(d []time.Duration, p int) time.Duration {
 	if len(d) == 0 {
 		return 0
 	}
 	s := slices.Clone(d)
 	slices.Sort(s)
-	i := (len(s)*p + 99) / 100 // nearest rank
-	return s[max(i-1, 0)].Round(time.Millisecond)
+	i := (len(s)*p + 99) / 100
+	return s[max(i-1, 0)]
 }
 
 func mean(v []float64) float64 {

@@ -4,33 +4,56 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are kube-proxy's, with its names, help and buckets, so its dashboards and alerts work unchanged.
+// metrics are kube-proxy's, with its names, labels, help and buckets, so its dashboards and alerts work
+// unchanged. Per-family metrics carry ip_family="IPv4": the proxy serves IPv4 Services.
 type metrics struct {
-	syncDuration        prometheus.Histogram
-	syncFullDuration    prometheus.Histogram
-	syncPartialDuration prometheus.Histogram
+	syncDuration        prometheus.Observer
+	syncFullDuration    prometheus.Observer
+	syncPartialDuration prometheus.Observer
 	lastSynced          prometheus.Gauge
 	lastQueued          prometheus.Gauge
 	// networkProgramming is the time from an EndpointSlice change (its last-change-trigger-time
 	// annotation, set by the EndpointSlice controller) to the rules that carry it being written.
-	networkProgramming prometheus.Histogram
+	networkProgramming prometheus.Observer
 	serviceChanges     prometheus.Counter
 	endpointChanges    prometheus.Counter
 	syncFailures       prometheus.Counter
 	healthz, livez     *prometheus.CounterVec
+
+	all []prometheus.Collector
 }
+
+const ipFamily = "IPv4"
 
 func newMetrics() *metrics {
 	const ns = "kubeproxy"
 	syncBuckets := prometheus.ExponentialBuckets(0.001, 2, 15)
-	histogram := func(name, help string, buckets []float64) prometheus.Histogram {
-		return prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: name, Help: help, Buckets: buckets})
+	m := &metrics{}
+	family := []string{"ip_family"}
+	histogram := func(name, help string, buckets []float64) prometheus.Observer {
+		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: name, Help: help, Buckets: buckets}, family)
+		m.all = append(m.all, v)
+		return v.WithLabelValues(ipFamily)
+	}
+	familyCounter := func(name, help string) prometheus.Counter {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, family)
+		m.all = append(m.all, v)
+		return v.WithLabelValues(ipFamily)
 	}
 	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help})
+		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help})
+		m.all = append(m.all, c)
+		return c
 	}
 	gauge := func(name, help string) prometheus.Gauge {
-		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help})
+		v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, family)
+		m.all = append(m.all, v)
+		return v.WithLabelValues(ipFamily)
+	}
+	codes := func(name, help string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, []string{"code"})
+		m.all = append(m.all, v)
+		return v
 	}
 	// kube-proxy's network programming buckets: fine below a second, coarse up to five minutes.
 	var programmingBuckets []float64
@@ -38,24 +61,16 @@ func newMetrics() *metrics {
 	programmingBuckets = append(programmingBuckets, prometheus.LinearBuckets(1, 1, 59)...)
 	programmingBuckets = append(programmingBuckets, prometheus.LinearBuckets(60, 5, 12)...)
 	programmingBuckets = append(programmingBuckets, prometheus.LinearBuckets(120, 30, 7)...)
-	return &metrics{
-		syncDuration:        histogram("sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds", syncBuckets),
-		syncFullDuration:    histogram("sync_full_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for full resyncs", syncBuckets),
-		syncPartialDuration: histogram("sync_partial_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for partial resyncs", syncBuckets),
-		lastSynced:          gauge("sync_proxy_rules_last_timestamp_seconds", "The last time proxy rules were successfully synced"),
-		lastQueued:          gauge("sync_proxy_rules_last_queued_timestamp_seconds", "The last time a sync of proxy rules was queued"),
-		networkProgramming:  histogram("network_programming_duration_seconds", "In Cluster Network Programming Latency in seconds", programmingBuckets),
-		serviceChanges:      counter("sync_proxy_rules_service_changes_total", "Cumulative proxy rules Service changes"),
-		endpointChanges:     counter("sync_proxy_rules_endpoint_changes_total", "Cumulative proxy rules Endpoint changes"),
-		syncFailures:        counter("sync_proxy_rules_nftables_sync_failures_total", "Number of failed nftables syncs"),
-		healthz: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "proxy_healthz_total",
-			Help: "Cumulative proxy healthz HTTP status"}, []string{"code"}),
-		livez: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "proxy_livez_total",
-			Help: "Cumulative proxy livez HTTP status"}, []string{"code"}),
-	}
-}
-
-func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.syncDuration, m.syncFullDuration, m.syncPartialDuration, m.lastSynced,
-		m.lastQueued, m.networkProgramming, m.serviceChanges, m.endpointChanges, m.syncFailures, m.healthz, m.livez}
+	m.syncDuration = histogram("sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds", syncBuckets)
+	m.syncFullDuration = histogram("sync_full_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for full resyncs", syncBuckets)
+	m.syncPartialDuration = histogram("sync_partial_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for partial resyncs", syncBuckets)
+	m.lastSynced = gauge("sync_proxy_rules_last_timestamp_seconds", "The last time proxy rules were successfully synced")
+	m.lastQueued = gauge("sync_proxy_rules_last_queued_timestamp_seconds", "The last time a sync of proxy rules was queued")
+	m.networkProgramming = histogram("network_programming_duration_seconds", "In Cluster Network Programming Latency in seconds", programmingBuckets)
+	m.serviceChanges = counter("sync_proxy_rules_service_changes_total", "Cumulative proxy rules Service changes")
+	m.endpointChanges = counter("sync_proxy_rules_endpoint_changes_total", "Cumulative proxy rules Endpoint changes")
+	m.syncFailures = familyCounter("sync_proxy_rules_nftables_sync_failures_total", "Number of failed nftables syncs")
+	m.healthz = codes("proxy_healthz_total", "Cumulative proxy healthz HTTP status")
+	m.livez = codes("proxy_livez_total", "Cumulative proxy livez HTTP status")
+	return m
 }

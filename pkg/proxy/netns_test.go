@@ -18,6 +18,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/nodeagent/nodeagent/internal/netnsutil"
 )
 
 // The traffic tests build a small network of their own out of network namespaces, so nothing they do
@@ -44,24 +46,7 @@ type testNet struct {
 }
 
 // inNS runs fn on a thread that is inside ns; sockets created by fn stay in ns after it returns.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		return err
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic(fmt.Sprintf("returning to the original network namespace: %v", err)) // the thread is unusable
-		}
-	}()
-	return fn()
-}
+func inNS(ns netns.NsHandle, fn func() error) error { return netnsutil.Do(ns, fn) }
 
 // newNamedNS creates a network namespace and returns a handle to it, with loopback up.
 func newNamedNS(t *testing.T) netns.NsHandle {
@@ -262,7 +247,7 @@ func exchangeUDP(ns netns.NsHandle, addr string, timeout time.Duration) (reply, 
 // nftConn returns a connection to nftables in ns.
 func nftConn(t *testing.T, ns netns.NsHandle) *nftables.Conn {
 	t.Helper()
-	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	conn, err := NewConn(nftables.WithNetNSFd(int(ns)))
 	must(t, err)
 	return conn
 }

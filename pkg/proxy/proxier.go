@@ -95,7 +95,7 @@ func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactor
 		healthChecks: map[string]healthCheck{},
 	}
 	if cfg.Metrics != nil {
-		for _, c := range p.metrics.collectors() {
+		for _, c := range p.metrics.all {
 			if err := cfg.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("registering proxy metrics: %w", err)
 			}
@@ -323,7 +323,7 @@ func (p *Proxier) requeue(dirty map[string]bool, triggers []time.Time) {
 }
 
 // synced records a successful sync that started at start and wrote the changes made at triggers.
-func (p *Proxier) synced(start time.Time, duration prometheus.Histogram, triggers []time.Time) {
+func (p *Proxier) synced(start time.Time, duration prometheus.Observer, triggers []time.Time) {
 	now := time.Now()
 	took := now.Sub(start).Seconds()
 	p.metrics.syncDuration.Observe(took)

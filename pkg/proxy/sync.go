@@ -371,7 +371,10 @@ func (t *table) addRules(ch *nftables.Chain, rules []rule) error {
 			if r.verdictValues {
 				set.DataType = nftables.TypeVerdict
 			}
-			if err := t.conn.AddSet(set, r.endpointMap); err != nil {
+			if err := t.conn.AddSet(set, nil); err != nil {
+				return fmt.Errorf("endpoint map for chain %s: %w", ch.Name, err)
+			}
+			if err := inChunks(t.conn.SetAddElements, set, r.endpointMap); err != nil {
 				return fmt.Errorf("endpoint map for chain %s: %w", ch.Name, err)
 			}
 			t.endpointMaps[ch.Name] = append(t.endpointMaps[ch.Name], set.Name)
@@ -451,15 +454,34 @@ func (t *table) deleteElements(elems []element) error {
 	return t.forEachSet(elems, t.conn.SetDeleteElements)
 }
 
-// forEachSet groups elements by set, so each set costs one netlink message.
-func (t *table) forEachSet(elems []element, op func(*nftables.Set, []nftables.SetElement) error) error {
+// forEachSet groups elements by set, so each set costs as few netlink messages as it can.
+func (t *table) forEachSet(elems []element, op elementsOp) error {
 	bySet := map[string][]nftables.SetElement{}
 	for _, e := range elems {
 		bySet[e.set] = append(bySet[e.set], nftables.SetElement{Key: []byte(e.key), VerdictData: e.verdict})
 	}
 	for _, name := range slices.Sorted(maps.Keys(bySet)) {
-		if err := op(t.sets[name], bySet[name]); err != nil {
+		if err := inChunks(op, t.sets[name], bySet[name]); err != nil {
 			return fmt.Errorf("elements of %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// elementsOp adds or deletes elements of a set: nftables.Conn's SetAddElements or SetDeleteElements.
+type elementsOp func(*nftables.Set, []nftables.SetElement) error
+
+// maxElementsPerMessage keeps each message's element list well under the 64 KiB that a netlink attribute's
+// 16-bit length can describe: google/nftables puts all the elements of one call in one attribute, and a
+// longer one wraps its length, so the kernel reads garbage (seen as ENOENT from ~1,600 Services on). An
+// element is at most ~300 bytes (a verdict names a chain).
+const maxElementsPerMessage = 128
+
+// inChunks applies op to elems, maxElementsPerMessage at a time; all of it stays in the one transaction.
+func inChunks(op elementsOp, set *nftables.Set, elems []nftables.SetElement) error {
+	for chunk := range slices.Chunk(elems, maxElementsPerMessage) {
+		if err := op(set, chunk); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -474,15 +496,10 @@ func (t *table) setHairpin(add, del []netip.Addr) error {
 	for _, a := range del {
 		dels = append(dels, nftables.SetElement{Key: key(a)})
 	}
-	if len(dels) > 0 {
-		if err := t.conn.SetDeleteElements(t.sets[setHairpin], dels); err != nil {
-			return err
-		}
+	if err := inChunks(t.conn.SetDeleteElements, t.sets[setHairpin], dels); err != nil {
+		return err
 	}
-	if len(adds) > 0 {
-		return t.conn.SetAddElements(t.sets[setHairpin], adds)
-	}
-	return nil
+	return inChunks(t.conn.SetAddElements, t.sets[setHairpin], adds)
 }
 
 func (t *table) setNodePortIPs() error {
@@ -492,10 +509,7 @@ func (t *table) setNodePortIPs() error {
 			elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
 		}
 	}
-	if len(elems) == 0 {
-		return nil
-	}
-	return t.conn.SetAddElements(t.sets[setNodePortIPs], elems)
+	return inChunks(t.conn.SetAddElements, t.sets[setNodePortIPs], elems)
 }
 
 func elementIndex(elems []element) map[string]element {

@@ -569,3 +569,33 @@ func TestMetricsCountSyncsAndNetworkProgrammingLatency(t *testing.T) {
 		t.Errorf("after the measured change 30 connections reached %v, want a and b", seen)
 	}
 }
+
+// A full sync of thousands of Services is one transaction of tens of thousands of netlink messages, each
+// acknowledged by the kernel: the socket must hold them all (without its larger buffers: ENOBUFS).
+func TestFullSyncOfThousandsOfServicesIsOneTransaction(t *testing.T) {
+	n := newTestNet(t, "a")
+	const count = 3000
+	objects := []runtime.Object{}
+	for i := range count {
+		name := fmt.Sprintf("many-%d", i)
+		objects = append(objects, service(name, fmt.Sprintf("10.96.%d.%d", 100+i/250, 1+i%250)),
+			endpointSlice(n, name, 8080, []string{"a"}))
+	}
+	rp := startProxy(t, n, objects...)
+	waitFor(t, "the full sync is written", time.Minute, func() error {
+		if c, _ := histogramCount(t, rp.metrics, "kubeproxy_sync_full_proxy_rules_duration_seconds"); c != 1 {
+			return fmt.Errorf("%d full syncs, want 1", c)
+		}
+		return nil
+	})
+	set, err := nftConn(t, n.node).GetSetByName(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}, mapServiceIPs)
+	must(t, err)
+	elems, err := nftConn(t, n.node).GetSetElements(set)
+	must(t, err)
+	if len(elems) != 2*count { // a TCP and a UDP port each
+		t.Errorf("%s has %d elements after the full sync, want %d", mapServiceIPs, len(elems), 2*count)
+	}
+	if r, err := dialTCP(n.client, "10.96.111.250:80", 2*time.Second); err != nil || r.backend != "a" {
+		t.Errorf("the last Service answered %v, %v; want backend a", r, err)
+	}
+}

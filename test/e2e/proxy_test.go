@@ -232,9 +232,9 @@ func TestServiceClusterIPAndNodePort(t *testing.T) {
 		ctx := part(t)
 		// The EndpointSlice controller stamps every change; the agent measures from there to the rules.
 		for _, want := range []*regexp.Regexp{
-			regexp.MustCompile(`(?m)^kubeproxy_sync_proxy_rules_last_timestamp_seconds [0-9.e+]+$`),
-			regexp.MustCompile(`(?m)^kubeproxy_network_programming_duration_seconds_count [1-9][0-9]*$`),
-			regexp.MustCompile(`(?m)^kubeproxy_sync_full_proxy_rules_duration_seconds_count [1-9][0-9]*$`),
+			regexp.MustCompile(`(?m)^kubeproxy_sync_proxy_rules_last_timestamp_seconds\{ip_family="IPv4"\} [0-9.e+]+$`),
+			regexp.MustCompile(`(?m)^kubeproxy_network_programming_duration_seconds_count\{ip_family="IPv4"\} [1-9][0-9]*$`),
+			regexp.MustCompile(`(?m)^kubeproxy_sync_full_proxy_rules_duration_seconds_count\{ip_family="IPv4"\} [1-9][0-9]*$`),
 		} {
 			if err := pollUntil(ctx, func() (bool, error) {
 				body, err := httpGet(ctx, "http://127.0.0.1:10249/metrics")
