@@ -138,7 +138,7 @@ func loadConfig(args []string) (cfg *config.Configuration, m mode, err error) {
 
 // cleanupProxy removes the agent's nftables table from this host's network namespace.
 func cleanupProxy() error {
-	conn, err := proxy.NewConn()
+	conn, err := proxy.NewConn(0)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func newProxier(ctx context.Context, cfg *config.Configuration, nodeName string,
 	if err := proxy.CheckAccess(ctx, client); err != nil {
 		return nil, err
 	}
-	conn, err := proxy.NewConn()
+	conn, err := proxy.NewConn(0)
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,6 @@ import (
 const (
 	proxyRunDir = "/var/run/nodeagent-bench-proxy"
 	proxyNode   = "bench-proxy"
-	proxyNS     = "bench-proxy"
 	// backendIP is the one real endpoint: a listener of the benchmark's own inside each proxy's network
 	// namespace, behind the probe Service. Every other endpoint is an address that nothing answers on.
 	backendIP   = "10.250.0.1"
@@ -277,7 +276,7 @@ func benchProxy(ctx context.Context, client kubernetes.Interface, peer proxyPeer
 	for round := range rounds {
 		// nsenter, not `ip netns exec`: that would also give the proxy a mount namespace of its own, holding
 		// copies of containerd's network namespace mounts, which containerd then cannot remove.
-		argv := append([]string{"nsenter", "--net=/run/netns/" + proxyNS, "--"}, peer.argv...)
+		argv := append([]string{"nsenter", "--net=" + ns.path(), "--"}, peer.argv...)
 		logPath := filepath.Join(proxyRunDir, fmt.Sprintf("%s-%d-%d.log", peer.name, size, round))
 		if proc, err = startProcess(peer.name, logPath, argv...); err != nil {
 			return nil, err
@@ -326,27 +325,32 @@ type benchNetns struct {
 	handle netns.NsHandle
 }
 
+// newBenchNetns creates the namespace without a name: `ip netns add` would bind-mount /run/netns over
+// itself on a machine where it is not a mount point yet, hiding the network namespaces that containerd
+// mounted there, which it then cannot remove. The namespace lives as long as its handle.
 func newBenchNetns() (*benchNetns, error) {
-	script := `ip netns del ` + proxyNS + ` 2>/dev/null; ip netns add ` + proxyNS + ` &&
-		ip -n ` + proxyNS + ` link set lo up &&
-		ip -n ` + proxyNS + ` link add eth0 type veth peer name eth1 &&
-		ip -n ` + proxyNS + ` addr add ` + backendIP + `/32 dev eth0 &&
-		ip -n ` + proxyNS + ` link set eth0 up && ip -n ` + proxyNS + ` link set eth1 up &&
-		ip -n ` + proxyNS + ` route add ` + serviceCIDR + ` dev eth0`
-	if _, err := shell("/", nil, script); err != nil {
+	h, err := netnsutil.New()
+	if err != nil {
 		return nil, err
 	}
-	h, err := netns.GetFromName(proxyNS)
-	if err != nil {
-		return nil, fmt.Errorf("opening network namespace %s: %w", proxyNS, err)
+	n := &benchNetns{handle: h}
+	in := "nsenter --net=" + n.path() + " "
+	script := in + `ip link set lo up &&
+		` + in + `ip link add eth0 type veth peer name eth1 &&
+		` + in + `ip addr add ` + backendIP + `/32 dev eth0 &&
+		` + in + `ip link set eth0 up && ` + in + `ip link set eth1 up &&
+		` + in + `ip route add ` + serviceCIDR + ` dev eth0`
+	if _, err := shell("/", nil, script); err != nil {
+		_ = h.Close()
+		return nil, err
 	}
-	return &benchNetns{handle: h}, nil
+	return n, nil
 }
 
-func (n *benchNetns) remove() {
-	_ = n.handle.Close()
-	_, _ = shell("/", nil, "ip netns del "+proxyNS)
-}
+// path names the namespace for other processes (nsenter --net=PATH) while this one holds its handle.
+func (n *benchNetns) path() string { return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(n.handle)) }
+
+func (n *benchNetns) remove() { _ = n.handle.Close() }
 
 // in runs fn on a thread in the namespace; sockets fn opens stay in it.
 func (n *benchNetns) in(fn func() error) error { return netnsutil.Do(n.handle, fn) }

@@ -28,3 +28,23 @@ func Do(ns netns.NsHandle, fn func() error) error {
 	}()
 	return fn()
 }
+
+// New creates a network namespace without a name: it lives as long as the handle (or a process in it).
+// Unlike `ip netns add`, it leaves /run/netns alone.
+func New() (netns.NsHandle, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return 0, err
+	}
+	defer orig.Close()
+	ns, err := netns.New() // this thread moves into it
+	if serr := netns.Set(orig); serr != nil {
+		panic(fmt.Sprintf("returning to the original network namespace: %v", serr)) // the thread is unusable
+	}
+	if err != nil {
+		return 0, fmt.Errorf("creating a network namespace: %w", err)
+	}
+	return ns, nil
+}

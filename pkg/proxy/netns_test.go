@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -48,31 +47,23 @@ type testNet struct {
 // inNS runs fn on a thread that is inside ns; sockets created by fn stay in ns after it returns.
 func inNS(ns netns.NsHandle, fn func() error) error { return netnsutil.Do(ns, fn) }
 
-// newNamedNS creates a network namespace and returns a handle to it, with loopback up.
-func newNamedNS(t *testing.T) netns.NsHandle {
+// newNS creates a network namespace and returns a handle to it, with loopback up.
+func newNS(t *testing.T) netns.NsHandle {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
+	ns, err := netnsutil.New()
 	if err != nil {
 		t.Skipf("creating a network namespace needs root: %v", err)
 	}
-	lo, err := netlink.LinkByName("lo")
-	if err == nil {
-		err = netlink.LinkSetUp(lo)
-	}
-	if serr := netns.Set(orig); serr != nil {
-		t.Fatalf("returning to the test's network namespace: %v", serr)
-	}
-	if err != nil {
+	t.Cleanup(func() { _ = ns.Close() })
+	if err := inNS(ns, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(lo)
+	}); err != nil {
 		t.Fatalf("loopback up: %v", err)
 	}
-	t.Cleanup(func() { _ = ns.Close() })
 	return ns
 }
 
@@ -86,7 +77,7 @@ func must(t *testing.T, err error) {
 // newTestNet builds the topology with the named backends (10.244.0.11, .12, ...).
 func newTestNet(t *testing.T, backends ...string) *testNet {
 	t.Helper()
-	n := &testNet{node: newNamedNS(t), client: newNamedNS(t),
+	n := &testNet{node: newNS(t), client: newNS(t),
 		backends: map[string]netns.NsHandle{}, backendIPs: map[string]netip.Addr{}}
 	nodeH, err := netlink.NewHandleAt(n.node)
 	must(t, err)
@@ -107,7 +98,7 @@ func newTestNet(t *testing.T, backends ...string) *testNet {
 
 	n.wire(t, nodeH, n.client, "client", nodeIP+"/24", clientIP+"/24", nil, nodeIP)
 	for i, name := range backends {
-		ns := newNamedNS(t)
+		ns := newNS(t)
 		ip := netip.MustParseAddr(fmt.Sprintf("10.244.0.%d", 11+i))
 		n.backends[name], n.backendIPs[name] = ns, ip
 		n.wire(t, nodeH, ns, "b-"+name, "", ip.String()+"/24", br, bridgeIP)
@@ -247,7 +238,7 @@ func exchangeUDP(ns netns.NsHandle, addr string, timeout time.Duration) (reply, 
 // nftConn returns a connection to nftables in ns.
 func nftConn(t *testing.T, ns netns.NsHandle) *nftables.Conn {
 	t.Helper()
-	conn, err := NewConn(nftables.WithNetNSFd(int(ns)))
+	conn, err := NewConn(int(ns))
 	must(t, err)
 	return conn
 }
