@@ -115,8 +115,16 @@ func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactor
 			p.markDirty(key, time.Time{})
 		}
 	}
-	if _, err := svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: onService, UpdateFunc: func(_, obj any) { onService(obj) }, DeleteFunc: onService,
+	// The objects of the informers' first list are written by the first sync, a full one that reads the
+	// cache after it filled: marking them changed would only render them all again, and their change times
+	// (possibly days old) would be no network programming latency.
+	if _, err := svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initial bool) {
+			if !initial {
+				onService(obj)
+			}
+		},
+		UpdateFunc: func(_, obj any) { onService(obj) }, DeleteFunc: onService,
 	}); err != nil {
 		return nil, err
 	}
@@ -126,8 +134,13 @@ func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactor
 			p.markDirty(keys[0], triggerTime(obj))
 		}
 	}
-	if _, err := sliceInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: onSlice, UpdateFunc: func(_, obj any) { onSlice(obj) }, DeleteFunc: onSlice,
+	if _, err := sliceInformer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initial bool) {
+			if !initial {
+				onSlice(obj)
+			}
+		},
+		UpdateFunc: func(_, obj any) { onSlice(obj) }, DeleteFunc: onSlice,
 	}); err != nil {
 		return nil, err
 	}

@@ -538,7 +538,11 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) (uint64
 
 func TestMetricsCountSyncsAndNetworkProgrammingLatency(t *testing.T) {
 	n := newTestNet(t, "a", "b")
-	rp := startProxy(t, n, service("metered", "10.96.0.70"), endpointSlice(n, "metered", 8080, []string{"a"}))
+	// A slice that changed an hour ago, before the proxy started: the first full sync writes it, and that is
+	// no network programming latency of an hour.
+	old := endpointSlice(n, "metered", 8080, []string{"a"})
+	old.Annotations = map[string]string{corev1.EndpointsLastChangeTriggerTime: time.Now().Add(-time.Hour).Format(time.RFC3339Nano)}
+	rp := startProxy(t, n, service("metered", "10.96.0.70"), old)
 	waitFor(t, "the full sync is counted", 5*time.Second, func() error {
 		if c, _ := histogramCount(t, rp.metrics, "kubeproxy_sync_full_proxy_rules_duration_seconds"); c != 1 {
 			return fmt.Errorf("%d full syncs, want 1", c)
