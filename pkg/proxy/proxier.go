@@ -68,9 +68,6 @@ type Proxier struct {
 	dirty    map[string]bool // Services changed since the last sync, by "namespace/name"
 	needFull bool            // the next sync rewrites everything
 	kick     chan struct{}
-	// nodePortIPs and localCIDR are what the last full sync wrote the rules with.
-	nodePortIPs []netip.Addr
-	localCIDR   netip.Prefix
 	// triggers are the EndpointSlice change times waiting for a sync, for the network programming metric.
 	triggers []time.Time
 
@@ -166,7 +163,8 @@ func sliceService(obj any) ([]string, error) {
 // rules were written with. Call it when the Node object changes.
 func (p *Proxier) NodeChanged() {
 	p.mu.Lock()
-	changed := !slices.Equal(p.cfg.NodePortIPs(), p.nodePortIPs) || p.cfg.LocalCIDR() != p.localCIDR
+	// What the last full sync wrote the rules with; sync sets both while it holds mu.
+	changed := !slices.Equal(p.cfg.NodePortIPs(), p.table.nodePortIPs) || p.cfg.LocalCIDR() != p.render.localCIDR
 	p.needFull = p.needFull || changed
 	p.mu.Unlock()
 	if changed {
@@ -265,8 +263,7 @@ func (p *Proxier) sync() error {
 	triggers := p.triggers
 	p.triggers = nil
 	if full {
-		p.nodePortIPs, p.localCIDR = p.cfg.NodePortIPs(), p.cfg.LocalCIDR()
-		p.table.nodePortIPs, p.render.localCIDR = p.nodePortIPs, p.localCIDR
+		p.table.nodePortIPs, p.render.localCIDR = p.cfg.NodePortIPs(), p.cfg.LocalCIDR()
 	}
 	p.mu.Unlock()
 
