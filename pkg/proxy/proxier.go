@@ -19,6 +19,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+
+	"github.com/nodeagent/nodeagent/pkg/source"
 )
 
 // Config is what the proxy needs to know of the node it runs on. The functions are called at every full
@@ -46,15 +48,9 @@ type Config struct {
 // nodeCheckInterval is how often the node's NodePort addresses and pod CIDR are compared with the rules.
 const nodeCheckInterval = 10 * time.Second
 
-// serviceNameLabel ties an EndpointSlice to its Service.
-const serviceNameLabel = discoveryv1.LabelServiceName
-
 // serviceProxyNameLabel names another proxy that serves the Service; this one then leaves it alone, as
 // kube-proxy does.
 const serviceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
-
-// byService indexes EndpointSlices by "namespace/service-name".
-const byService = "service"
 
 // Proxier keeps the agent's nftables table in line with the Services and EndpointSlices of the cluster.
 type Proxier struct {
@@ -101,8 +97,8 @@ func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactor
 	p.health.queued() // not healthy until the first sync, if it takes too long
 	svcInformer := factory.Core().V1().Services()
 	sliceInformer := factory.Discovery().V1().EndpointSlices().Informer()
-	if err := sliceInformer.AddIndexers(cache.Indexers{byService: sliceService}); err != nil {
-		return nil, fmt.Errorf("indexing EndpointSlices by Service: %w", err)
+	if err := source.IndexSlicesByService(sliceInformer); err != nil {
+		return nil, err
 	}
 	p.services = svcInformer.Lister()
 	p.slices = sliceInformer.GetIndexer()
@@ -126,7 +122,7 @@ func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactor
 		return nil, err
 	}
 	onSlice := func(obj any) {
-		if keys, err := sliceService(obj); err == nil && len(keys) == 1 {
+		if keys, err := source.SliceService(obj); err == nil && len(keys) == 1 {
 			p.metrics.endpointChanges.Inc()
 			p.markDirty(keys[0], triggerTime(obj))
 		}
@@ -142,21 +138,6 @@ func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactor
 		return nil, err
 	}
 	return p, nil
-}
-
-func sliceService(obj any) ([]string, error) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	slice, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return nil, fmt.Errorf("not an EndpointSlice: %T", obj)
-	}
-	name := slice.Labels[serviceNameLabel]
-	if name == "" {
-		return nil, nil
-	}
-	return []string{slice.Namespace + "/" + name}, nil
 }
 
 // NodeChanged asks for a full sync when the node's NodePort addresses or pod CIDR are no longer what the
@@ -385,7 +366,7 @@ func (p *Proxier) rulesFor(svc *corev1.Service) *serviceRules {
 
 // slicesOf returns the Service's EndpointSlices from the cache.
 func (p *Proxier) slicesOf(svc *corev1.Service) []*discoveryv1.EndpointSlice {
-	objs, err := p.slices.ByIndex(byService, svc.Namespace+"/"+svc.Name)
+	objs, err := p.slices.ByIndex(source.SlicesByService, svc.Namespace+"/"+svc.Name)
 	if err != nil {
 		return nil
 	}

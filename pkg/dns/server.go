@@ -1,0 +1,346 @@
+// Package dns owns the node's cluster DNS server: the names of the cluster domain (Services, their
+// endpoints, pods, the schema version) answered from the shared informer cache, and every other name
+// forwarded to upstream resolvers through a bounded cache. It reads the cache and never calls the API server
+// per query; it owns its sockets and nothing else on the host: the address it listens on is the caller's to
+// provide.
+package dns
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/nodeagent/nodeagent/pkg/source"
+)
+
+// Config is what the server needs to know.
+type Config struct {
+	// Domain is the cluster domain, e.g. cluster.local.
+	Domain string
+	// Listen are the host:port addresses served on both UDP and TCP.
+	Listen []string
+	// Upstreams are the host:port resolvers that names outside the cluster are forwarded to, tried in order.
+	Upstreams []string
+	// UpstreamTimeout bounds one exchange with one upstream.
+	UpstreamTimeout time.Duration
+	// TTL is the time-to-live of the cluster's records; short, since they follow the cache (CoreDNS: 5 s).
+	TTL uint32
+	// CacheSize bounds the number of upstream answers kept.
+	CacheSize int
+	// RecursionAllowed says whether a client may have names outside the cluster resolved (no open resolver
+	// for the world); nil allows loopback clients only. Cluster names are answered to anyone.
+	RecursionAllowed func(netip.Addr) bool
+	// Metrics, when set, gets CoreDNS's metrics (coredns_*).
+	Metrics prometheus.Registerer
+}
+
+// Server answers DNS on the configured addresses.
+type Server struct {
+	cfg     Config
+	zone    *zone
+	fwd     *forwarder
+	metrics *metrics
+
+	packetConns []net.PacketConn
+	listeners   []net.Listener
+}
+
+// serverBufferSize is the EDNS0 UDP size the server advertises to its clients.
+const serverBufferSize = 1232
+
+// New registers the server's informers (Services, EndpointSlices, with the indexes that PTR answers use) in
+// factory; the caller starts the factory and waits for its caches before serving.
+func New(cfg Config, factory informers.SharedInformerFactory) (*Server, error) {
+	if cfg.Domain == "" {
+		return nil, errors.New("dns: the cluster domain is empty")
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = 5
+	}
+	if cfg.UpstreamTimeout == 0 {
+		cfg.UpstreamTimeout = 2 * time.Second
+	}
+	services := factory.Core().V1().Services().Informer()
+	if err := services.AddIndexers(cache.Indexers{servicesByClusterIP: clusterIPs}); err != nil {
+		return nil, fmt.Errorf("indexing Services by ClusterIP: %w", err)
+	}
+	slices := factory.Discovery().V1().EndpointSlices().Informer()
+	if err := source.IndexSlicesByService(slices); err != nil {
+		return nil, err
+	}
+	if err := slices.AddIndexers(cache.Indexers{slicesByAddress: sliceAddresses}); err != nil {
+		return nil, fmt.Errorf("indexing EndpointSlices by address: %w", err)
+	}
+	label := "dns://:53"
+	if len(cfg.Listen) > 0 {
+		label = "dns://" + cfg.Listen[0]
+	}
+	m := newMetrics(label)
+	if cfg.Metrics != nil {
+		for _, c := range m.all {
+			if err := cfg.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("registering DNS metrics: %w", err)
+			}
+		}
+	}
+	return &Server{
+		cfg:     cfg,
+		zone:    newZone(cfg.Domain, cfg.TTL, services.GetIndexer(), slices.GetIndexer()),
+		fwd:     newForwarder(cfg.Upstreams, cfg.UpstreamTimeout, newAnswerCache(cfg.CacheSize, time.Now), m),
+		metrics: m,
+	}, nil
+}
+
+// Listen opens the UDP and TCP sockets, so that an address in use stops start-up with a clear error.
+func (s *Server) Listen() error {
+	for _, addr := range s.cfg.Listen {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			s.closeAll()
+			return fmt.Errorf("dns: listening on udp %s: %w", addr, err)
+		}
+		s.packetConns = append(s.packetConns, pc)
+		// With port 0 the kernel picked a UDP port; TCP takes the same one.
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err != nil {
+			s.closeAll()
+			return fmt.Errorf("dns: listening on tcp %s: %w", addr, err)
+		}
+		s.listeners = append(s.listeners, l)
+	}
+	return nil
+}
+
+func (s *Server) closeAll() {
+	for _, pc := range s.packetConns {
+		pc.Close()
+	}
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.packetConns, s.listeners = nil, nil
+}
+
+// Addrs are the UDP addresses being served (TCP uses the same), once Listen returned.
+func (s *Server) Addrs() []string {
+	var addrs []string
+	for _, pc := range s.packetConns {
+		addrs = append(addrs, pc.LocalAddr().String())
+	}
+	return addrs
+}
+
+// Serve answers on the sockets Listen opened until ctx ends.
+func (s *Server) Serve(ctx context.Context) error {
+	h := s.Handler(ctx)
+	var servers []*dns.Server
+	started := make(chan struct{}, 2*len(s.packetConns))
+	notify := func() { started <- struct{}{} }
+	for i := range s.packetConns {
+		servers = append(servers,
+			&dns.Server{PacketConn: s.packetConns[i], Handler: h, MsgInvalidFunc: s.invalid, NotifyStartedFunc: notify},
+			&dns.Server{Listener: s.listeners[i], Handler: h, MsgInvalidFunc: s.invalid, NotifyStartedFunc: notify})
+	}
+	errs := make(chan error, len(servers))
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- srv.ActivateAndServe()
+		}()
+	}
+	// Each server either starts or fails; one shut down before it started would start afterwards and never
+	// end, so the shutdown below waits for all of them to be one or the other.
+	var err error
+	for range servers {
+		select {
+		case <-started:
+		case serveErr := <-errs:
+			err = cmp.Or(err, fmt.Errorf("dns: serving: %w", serveErr))
+		}
+	}
+	if err == nil {
+		klog.InfoS("Serving cluster DNS", "addresses", s.Addrs(), "domain", s.zone.origin, "upstreams", s.cfg.Upstreams)
+		select {
+		case <-ctx.Done():
+		case serveErr := <-errs:
+			err = fmt.Errorf("dns: serving: %w", serveErr)
+		}
+	}
+	for _, srv := range servers {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if shutErr := srv.ShutdownContext(shutdownCtx); shutErr != nil {
+			klog.V(2).InfoS("DNS server did not shut down cleanly", "err", shutErr)
+		}
+		cancel()
+	}
+	wg.Wait()
+	return err
+}
+
+func (s *Server) invalid([]byte, error) { s.metrics.malformed.Inc() }
+
+// Handler is the query path; forwarded questions end with ctx.
+func (s *Server) Handler(ctx context.Context) dns.Handler {
+	return dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		start := time.Now()
+		client, proto := remote(w.RemoteAddr())
+		resp, zoneLabel, plugin := s.answer(ctx, client, req)
+		if opt := req.IsEdns0(); opt != nil {
+			resp.SetEdns0(serverBufferSize, opt.Do())
+		}
+		if proto == "udp" {
+			resp.Truncate(clientBufferSize(req))
+		}
+		if err := w.WriteMsg(resp); err != nil {
+			klog.V(4).InfoS("Could not write a DNS answer", "client", client, "err", err)
+		}
+		family := 1
+		if client.Is6() {
+			family = 2
+		}
+		var qtype uint16
+		if len(req.Question) > 0 {
+			qtype = req.Question[0].Qtype
+		}
+		s.metrics.request(zoneLabel, proto, family, qtype, resp.Rcode, plugin, time.Since(start))
+	})
+}
+
+func remote(addr net.Addr) (netip.Addr, string) {
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap(), "udp"
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap(), "tcp"
+	}
+	return netip.Addr{}, "udp"
+}
+
+// clientBufferSize is the largest UDP answer the client takes: its EDNS0 size, at least 512 bytes.
+func clientBufferSize(req *dns.Msg) int {
+	if opt := req.IsEdns0(); opt != nil {
+		return max(int(opt.UDPSize()), dns.MinMsgSize)
+	}
+	return dns.MinMsgSize
+}
+
+// answer builds the reply to req, and says which zone and which part of the server answered, for metrics.
+func (s *Server) answer(ctx context.Context, client netip.Addr, req *dns.Msg) (resp *dns.Msg, zoneLabel, plugin string) {
+	resp = new(dns.Msg)
+	resp.SetReply(req)
+	recursion := s.recursionAllowed(client)
+	resp.RecursionAvailable = recursion
+	if req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 {
+		resp.SetRcode(req, dns.RcodeNotImplemented)
+		return resp, ".", ""
+	}
+	q := req.Question[0]
+	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
+		resp.Rcode = dns.RcodeRefused
+		return resp, ".", ""
+	}
+	name := strings.ToLower(q.Name)
+	if s.zone.contains(name) {
+		s.fill(resp, s.zone.lookup(q))
+		s.followCNAME(ctx, resp, q, recursion, req)
+		return resp, s.zone.origin, "kubernetes"
+	}
+	if addr, ok := reverseAddr(name); ok {
+		if r := s.zone.reverse(q, addr); !r.notOurs {
+			s.fill(resp, r)
+			if addr.Is4() {
+				return resp, "in-addr.arpa.", "kubernetes"
+			}
+			return resp, "ip6.arpa.", "kubernetes"
+		}
+	}
+	if !recursion {
+		resp.Rcode = dns.RcodeRefused
+		return resp, ".", ""
+	}
+	up, err := s.fwd.resolve(ctx, q, isDO(req))
+	s.metrics.cacheEntries(s.fwd.cache.counts())
+	if err != nil {
+		klog.V(2).InfoS("Could not resolve a name upstream", "name", q.Name, "type", dns.TypeToString[q.Qtype], "err", err)
+		resp.Rcode = dns.RcodeServerFailure
+		return resp, ".", "forward"
+	}
+	resp.Rcode = up.Rcode
+	resp.Answer, resp.Ns, resp.Extra = up.Answer, up.Ns, up.Extra
+	resp.AuthenticatedData = up.AuthenticatedData
+	return resp, ".", "forward"
+}
+
+func isDO(req *dns.Msg) bool {
+	opt := req.IsEdns0()
+	return opt != nil && opt.Do()
+}
+
+// fill puts a zone result in resp: an authoritative answer, with the SOA in the authority section when there
+// is no record (NXDOMAIN or NODATA), so that resolvers cache the denial for the SOA's short TTL.
+func (s *Server) fill(resp *dns.Msg, r result) {
+	resp.Authoritative = true
+	resp.Rcode = r.rcode
+	resp.Answer, resp.Extra = r.answer, r.extra
+	if len(r.answer) == 0 {
+		resp.Ns = []dns.RR{s.zone.soa}
+	}
+}
+
+// maxCNAMEHops bounds following ExternalName Services that point at each other.
+const maxCNAMEHops = 8
+
+// followCNAME completes an ExternalName answer with the records of its target, as CoreDNS does: from the
+// zone when the target is a cluster name, from upstream (when the client may recurse) otherwise.
+func (s *Server) followCNAME(ctx context.Context, resp *dns.Msg, q dns.Question, recursion bool, req *dns.Msg) {
+	if q.Qtype == dns.TypeCNAME {
+		return
+	}
+	for range maxCNAMEHops {
+		if len(resp.Answer) == 0 {
+			return
+		}
+		cname, ok := resp.Answer[len(resp.Answer)-1].(*dns.CNAME)
+		if !ok {
+			return
+		}
+		next := dns.Question{Name: cname.Target, Qtype: q.Qtype, Qclass: q.Qclass}
+		if !s.zone.contains(cname.Target) {
+			if !recursion {
+				return
+			}
+			up, err := s.fwd.resolve(ctx, next, isDO(req))
+			if err != nil {
+				return
+			}
+			resp.Answer = append(resp.Answer, up.Answer...)
+			resp.Rcode = up.Rcode
+			return
+		}
+		r := s.zone.lookup(next)
+		resp.Answer = append(resp.Answer, r.answer...)
+		resp.Rcode = r.rcode
+	}
+}
+
+// recursionAllowed is whether client may use the server as a resolver for any name.
+func (s *Server) recursionAllowed(client netip.Addr) bool {
+	if s.cfg.RecursionAllowed == nil {
+		return client.IsLoopback()
+	}
+	return s.cfg.RecursionAllowed(client)
+}
