@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := /var/cache/nodeagent/bin:/usr/local/go/bin:$(PATH)
 VERSION ?= v0.1.0-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: build run stop test unit e2e lint images bench-pods bench-proxy
+.PHONY: build run stop test unit e2e lint images bench-pods bench-proxy bench-dns
 
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/nodeagent ./cmd/nodeagent
@@ -36,3 +36,6 @@ bench-pods:
 
 bench-proxy:
 	go run ./hack/bench proxy
+
+bench-dns:
+	go run ./hack/bench dns

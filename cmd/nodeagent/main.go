@@ -30,6 +30,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/pkg/config"
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/dns"
 	"github.com/nodeagent/nodeagent/pkg/eviction"
 	"github.com/nodeagent/nodeagent/pkg/metrics"
 	"github.com/nodeagent/nodeagent/pkg/node"
@@ -67,8 +68,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	runMode := run
-	if mode == modeProxyOnly {
+	switch mode {
+	case modeProxyOnly:
 		runMode = runProxyOnly
+	case modeDNSOnly:
+		runMode = runDNSOnly
 	}
 	if err := runMode(ctx, cfg); err != nil {
 		klog.ErrorS(err, "nodeagent stopped")
@@ -78,12 +82,14 @@ func main() {
 	klog.Flush()
 }
 
-// mode is what the process does: the whole node (the default), only the Service proxy, or cleaning up.
+// mode is what the process does: the whole node (the default), only the Service proxy, only DNS, or cleaning
+// up.
 type mode int
 
 const (
 	modeNode mode = iota
 	modeProxyOnly
+	modeDNSOnly
 	modeCleanupProxy
 )
 
@@ -92,12 +98,13 @@ const (
 // configuration.
 func loadConfig(args []string) (cfg *config.Configuration, m mode, err error) {
 	var configFile string
-	var cleanup, proxyOnly bool
+	var cleanup, proxyOnly, dnsOnly bool
 	newFlags := func(cfg *config.Configuration) *pflag.FlagSet {
 		fs := pflag.NewFlagSet("nodeagent", pflag.ContinueOnError)
 		fs.StringVar(&configFile, "config", "", "Path to a "+config.Kind+" YAML file ("+config.APIVersion+"); flags override it.")
 		fs.BoolVar(&cleanup, "cleanup-proxy", false, "Remove the agent's nftables table (inet "+proxy.TableName+") and exit, as kube-proxy --cleanup.")
 		fs.BoolVar(&proxyOnly, "proxy-only", false, "Run only the Service proxy, as kube-proxy does: no Node registration, no pods.")
+		fs.BoolVar(&dnsOnly, "dns-only", false, "Run only the cluster DNS server, as CoreDNS does: no Node registration, no pods.")
 		cfg.AddFlags(fs)
 		klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 		klog.InitFlags(klogFlags)
@@ -123,6 +130,12 @@ func loadConfig(args []string) (cfg *config.Configuration, m mode, err error) {
 	if proxyOnly && !cfg.Proxy.Enabled {
 		errs = append(errs, field.Invalid(field.NewPath("proxy", "enabled"), false, "--proxy-only runs the proxy: it must be enabled"))
 	}
+	if dnsOnly && !cfg.DNS.Enabled {
+		errs = append(errs, field.Invalid(field.NewPath("dns", "enabled"), false, "--dns-only runs the DNS server: it must be enabled"))
+	}
+	if proxyOnly && dnsOnly {
+		errs = append(errs, field.Invalid(field.NewPath("dns-only"), true, "--proxy-only and --dns-only exclude each other"))
+	}
 	if len(errs) > 0 {
 		lines := make([]string, len(errs))
 		for i, e := range errs {
@@ -132,6 +145,9 @@ func loadConfig(args []string) (cfg *config.Configuration, m mode, err error) {
 	}
 	if proxyOnly {
 		return cfg, modeProxyOnly, nil
+	}
+	if dnsOnly {
+		return cfg, modeDNSOnly, nil
 	}
 	return cfg, modeNode, nil
 }
@@ -340,7 +356,8 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, RootDir: cfg.RootDir, NodeMemory: nodeMemory,
 		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls, MaxParallelImagePulls: int(cfg.MaxParallelImagePulls),
 		MaxParallelSandboxes: cfg.SandboxCreationLimit(),
-		ClusterDNS:           cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, RuntimeType: runtimeVersion.RuntimeName,
+		ClusterDNS:           cfg.PodNameservers(), ClusterDomain: cfg.ClusterDomain, ResolvConf: cfg.ResolvConf,
+		RuntimeType: runtimeVersion.RuntimeName,
 		LogRotation: podmanager.LogRotation{MaxSize: cfg.ContainerLogMaxBytes(), MaxFiles: int(cfg.ContainerLogMaxFiles),
 			Interval: cfg.ContainerLogMonitorInterval.Duration},
 		ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
@@ -366,6 +383,17 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	var proxier *proxy.Proxier
 	if cfg.Proxy.Enabled {
 		if proxier, err = newProxier(ctx, cfg, nodeName, client, src, registry); err != nil {
+			return err
+		}
+	}
+	var dnsServer *dns.Server
+	if cfg.DNS.Enabled {
+		if !cfg.Proxy.Enabled {
+			if err := proxy.CheckAccess(ctx, client); err != nil { // DNS needs the same Services and EndpointSlices
+				return err
+			}
+		}
+		if dnsServer, err = newDNSServer(cfg, src, registry); err != nil {
 			return err
 		}
 	}
@@ -395,6 +423,10 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	if proxier != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); proxier.Run(ctx) }()
+	}
+	if dnsServer != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); runDNS(ctx, dnsServer) }()
 	}
 	if static != nil {
 		static.OnChange(func() { pods.StaticPodsChanged(ctx) })

@@ -16,6 +16,12 @@
 // benchmark's, and reports the full sync time (the proxies' own kubeproxy_sync_full_proxy_rules_duration
 // metric), the time from an EndpointSlice update to the kernel's notification of the new rule, and TCP
 // connect times through a VIP to a backend inside the namespace. No traffic leaves the namespace.
+//
+// dns: against a control plane of its own (NODEAGENT_RUN=/var/run/nodeagent-bench-dns) with N Services,
+// runs `nodeagent --dns-only` and CoreDNS v1.15 (kubernetes, cache, forward) one after the other on
+// loopback, each pinned to one core with GOMAXPROCS=1, and reports dnsperf's queries per second at full
+// load and each answer's latency at a fixed rate, for cluster names and for external names in the cache;
+// external names come from a stub upstream of the benchmark's on loopback.
 package main
 
 import (
@@ -31,7 +37,8 @@ import (
 )
 
 const usage = `usage: bench pods [--pods N] [--rounds R] [--runtime containerd|containerd2]
-       bench proxy [--services 10,1000,10000] [--endpoints 10] [--changes 40] [--connects 2000] [--rounds 3]`
+       bench proxy [--services 10,1000,10000] [--endpoints 10] [--changes 40] [--connects 2000] [--rounds 3]
+       bench dns [--services 1000] [--seconds 10] [--rounds 3]`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -67,6 +74,11 @@ func main() {
 			}
 			return runProxyBench(ctx, sizes, *endpoints, *changes, *connects, max(*rounds, 1))
 		}
+	case "dns":
+		services := fs.Int("services", 1000, "Services in the cluster, each queried by name")
+		seconds := fs.Int("seconds", 10, "length of each dnsperf run")
+		rounds := fs.Int("rounds", 3, "runs per server, alternating")
+		run = func() error { return runDNSBench(ctx, max(*services, 1), max(*seconds, 1), max(*rounds, 1)) }
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)

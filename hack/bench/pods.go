@@ -133,7 +133,7 @@ func runPods(ctx context.Context, pods, rounds int, runtimeName string) error {
 			"--kubeconfig", filepath.Join(pki, agentNode+".kubeconfig"), "--hostname-override", agentNode,
 			"--root-dir", filepath.Join(runDir, "agent"), "--container-runtime-endpoint", rt.endpoint,
 			"--cni-conf-dir", rt.cniDir, "--cni-bridge", rt.bridge,
-			"--enable-proxy=false") // the kubelet beside it proxies nothing either
+			"--enable-proxy=false", "--enable-dns=false") // the kubelet beside it proxies and serves DNS for nothing either
 	})
 	if err != nil {
 		return fmt.Errorf("nodeagent: %w", err)

@@ -103,6 +103,29 @@ type Configuration struct {
 	MetricsBindAddress string `json:"metricsBindAddress"`
 	// Proxy is the Service proxy, kube-proxy's part of the node.
 	Proxy ProxyConfiguration `json:"proxy"`
+	// ResolvConf is the node's resolver file (the kubelet's --resolv-conf): pods with dnsPolicy Default get
+	// its servers, searches and options, cluster pods its searches, and the DNS server its nameservers as
+	// upstreams unless dns.upstreams names them; "" means none.
+	ResolvConf string `json:"resolvConf"`
+	// DNS is the cluster DNS server, CoreDNS's (or NodeLocal DNSCache's) part of the node.
+	DNS DNSConfiguration `json:"dns"`
+}
+
+// DNSConfiguration is the node-local cluster DNS server's part.
+type DNSConfiguration struct {
+	// Enabled makes the agent answer cluster DNS for its pods. Pods use it when clusterDNS is empty.
+	Enabled bool `json:"enabled"`
+	// LocalAddress is the address the agent adds to a link of its own (nodeagent-local) and serves DNS on,
+	// reachable from every pod through its default route; the default is NodeLocal DNSCache's. A loopback
+	// address serves the node only.
+	LocalAddress string `json:"localAddress"`
+	// Port is the UDP and TCP port served.
+	Port int32 `json:"port"`
+	// Upstreams are the resolvers (IP or IP:port) that names outside the cluster are forwarded to; empty
+	// means the nameservers of resolvConf.
+	Upstreams []string `json:"upstreams,omitempty"`
+	// CacheSize bounds the upstream answers kept (CoreDNS's cache default).
+	CacheSize int32 `json:"cacheSize"`
 }
 
 // ProxyConfiguration is the Service proxy's part, with kube-proxy's names.
@@ -192,6 +215,8 @@ func Default() *Configuration {
 			SyncPeriod:         metav1.Duration{Duration: time.Hour},
 			HealthzBindAddress: "0.0.0.0:10256",
 		},
+		ResolvConf: "/etc/resolv.conf",
+		DNS:        DNSConfiguration{Enabled: true, LocalAddress: "169.254.20.10", Port: 53, CacheSize: 9984},
 	}
 }
 
@@ -232,6 +257,21 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 		`"primary" or comma-separated CIDRs: the node addresses that accept NodePorts.`)
 	fs.StringVar(&c.Proxy.ClusterCIDR, "cluster-cidr", c.Proxy.ClusterCIDR,
 		"Pod range; traffic to ClusterIPs from outside it is masqueraded (empty: the node's podCIDR).")
+	fs.StringVar(&c.ResolvConf, "resolv-conf", c.ResolvConf, "The node's resolver file, for dnsPolicy Default and DNS upstreams.")
+	fs.BoolVar(&c.DNS.Enabled, "enable-dns", c.DNS.Enabled, "Answer cluster DNS for the node's pods, as CoreDNS does.")
+	fs.StringVar(&c.DNS.LocalAddress, "dns-address", c.DNS.LocalAddress, "Node-local address the DNS server listens on.")
+	fs.Int32Var(&c.DNS.Port, "dns-port", c.DNS.Port, "UDP and TCP port the DNS server listens on.")
+	fs.StringSliceVar(&c.DNS.Upstreams, "dns-upstreams", c.DNS.Upstreams,
+		"Comma-separated resolvers (IP or IP:port) for names outside the cluster; empty: resolv-conf's nameservers.")
+}
+
+// PodNameservers are the resolvers given to pods with dnsPolicy ClusterFirst: clusterDNS, or the agent's
+// own DNS address when clusterDNS is empty and the agent serves DNS.
+func (c *Configuration) PodNameservers() []string {
+	if len(c.ClusterDNS) == 0 && c.DNS.Enabled {
+		return []string{c.DNS.LocalAddress}
+	}
+	return c.ClusterDNS
 }
 
 // LoadFile reads a config file over the defaults. Unknown fields and a wrong apiVersion/kind are errors.
@@ -332,6 +372,7 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	errs = append(errs, validateBindAddress(field.NewPath("metricsBindAddress"), c.MetricsBindAddress)...)
 	errs = append(errs, c.Proxy.validate(field.NewPath("proxy"))...)
+	errs = append(errs, c.DNS.validate(field.NewPath("dns"))...)
 	if c.MaxPods <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxPods"), c.MaxPods, "must be greater than 0"))
 	}
@@ -388,6 +429,37 @@ func (p *ProxyConfiguration) validate(path *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(path.Child("syncPeriod"), p.SyncPeriod.Duration.String(), "must be at least 1s"))
 	}
 	return append(errs, validateBindAddress(path.Child("healthzBindAddress"), p.HealthzBindAddress)...)
+}
+
+func (d *DNSConfiguration) validate(path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if _, err := netip.ParseAddr(d.LocalAddress); err != nil {
+		errs = append(errs, field.Invalid(path.Child("localAddress"), d.LocalAddress, "not an IP address"))
+	}
+	if d.Port < 1 || d.Port > 65535 {
+		errs = append(errs, field.Invalid(path.Child("port"), d.Port, "must be 1-65535"))
+	}
+	for i, u := range d.Upstreams {
+		if _, err := UpstreamAddress(u); err != nil {
+			errs = append(errs, field.Invalid(path.Child("upstreams").Index(i), u, err.Error()))
+		}
+	}
+	if d.CacheSize < 0 {
+		errs = append(errs, field.Invalid(path.Child("cacheSize"), d.CacheSize, "must not be negative"))
+	}
+	return errs
+}
+
+// UpstreamAddress is a resolver given as IP or IP:port as the host:port to ask, port 53 by default.
+func UpstreamAddress(s string) (string, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.String(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return "", errors.New(`want an IP or IP:port, e.g. "10.0.0.2" or "[fd00::2]:5353"`)
+	}
+	return netip.AddrPortFrom(a, 53).String(), nil
 }
 
 // validateBindAddress accepts "" (off) or host:port with an IP host ("" host: every address).

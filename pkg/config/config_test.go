@@ -50,6 +50,9 @@ func TestValidateNamesEachBadField(t *testing.T) {
 	c.Proxy.ClusterCIDR = "10.244.0.0"
 	c.MetricsBindAddress = "localhost:10249"
 	c.Proxy.HealthzBindAddress = "0.0.0.0:99999"
+	c.DNS.LocalAddress = "169.254.20"
+	c.DNS.Upstreams = []string{"10.0.0.2", "dns.example:53"}
+	c.DNS.Port = 0
 	got := c.Validate().ToAggregate().Error()
 	for _, want := range []string{
 		`kubeconfig: Invalid value: "/does/not/exist": file does not exist`,
@@ -63,6 +66,9 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`proxy.clusterCIDR: Invalid value: "10.244.0.0": not a CIDR`,
 		`metricsBindAddress: Invalid value: "localhost:10249": want IP:port`,
 		`proxy.healthzBindAddress: Invalid value: "0.0.0.0:99999": want IP:port`,
+		`dns.localAddress: Invalid value: "169.254.20": not an IP address`,
+		`dns.upstreams[1]: Invalid value: "dns.example:53": want an IP or IP:port`,
+		`dns.port: Invalid value: 0: must be 1-65535`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("errors %q\nlack %q", got, want)
@@ -97,7 +103,11 @@ func TestShippedExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy/nodeagent.yaml: %v", err)
 	}
-	if c.Kubeconfig != "/etc/nodeagent/kubeconfig" || len(c.ClusterDNS) != 1 || c.MaxPods != 110 {
+	if c.Kubeconfig != "/etc/nodeagent/kubeconfig" || c.MaxPods != 110 || !c.DNS.Enabled {
 		t.Errorf("example config read as %+v", c)
+	}
+	// Without clusterDNS, pods use the agent's own DNS server.
+	if got := c.PodNameservers(); len(got) != 1 || got[0] != "169.254.20.10" {
+		t.Errorf("pod nameservers %v, want the agent's 169.254.20.10", got)
 	}
 }

@@ -63,8 +63,11 @@ type Config struct {
 	MaxParallelSandboxes int
 	// AllowedUnsafeSysctls are the sysctls (or prefixes ending in *) pods may set beyond the safe set.
 	AllowedUnsafeSysctls []string
-	ClusterDNS           []string
-	ClusterDomain        string
+	// ClusterDNS are the nameservers of pods with dnsPolicy ClusterFirst; ClusterDomain is their search path's.
+	ClusterDNS    []string
+	ClusterDomain string
+	// ResolvConf is the node's resolver file (pods with dnsPolicy Default); "" means none.
+	ResolvConf string
 	// RuntimeType prefixes container IDs in the status ("containerd://..."), from the runtime's version.
 	RuntimeType string
 	// LogRotation is the container log policy; a zero MaxSize turns rotation off.

@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/dns"
 	"github.com/nodeagent/nodeagent/pkg/source"
 )
 
@@ -295,19 +296,14 @@ func (w *worker) namespaceOptions(pod *corev1.Pod) *runtimeapi.NamespaceOption {
 	return &runtimeapi.NamespaceOption{Network: network, Ipc: ipc, Pid: pid}
 }
 
-// dnsConfig is the resolver the kubelet gives a pod; nil lets the runtime copy the node's resolv.conf.
+// dnsConfig is the resolver the kubelet gives a pod. The node's resolv.conf is read for each sandbox, as the
+// kubelet does, so a change to it reaches new pods; an unreadable one is an Event and no host part.
 func (w *worker) dnsConfig(pod *corev1.Pod) *runtimeapi.DNSConfig {
-	clusterFirst := pod.Spec.DNSPolicy == corev1.DNSClusterFirst && !pod.Spec.HostNetwork ||
-		pod.Spec.DNSPolicy == corev1.DNSClusterFirstWithHostNet
-	if !clusterFirst || len(w.m.cfg.ClusterDNS) == 0 {
-		return nil
+	host, err := dns.ReadResolvConf(w.m.cfg.ResolvConf)
+	if err != nil {
+		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "DNSConfigForming", "Could not read the node's resolver config: %v", err)
 	}
-	d := w.m.cfg.ClusterDomain
-	return &runtimeapi.DNSConfig{
-		Servers:  w.m.cfg.ClusterDNS,
-		Searches: []string{pod.Namespace + ".svc." + d, "svc." + d, d},
-		Options:  []string{"ndots:5"},
-	}
+	return podDNSConfig(pod, w.m.cfg.ClusterDNS, w.m.cfg.ClusterDomain, host)
 }
 
 func protocol(p corev1.Protocol) runtimeapi.Protocol {

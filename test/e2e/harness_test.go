@@ -20,6 +20,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/nodeagent/nodeagent/pkg/node"
 )
 
 const (
@@ -47,6 +49,9 @@ type harness struct {
 	// kubectl is the v1.37 kubectl built with the control plane, run with the admin kubeconfig.
 	kubectl string
 	admin   string
+	// upstream is the DNS resolver on loopback that the agent forwards names outside the cluster to, so
+	// that no test query leaves the machine.
+	upstream *upstreamStub
 }
 
 var stack *harness
@@ -104,6 +109,9 @@ func startHarness() (*harness, error) {
 		return h, err
 	}
 
+	if h.upstream, err = startUpstreamStub(); err != nil {
+		return h, err
+	}
 	h.agentBin = filepath.Join(runDir, "nodeagent")
 	build := exec.Command("go", "build", "-o", h.agentBin, "./cmd/nodeagent")
 	build.Dir, build.Stdout, build.Stderr = repo, os.Stdout, os.Stderr
@@ -142,7 +150,8 @@ func (h *harness) startAgent(extra ...string) error {
 		"evictionPressureTransitionPeriod: 5s\n"+
 		// NodePorts on the node's bridge address only, so tests reach them without touching the host's
 		// own interfaces.
-		"proxy:\n  nodePortAddresses: ["+clusterCIDR+"]\n"), 0o644); err != nil {
+		"proxy:\n  nodePortAddresses: ["+clusterCIDR+"]\n"+
+		"dns:\n  upstreams: [\""+h.upstream.addr+"\"]\n"), 0o644); err != nil {
 		return err
 	}
 	h.agent = exec.Command(h.agentBin, "--config", config,
@@ -200,11 +209,16 @@ func (h *harness) stop() {
 		if out, err := exec.Command(h.agentBin, "--cleanup-proxy").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: nodeagent --cleanup-proxy: %v\n%s", err, out)
 		}
+		// And the link holding its DNS address.
+		_ = exec.Command("ip", "link", "del", node.LocalServiceLink).Run()
 	}
 	// Anything still in the runtime for this node (a failed test's pods) goes, by the agent's node label.
 	_ = exec.Command("bash", "-c", `ids=$(crictl pods --label io.nodeagent.node=`+nodeName+` -q);
 		[ -z "$ids" ] || { crictl stopp $ids; crictl rmp -f $ids; }`).Run()
 	_ = os.Remove(cniConfFile)
+	if h.upstream != nil {
+		h.upstream.stop()
+	}
 	if h.env != nil {
 		h.env = append(h.env, "CLEAN=1")
 		if err := h.script("hack/controlplane.sh", "down"); err != nil {

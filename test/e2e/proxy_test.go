@@ -94,65 +94,9 @@ func TestServiceClusterIPAndNodePort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	ns := newNamespace(t)
-	labels := map[string]string{"app": "svc"}
-	spec := testPodSpec(testImage)
-	spec.Containers[0].Ports[0].Name = "http" // the Service targets it by name
-	replicas := int32(2)
-	if _, err := stack.client.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "svc"},
-		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := stack.client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "svc"},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: labels,
-			Ports: []corev1.ServicePort{{Name: "web", Port: 80, TargetPort: intstr.FromString("http")}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, pods := deployService(ctx, t, ns, "svc", 2)
 	vip := netip.MustParseAddr(svc.Spec.ClusterIP)
 	nodePort := uint16(svc.Spec.Ports[0].NodePort)
-
-	var pods []string
-	err = pollUntil(ctx, func() (bool, error) {
-		list, err := stack.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=svc"})
-		if err != nil {
-			return false, err
-		}
-		pods = nil
-		for i := range list.Items {
-			if podRunningAndReady(&list.Items[i]) {
-				pods = append(pods, list.Items[i].Name)
-			}
-		}
-		slices.Sort(pods)
-		return len(pods) == int(replicas), nil
-	})
-	if err != nil {
-		t.Fatalf("pods not Running and Ready: %v\n%s", err, describe(ns))
-	}
-	// The endpoints controller publishes both; the agent then puts the VIP in its map.
-	err = pollUntil(ctx, func() (bool, error) {
-		slices, err := stack.client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=svc"})
-		if err != nil {
-			return false, err
-		}
-		ready := 0
-		for _, s := range slices.Items {
-			for _, e := range s.Endpoints {
-				if e.Conditions.Ready != nil && *e.Conditions.Ready {
-					ready++
-				}
-			}
-		}
-		return ready == int(replicas), nil
-	})
-	if err != nil {
-		t.Fatalf("EndpointSlices never had %d ready endpoints: %v", replicas, err)
-	}
 	if err := pollUntil(ctx, func() (bool, error) { return mapHasKey("service-ips", vipKey(vip, 80)) }); err != nil {
 		t.Fatalf("the agent never programmed %s:80: %v", vip, err)
 	}
@@ -259,4 +203,66 @@ func TestServiceClusterIPAndNodePort(t *testing.T) {
 	}); err != nil {
 		t.Errorf("%s:80 still in the table after the Service was deleted: %v", vip, err)
 	}
+}
+
+// deployService runs a Deployment of test servers and a NodePort Service of its name (port 80), targeting
+// the servers' port by name, and waits until every replica is Ready and published as a ready endpoint. It
+// returns the Service and the pods' names, sorted.
+func deployService(ctx context.Context, t *testing.T, ns, name string, replicas int32) (*corev1.Service, []string) {
+	t.Helper()
+	labels := map[string]string{"app": name}
+	spec := testPodSpec(testImage)
+	spec.Containers[0].Ports[0].Name = "http" // the Service targets it by name
+	if _, err := stack.client.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := stack.client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: labels,
+			Ports: []corev1.ServicePort{{Name: "web", Port: 80, TargetPort: intstr.FromString("http")}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pods []string
+	err = pollUntil(ctx, func() (bool, error) {
+		list, err := stack.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+		if err != nil {
+			return false, err
+		}
+		pods = nil
+		for i := range list.Items {
+			if podRunningAndReady(&list.Items[i]) {
+				pods = append(pods, list.Items[i].Name)
+			}
+		}
+		slices.Sort(pods)
+		return len(pods) == int(replicas), nil
+	})
+	if err != nil {
+		t.Fatalf("pods not Running and Ready: %v\n%s", err, describe(ns))
+	}
+	err = pollUntil(ctx, func() (bool, error) {
+		slices, err := stack.client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+		if err != nil {
+			return false, err
+		}
+		ready := 0
+		for _, s := range slices.Items {
+			for _, e := range s.Endpoints {
+				if e.Conditions.Ready != nil && *e.Conditions.Ready {
+					ready++
+				}
+			}
+		}
+		return ready == int(replicas), nil
+	})
+	if err != nil {
+		t.Fatalf("EndpointSlices never had %d ready endpoints: %v", replicas, err)
+	}
+	return svc, pods
 }
