@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 const (
@@ -73,20 +71,11 @@ func runDNSBench(ctx context.Context, services, seconds, rounds int) error {
 	if err != nil {
 		return err
 	}
-	if _, err := shell(repo, dnsClusterEnv, "hack/controlplane.sh up"); err != nil {
-		return err
-	}
-	defer func() { _, _ = shell(repo, append(dnsClusterEnv, "CLEAN=1"), "hack/controlplane.sh down") }()
-	kubeconfig := filepath.Join(dnsRunDir, "cluster", "pki", "admin.kubeconfig")
-	restConfig, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	client, kubeconfig, stopCluster, err := startBenchCluster(repo, dnsRunDir, dnsClusterEnv)
 	if err != nil {
 		return err
 	}
-	restConfig.QPS, restConfig.Burst = 1000, 2000
-	client, err := kubernetes.NewForConfig(restConfig)
-	if err != nil {
-		return err
-	}
+	defer stopCluster()
 	if err := createServices(ctx, client, 0, services, 1); err != nil {
 		return err
 	}

@@ -98,20 +98,11 @@ func runProxyBench(ctx context.Context, sizes []int, endpoints, changes, connect
 	if _, err := shell(repo, nil, "go build -o "+agentBin+" ./cmd/nodeagent"); err != nil {
 		return err
 	}
-	if _, err := shell(repo, proxyClusterEnv, "hack/controlplane.sh up"); err != nil {
-		return err
-	}
-	defer func() { _, _ = shell(repo, append(proxyClusterEnv, "CLEAN=1"), "hack/controlplane.sh down") }()
-	kubeconfig := filepath.Join(proxyRunDir, "cluster", "pki", "admin.kubeconfig")
-	restConfig, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	client, kubeconfig, stopCluster, err := startBenchCluster(repo, proxyRunDir, proxyClusterEnv)
 	if err != nil {
 		return err
 	}
-	restConfig.QPS, restConfig.Burst = 1000, 2000
-	client, err := kubernetes.NewForConfig(restConfig)
-	if err != nil {
-		return err
-	}
+	defer stopCluster()
 	if err := createProxyNode(ctx, client); err != nil {
 		return err
 	}
@@ -634,3 +625,25 @@ func reportProxy(sizes []int, endpoints int, results map[int]map[string]*proxyFi
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// startBenchCluster brings up a control plane of the benchmark's own (env says where and on which ports)
+// and returns an admin client with generous rate limits, the admin kubeconfig, and how to take it down.
+func startBenchCluster(repo, runDir string, env []string) (kubernetes.Interface, string, func(), error) {
+	if _, err := shell(repo, env, "hack/controlplane.sh up"); err != nil {
+		return nil, "", nil, err
+	}
+	stop := func() { _, _ = shell(repo, append(env, "CLEAN=1"), "hack/controlplane.sh down") }
+	kubeconfig := filepath.Join(runDir, "cluster", "pki", "admin.kubeconfig")
+	restConfig, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		stop()
+		return nil, "", nil, err
+	}
+	restConfig.QPS, restConfig.Burst = 1000, 2000
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		stop()
+		return nil, "", nil, err
+	}
+	return client, kubeconfig, stop, nil
+}

@@ -91,7 +91,7 @@ type stubUpstream struct {
 	tcpQueries atomic.Int32
 }
 
-func startStubUpstream(t *testing.T) *stubUpstream {
+func startStubUpstream(t testing.TB) *stubUpstream {
 	t.Helper()
 	stub := &stubUpstream{}
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
