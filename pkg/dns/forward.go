@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,14 +33,25 @@ func newForwarder(upstreams []string, timeout time.Duration, c *answerCache, m *
 	}
 }
 
-// resolve answers q from the cache or from the first upstream that answers. The returned message is the
-// caller's to change. An error means no upstream answered.
-func (f *forwarder) resolve(ctx context.Context, q dns.Question, do bool) (*dns.Msg, error) {
-	key := keyOf(q, do)
-	if msg, denial := f.cache.get(key); msg != nil {
+// errNotCached is forwarder.cached's answer when only an upstream could answer.
+var errNotCached = errors.New("not in the cache")
+
+// cached answers q from the cache only, so a caller that must not wait for the network can tell.
+func (f *forwarder) cached(_ context.Context, q dns.Question, do bool) (*dns.Msg, error) {
+	if msg, denial := f.cache.get(keyOf(q, do)); msg != nil {
 		f.metrics.cacheHit(denial)
 		return msg, nil
 	}
+	return nil, errNotCached
+}
+
+// resolve answers q from the cache or from the first upstream that answers. The returned message is the
+// caller's to change. An error means no upstream answered.
+func (f *forwarder) resolve(ctx context.Context, q dns.Question, do bool) (*dns.Msg, error) {
+	if msg, err := f.cached(ctx, q, do); err == nil {
+		return msg, nil
+	}
+	key := keyOf(q, do)
 	f.metrics.cacheMiss()
 	req := new(dns.Msg)
 	req.Question = []dns.Question{q}

@@ -3,7 +3,9 @@ package dns
 import (
 	"context"
 	"net"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -23,8 +25,8 @@ func (r *recorder) TsigStatus() error           { return nil }
 func (r *recorder) TsigTimersOnly(bool)         {}
 func (r *recorder) Hijack()                     {}
 
-// FuzzQuery sends arbitrary packets down the server's query path, as the listener would after decoding
-// them: whatever arrives, the server answers with a message that packs, for the same ID and question, and
+// FuzzQuery sends arbitrary packets down the server's query path, as the UDP listener does: whatever
+// arrives, the server drops it, refuses it, or answers with a message that packs, for the same ID, and
 // never panics. Upstream forwarding has no upstream here, so nothing leaves the process.
 func FuzzQuery(f *testing.F) {
 	for _, q := range []struct {
@@ -49,22 +51,27 @@ func FuzzQuery(f *testing.F) {
 		f.Add(packed)
 	}
 	ts := startServer(f, Config{}, clusterObjects()...)
-	h := ts.server.Handler(context.Background())
+	client := netip.MustParseAddr("127.0.0.1")
 	f.Fuzz(func(t *testing.T, packet []byte) {
-		req := new(dns.Msg)
-		if err := req.Unpack(packet); err != nil {
-			return // the listener answers these itself: TestMalformedPacketsGetFormerrOrNothing
+		// The UDP listener's path: decode, then answer.
+		req, reply := ts.server.decode(packet)
+		if req == nil {
+			if reply != nil {
+				if _, err := reply.Pack(); err != nil {
+					t.Fatalf("refusal does not pack: %v", err)
+				}
+			}
+			return
 		}
-		w := &recorder{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}}
-		h.ServeDNS(w, req)
-		if w.msg == nil {
-			t.Fatal("no answer")
+		resp, err := ts.server.respond(context.Background(), time.Now(), client, "udp", req, ts.server.fwd.resolve)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
 		}
-		if w.msg.Id != req.Id || !w.msg.Response {
-			t.Fatalf("answer id %d response=%v for query id %d", w.msg.Id, w.msg.Response, req.Id)
+		if resp.Id != req.Id || !resp.Response {
+			t.Fatalf("answer id %d response=%v for query id %d", resp.Id, resp.Response, req.Id)
 		}
-		if _, err := w.msg.Pack(); err != nil {
-			t.Fatalf("answer does not pack: %v\n%v", err, w.msg)
+		if _, err := resp.Pack(); err != nil {
+			t.Fatalf("answer does not pack: %v\n%v", err, resp)
 		}
 	})
 }

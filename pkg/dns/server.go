@@ -145,27 +145,32 @@ func (s *Server) Addrs() []string {
 // Serve answers on the sockets Listen opened until ctx ends.
 func (s *Server) Serve(ctx context.Context) error {
 	h := s.Handler(ctx)
-	var servers []*dns.Server
-	started := make(chan struct{}, 2*len(s.packetConns))
-	notify := func() { started <- struct{}{} }
-	for i := range s.packetConns {
-		servers = append(servers,
-			&dns.Server{PacketConn: s.packetConns[i], Handler: h, MsgInvalidFunc: s.invalid, NotifyStartedFunc: notify},
-			&dns.Server{Listener: s.listeners[i], Handler: h, MsgInvalidFunc: s.invalid, NotifyStartedFunc: notify})
+	var tcpServers []*dns.Server
+	started := make(chan struct{}, len(s.listeners))
+	for _, l := range s.listeners {
+		tcpServers = append(tcpServers, &dns.Server{Listener: l, Handler: h, MsgInvalidFunc: s.invalid,
+			NotifyStartedFunc: func() { started <- struct{}{} }})
 	}
-	errs := make(chan error, len(servers))
-	var wg sync.WaitGroup
-	for _, srv := range servers {
+	errs := make(chan error, len(tcpServers)+len(s.packetConns))
+	var wg, pending sync.WaitGroup
+	for _, srv := range tcpServers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			errs <- srv.ActivateAndServe()
 		}()
 	}
-	// Each server either starts or fails; one shut down before it started would start afterwards and never
-	// end, so the shutdown below waits for all of them to be one or the other.
+	for _, pc := range s.packetConns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.serveUDP(ctx, pc, &pending)
+		}()
+	}
+	// Each TCP server either starts or fails; one shut down before it started would start afterwards and
+	// never end, so the shutdown below waits for all of them to be one or the other.
 	var err error
-	for range servers {
+	for range tcpServers {
 		select {
 		case <-started:
 		case serveErr := <-errs:
@@ -180,44 +185,57 @@ func (s *Server) Serve(ctx context.Context) error {
 			err = fmt.Errorf("dns: serving: %w", serveErr)
 		}
 	}
-	for _, srv := range servers {
+	for _, srv := range tcpServers {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if shutErr := srv.ShutdownContext(shutdownCtx); shutErr != nil {
 			klog.V(2).InfoS("DNS server did not shut down cleanly", "err", shutErr)
 		}
 		cancel()
 	}
+	for _, pc := range s.packetConns {
+		pc.Close() // ends serveUDP
+	}
 	wg.Wait()
+	pending.Wait()
 	return err
 }
 
 func (s *Server) invalid([]byte, error) { s.metrics.malformed.Inc() }
 
-// Handler is the query path; forwarded questions end with ctx.
+// Handler is the query path as a miekg/dns handler (the TCP listener's); forwarded questions end with ctx.
 func (s *Server) Handler(ctx context.Context) dns.Handler {
 	return dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		start := time.Now()
 		client, proto := remote(w.RemoteAddr())
-		resp, zoneLabel, plugin := s.answer(ctx, client, req)
-		if opt := req.IsEdns0(); opt != nil {
-			resp.SetEdns0(serverBufferSize, opt.Do())
-		}
-		if proto == "udp" {
-			resp.Truncate(clientBufferSize(req))
-		}
+		resp, _ := s.respond(ctx, time.Now(), client, proto, req, s.fwd.resolve)
 		if err := w.WriteMsg(resp); err != nil {
 			klog.V(4).InfoS("Could not write a DNS answer", "client", client, "err", err)
 		}
-		family := 1
-		if client.Is6() {
-			family = 2
-		}
-		var qtype uint16
-		if len(req.Question) > 0 {
-			qtype = req.Question[0].Qtype
-		}
-		s.metrics.request(zoneLabel, proto, family, qtype, resp.Rcode, plugin, time.Since(start))
 	})
+}
+
+// respond answers req and counts it: the answer with the client's EDNS0 and, over UDP, cut to the size the
+// client takes. An error is resolve's (errNotCached), and then nothing was answered or counted.
+func (s *Server) respond(ctx context.Context, start time.Time, client netip.Addr, proto string, req *dns.Msg, resolve resolver) (*dns.Msg, error) {
+	resp, zoneLabel, plugin, err := s.answer(ctx, client, req, resolve)
+	if err != nil {
+		return nil, err
+	}
+	if opt := req.IsEdns0(); opt != nil {
+		resp.SetEdns0(serverBufferSize, opt.Do())
+	}
+	if proto == "udp" {
+		resp.Truncate(clientBufferSize(req))
+	}
+	family := 1
+	if client.Is6() {
+		family = 2
+	}
+	var qtype uint16
+	if len(req.Question) > 0 {
+		qtype = req.Question[0].Qtype
+	}
+	s.metrics.request(zoneLabel, proto, family, qtype, resp.Rcode, plugin, time.Since(start))
+	return resp, nil
 }
 
 func remote(addr net.Addr) (netip.Addr, string) {
@@ -238,51 +256,61 @@ func clientBufferSize(req *dns.Msg) int {
 	return dns.MinMsgSize
 }
 
+// resolver answers a question from outside the cluster: forwarder.resolve, or forwarder.cached, which
+// never waits for the network.
+type resolver func(ctx context.Context, q dns.Question, do bool) (*dns.Msg, error)
+
 // answer builds the reply to req, and says which zone and which part of the server answered, for metrics.
-func (s *Server) answer(ctx context.Context, client netip.Addr, req *dns.Msg) (resp *dns.Msg, zoneLabel, plugin string) {
+// Its only error is resolve's errNotCached.
+func (s *Server) answer(ctx context.Context, client netip.Addr, req *dns.Msg, resolve resolver) (resp *dns.Msg, zoneLabel, plugin string, err error) {
 	resp = new(dns.Msg)
 	resp.SetReply(req)
 	recursion := s.recursionAllowed(client)
 	resp.RecursionAvailable = recursion
 	if req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 {
 		resp.SetRcode(req, dns.RcodeNotImplemented)
-		return resp, ".", ""
+		return resp, ".", "", nil
 	}
 	q := req.Question[0]
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
 		resp.Rcode = dns.RcodeRefused
-		return resp, ".", ""
+		return resp, ".", "", nil
 	}
 	name := strings.ToLower(q.Name)
 	if s.zone.contains(name) {
 		s.fill(resp, s.zone.lookup(q))
-		s.followCNAME(ctx, resp, q, recursion, req)
-		return resp, s.zone.origin, "kubernetes"
+		if err := s.followCNAME(ctx, resp, q, recursion, req, resolve); err != nil {
+			return nil, "", "", err
+		}
+		return resp, s.zone.origin, "kubernetes", nil
 	}
 	if addr, ok := reverseAddr(name); ok {
 		if r := s.zone.reverse(q, addr); !r.notOurs {
 			s.fill(resp, r)
 			if addr.Is4() {
-				return resp, "in-addr.arpa.", "kubernetes"
+				return resp, "in-addr.arpa.", "kubernetes", nil
 			}
-			return resp, "ip6.arpa.", "kubernetes"
+			return resp, "ip6.arpa.", "kubernetes", nil
 		}
 	}
 	if !recursion {
 		resp.Rcode = dns.RcodeRefused
-		return resp, ".", ""
+		return resp, ".", "", nil
 	}
-	up, err := s.fwd.resolve(ctx, q, isDO(req))
+	up, err := resolve(ctx, q, isDO(req))
+	if errors.Is(err, errNotCached) {
+		return nil, "", "", err
+	}
 	s.metrics.cacheEntries(s.fwd.cache.counts())
 	if err != nil {
 		klog.V(2).InfoS("Could not resolve a name upstream", "name", q.Name, "type", dns.TypeToString[q.Qtype], "err", err)
 		resp.Rcode = dns.RcodeServerFailure
-		return resp, ".", "forward"
+		return resp, ".", "forward", nil
 	}
 	resp.Rcode = up.Rcode
 	resp.Answer, resp.Ns, resp.Extra = up.Answer, up.Ns, up.Extra
 	resp.AuthenticatedData = up.AuthenticatedData
-	return resp, ".", "forward"
+	return resp, ".", "forward", nil
 }
 
 func isDO(req *dns.Msg) bool {
@@ -306,35 +334,38 @@ const maxCNAMEHops = 8
 
 // followCNAME completes an ExternalName answer with the records of its target, as CoreDNS does: from the
 // zone when the target is a cluster name, from upstream (when the client may recurse) otherwise.
-func (s *Server) followCNAME(ctx context.Context, resp *dns.Msg, q dns.Question, recursion bool, req *dns.Msg) {
+func (s *Server) followCNAME(ctx context.Context, resp *dns.Msg, q dns.Question, recursion bool, req *dns.Msg, resolve resolver) error {
 	if q.Qtype == dns.TypeCNAME {
-		return
+		return nil
 	}
 	for range maxCNAMEHops {
 		if len(resp.Answer) == 0 {
-			return
+			return nil
 		}
 		cname, ok := resp.Answer[len(resp.Answer)-1].(*dns.CNAME)
 		if !ok {
-			return
+			return nil
 		}
 		next := dns.Question{Name: cname.Target, Qtype: q.Qtype, Qclass: q.Qclass}
 		if !s.zone.contains(cname.Target) {
 			if !recursion {
-				return
+				return nil
 			}
-			up, err := s.fwd.resolve(ctx, next, isDO(req))
-			if err != nil {
-				return
+			up, err := resolve(ctx, next, isDO(req))
+			if errors.Is(err, errNotCached) {
+				return err
 			}
-			resp.Answer = append(resp.Answer, up.Answer...)
-			resp.Rcode = up.Rcode
-			return
+			if err == nil {
+				resp.Answer = append(resp.Answer, up.Answer...)
+				resp.Rcode = up.Rcode
+			}
+			return nil
 		}
 		r := s.zone.lookup(next)
 		resp.Answer = append(resp.Answer, r.answer...)
 		resp.Rcode = r.rcode
 	}
+	return nil
 }
 
 // recursionAllowed is whether client may use the server as a resolver for any name.
