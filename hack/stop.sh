@@ -16,5 +16,7 @@ if [[ -f $NODEAGENT_RUN/nodeagent.pid ]]; then log "stopping nodeagent"; fi
 stop_pidfile "$NODEAGENT_RUN/nodeagent.pid"
 # A stopped agent leaves its Service rules so a restart loses no traffic; stopping the cluster removes them.
 if [[ -x $NODEAGENT_REPO/bin/nodeagent ]]; then "$NODEAGENT_REPO/bin/nodeagent" --cleanup-proxy; fi
+# Likewise the link that holds its DNS address (169.254.20.10).
+ip link del nodeagent-local 2>/dev/null || true
 "$NODEAGENT_REPO/hack/controlplane.sh" down
 log "stopped"
