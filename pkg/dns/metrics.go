@@ -8,7 +8,8 @@ import (
 )
 
 // metrics has CoreDNS's names and labels, so its dashboards and alerts work on the agent: the server's
-// (coredns_dns_*), the cache plugin's (coredns_cache_*) and the forward plugin's (coredns_proxy_*).
+// (coredns_dns_*), the cache plugin's (coredns_cache_*) and the forward plugin's (coredns_proxy_*,
+// coredns_forward_*).
 type metrics struct {
 	server string // the label of every series: "dns://" + the first listen address
 	zones  string // the cache's zones label
@@ -21,7 +22,9 @@ type metrics struct {
 	cacheMisses *prometheus.CounterVec
 	entries     *prometheus.GaugeVec
 	upstreamRT  *prometheus.HistogramVec
-	all         []prometheus.Collector
+	// forwardRejects counts questions answered SERVFAIL because maxForwarding were waiting already.
+	forwardRejects prometheus.Counter
+	all            []prometheus.Collector
 }
 
 func newMetrics(server string) *metrics {
@@ -54,8 +57,11 @@ func newMetrics(server string) *metrics {
 			Name: "coredns_proxy_request_duration_seconds", Help: "Histogram of the time each request took.",
 			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 16),
 		}, []string{"proxy_name", "to", "rcode"}),
+		forwardRejects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coredns_forward_max_concurrent_rejects_total", Help: "Counter of the number of queries rejected because the concurrent queries were at maximum.",
+		}),
 	}
-	m.all = []prometheus.Collector{m.requests, m.responses, m.duration, m.malformed, m.cacheHits, m.cacheMisses, m.entries, m.upstreamRT}
+	m.all = []prometheus.Collector{m.requests, m.responses, m.duration, m.malformed, m.cacheHits, m.cacheMisses, m.entries, m.upstreamRT, m.forwardRejects}
 	return m
 }
 

@@ -55,6 +55,8 @@ type Server struct {
 
 	packetConns []net.PacketConn
 	listeners   []net.Listener
+	// forwarding holds a token per UDP question waiting for an upstream (maxForwarding).
+	forwarding chan struct{}
 }
 
 // serverBufferSize is the EDNS0 UDP size the server advertises to its clients.
@@ -96,10 +98,11 @@ func New(cfg Config, factory informers.SharedInformerFactory) (*Server, error) {
 		}
 	}
 	return &Server{
-		cfg:     cfg,
-		zone:    newZone(cfg.Domain, cfg.TTL, services.GetIndexer(), slices.GetIndexer()),
-		fwd:     newForwarder(cfg.Upstreams, cfg.UpstreamTimeout, newAnswerCache(cfg.CacheSize, time.Now), m),
-		metrics: m,
+		cfg:        cfg,
+		zone:       newZone(cfg.Domain, cfg.TTL, services.GetIndexer(), slices.GetIndexer()),
+		fwd:        newForwarder(cfg.Upstreams, cfg.UpstreamTimeout, newAnswerCache(cfg.CacheSize, time.Now), m),
+		metrics:    m,
+		forwarding: make(chan struct{}, maxForwarding),
 	}, nil
 }
 

@@ -529,3 +529,28 @@ func TestMetricsHaveCoreDNSNames(t *testing.T) {
 		t.Errorf("coredns_dns_request_duration_seconds: %d series, %v", n, err)
 	}
 }
+
+// A flood of uncached names costs a bounded number of goroutines: past maxForwarding questions waiting for
+// an upstream, the next is answered SERVFAIL at once and counted, as CoreDNS's max_concurrent does.
+func TestForwardingIsBounded(t *testing.T) {
+	stub := startStubUpstream(t)
+	ts := startServer(t, Config{Upstreams: []string{stub.addr}}, clusterObjects()...)
+	for range maxForwarding { // as if that many questions were waiting for the upstream
+		ts.server.forwarding <- struct{}{}
+	}
+	if got := dig(t, ts.addr, "www.example.org", "A"); got.status != "SERVFAIL" {
+		t.Errorf("with %d questions waiting: %s, want SERVFAIL", maxForwarding, got.status)
+	}
+	if n := testutil.ToFloat64(ts.server.metrics.forwardRejects); n != 1 || stub.udpQueries.Load() != 0 {
+		t.Errorf("coredns_forward_max_concurrent_rejects_total = %v, upstream asked %d times; want 1 and 0", n, stub.udpQueries.Load())
+	}
+	if got := dig(t, ts.addr, "web.default.svc.cluster.local", "A"); got.status != "NOERROR" {
+		t.Errorf("cluster name while upstream questions are full: %s", got.status)
+	}
+	for range maxForwarding {
+		<-ts.server.forwarding
+	}
+	if got := dig(t, ts.addr, "www.example.org", "A"); got.status != "NOERROR" {
+		t.Errorf("after the waiting questions ended: %s", got.status)
+	}
+}

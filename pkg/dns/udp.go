@@ -65,12 +65,18 @@ func (s *Server) serveUDP(ctx context.Context, pc net.PacketConn, pending *sync.
 			client, _ := remote(from)
 			resp, err := s.respond(ctx, start, client, "udp", req, s.fwd.cached)
 			if errors.Is(err, errNotCached) {
-				pending.Add(1)
-				go func() {
-					defer pending.Done()
-					s.forwardUDP(ctx, pc, from, client, req)
-				}()
-				continue
+				select {
+				case s.forwarding <- struct{}{}:
+					pending.Add(1)
+					go func() {
+						defer func() { <-s.forwarding; pending.Done() }()
+						s.forwardUDP(ctx, pc, from, client, req)
+					}()
+					continue
+				default: // as many questions as allowed wait for upstreams already: SERVFAIL at once
+					s.metrics.forwardRejects.Inc()
+					resp, _ = s.respond(ctx, start, client, "udp", req, refuseUpstream)
+				}
 			}
 			if s.pack(resp, &out[replies], from) {
 				replies++
@@ -85,6 +91,17 @@ func (s *Server) serveUDP(ctx context.Context, pc net.PacketConn, pending *sync.
 			sent += k
 		}
 	}
+}
+
+// maxForwarding bounds the UDP questions waiting for an upstream at once, as CoreDNS's forward plugin's
+// max_concurrent does: a flood of names nobody cached costs a bounded number of goroutines.
+const maxForwarding = 1000
+
+// errTooManyForwarded is refuseUpstream's error: it makes the answer SERVFAIL.
+var errTooManyForwarded = errors.New("too many questions waiting for an upstream")
+
+func refuseUpstream(context.Context, dns.Question, bool) (*dns.Msg, error) {
+	return nil, errTooManyForwarded
 }
 
 // forwardUDP answers one query that needs an upstream, from its own goroutine.
