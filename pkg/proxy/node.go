@@ -53,9 +53,10 @@ func NodePortIPs(node *corev1.Node, nodePortAddresses []string, hostAddrs func()
 	return slices.Compact(ips), nil
 }
 
-// CheckAccess makes sure the agent's credentials may list Services and EndpointSlices in all namespaces.
-// The Node authorizer does not give a node EndpointSlices: without a binding the proxy's cache would never
-// fill and the agent would wait forever, so start-up stops with what to do instead.
+// CheckAccess makes sure the agent's credentials may list Services and EndpointSlices in all namespaces,
+// which the proxy and cluster DNS watch. The Node authorizer does not give a node EndpointSlices: without a
+// binding the cache would never fill and the agent would wait forever, so start-up stops with what to do
+// instead.
 func CheckAccess(ctx context.Context, client kubernetes.Interface) error {
 	one := metav1.ListOptions{Limit: 1}
 	if _, err := client.CoreV1().Services("").List(ctx, one); err != nil {
@@ -69,9 +70,9 @@ func CheckAccess(ctx context.Context, client kubernetes.Interface) error {
 
 func accessError(resource string, err error) error {
 	if apierrors.IsForbidden(err) {
-		return fmt.Errorf("the Service proxy cannot list %s: %w; give the node kube-proxy's role "+
+		return fmt.Errorf("the agent cannot list %s, which its Service proxy and cluster DNS watch: %w; give the node kube-proxy's role "+
 			"(kubectl create clusterrolebinding nodeagent:node-proxier --clusterrole=system:node-proxier --group=system:nodes) "+
-			"or turn the proxy off (proxy.enabled: false, --enable-proxy=false)", resource, err)
+			"or turn both off (proxy.enabled: false, dns.enabled: false; --enable-proxy=false --enable-dns=false)", resource, err)
 	}
 	return fmt.Errorf("listing %s: %w", resource, err)
 }

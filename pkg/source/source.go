@@ -28,7 +28,6 @@ type Source struct {
 	// informers they need before Start.
 	Cluster informers.SharedInformerFactory
 
-	pods  cache.SharedIndexInformer
 	nodes cache.SharedIndexInformer
 }
 
@@ -46,7 +45,6 @@ func New(client kubernetes.Interface, nodeName string, resync time.Duration) *So
 		nodeFactory: informers.NewSharedInformerFactoryWithOptions(client, resync, ownNode),
 		Cluster:     informers.NewSharedInformerFactory(client, resync),
 	}
-	s.pods = s.podFactory.Core().V1().Pods().Informer()
 	s.nodes = s.nodeFactory.Core().V1().Nodes().Informer()
 	return s
 }
@@ -73,12 +71,20 @@ func (s *Source) Shutdown() {
 	}
 }
 
-// Pods lists the Pods bound to this node.
-func (s *Source) Pods() corelisters.PodLister { return corelisters.NewPodLister(s.pods.GetIndexer()) }
+// podInformer is the informer of the node's Pods, made on first use: a process that runs only the proxy or
+// only DNS never asks for it, so it never lists or watches Pods.
+func (s *Source) podInformer() cache.SharedIndexInformer {
+	return s.podFactory.Core().V1().Pods().Informer()
+}
+
+// Pods lists the Pods bound to this node; call it before Start.
+func (s *Source) Pods() corelisters.PodLister {
+	return corelisters.NewPodLister(s.podInformer().GetIndexer())
+}
 
 // OnPodChange calls fn with the Pod after every add, update and delete (the last known state for deletes).
 func (s *Source) OnPodChange(fn func(*corev1.Pod)) error {
-	_, err := s.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, err := s.podInformer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { callWithPod(obj, fn) },
 		UpdateFunc: func(_, obj any) { callWithPod(obj, fn) },
 		DeleteFunc: func(obj any) { callWithPod(obj, fn) },
