@@ -1,0 +1,125 @@
+package logs
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseLineReadsTheRuntimesFormat(t *testing.T) {
+	for _, c := range []struct {
+		raw     string
+		want    Line
+		wantErr bool
+	}{
+		{raw: "2026-12-01T20:45:19.123456789Z stdout F hello world",
+			want: Line{Time: time.Date(2026, 12, 1, 20, 45, 19, 123456789, time.UTC), Stream: Stdout, Message: []byte("hello world")}},
+		{raw: "2026-12-01T20:45:19.5+01:00 stderr P part one ",
+			want: Line{Time: time.Date(2026, 12, 1, 19, 45, 19, 500000000, time.UTC), Stream: Stderr, Partial: true, Message: []byte("part one ")}},
+		{raw: "2026-12-01T20:45:19Z stdout F", want: Line{Time: time.Date(2026, 12, 1, 20, 45, 19, 0, time.UTC), Stream: Stdout}},
+		{raw: "2026-12-01T20:45:19Z stdout F:x tagged", want: Line{Time: time.Date(2026, 12, 1, 20, 45, 19, 0, time.UTC), Stream: Stdout, Message: []byte("tagged")}},
+		{raw: "not a time stdout F x", wantErr: true},
+		{raw: "2026-12-01T20:45:19Z stdin F x", wantErr: true},
+		{raw: "2026-12-01T20:45:19Z stdout X x", wantErr: true},
+		{raw: "2026-12-01T20:45:19Z", wantErr: true},
+		{raw: "", wantErr: true},
+	} {
+		got, err := ParseLine([]byte(c.raw))
+		if (err != nil) != c.wantErr {
+			t.Errorf("%q: error %v, want error %v", c.raw, err, c.wantErr)
+			continue
+		}
+		if !c.wantErr && (!got.Time.Equal(c.want.Time) || got.Stream != c.want.Stream || got.Partial != c.want.Partial ||
+			!bytes.Equal(got.Message, c.want.Message)) {
+			t.Errorf("%q:\n got %+v\nwant %+v", c.raw, got, c.want)
+		}
+	}
+}
+
+func TestJoinerJoinsPartsPerStreamWhateverTheirLength(t *testing.T) {
+	j := NewJoiner()
+	ts := "2026-12-01T20:45:19.000000001Z"
+	big := strings.Repeat("x", 16*1024)
+	var out []Record
+	add := func(s string) {
+		if r, ok := j.Add([]byte(s)); ok {
+			out = append(out, r)
+		}
+	}
+	// A 1 MiB + 5 byte line on stdout in 16 KiB parts, with a stderr line and a stderr part in between.
+	for i := range 64 {
+		add(ts + " stdout P " + big)
+		if i == 10 {
+			add(ts + " stderr F interleaved")
+		}
+		if i == 20 {
+			add("2026-12-01T20:45:20Z stderr P second ")
+		}
+	}
+	if !j.Pending() {
+		t.Error("parts waiting, Pending says none")
+	}
+	add("2026-12-01T20:45:21Z stdout F tail!")
+	add("2026-12-01T20:45:22Z stderr F half")
+	add("garbage without a time")
+	if j.Pending() {
+		t.Error("every line ended, Pending says some wait")
+	}
+	if len(out) != 4 {
+		t.Fatalf("%d records, want 4", len(out))
+	}
+	if string(out[0].Message) != "interleaved" || out[0].Stream != Stderr {
+		t.Errorf("first record %q on %s", out[0].Message, out[0].Stream)
+	}
+	if len(out[1].Message) != 64*len(big)+5 || !bytes.HasSuffix(out[1].Message, []byte("xtail!")) || out[1].Stream != Stdout {
+		t.Errorf("the long line: %d bytes on %s, want %d", len(out[1].Message), out[1].Stream, 64*len(big)+5)
+	}
+	if !out[1].Time.Equal(time.Date(2026, 12, 1, 20, 45, 19, 1, time.UTC)) {
+		t.Errorf("the long line's time %v, want its first part's", out[1].Time)
+	}
+	if string(out[2].Message) != "second half" {
+		t.Errorf("stderr's joined line %q", out[2].Message)
+	}
+	if !out[3].Malformed || string(out[3].Message) != "garbage without a time" {
+		t.Errorf("malformed line: %+v, want it raw and marked", out[3])
+	}
+}
+
+// FuzzJoiner feeds arbitrary lines: nothing panics, a line that parses reads the same once written out again,
+// and what comes out of stdout is exactly the messages that went in, in order.
+func FuzzJoiner(f *testing.F) {
+	for _, s := range []string{
+		"2026-12-01T20:45:19.123456789Z stdout F hello", "2026-12-01T20:45:19Z stderr P a",
+		"2026-12-01T20:45:19Z stdout F", "2026-12-01T20:45:19+02:00 stdout F:x y", "x", "",
+	} {
+		f.Add([]byte(s), []byte("2026-12-01T20:45:20Z stdout F end"))
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		j := NewJoiner()
+		var in, out bytes.Buffer
+		for _, raw := range [][]byte{a, b} {
+			if l, err := ParseLine(raw); err == nil {
+				if l.Stream == Stdout {
+					in.Write(l.Message)
+				}
+				tag := "F"
+				if l.Partial {
+					tag = "P"
+				}
+				again, err := ParseLine(fmt.Appendf(nil, "%s %s %s %s", l.Time.Format(time.RFC3339Nano), l.Stream, tag, l.Message))
+				if err != nil || !again.Time.Equal(l.Time) || again.Stream != l.Stream || again.Partial != l.Partial ||
+					!bytes.Equal(again.Message, l.Message) {
+					t.Fatalf("%q read as %+v, which written out reads as %+v (%v)", raw, l, again, err)
+				}
+			}
+			if r, ok := j.Add(raw); ok && !r.Malformed && r.Stream == Stdout {
+				out.Write(r.Message)
+			}
+		}
+		if !j.Pending() && !bytes.Equal(in.Bytes(), out.Bytes()) {
+			t.Fatalf("stdout in %q, out %q", in.Bytes(), out.Bytes())
+		}
+	})
+}
