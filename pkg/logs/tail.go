@@ -1,0 +1,153 @@
+package logs
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+)
+
+// Position is where a tailer stands in a log file: the file's inode and the offset after the last line
+// returned. A checkpoint is a Position.
+type Position struct {
+	Inode  uint64
+	Offset int64
+}
+
+// Tailer returns the lines of one container log path in order, across rotations: when the path is renamed
+// away and a new file takes its place, it finishes the old file (it keeps it open) before it moves on, so
+// no line is lost, including the last part of a line split across the two files.
+type Tailer struct {
+	path string
+	poll time.Duration
+
+	file   *os.File
+	reader *bufio.Reader
+	pos    Position
+	// partial holds the bytes of a line whose newline has not been written yet.
+	partial []byte
+	// draining is set once the path names a new file: the open one is read to its end once more (a write
+	// may still have been on its way to it) before the tailer moves on.
+	draining bool
+}
+
+// OpenTailer opens path at pos: at pos.Offset if the file there is still pos.Inode, else (a new file, or
+// the zero Position) at its beginning. poll is how often an idle tailer looks for more.
+func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) {
+	t := &Tailer{path: path, poll: poll}
+	if err := t.open(); err != nil {
+		return nil, err
+	}
+	if pos.Inode == t.pos.Inode && pos.Offset > 0 {
+		if _, err := t.file.Seek(pos.Offset, io.SeekStart); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("resuming %s at %d: %w", path, pos.Offset, err)
+		}
+		t.pos.Offset = pos.Offset
+		t.reader.Reset(t.file)
+	}
+	return t, nil
+}
+
+func (t *Tailer) open() error {
+	f, err := os.Open(t.path)
+	if err != nil {
+		return fmt.Errorf("opening log %s: %w", t.path, err)
+	}
+	inode, err := inodeOf(f)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if t.file != nil {
+		t.file.Close()
+	}
+	t.file, t.pos = f, Position{Inode: inode}
+	if t.reader == nil {
+		t.reader = bufio.NewReaderSize(f, 64*1024)
+	} else {
+		t.reader.Reset(f)
+	}
+	return nil
+}
+
+func inodeOf(f *os.File) (uint64, error) {
+	info, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, errors.New("no inode on this platform")
+	}
+	return st.Ino, nil
+}
+
+// Close releases the open file.
+func (t *Tailer) Close() error { return t.file.Close() }
+
+// Next returns the next whole line (without its newline) and the Position after it, waiting for one until
+// ctx ends. The line is the caller's.
+func (t *Tailer) Next(ctx context.Context) ([]byte, Position, error) {
+	for {
+		chunk, err := t.reader.ReadBytes('\n')
+		if len(chunk) > 0 {
+			t.pos.Offset += int64(len(chunk))
+			if err == nil {
+				line := append(t.partial, chunk[:len(chunk)-1]...)
+				t.partial = nil
+				return line, t.pos, nil
+			}
+			t.partial = append(t.partial, chunk...)
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, t.pos, fmt.Errorf("reading %s: %w", t.path, err)
+		}
+		// At the end of the open file: a rotation replaced the path, or more is still to be written.
+		if !t.draining {
+			rotated, err := t.rotated()
+			if err != nil {
+				return nil, t.pos, err
+			}
+			if rotated {
+				t.draining = true
+				continue
+			}
+		} else {
+			t.draining = false
+			// The old file is read to its end. Bytes without a newline there will never be completed.
+			rest := t.partial
+			t.partial = nil
+			if err := t.open(); err != nil {
+				return nil, t.pos, err
+			}
+			if len(rest) > 0 {
+				return rest, t.pos, nil
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, t.pos, ctx.Err()
+		case <-time.After(t.poll):
+		}
+	}
+}
+
+// rotated reports whether path now names another file than the one open; a path that is missing for a
+// moment (between the rename and the new file) is not a rotation yet.
+func (t *Tailer) rotated() (bool, error) {
+	info, err := os.Stat(t.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stat %s: %w", t.path, err)
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	return ok && st.Ino != t.pos.Inode, nil
+}

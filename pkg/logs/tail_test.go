@@ -1,0 +1,121 @@
+package logs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func appendTo(t *testing.T, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func next(t *testing.T, tl *Tailer) ([]byte, Position) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	line, pos, err := tl.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	return line, pos
+}
+
+// A line split by the runtime whose P part ends the rotated file and whose F part opens the new one comes
+// out whole, and nothing is lost or repeated across the rotation.
+func TestTailerFollowsRotationAndJoinsALineSplitAcrossIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	appendTo(t, path, "2026-12-01T20:00:00Z stdout F one\n2026-12-01T20:00:01Z stdout F two\n")
+	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	j := NewJoiner()
+	var got []string
+	read := func(n int) {
+		for len(got) < n {
+			line, _ := next(t, tl)
+			if r, ok := j.Add(line); ok {
+				got = append(got, string(r.Message))
+			}
+		}
+	}
+	read(2)
+	// The rotation as the pod manager does it: the file is renamed, more is written to it through the
+	// runtime's open descriptor, then the runtime reopens the path.
+	appendTo(t, path, "2026-12-01T20:00:02Z stdout P first half, ")
+	if err := os.Rename(path, path+".20261201-200002"); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, path+".20261201-200002", "\n")
+	appendTo(t, path, "2026-12-01T20:00:03Z stdout F second half\n2026-12-01T20:00:04Z stdout F after\n")
+	read(4)
+	want := []string{"one", "two", "first half, second half", "after"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("lines %q, want %q", got, want)
+		}
+	}
+}
+
+func TestTailerResumesAtACheckpoint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	appendTo(t, path, "a\nb\nc\n")
+	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next(t, tl)
+	_, checkpoint := next(t, tl) // after "b"
+	tl.Close()
+
+	again, err := OpenTailer(path, checkpoint, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if line, _ := next(t, again); string(line) != "c" {
+		t.Errorf("resumed at %q, want c", line)
+	}
+	// A checkpoint of another file (the path was rotated meanwhile) starts the new file at its beginning.
+	other, err := OpenTailer(path, Position{Inode: checkpoint.Inode + 1, Offset: checkpoint.Offset}, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if line, _ := next(t, other); string(line) != "a" {
+		t.Errorf("another file's checkpoint: started at %q, want a", line)
+	}
+}
+
+// A line whose newline is not written yet is not returned half: the tailer waits for the rest.
+func TestTailerWaitsForTheEndOfALine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	appendTo(t, path, "abc")
+	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if line, _, err := tl.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next returned %q, %v before the line ended", line, err)
+	}
+	appendTo(t, path, "def\n")
+	if line, pos := next(t, tl); string(line) != "abcdef" || pos.Offset != 7 {
+		t.Errorf("got %q at %d, want abcdef at 7", line, pos.Offset)
+	}
+}
