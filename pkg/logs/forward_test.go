@@ -1,0 +1,183 @@
+package logs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The receiver is the OpenTelemetry Collector's fluentforward receiver (test/fluentreceiver), built once.
+var (
+	receiverOnce sync.Once
+	receiverBin  string
+	receiverErr  error
+)
+
+func buildReceiver(t *testing.T) string {
+	t.Helper()
+	receiverOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "fluentreceiver")
+		if err != nil {
+			receiverErr = err
+			return
+		}
+		receiverBin = filepath.Join(dir, "fluentreceiver")
+		out, err := exec.Command("go", "build", "-C", "../../test/fluentreceiver", "-o", receiverBin, ".").CombinedOutput()
+		if err != nil {
+			receiverErr = fmt.Errorf("building test/fluentreceiver: %v\n%s", err, out)
+		}
+	})
+	if receiverErr != nil {
+		t.Fatal(receiverErr)
+	}
+	return receiverBin
+}
+
+// receiver is a running fluentreceiver process, on loopback, writing to out.
+type receiver struct {
+	addr, out string
+	cmd       *exec.Cmd
+}
+
+func startReceiver(t *testing.T, addr, out string) *receiver {
+	t.Helper()
+	cmd := exec.Command(buildReceiver(t), "--listen", addr, "--out", out)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{addr: addr, out: out, cmd: cmd}
+	t.Cleanup(r.stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver never listened on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the receiver by its PID and waits for it.
+func (r *receiver) stop() {
+	if r.cmd.ProcessState != nil {
+		return
+	}
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	_ = r.cmd.Wait()
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// received reads what the receiver wrote: one JSON object per record.
+func received(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	scanner := bufio.NewScanner(f)
+	scanner.Buffer(nil, 4<<20)
+	for scanner.Scan() {
+		var rec map[string]any
+		dec := json.NewDecoder(bytes.NewReader(scanner.Bytes()))
+		dec.UseNumber() // nanosecond times do not fit a float64
+		if err := dec.Decode(&rec); err != nil {
+			t.Fatalf("receiver output %q: %v", scanner.Text(), err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+func entries(from, n int) []Entry {
+	var es []Entry
+	for i := from; i < from+n; i++ {
+		es = append(es, Entry{Time: time.Unix(1764621919, int64(i)), Record: map[string]any{
+			"log": fmt.Sprintf("line %d", i), "stream": "stdout", "kubernetes": map[string]any{"pod_name": "web-0"}}})
+	}
+	return es
+}
+
+func TestForwardClientDeliversAcknowledgedChunksToAFluentForwardReceiver(t *testing.T) {
+	for _, compressed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gzip=%v", compressed), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "records.jsonl")
+			r := startReceiver(t, freeLoopbackAddr(t), out)
+			c := &ForwardClient{Address: r.addr, Gzip: compressed, Timeout: 5 * time.Second}
+			defer c.Close()
+			for chunk := range 3 {
+				if err := c.Send(context.Background(), "kube.var.log.containers.web-0", entries(chunk*100, 100)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := received(t, out) // every chunk was acknowledged, so it is in the file
+			if len(got) != 300 {
+				t.Fatalf("%d records received, want 300", len(got))
+			}
+			for i, rec := range got {
+				attrs, _ := rec["attributes"].(map[string]any)
+				if rec["body"] != fmt.Sprintf("line %d", i) || attrs["fluent.tag"] != "kube.var.log.containers.web-0" ||
+					attrs["stream"] != "stdout" || rec["time"] != json.Number(strconv.FormatInt(time.Unix(1764621919, int64(i)).UnixNano(), 10)) {
+					t.Fatalf("record %d: %v", i, rec)
+				}
+			}
+		})
+	}
+}
+
+// While the receiver is down, Send fails and says so; sent again once it is back, nothing is lost.
+func TestForwardClientLosesNothingWhenTheReceiverRestarts(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	addr := freeLoopbackAddr(t)
+	r := startReceiver(t, addr, out)
+	c := &ForwardClient{Address: addr, Timeout: 2 * time.Second}
+	defer c.Close()
+	if err := c.Send(context.Background(), "t", entries(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	r.stop()
+	if err := c.Send(context.Background(), "t", entries(10, 10)); err == nil {
+		t.Fatal("Send succeeded with the receiver down")
+	}
+	startReceiver(t, addr, out)
+	if err := c.Send(context.Background(), "t", entries(10, 10)); err != nil {
+		t.Fatalf("sending again after the receiver came back: %v", err)
+	}
+	got := received(t, out)
+	if len(got) != 20 {
+		t.Fatalf("%d records, want 20", len(got))
+	}
+	for i, rec := range got {
+		if rec["body"] != fmt.Sprintf("line %d", i) {
+			t.Fatalf("record %d is %v", i, rec["body"])
+		}
+	}
+}
