@@ -1,0 +1,51 @@
+package logs
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+)
+
+func TestDiscoverFindsEachContainersCurrentLog(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{
+		"shop_web-0_0c5e7a44-1b2f-4c3d-9e8f-001122334455/server/0.log",
+		"shop_web-0_0c5e7a44-1b2f-4c3d-9e8f-001122334455/server/1.log",
+		"shop_web-0_0c5e7a44-1b2f-4c3d-9e8f-001122334455/server/0.log.20261201-204519",    // rotated
+		"shop_web-0_0c5e7a44-1b2f-4c3d-9e8f-001122334455/server/0.log.20261201-204500.gz", // rotated, compressed
+		"kube-system_dns_9a8b7c6d-0000-4000-8000-aabbccddeeff/sidecar/3.log",
+		"not-a-pod-dir/c/0.log",
+		"a_b_c/c/x.log",
+	} {
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs, err := Discover(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range logs {
+		got = append(got, l.Namespace+"/"+l.Pod+"/"+l.UID+"/"+l.Container+"/"+strconv.Itoa(l.Restart))
+	}
+	slices.Sort(got)
+	want := []string{
+		"kube-system/dns/9a8b7c6d-0000-4000-8000-aabbccddeeff/sidecar/3",
+		"shop/web-0/0c5e7a44-1b2f-4c3d-9e8f-001122334455/server/0",
+		"shop/web-0/0c5e7a44-1b2f-4c3d-9e8f-001122334455/server/1",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("found %q\nwant %q", got, want)
+	}
+	l, _ := ParseLogPath(dir, filepath.Join(dir, "shop_web-0_0c5e7a44-1b2f-4c3d-9e8f-001122334455/server/1.log"))
+	if tag := DefaultTag(l, "4f9d"); tag != "kube.var.log.containers.web-0_shop_server-4f9d.log" {
+		t.Errorf("tag %q", tag)
+	}
+}
