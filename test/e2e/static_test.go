@@ -37,12 +37,16 @@ func TestStaticPodsAndMirrorPods(t *testing.T) {
 	defer cancel()
 	ns := newNamespace(t)
 	manifest := filepath.Join(manifestDir, ns+"-web.yaml")
+	// Written to a hidden file, then renamed: the agent, like the kubelet, reads every file that does not
+	// start with a dot, and a visible temporary file read before the rename is a pod of its own (its UID
+	// derives from its path), which made this test flaky.
+	tmp := filepath.Join(manifestDir, "."+ns+"-web.yaml.tmp")
 	write := func(version string) {
 		t.Helper()
-		if err := os.WriteFile(manifest+".tmp", []byte(staticManifest(ns, version)), 0o644); err != nil {
+		if err := os.WriteFile(tmp, []byte(staticManifest(ns, version)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Rename(manifest+".tmp", manifest); err != nil {
+		if err := os.Rename(tmp, manifest); err != nil {
 			t.Fatal(err)
 		}
 	}
