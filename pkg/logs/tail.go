@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -35,12 +37,22 @@ type Tailer struct {
 	draining bool
 }
 
-// OpenTailer opens path at pos: at pos.Offset if the file there is still pos.Inode, else (a new file, or
-// the zero Position) at its beginning. poll is how often an idle tailer looks for more.
+// OpenTailer opens path at pos: at pos.Offset of the file that was pos.Inode, which is the file at path or,
+// when a rotation happened since pos was taken, one of its rotated files beside it (read to its end first,
+// so the lines after the checkpoint are not lost); at the beginning of path for the zero Position or a file
+// that is gone. poll is how often an idle tailer looks for more.
 func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) {
 	t := &Tailer{path: path, poll: poll}
-	if err := t.open(); err != nil {
+	if err := t.openFile(path); err != nil {
 		return nil, err
+	}
+	if pos.Inode != 0 && pos.Inode != t.pos.Inode {
+		if rotated := findInode(path, pos.Inode); rotated != "" {
+			if err := t.openFile(rotated); err != nil {
+				t.Close()
+				return nil, err
+			}
+		}
 	}
 	if pos.Inode == t.pos.Inode && pos.Offset > 0 {
 		if _, err := t.file.Seek(pos.Offset, io.SeekStart); err != nil {
@@ -53,10 +65,31 @@ func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) 
 	return t, nil
 }
 
-func (t *Tailer) open() error {
-	f, err := os.Open(t.path)
+// findInode returns the rotated file of path (path.<suffix>, not compressed) that has inode, or "".
+func findInode(path string, inode uint64) string {
+	rotated, _ := filepath.Glob(path + ".*")
+	for _, r := range rotated {
+		if strings.HasSuffix(r, ".gz") {
+			continue
+		}
+		info, err := os.Stat(r)
+		if err != nil {
+			continue
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Ino == inode {
+			return r
+		}
+	}
+	return ""
+}
+
+// open moves to the file at the tailer's path.
+func (t *Tailer) open() error { return t.openFile(t.path) }
+
+func (t *Tailer) openFile(name string) error {
+	f, err := os.Open(name)
 	if err != nil {
-		return fmt.Errorf("opening log %s: %w", t.path, err)
+		return fmt.Errorf("opening log %s: %w", name, err)
 	}
 	inode, err := inodeOf(f)
 	if err != nil {

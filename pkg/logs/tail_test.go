@@ -119,3 +119,34 @@ func TestTailerWaitsForTheEndOfALine(t *testing.T) {
 		t.Errorf("got %q at %d, want abcdef at 7", line, pos.Offset)
 	}
 }
+
+// A checkpoint taken before a rotation resumes in the rotated file, reads it to its end, then goes on in the
+// new file: the lines written after the checkpoint and before the rotation are not lost.
+func TestTailerResumesInTheRotatedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	appendTo(t, path, "a\nb\n")
+	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, checkpoint := next(t, tl) // after "a"
+	tl.Close()
+	if err := os.Rename(path, path+".20261201-200000"); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, path, "c\n")
+
+	again, err := OpenTailer(path, checkpoint, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	var got []string
+	for len(got) < 2 {
+		line, _ := next(t, again)
+		got = append(got, string(line))
+	}
+	if got[0] != "b" || got[1] != "c" {
+		t.Errorf("resumed with %q, want b then c", got)
+	}
+}
