@@ -20,14 +20,15 @@ type metrics struct {
 	malformed   prometheus.Counter
 	cacheHits   *prometheus.CounterVec
 	cacheMisses *prometheus.CounterVec
-	entries     *prometheus.GaugeVec
 	upstreamRT  *prometheus.HistogramVec
 	// forwardRejects counts questions answered SERVFAIL because maxForwarding were waiting already.
 	forwardRejects prometheus.Counter
 	all            []prometheus.Collector
 }
 
-func newMetrics(server string) *metrics {
+// newMetrics makes the server's metrics; cacheCounts gives the cache's success and denial entries, read
+// when Prometheus scrapes rather than kept up to date on every query.
+func newMetrics(server string, cacheCounts func() (success, denial int)) *metrics {
 	m := &metrics{
 		server: server,
 		zones:  ".",
@@ -50,9 +51,6 @@ func newMetrics(server string) *metrics {
 		cacheMisses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "coredns_cache_misses_total", Help: "The count of cache misses. Deprecated, derive misses from cache hits/requests counters.",
 		}, []string{"server", "zones", "view"}),
-		entries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "coredns_cache_entries", Help: "The number of elements in the cache.",
-		}, []string{"server", "type", "zones", "view"}),
 		upstreamRT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "coredns_proxy_request_duration_seconds", Help: "Histogram of the time each request took.",
 			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 16),
@@ -61,7 +59,16 @@ func newMetrics(server string) *metrics {
 			Name: "coredns_forward_max_concurrent_rejects_total", Help: "Counter of the number of queries rejected because the concurrent queries were at maximum.",
 		}),
 	}
-	m.all = []prometheus.Collector{m.requests, m.responses, m.duration, m.malformed, m.cacheHits, m.cacheMisses, m.entries, m.upstreamRT, m.forwardRejects}
+	entries := func(typ string, count func() int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "coredns_cache_entries", Help: "The number of elements in the cache.",
+			ConstLabels: prometheus.Labels{"server": server, "type": typ, "zones": m.zones, "view": ""},
+		}, func() float64 { return float64(count()) })
+	}
+	m.all = []prometheus.Collector{m.requests, m.responses, m.duration, m.malformed, m.cacheHits, m.cacheMisses,
+		entries("success", func() int { n, _ := cacheCounts(); return n }),
+		entries("denial", func() int { _, n := cacheCounts(); return n }),
+		m.upstreamRT, m.forwardRejects}
 	return m
 }
 
@@ -86,11 +93,6 @@ func (m *metrics) cacheHit(denial bool) {
 }
 
 func (m *metrics) cacheMiss() { m.cacheMisses.WithLabelValues(m.server, m.zones, "").Inc() }
-
-func (m *metrics) cacheEntries(success, denial int) {
-	m.entries.WithLabelValues(m.server, "success", m.zones, "").Set(float64(success))
-	m.entries.WithLabelValues(m.server, "denial", m.zones, "").Set(float64(denial))
-}
 
 // upstream observes one exchange with an upstream; rcode is "" when it failed.
 func (m *metrics) upstream(to, rcode string, took time.Duration) {

@@ -89,7 +89,8 @@ func New(cfg Config, factory informers.SharedInformerFactory) (*Server, error) {
 	if len(cfg.Listen) > 0 {
 		label = "dns://" + cfg.Listen[0]
 	}
-	m := newMetrics(label)
+	answers := newAnswerCache(cfg.CacheSize, time.Now)
+	m := newMetrics(label, answers.counts)
 	if cfg.Metrics != nil {
 		for _, c := range m.all {
 			if err := cfg.Metrics.Register(c); err != nil {
@@ -100,7 +101,7 @@ func New(cfg Config, factory informers.SharedInformerFactory) (*Server, error) {
 	return &Server{
 		cfg:        cfg,
 		zone:       newZone(cfg.Domain, cfg.TTL, services.GetIndexer(), slices.GetIndexer()),
-		fwd:        newForwarder(cfg.Upstreams, cfg.UpstreamTimeout, newAnswerCache(cfg.CacheSize, time.Now), m),
+		fwd:        newForwarder(cfg.Upstreams, cfg.UpstreamTimeout, answers, m),
 		metrics:    m,
 		forwarding: make(chan struct{}, maxForwarding),
 	}, nil
@@ -304,7 +305,6 @@ func (s *Server) answer(ctx context.Context, client netip.Addr, req *dns.Msg, re
 	if errors.Is(err, errNotCached) {
 		return nil, "", "", err
 	}
-	s.metrics.cacheEntries(s.fwd.cache.counts())
 	if err != nil {
 		klog.V(2).InfoS("Could not resolve a name upstream", "name", q.Name, "type", dns.TypeToString[q.Qtype], "err", err)
 		resp.Rcode = dns.RcodeServerFailure

@@ -350,6 +350,15 @@ func TestForwardingCachesAnswersAndDenials(t *testing.T) {
 	if hits != 2 {
 		t.Errorf("coredns_cache_hits_total = %v, want 2", hits)
 	}
+	// One answer and one denial are in the cache; the gauge reads them when scraped.
+	if err := testutil.GatherAndCompare(ts.registry, strings.NewReader(`
+# HELP coredns_cache_entries The number of elements in the cache.
+# TYPE coredns_cache_entries gauge
+coredns_cache_entries{server="`+ts.server.metrics.server+`",type="denial",view="",zones="."} 1
+coredns_cache_entries{server="`+ts.server.metrics.server+`",type="success",view="",zones="."} 1
+`), "coredns_cache_entries"); err != nil {
+		t.Error(err)
+	}
 }
 
 func TestLargeAnswersGoOverTCP(t *testing.T) {
