@@ -99,6 +99,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog) {
 	var batch []Entry
 	var batchEnd Position
 	var flushAt time.Time
+	var meta map[string]any // the pod's metadata, looked up once per chunk and shared by its records
 	for {
 		wait := s.cfg.Poll
 		if len(batch) > 0 {
@@ -112,8 +113,9 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog) {
 			if rec, ok := joiner.Add(line); ok {
 				if len(batch) == 0 {
 					flushAt = time.Now().Add(s.cfg.FlushInterval)
+					meta = s.metadata(l)
 				}
-				batch = append(batch, s.entry(l, rec))
+				batch = append(batch, entry(rec, meta))
 			}
 			if !joiner.Pending() {
 				batchEnd = pos // a checkpoint never falls inside a line split in parts
@@ -154,8 +156,8 @@ func (s *Shipper) send(ctx context.Context, client *ForwardClient, tag string, b
 	}
 }
 
-// entry is a record with the pod's metadata, as Fluent Bit's kubernetes filter adds it.
-func (s *Shipper) entry(l ContainerLog, r Record) Entry {
+// metadata is what Fluent Bit's kubernetes filter adds to a container's records.
+func (s *Shipper) metadata(l ContainerLog) map[string]any {
 	k8s := map[string]any{"namespace_name": l.Namespace, "pod_name": l.Pod, "pod_id": l.UID,
 		"container_name": l.Container, "host": s.cfg.NodeName}
 	if pod := s.cfg.Pod(l.UID); pod != nil {
@@ -170,11 +172,16 @@ func (s *Shipper) entry(l ContainerLog, r Record) Entry {
 			}
 		}
 	}
+	return k8s
+}
+
+// entry is a record with its container's metadata.
+func entry(r Record, meta map[string]any) Entry {
 	t := r.Time
 	if r.Malformed {
 		t = time.Now()
 	}
-	return Entry{Time: t, Record: map[string]any{"log": r.Message, "stream": string(r.Stream), "kubernetes": k8s}}
+	return Entry{Time: t, Record: map[string]any{"log": r.Message, "stream": string(r.Stream), "kubernetes": meta}}
 }
 
 func containerID(pod *corev1.Pod, container string) string {

@@ -72,11 +72,7 @@ func findInode(path string, inode uint64) string {
 		if strings.HasSuffix(r, ".gz") {
 			continue
 		}
-		info, err := os.Stat(r)
-		if err != nil {
-			continue
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Ino == inode {
+		if info, err := os.Stat(r); err == nil && inodeOfInfo(info) == inode {
 			return r
 		}
 	}
@@ -113,11 +109,19 @@ func inodeOf(f *os.File) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("stat %s: %w", f.Name(), err)
 	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok {
+	inode := inodeOfInfo(info)
+	if inode == 0 {
 		return 0, errors.New("no inode on this platform")
 	}
-	return st.Ino, nil
+	return inode, nil
+}
+
+// inodeOfInfo is a file's inode number, 0 where the platform has none.
+func inodeOfInfo(info os.FileInfo) uint64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
 }
 
 // Close releases the open file.
@@ -181,6 +185,6 @@ func (t *Tailer) rotated() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("stat %s: %w", t.path, err)
 	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	return ok && st.Ino != t.pos.Inode, nil
+	inode := inodeOfInfo(info)
+	return inode != 0 && inode != t.pos.Inode, nil
 }
