@@ -49,7 +49,8 @@ func newDNSServer(cfg *config.Configuration, src *source.Source, reg prometheus.
 		Upstreams: upstreams,
 		CacheSize: int(cfg.DNS.CacheSize),
 		RecursionAllowed: func(client netip.Addr) bool {
-			return client.IsLoopback() || client == local || onNode(client, hostAddrs) || inPodCIDR(client, cfg, src)
+			// hostAddrs are listed after local went on its link, so they hold it.
+			return client.IsLoopback() || onNode(client, hostAddrs) || inPodCIDR(client, cfg, src)
 		},
 		Metrics: reg,
 	}, src.Cluster)
@@ -97,18 +98,30 @@ func onNode(client netip.Addr, hostAddrs []net.Addr) bool {
 	return false
 }
 
-// inPodCIDR is whether client is one of this node's pods: inside the node's pod CIDRs.
+// inPodCIDR is whether client is one of this node's pods.
 func inPodCIDR(client netip.Addr, cfg *config.Configuration, src *source.Source) bool {
-	cidrs := []string{cfg.PodCIDR}
-	if n := src.Node(); n != nil {
-		cidrs = append(cidrs, n.Spec.PodCIDRs...)
-	}
-	for _, c := range cidrs {
-		if p, err := netip.ParsePrefix(c); err == nil && p.Contains(client) {
+	for _, p := range podCIDRs(cfg, src) {
+		if p.Contains(client) {
 			return true
 		}
 	}
 	return false
+}
+
+// podCIDRs are the node's pod ranges: those the API server assigned (the first is spec.podCIDR), then
+// podCIDR from the configuration, used when it assigns none.
+func podCIDRs(cfg *config.Configuration, src *source.Source) []netip.Prefix {
+	var cidrs []string
+	if n := src.Node(); n != nil {
+		cidrs = append(cidrs, n.Spec.PodCIDRs...)
+	}
+	var prefixes []netip.Prefix
+	for _, c := range append(cidrs, cfg.PodCIDR) {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			prefixes = append(prefixes, p)
+		}
+	}
+	return prefixes
 }
 
 // runDNS serves DNS until ctx ends, logging why it stopped otherwise.

@@ -188,12 +188,10 @@ func newProxier(ctx context.Context, cfg *config.Configuration, nodeName string,
 			if clusterCIDR.IsValid() {
 				return clusterCIDR
 			}
-			podCIDR := cfg.PodCIDR
-			if n := src.Node(); n != nil && n.Spec.PodCIDR != "" {
-				podCIDR = n.Spec.PodCIDR
+			if cidrs := podCIDRs(cfg, src); len(cidrs) > 0 {
+				return cidrs[0]
 			}
-			p, _ := netip.ParsePrefix(podCIDR)
-			return p
+			return netip.Prefix{}
 		},
 		FullSyncPeriod: cfg.Proxy.SyncPeriod.Duration,
 		Metrics:        reg,
