@@ -125,11 +125,7 @@ func startStubUpstream(t testing.TB) *stubUpstream {
 		}
 		_ = w.WriteMsg(resp)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
+	pc, l, err := ListenUDPAndTCP("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,6 +11,8 @@ import (
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	nodedns "github.com/nodeagent/nodeagent/pkg/dns"
 )
 
 // agentDNS is where the agent serves cluster DNS by default: an address on a link of its own.
@@ -40,13 +41,8 @@ func startUpstreamStub() (*upstreamStub, error) {
 		}
 		_ = w.WriteMsg(resp)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, l, err := nodedns.ListenUDPAndTCP("127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("DNS upstream stub: %w", err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return nil, fmt.Errorf("DNS upstream stub: %w", err)
 	}
 	u := &upstreamStub{addr: pc.LocalAddr().String(), servers: []*dns.Server{
