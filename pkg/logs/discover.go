@@ -53,10 +53,3 @@ func Discover(podLogsDir string) ([]ContainerLog, error) {
 	}
 	return logs, nil
 }
-
-// DefaultTag is Fluent Bit's tag for a container's records with its kubernetes filter's usual setup
-// (tail on /var/log/containers/*.log, Tag kube.*): kube.var.log.containers.<pod>_<namespace>_<container>-<container id>.log,
-// so receivers' routing rules written for Fluent Bit keep working. containerID is without its runtime prefix.
-func DefaultTag(l ContainerLog, containerID string) string {
-	return fmt.Sprintf("kube.var.log.containers.%s_%s_%s-%s.log", l.Pod, l.Namespace, l.Container, containerID)
-}

@@ -44,8 +44,26 @@ func TestDiscoverFindsEachContainersCurrentLog(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("found %q\nwant %q", got, want)
 	}
-	l, _ := ParseLogPath(dir, filepath.Join(dir, "shop_web-0_0c5e7a44-1b2f-4c3d-9e8f-001122334455/server/1.log"))
-	if tag := DefaultTag(l, "4f9d"); tag != "kube.var.log.containers.web-0_shop_server-4f9d.log" {
-		t.Errorf("tag %q", tag)
+}
+
+func TestTagTemplates(t *testing.T) {
+	l, _ := ParseLogPath("/var/log/pods", "/var/log/pods/shop_web-0_0c5e7a44-1b2f-4c3d-9e8f-001122334455/server/1.log")
+	for template, want := range map[string]string{
+		DefaultTagTemplate:                   "kube.var.log.containers.web-0_shop_server-4f9d.log",
+		"k8s.${node}.${namespace}.${pod_id}": "k8s.node-a.shop.0c5e7a44-1b2f-4c3d-9e8f-001122334455",
+		"plain":                              "plain",
+	} {
+		tag, err := ParseTagTemplate(template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tag.Execute(l, "4f9d", "node-a"); got != want {
+			t.Errorf("%s made %q, want %q", template, got, want)
+		}
+	}
+	for _, bad := range []string{"", "kube.${podname}"} {
+		if _, err := ParseTagTemplate(bad); err == nil {
+			t.Errorf("template %q was accepted", bad)
+		}
 	}
 }

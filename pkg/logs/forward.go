@@ -1,12 +1,12 @@
 package logs
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/sha512"
+	"crypto/tls"
 	"encoding/base64"
-	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -15,37 +15,56 @@ import (
 	"github.com/tinylib/msgp/msgp"
 )
 
-// Entry is one record to send: its time and its fields (strings, byte slices, numbers, nested maps).
-type Entry struct {
-	Time   time.Time
-	Record map[string]any
-}
-
-// ForwardClient sends chunks of records to one receiver over the Fluentd forward protocol v1, in
-// PackedForward mode (CompressedPackedForward with Gzip), and waits for each chunk's acknowledgement, so a
-// chunk is either acknowledged or reported failed: never assumed delivered.
+// ForwardClient sends messages over the Fluentd forward protocol v1, in PackedForward mode
+// (CompressedPackedForward for compressed entries), each with a `chunk` option, and waits for every
+// message's acknowledgement: a message is either acknowledged or reported failed, never assumed delivered.
+// It keeps its connection open between sends (keepalive), fails over to the next receiver when one fails,
+// and speaks TLS and the shared-key handshake when configured.
 type ForwardClient struct {
-	Address string
-	// Gzip sends CompressedPackedForward.
-	Gzip bool
-	// Timeout bounds the connection, the write of a chunk and the wait for its ack.
+	// Receivers are host:port addresses, the first preferred: a new connection tries them in order,
+	// starting after the one that failed last.
+	Receivers []string
+	// TLS, when set, wraps each connection (its ServerName is taken from the receiver's host when empty).
+	TLS *tls.Config
+	// SharedKey, when set, answers the receiver's HELO with the PING of the protocol's handshake and
+	// checks the PONG; Username and Password add user authentication to it.
+	SharedKey          string
+	SelfHostname       string
+	Username, Password string
+	// Timeout bounds the connection, the handshake, and the exchange of one Send.
 	Timeout time.Duration
 
-	conn   net.Conn
-	reader *msgp.Reader
+	conn    net.Conn
+	reader  *msgp.Reader
+	current int // index of the connected receiver, or of the one the next connection tries first
+	// closeAfterSend is set when the receiver's HELO said it does not keep connections.
+	closeAfterSend bool
 }
 
-// Send sends entries as one chunk under tag and returns once the receiver acknowledged it. On an error the
-// connection is closed, and the next Send opens a new one: the caller sends the chunk again, so a chunk the
+// Send sends msgs on one connection, one after the other without waiting, then reads their
+// acknowledgements in order; it returns once all are acknowledged. On an error the connection is closed and
+// the next Send opens one to the next receiver: the caller sends the same messages again, so one the
 // receiver had taken before the error arrives twice (at least once, never lost).
-func (c *ForwardClient) Send(ctx context.Context, tag string, entries []Entry) error {
-	frame, chunk, err := c.frame(tag, entries)
-	if err != nil {
-		return err
+func (c *ForwardClient) Send(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
 	}
-	if err := c.exchange(ctx, frame, chunk); err != nil {
+	frames := make([][]byte, len(msgs))
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		var err error
+		if frames[i], ids[i], err = frame(m); err != nil {
+			return err
+		}
+	}
+	if err := c.exchange(ctx, frames, ids); err != nil {
+		addr := c.Receivers[c.current]
 		c.Close()
-		return fmt.Errorf("forwarding %d records to %s: %w", len(entries), c.Address, err)
+		c.current = (c.current + 1) % len(c.Receivers)
+		return fmt.Errorf("forwarding %d messages to %s: %w", len(msgs), addr, err)
+	}
+	if c.closeAfterSend {
+		c.Close()
 	}
 	return nil
 }
@@ -58,88 +77,238 @@ func (c *ForwardClient) Close() {
 	}
 }
 
-func (c *ForwardClient) exchange(ctx context.Context, frame []byte, chunk string) error {
-	if c.conn == nil {
-		dialer := net.Dialer{Timeout: c.Timeout}
-		conn, err := dialer.DialContext(ctx, "tcp", c.Address)
-		if err != nil {
-			return err
-		}
-		c.conn, c.reader = conn, msgp.NewReader(conn)
-	}
+func (c *ForwardClient) deadline(ctx context.Context) time.Time {
 	deadline := time.Now().Add(c.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	if err := c.conn.SetDeadline(deadline); err != nil {
+	return deadline
+}
+
+func (c *ForwardClient) exchange(ctx context.Context, frames [][]byte, ids []string) error {
+	if c.conn == nil {
+		if err := c.connect(ctx); err != nil {
+			return err
+		}
+	}
+	if err := c.conn.SetDeadline(c.deadline(ctx)); err != nil {
 		return err
 	}
-	if _, err := c.conn.Write(frame); err != nil {
+	bufs := net.Buffers(frames)
+	if _, err := bufs.WriteTo(c.conn); err != nil {
 		return err
 	}
-	ack, err := readAck(c.reader)
-	if err != nil {
-		return fmt.Errorf("waiting for the ack: %w", err)
-	}
-	if ack != chunk {
-		return fmt.Errorf("ack for chunk %q, want %q", ack, chunk)
+	for _, id := range ids {
+		ack, err := readAck(c.reader)
+		if err != nil {
+			return fmt.Errorf("waiting for the ack: %w", err)
+		}
+		if ack != id {
+			return fmt.Errorf("ack for chunk %q, want %q", ack, id)
+		}
 	}
 	return nil
 }
 
-// frame encodes [tag, entries, {"size": n, "chunk": id[, "compressed": "gzip"]}], the entries a msgpack
-// stream of [EventTime, record] pairs.
-func (c *ForwardClient) frame(tag string, entries []Entry) ([]byte, string, error) {
-	var stream []byte
-	for _, e := range entries {
-		stream = msgp.AppendArrayHeader(stream, 2)
-		stream = appendEventTime(stream, e.Time)
-		var err error
-		if stream, err = msgp.AppendIntf(stream, e.Record); err != nil {
-			return nil, "", fmt.Errorf("encoding a record: %w", err)
+// connect opens a connection to the first receiver, from the current one on, that takes it.
+func (c *ForwardClient) connect(ctx context.Context) error {
+	var errs []error
+	for range c.Receivers {
+		addr := c.Receivers[c.current]
+		conn, reader, err := c.dial(ctx, addr)
+		if err == nil {
+			c.conn, c.reader = conn, reader
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		c.current = (c.current + 1) % len(c.Receivers)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *ForwardClient) dial(ctx context.Context, addr string) (net.Conn, *msgp.Reader, error) {
+	dialer := net.Dialer{Timeout: c.Timeout, KeepAlive: 30 * time.Second}
+	conn, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := conn.SetDeadline(c.deadline(ctx)); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	if c.TLS != nil {
+		cfg := c.TLS.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tlsConn := tls.Client(conn, cfg)
+		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		conn = tlsConn
+	}
+	reader := msgp.NewReader(conn)
+	c.closeAfterSend = false
+	if c.SharedKey != "" {
+		if err := c.handshake(conn, reader); err != nil {
+			conn.Close()
+			return nil, nil, fmt.Errorf("forward handshake: %w", err)
 		}
 	}
-	if c.Gzip {
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		if _, err := zw.Write(stream); err != nil {
-			return nil, "", err
-		}
-		if err := zw.Close(); err != nil {
-			return nil, "", err
-		}
-		stream = buf.Bytes()
+	return conn, reader, nil
+}
+
+// handshake is the protocol's authentication: the receiver sends HELO [nonce, user auth salt, keepalive];
+// the client answers PING with a digest of the shared key (and of its password when the receiver asks for
+// user authentication); the receiver answers PONG with its own digest, which proves it knows the key too.
+func (c *ForwardClient) handshake(conn net.Conn, r *msgp.Reader) error {
+	nonce, authSalt, keepalive, err := readHelo(r)
+	if err != nil {
+		return err
 	}
+	// A hex string, as Fluentd's out_forward sends it.
+	saltBytes := make([]byte, 16)
+	if _, err := rand.Read(saltBytes); err != nil {
+		return err
+	}
+	salt := []byte(hex.EncodeToString(saltBytes))
+	ping := msgp.AppendArrayHeader(nil, 6)
+	ping = msgp.AppendString(ping, "PING")
+	ping = msgp.AppendString(ping, c.SelfHostname)
+	ping = msgp.AppendStringFromBytes(ping, salt)
+	ping = msgp.AppendString(ping, sha512Hex(salt, []byte(c.SelfHostname), nonce, []byte(c.SharedKey)))
+	if len(authSalt) > 0 {
+		ping = msgp.AppendString(ping, c.Username)
+		ping = msgp.AppendString(ping, sha512Hex(authSalt, []byte(c.Username), []byte(c.Password)))
+	} else {
+		ping = msgp.AppendString(ping, "")
+		ping = msgp.AppendString(ping, "")
+	}
+	if _, err := conn.Write(ping); err != nil {
+		return err
+	}
+	n, err := r.ReadArrayHeader()
+	if err != nil {
+		return fmt.Errorf("reading PONG: %w", err)
+	}
+	if n != 5 {
+		return fmt.Errorf("PONG with %d fields, want 5", n)
+	}
+	var kind, reason, serverHost, digest string
+	var ok bool
+	kind, err = r.ReadString()
+	if err == nil {
+		ok, err = r.ReadBool()
+	}
+	if err == nil {
+		reason, err = r.ReadString()
+	}
+	if err == nil {
+		serverHost, err = r.ReadString()
+	}
+	if err == nil {
+		digest, err = r.ReadString()
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("reading PONG: %w", err)
+	case kind != "PONG":
+		return fmt.Errorf("got %q, want PONG", kind)
+	case !ok:
+		return fmt.Errorf("the receiver refused: %s", reason)
+	case digest != sha512Hex(salt, []byte(serverHost), nonce, []byte(c.SharedKey)):
+		return errors.New("the receiver's PONG digest does not match the shared key")
+	}
+	c.closeAfterSend = !keepalive
+	return nil
+}
+
+func readHelo(r *msgp.Reader) (nonce, authSalt []byte, keepalive bool, err error) {
+	n, err := r.ReadArrayHeader()
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("reading HELO: %w", err)
+	}
+	kind, err := r.ReadString()
+	if err != nil || n != 2 || kind != "HELO" {
+		return nil, nil, false, fmt.Errorf("expected HELO, got %q (%d fields, %v)", kind, n, err)
+	}
+	fields, err := r.ReadMapHeader()
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("reading HELO options: %w", err)
+	}
+	keepalive = true
+	for range fields {
+		key, err := r.ReadString()
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("reading HELO options: %w", err)
+		}
+		switch key {
+		case "nonce":
+			nonce, err = readBytesOrString(r)
+		case "auth":
+			authSalt, err = readBytesOrString(r)
+		case "keepalive":
+			keepalive, err = r.ReadBool()
+		default:
+			err = r.Skip()
+		}
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("reading HELO option %s: %w", key, err)
+		}
+	}
+	if len(nonce) == 0 {
+		return nil, nil, false, errors.New("HELO without a nonce")
+	}
+	return nonce, authSalt, keepalive, nil
+}
+
+// readBytesOrString reads a bin or a str: implementations send the nonce and salt as either.
+func readBytesOrString(r *msgp.Reader) ([]byte, error) {
+	t, err := r.NextType()
+	if err != nil {
+		return nil, err
+	}
+	if t == msgp.StrType {
+		s, err := r.ReadString()
+		return []byte(s), err
+	}
+	return r.ReadBytes(nil)
+}
+
+func sha512Hex(parts ...[]byte) string {
+	h := sha512.New()
+	for _, p := range parts {
+		h.Write(p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// frame encodes [tag, entries, {"size": n, "chunk": id[, "compressed": "gzip"]}] with a new chunk id.
+func frame(m Message) ([]byte, string, error) {
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		return nil, "", err
 	}
 	chunk := base64.StdEncoding.EncodeToString(id)
-	options := 2
-	if c.Gzip {
+	options := uint32(2)
+	if m.Compressed {
 		options++
 	}
-	frame := msgp.AppendArrayHeader(nil, 3)
-	frame = msgp.AppendString(frame, tag)
-	frame = msgp.AppendBytes(frame, stream)
-	frame = msgp.AppendMapHeader(frame, uint32(options))
-	frame = msgp.AppendString(frame, "size")
-	frame = msgp.AppendInt(frame, len(entries))
-	frame = msgp.AppendString(frame, "chunk")
-	frame = msgp.AppendString(frame, chunk)
-	if c.Gzip {
-		frame = msgp.AppendString(frame, "compressed")
-		frame = msgp.AppendString(frame, "gzip")
+	f := make([]byte, 0, len(m.Entries)+len(m.Tag)+64)
+	f = msgp.AppendArrayHeader(f, 3)
+	f = msgp.AppendString(f, m.Tag)
+	f = msgp.AppendBytes(f, m.Entries)
+	f = msgp.AppendMapHeader(f, options)
+	f = msgp.AppendString(f, "size")
+	f = msgp.AppendInt(f, m.Records)
+	f = msgp.AppendString(f, "chunk")
+	f = msgp.AppendString(f, chunk)
+	if m.Compressed {
+		f = msgp.AppendString(f, "compressed")
+		f = msgp.AppendString(f, "gzip")
 	}
-	return frame, chunk, nil
-}
-
-// appendEventTime appends the protocol's EventTime: extension type 0 with seconds and nanoseconds, each a
-// big-endian uint32 (fixext 8).
-func appendEventTime(b []byte, t time.Time) []byte {
-	b = append(b, 0xd7, 0x00)
-	b = binary.BigEndian.AppendUint32(b, uint32(t.Unix()))
-	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+	return f, chunk, nil
 }
 
 // readAck reads the receiver's {"ack": chunk} answer.

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tinylib/msgp/msgp"
 )
 
 // The receiver is the OpenTelemetry Collector's fluentforward receiver (test/fluentreceiver), built once.
@@ -117,13 +119,37 @@ func received(t *testing.T, path string) []map[string]any {
 	return out
 }
 
-func entries(from, n int) []Entry {
-	var es []Entry
-	for i := from; i < from+n; i++ {
-		es = append(es, Entry{Time: time.Unix(1764621919, int64(i)), Record: map[string]any{
-			"log": fmt.Sprintf("line %d", i), "stream": "stdout", "kubernetes": map[string]any{"pod_name": "web-0"}}})
+// message encodes records "line <from>".."line <from+n-1>" of pod web-0 as the shipper does.
+func message(t *testing.T, tag string, from, n int, compress bool) Message {
+	t.Helper()
+	meta, err := msgp.AppendIntf(nil, map[string]any{"pod_name": "web-0"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return es
+	b := &chunkBuilder{meta: meta}
+	for i := from; i < from+n; i++ {
+		b.add(Record{Time: time.Unix(1764621919, int64(i)), Stream: Stdout, Message: []byte(fmt.Sprintf("line %d", i))}, time.Now())
+	}
+	m, err := b.message(tag, compress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// checkLines fails unless the receiver holds exactly "line 0".."line n-1", in order.
+func checkLines(t *testing.T, out string, n int) []map[string]any {
+	t.Helper()
+	got := received(t, out)
+	if len(got) != n {
+		t.Fatalf("%d records received, want %d", len(got), n)
+	}
+	for i, rec := range got {
+		if rec["body"] != fmt.Sprintf("line %d", i) {
+			t.Fatalf("record %d is %v", i, rec["body"])
+		}
+	}
+	return got
 }
 
 func TestForwardClientDeliversAcknowledgedChunksToAFluentForwardReceiver(t *testing.T) {
@@ -131,21 +157,22 @@ func TestForwardClientDeliversAcknowledgedChunksToAFluentForwardReceiver(t *test
 		t.Run(fmt.Sprintf("gzip=%v", compressed), func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "records.jsonl")
 			r := startReceiver(t, freeLoopbackAddr(t), out)
-			c := &ForwardClient{Address: r.addr, Gzip: compressed, Timeout: 5 * time.Second}
+			c := &ForwardClient{Receivers: []string{r.addr}, Timeout: 5 * time.Second}
 			defer c.Close()
-			for chunk := range 3 {
-				if err := c.Send(context.Background(), "kube.var.log.containers.web-0", entries(chunk*100, 100)); err != nil {
-					t.Fatal(err)
-				}
+			tag := "kube.var.log.containers.web-0"
+			// One message per Send, then three in one Send (written together, acknowledged in order).
+			if err := c.Send(context.Background(), []Message{message(t, tag, 0, 100, compressed)}); err != nil {
+				t.Fatal(err)
 			}
-			got := received(t, out) // every chunk was acknowledged, so it is in the file
-			if len(got) != 300 {
-				t.Fatalf("%d records received, want 300", len(got))
+			batch := []Message{message(t, tag, 100, 100, compressed), message(t, tag, 200, 100, compressed), message(t, tag, 300, 100, compressed)}
+			if err := c.Send(context.Background(), batch); err != nil {
+				t.Fatal(err)
 			}
+			got := checkLines(t, out, 400) // every chunk was acknowledged, so it is in the file
 			for i, rec := range got {
 				attrs, _ := rec["attributes"].(map[string]any)
-				if rec["body"] != fmt.Sprintf("line %d", i) || attrs["fluent.tag"] != "kube.var.log.containers.web-0" ||
-					attrs["stream"] != "stdout" || rec["time"] != json.Number(strconv.FormatInt(time.Unix(1764621919, int64(i)).UnixNano(), 10)) {
+				if attrs["fluent.tag"] != tag || attrs["stream"] != "stdout" ||
+					rec["time"] != json.Number(strconv.FormatInt(time.Unix(1764621919, int64(i)).UnixNano(), 10)) {
 					t.Fatalf("record %d: %v", i, rec)
 				}
 			}
@@ -158,26 +185,45 @@ func TestForwardClientLosesNothingWhenTheReceiverRestarts(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	addr := freeLoopbackAddr(t)
 	r := startReceiver(t, addr, out)
-	c := &ForwardClient{Address: addr, Timeout: 2 * time.Second}
+	c := &ForwardClient{Receivers: []string{addr}, Timeout: 2 * time.Second}
 	defer c.Close()
-	if err := c.Send(context.Background(), "t", entries(0, 10)); err != nil {
+	if err := c.Send(context.Background(), []Message{message(t, "t", 0, 10, false)}); err != nil {
 		t.Fatal(err)
 	}
 	r.stop()
-	if err := c.Send(context.Background(), "t", entries(10, 10)); err == nil {
+	if err := c.Send(context.Background(), []Message{message(t, "t", 10, 10, false)}); err == nil {
 		t.Fatal("Send succeeded with the receiver down")
 	}
 	startReceiver(t, addr, out)
-	if err := c.Send(context.Background(), "t", entries(10, 10)); err != nil {
+	if err := c.Send(context.Background(), []Message{message(t, "t", 10, 10, false)}); err != nil {
 		t.Fatalf("sending again after the receiver came back: %v", err)
 	}
-	got := received(t, out)
-	if len(got) != 20 {
-		t.Fatalf("%d records, want 20", len(got))
+	checkLines(t, out, 20)
+}
+
+// With two receivers, the second takes over when the first stops, and nothing is lost.
+func TestForwardClientFailsOverToTheNextReceiver(t *testing.T) {
+	first, second := filepath.Join(t.TempDir(), "first.jsonl"), filepath.Join(t.TempDir(), "second.jsonl")
+	r1 := startReceiver(t, freeLoopbackAddr(t), first)
+	r2 := startReceiver(t, freeLoopbackAddr(t), second)
+	c := &ForwardClient{Receivers: []string{r1.addr, r2.addr}, Timeout: 2 * time.Second}
+	defer c.Close()
+	if err := c.Send(context.Background(), []Message{message(t, "t", 0, 10, false)}); err != nil {
+		t.Fatal(err)
 	}
-	for i, rec := range got {
-		if rec["body"] != fmt.Sprintf("line %d", i) {
-			t.Fatalf("record %d is %v", i, rec["body"])
+	r1.stop()
+	var err error
+	for attempt := 0; attempt < 2; attempt++ { // the first attempt may fail on the broken connection
+		if err = c.Send(context.Background(), []Message{message(t, "t", 10, 10, false)}); err == nil {
+			break
 		}
+	}
+	if err != nil {
+		t.Fatalf("no failover: %v", err)
+	}
+	checkLines(t, first, 10)
+	got := received(t, second)
+	if len(got) != 10 || got[0]["body"] != "line 10" {
+		t.Fatalf("the second receiver got %d records: %v", len(got), got)
 	}
 }

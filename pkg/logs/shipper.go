@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tinylib/msgp/msgp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 )
@@ -19,63 +23,95 @@ import (
 type ShipperConfig struct {
 	// PodLogsDir is where the runtime writes container logs (the kubelet's /var/log/pods).
 	PodLogsDir string
-	// StateDir holds the checkpoints file.
+	// StateDir holds the checkpoints file and the buffer's chunks.
 	StateDir string
-	// Receiver is the forward protocol receiver's host:port.
-	Receiver string
-	Gzip     bool
-	// ChunkRecords and FlushInterval bound a chunk: it is sent when it holds that many records or when
-	// that long passed since its first record.
+	// Client sends to the receivers; the shipper is its only user.
+	Client *ForwardClient
+	// Tag makes a container's tag (see ParseTagTemplate).
+	Tag *TagTemplate
+	// Gzip sends CompressedPackedForward.
+	Gzip bool
+	// ParseJSON merges the fields of messages that are JSON objects into their records.
+	ParseJSON bool
+	// ChunkRecords, ChunkBytes and FlushInterval bound a chunk: it is closed when it holds that many records
+	// or bytes, or when that long passed since its first record.
 	ChunkRecords  int
+	ChunkBytes    int
 	FlushInterval time.Duration
+	// BufferLimit bounds the bytes waiting on disk; past it the oldest chunks are dropped and counted.
+	BufferLimit int64
+	// InFlight is how many chunks one exchange with the receiver carries before it waits for their acks.
+	InFlight int
 	// Poll is how often the directory and idle files are looked at again.
 	Poll time.Duration
-	// Timeout bounds one exchange with the receiver; RetryMax bounds the wait between attempts.
-	Timeout  time.Duration
+	// RetryMax bounds the wait between attempts to deliver.
 	RetryMax time.Duration
 	NodeName string
 	// Pod returns the pod of a UID from the agent's cache, or nil.
-	Pod func(uid string) *corev1.Pod
+	Pod     func(uid string) *corev1.Pod
+	Metrics prometheus.Registerer
 }
 
-// Shipper sends the records of every container log under PodLogsDir to the receiver, one follower per file,
-// and advances a file's checkpoint only after the receiver acknowledged the chunk that ends there: after a
-// restart (kill -9 included) it resumes at the last acknowledged line, so records are never lost and only an
-// unacknowledged chunk can arrive twice.
+// Shipper sends the records of every container log under PodLogsDir to the receivers. One follower per
+// file reads, joins and encodes its records into chunks and puts them in the disk buffer, whatever the
+// receiver's state (so a rotation while the receiver is down loses nothing); one sender takes the oldest
+// chunks from the buffer, delivers them and, once they are acknowledged, advances their files'
+// checkpoints. After a restart (kill -9 included) a file is read again from the end of its newest buffered
+// chunk, or from its checkpoint: records are never lost, and only unacknowledged chunks can arrive twice.
 type Shipper struct {
 	cfg         ShipperConfig
+	buffer      *DiskBuffer
 	checkpoints *checkpoints
+	metrics     *metrics
+
+	mu sync.Mutex
+	// following holds the paths with a follower running.
+	following map[string]bool
 }
 
-// NewShipper loads the checkpoints a previous run left in StateDir.
+// NewShipper opens the buffer and checkpoints a previous run left in StateDir.
 func NewShipper(cfg ShipperConfig) (*Shipper, error) {
 	cp, err := loadCheckpoints(filepath.Join(cfg.StateDir, "checkpoints.json"))
 	if err != nil {
 		return nil, err
 	}
-	return &Shipper{cfg: cfg, checkpoints: cp}, nil
+	buffer, err := OpenDiskBuffer(filepath.Join(cfg.StateDir, "buffer"), cfg.BufferLimit)
+	if err != nil {
+		return nil, err
+	}
+	s := &Shipper{cfg: cfg, buffer: buffer, checkpoints: cp, following: map[string]bool{}}
+	if s.metrics, err = newMetrics(cfg.Metrics, buffer); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
-// Run follows every container log it finds until ctx ends, and waits for its followers.
+// Run follows every container log it finds and delivers their records until ctx ends, then waits for its
+// followers and sender.
 func (s *Shipper) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	following := map[string]bool{}
+	wg.Add(1)
+	go func() { defer wg.Done(); s.deliver(ctx) }()
 	for {
 		logs, err := Discover(s.cfg.PodLogsDir)
 		if err != nil {
 			klog.ErrorS(err, "Listing container logs")
 		}
+		present := map[string]bool{}
 		for _, l := range logs {
-			if following[l.Path] {
+			present[l.Path] = true
+			if !s.startFollowing(l.Path) {
 				continue
 			}
-			following[l.Path] = true
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s.follow(ctx, l)
+				s.follow(ctx, l, s.resumeAt(l.Path))
 			}()
+		}
+		if err == nil {
+			s.forgetRemoved(present)
 		}
 		select {
 		case <-ctx.Done():
@@ -85,79 +121,184 @@ func (s *Shipper) Run(ctx context.Context) {
 	}
 }
 
-// follow ships one container's log until ctx ends.
-func (s *Shipper) follow(ctx context.Context, l ContainerLog) {
-	tailer, err := OpenTailer(l.Path, s.checkpoints.get(l.Path), s.cfg.Poll)
+// resumeAt is where reading path starts: the end of its newest buffered chunk, or else its checkpoint
+// (everything before either is in the buffer or acknowledged).
+func (s *Shipper) resumeAt(path string) Position {
+	if end, ok := s.buffer.Ends()[path]; ok {
+		return end
+	}
+	return s.checkpoints.get(path)
+}
+
+// forgetRemoved drops the checkpoints of files that are gone, followed by no one and with nothing buffered.
+func (s *Shipper) forgetRemoved(present map[string]bool) {
+	buffered := s.buffer.Ends()
+	s.mu.Lock()
+	following := maps.Clone(s.following)
+	s.mu.Unlock()
+	keep := func(path string) bool {
+		_, waiting := buffered[path]
+		return present[path] || following[path] || waiting
+	}
+	if err := s.checkpoints.keepOnly(keep); err != nil {
+		klog.ErrorS(err, "Saving log checkpoints")
+	}
+}
+
+func (s *Shipper) startFollowing(path string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.following[path] {
+		return false
+	}
+	s.following[path] = true
+	return true
+}
+
+func (s *Shipper) stopFollowing(path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.following, path)
+}
+
+// follow reads one container log from start and puts its chunks in the buffer, until ctx ends or the file
+// is removed (its pod deleted) and read to its end.
+func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
+	defer s.stopFollowing(l.Path)
+	tailer, err := OpenTailer(l.Path, start, s.cfg.Poll)
 	if err != nil {
 		klog.ErrorS(err, "Cannot follow a container log", "path", l.Path)
 		return
 	}
 	defer tailer.Close()
-	client := &ForwardClient{Address: s.cfg.Receiver, Gzip: s.cfg.Gzip, Timeout: s.cfg.Timeout}
-	defer client.Close()
 	joiner := NewJoiner()
-	var batch []Entry
-	var batchEnd Position
+	chunk := &chunkBuilder{parseJSON: s.cfg.ParseJSON}
+	var end Position
 	var flushAt time.Time
-	var meta map[string]any // the pod's metadata, looked up once per chunk and shared by its records
 	for {
 		wait := s.cfg.Poll
-		if len(batch) > 0 {
+		if chunk.records > 0 {
 			wait = max(time.Until(flushAt), time.Millisecond)
 		}
 		readCtx, cancel := context.WithTimeout(ctx, wait)
 		line, pos, err := tailer.Next(readCtx)
 		cancel()
+		removed := errors.Is(err, io.EOF)
 		switch {
 		case err == nil:
 			if rec, ok := joiner.Add(line); ok {
-				if len(batch) == 0 {
+				if chunk.records == 0 {
 					flushAt = time.Now().Add(s.cfg.FlushInterval)
-					meta = s.metadata(l)
+					chunk.meta = s.metadata(l)
 				}
-				batch = append(batch, entry(rec, meta))
+				if rec.Malformed {
+					s.metrics.malformed.Inc()
+				}
+				chunk.add(rec, time.Now())
 			}
 			if !joiner.Pending() {
-				batchEnd = pos // a checkpoint never falls inside a line split in parts
+				end = pos // a checkpoint never falls inside a line split in parts
 			}
+		case removed:
 		case ctx.Err() != nil:
 			return
 		case !errors.Is(err, context.DeadlineExceeded):
 			klog.ErrorS(err, "Reading a container log", "path", l.Path)
 			return
 		}
-		if len(batch) > 0 && (len(batch) >= s.cfg.ChunkRecords || !time.Now().Before(flushAt)) {
-			if !s.send(ctx, client, DefaultTag(l, containerID(s.cfg.Pod(l.UID), l.Container)), batch) {
-				return
+		full := chunk.records >= s.cfg.ChunkRecords || len(chunk.entries) >= s.cfg.ChunkBytes
+		if chunk.records > 0 && (full || removed || !time.Now().Before(flushAt)) {
+			if err := s.putChunk(l, chunk, end); err != nil {
+				klog.ErrorS(err, "Buffering log records", "path", l.Path)
+				return // read again from the last buffered chunk when the file is next discovered
 			}
-			if err := s.checkpoints.set(l.Path, batchEnd); err != nil {
-				klog.ErrorS(err, "Saving a log checkpoint", "path", l.Path)
-			}
-			batch = nil
+		}
+		if removed {
+			klog.V(2).InfoS("Container log removed and read to its end", "path", l.Path)
+			return
 		}
 	}
 }
 
-// send delivers one chunk, trying again with back-off until it is acknowledged; false when ctx ended first.
-func (s *Shipper) send(ctx context.Context, client *ForwardClient, tag string, batch []Entry) bool {
+// putChunk closes the chunk being built and puts it in the buffer.
+func (s *Shipper) putChunk(l ContainerLog, chunk *chunkBuilder, end Position) error {
+	records, bytes := chunk.records, chunk.lineBytes
+	msg, err := chunk.message(s.cfg.Tag.Execute(l, containerID(s.cfg.Pod(l.UID), l.Container), s.cfg.NodeName), s.cfg.Gzip)
+	if err != nil {
+		return err
+	}
+	if err := s.buffer.Put(Chunk{Message: msg, Path: l.Path, End: end}); err != nil {
+		return err
+	}
+	s.metrics.inRecords.Add(float64(records))
+	s.metrics.inBytes.Add(float64(bytes))
+	return nil
+}
+
+// deliver sends the buffer's oldest chunks until ctx ends, trying again with back-off while the receivers
+// fail, and moves the checkpoints of acknowledged chunks' files.
+func (s *Shipper) deliver(ctx context.Context) {
+	defer s.cfg.Client.Close()
 	backoff := 100 * time.Millisecond
 	for {
-		err := client.Send(ctx, tag, batch)
-		if err == nil {
-			return true
+		chunks, err := s.buffer.Oldest(s.cfg.InFlight)
+		if err != nil {
+			klog.ErrorS(err, "Reading the log buffer")
 		}
-		klog.V(2).InfoS("Log chunk not delivered, trying again", "records", len(batch), "in", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(backoff):
+		if len(chunks) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.buffer.Added():
+			case <-time.After(s.cfg.Poll): // a read error above, or a drop that raced a put
+			}
+			continue
 		}
-		backoff = min(2*backoff, s.cfg.RetryMax)
+		msgs := make([]Message, len(chunks))
+		for i, c := range chunks {
+			msgs[i] = c.Message
+		}
+		if err := s.cfg.Client.Send(ctx, msgs); err != nil {
+			s.metrics.errors.Inc()
+			klog.V(2).InfoS("Log chunks not delivered, trying again", "chunks", len(msgs), "in", backoff, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			s.metrics.retries.Inc()
+			backoff = min(2*backoff, s.cfg.RetryMax)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if err := s.acknowledged(chunks); err != nil {
+			klog.ErrorS(err, "Recording delivered log chunks")
+		}
 	}
 }
 
-// metadata is what Fluent Bit's kubernetes filter adds to a container's records.
-func (s *Shipper) metadata(l ContainerLog) map[string]any {
+// acknowledged moves the checkpoints past the chunks, then removes them from the buffer: a crash between
+// the two sends them again, never loses them.
+func (s *Shipper) acknowledged(chunks []Chunk) error {
+	ends := map[string]Position{}
+	for _, c := range chunks {
+		ends[c.Path] = c.End
+		s.metrics.outRecords.Add(float64(c.Records))
+		s.metrics.outBytes.Add(float64(len(c.Entries)))
+	}
+	if err := s.checkpoints.set(ends); err != nil {
+		return err
+	}
+	for _, c := range chunks {
+		if err := s.buffer.Ack(c.Seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// metadata is what Fluent Bit's kubernetes filter adds to a container's records, encoded as a msgpack map.
+func (s *Shipper) metadata(l ContainerLog) []byte {
 	k8s := map[string]any{"namespace_name": l.Namespace, "pod_name": l.Pod, "pod_id": l.UID,
 		"container_name": l.Container, "host": s.cfg.NodeName}
 	if pod := s.cfg.Pod(l.UID); pod != nil {
@@ -171,17 +312,15 @@ func (s *Shipper) metadata(l ContainerLog) map[string]any {
 				k8s["container_image"] = c.Image
 			}
 		}
+		if id := containerID(pod, l.Container); id != "" {
+			k8s["container_id"] = id
+		}
 	}
-	return k8s
-}
-
-// entry is a record with its container's metadata.
-func entry(r Record, meta map[string]any) Entry {
-	t := r.Time
-	if r.Malformed {
-		t = time.Now()
+	encoded, err := msgp.AppendIntf(nil, k8s)
+	if err != nil {
+		panic(fmt.Sprintf("encoding strings cannot fail: %v", err))
 	}
-	return Entry{Time: t, Record: map[string]any{"log": r.Message, "stream": string(r.Stream), "kubernetes": meta}}
+	return encoded
 }
 
 func containerID(pod *corev1.Pod, container string) string {
@@ -227,10 +366,32 @@ func (c *checkpoints) get(path string) Position {
 	return c.pos[path]
 }
 
-func (c *checkpoints) set(path string, p Position) error {
+func (c *checkpoints) set(ends map[string]Position) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.pos[path] = p
+	for path, p := range ends {
+		c.pos[path] = p
+	}
+	return c.save()
+}
+
+// keepOnly forgets the paths keep refuses, saving only when one was forgotten.
+func (c *checkpoints) keepOnly(keep func(path string) bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.pos)
+	for path := range c.pos {
+		if !keep(path) {
+			delete(c.pos, path)
+		}
+	}
+	if len(c.pos) == n {
+		return nil
+	}
+	return c.save()
+}
+
+func (c *checkpoints) save() error {
 	data, err := json.Marshal(c.pos)
 	if err != nil {
 		return err

@@ -8,9 +8,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// testShipperConfig ships logsDir to one receiver at addr in small chunks, polling often.
+func testShipperConfig(t *testing.T, logsDir, state, addr string) ShipperConfig {
+	t.Helper()
+	tag, err := ParseTagTemplate(DefaultTagTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ShipperConfig{PodLogsDir: logsDir, StateDir: state, Tag: tag,
+		Client:       &ForwardClient{Receivers: []string{addr}, Timeout: 2 * time.Second},
+		ChunkRecords: 40, ChunkBytes: 1 << 20, FlushInterval: 100 * time.Millisecond, BufferLimit: 1 << 30, InFlight: 4,
+		Poll: 20 * time.Millisecond, RetryMax: time.Second, NodeName: "node-a",
+		Pod: func(string) *corev1.Pod { return nil }, Metrics: prometheus.NewRegistry()}
+}
 
 // runShipper runs a shipper until the returned stop is called; stop waits for it.
 func runShipper(t *testing.T, cfg ShipperConfig) (stop func()) {
@@ -69,9 +84,8 @@ func TestShipperSendsEveryContainersLinesInOrderAndResumesAfterARestart(t *testi
 			}
 		}
 	}
-	cfg := ShipperConfig{PodLogsDir: logsDir, StateDir: state, Receiver: r.addr, ChunkRecords: 40,
-		FlushInterval: 100 * time.Millisecond, Poll: 20 * time.Millisecond, Timeout: 2 * time.Second,
-		RetryMax: time.Second, NodeName: "node-a", Pod: func(uid string) *corev1.Pod { return pods[uid] }}
+	cfg := testShipperConfig(t, logsDir, state, r.addr)
+	cfg.Pod = func(uid string) *corev1.Pod { return pods[uid] }
 
 	writeLines(0, 100)
 	stop := runShipper(t, cfg)
@@ -95,6 +109,8 @@ func TestShipperSendsEveryContainersLinesInOrderAndResumesAfterARestart(t *testi
 	// Lines written while the shipper is stopped are sent by the next one, from the checkpoints: nothing
 	// twice, nothing lost.
 	writeLines(100, 150)
+	cfg.Client = &ForwardClient{Receivers: []string{r.addr}, Timeout: 2 * time.Second}
+	cfg.Metrics = prometheus.NewRegistry()
 	stop = runShipper(t, cfg)
 	defer stop()
 	byPod = waitForRecords(t, out, 450)

@@ -35,7 +35,13 @@ type Tailer struct {
 	// draining is set once the path names a new file: the open one is read to its end once more (a write
 	// may still have been on its way to it) before the tailer moves on.
 	draining bool
+	// missingSince is when the path was first seen missing, zero while it exists.
+	missingSince time.Time
 }
+
+// removedAfter is how long a path must stay missing before its file counts as removed (its pod deleted or
+// its container's logs collected) rather than caught between a rotation's rename and the new file.
+const removedAfter = time.Second
 
 // OpenTailer opens path at pos: at pos.Offset of the file that was pos.Inode, which is the file at path or,
 // when a rotation happened since pos was taken, one of its rotated files beside it (read to its end first,
@@ -128,7 +134,8 @@ func inodeOfInfo(info os.FileInfo) uint64 {
 func (t *Tailer) Close() error { return t.file.Close() }
 
 // Next returns the next whole line (without its newline) and the Position after it, waiting for one until
-// ctx ends. The line is the caller's.
+// ctx ends. The line is the caller's. Once the path has been gone for removedAfter and the open file is
+// read to its end, Next returns io.EOF.
 func (t *Tailer) Next(ctx context.Context) ([]byte, Position, error) {
 	for {
 		chunk, err := t.reader.ReadBytes('\n')
@@ -146,13 +153,27 @@ func (t *Tailer) Next(ctx context.Context) ([]byte, Position, error) {
 		}
 		// At the end of the open file: a rotation replaced the path, or more is still to be written.
 		if !t.draining {
-			rotated, err := t.rotated()
+			state, err := t.pathState()
 			if err != nil {
 				return nil, t.pos, err
 			}
-			if rotated {
+			switch state {
+			case pathRotated:
 				t.draining = true
 				continue
+			case pathMissing:
+				if t.missingSince.IsZero() {
+					t.missingSince = time.Now()
+				} else if time.Since(t.missingSince) >= removedAfter {
+					// Bytes without a newline at the end of a removed file will never be completed.
+					if rest := t.partial; len(rest) > 0 {
+						t.partial = nil
+						return rest, t.pos, nil
+					}
+					return nil, t.pos, io.EOF
+				}
+			case pathSame:
+				t.missingSince = time.Time{}
 			}
 		} else {
 			t.draining = false
@@ -175,16 +196,24 @@ func (t *Tailer) Next(ctx context.Context) ([]byte, Position, error) {
 	}
 }
 
-// rotated reports whether path now names another file than the one open; a path that is missing for a
-// moment (between the rename and the new file) is not a rotation yet.
-func (t *Tailer) rotated() (bool, error) {
+type pathState int
+
+const (
+	pathSame    pathState = iota // the path names the open file
+	pathRotated                  // the path names another file
+	pathMissing                  // nothing at the path: a rotation half done, or the file removed
+)
+
+func (t *Tailer) pathState() (pathState, error) {
 	info, err := os.Stat(t.path)
 	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+		return pathMissing, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("stat %s: %w", t.path, err)
+		return pathSame, fmt.Errorf("stat %s: %w", t.path, err)
 	}
-	inode := inodeOfInfo(info)
-	return inode != 0 && inode != t.pos.Inode, nil
+	if inode := inodeOfInfo(info); inode != 0 && inode != t.pos.Inode {
+		return pathRotated, nil
+	}
+	return pathSame, nil
 }

@@ -1,0 +1,117 @@
+package logs
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+// Message is one forward protocol message waiting to be sent: a tag and its entries, the msgpack stream of
+// [EventTime, record] pairs that a PackedForward message carries (gzip-compressed for
+// CompressedPackedForward).
+type Message struct {
+	Tag        string
+	Entries    []byte
+	Records    int
+	Compressed bool
+}
+
+// chunkBuilder encodes one container's records into a Message as they are read, straight to msgpack: no
+// map per record, and the container's metadata encoded once per chunk.
+type chunkBuilder struct {
+	entries []byte
+	records int
+	// meta is the encoded "kubernetes" map of the chunk's container.
+	meta []byte
+	// parseJSON merges the fields of a message that is a JSON object into its record.
+	parseJSON bool
+	// lineBytes counts the message bytes added, for the input metrics.
+	lineBytes int
+}
+
+// Fields every record has; a JSON message's field of the same name does not replace them.
+var recordKeys = map[string]bool{"log": true, "stream": true, "kubernetes": true}
+
+// add appends one record. A malformed line carries the time it was read, since it has none of its own.
+func (b *chunkBuilder) add(r Record, now time.Time) {
+	t := r.Time
+	if r.Malformed {
+		t = now
+	}
+	var fields map[string]any
+	if b.parseJSON && !r.Malformed {
+		fields = jsonObject(r.Message)
+	}
+	extra := 0
+	for k := range fields {
+		if !recordKeys[k] {
+			extra++
+		}
+	}
+	b.entries = msgp.AppendArrayHeader(b.entries, 2)
+	b.entries = appendEventTime(b.entries, t)
+	b.entries = msgp.AppendMapHeader(b.entries, uint32(3+extra))
+	b.entries = msgp.AppendString(b.entries, "log")
+	b.entries = msgp.AppendStringFromBytes(b.entries, r.Message)
+	b.entries = msgp.AppendString(b.entries, "stream")
+	b.entries = msgp.AppendString(b.entries, string(r.Stream))
+	b.entries = msgp.AppendString(b.entries, "kubernetes")
+	b.entries = append(b.entries, b.meta...)
+	for k, v := range fields {
+		if recordKeys[k] {
+			continue
+		}
+		b.entries = msgp.AppendString(b.entries, k)
+		var err error
+		if b.entries, err = msgp.AppendIntf(b.entries, v); err != nil {
+			// Values decoded from JSON are all encodable; keep the stream well formed if one is not.
+			b.entries = msgp.AppendString(b.entries, fmt.Sprint(v))
+		}
+	}
+	b.records++
+	b.lineBytes += len(r.Message)
+}
+
+// jsonObject returns the fields of a message that is one JSON object, or nil.
+func jsonObject(msg []byte) map[string]any {
+	trimmed := bytes.TrimSpace(msg)
+	if len(trimmed) < 2 || trimmed[0] != '{' {
+		return nil
+	}
+	var fields map[string]any
+	if json.Unmarshal(trimmed, &fields) != nil {
+		return nil
+	}
+	return fields
+}
+
+// message takes what was added as a Message under tag, compressed if asked, and empties the builder.
+func (b *chunkBuilder) message(tag string, compress bool) (Message, error) {
+	m := Message{Tag: tag, Entries: b.entries, Records: b.records}
+	b.entries, b.records, b.lineBytes = nil, 0, 0
+	if compress {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		if _, err := zw.Write(m.Entries); err != nil {
+			return Message{}, fmt.Errorf("compressing a chunk: %w", err)
+		}
+		if err := zw.Close(); err != nil {
+			return Message{}, fmt.Errorf("compressing a chunk: %w", err)
+		}
+		m.Entries, m.Compressed = buf.Bytes(), true
+	}
+	return m, nil
+}
+
+// appendEventTime appends the protocol's EventTime: extension type 0 with seconds and nanoseconds, each a
+// big-endian uint32 (fixext 8).
+func appendEventTime(b []byte, t time.Time) []byte {
+	b = append(b, 0xd7, 0x00)
+	b = binary.BigEndian.AppendUint32(b, uint32(t.Unix()))
+	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+}
