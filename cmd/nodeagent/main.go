@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +33,7 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/pkg/dns"
 	"github.com/nodeagent/nodeagent/pkg/eviction"
+	"github.com/nodeagent/nodeagent/pkg/logs"
 	"github.com/nodeagent/nodeagent/pkg/metrics"
 	"github.com/nodeagent/nodeagent/pkg/node"
 	"github.com/nodeagent/nodeagent/pkg/podcgroup"
@@ -73,6 +75,8 @@ func main() {
 		runMode = runProxyOnly
 	case modeDNSOnly:
 		runMode = runDNSOnly
+	case modeLogsOnly:
+		runMode = runLogsOnly
 	}
 	if err := runMode(ctx, cfg); err != nil {
 		klog.ErrorS(err, "nodeagent stopped")
@@ -82,14 +86,15 @@ func main() {
 	klog.Flush()
 }
 
-// mode is what the process does: the whole node (the default), only the Service proxy, only DNS, or cleaning
-// up.
+// mode is what the process does: the whole node (the default), only the Service proxy, only DNS, only log
+// shipping, or cleaning up.
 type mode int
 
 const (
 	modeNode mode = iota
 	modeProxyOnly
 	modeDNSOnly
+	modeLogsOnly
 	modeCleanupProxy
 )
 
@@ -98,13 +103,14 @@ const (
 // configuration.
 func loadConfig(args []string) (cfg *config.Configuration, m mode, err error) {
 	var configFile string
-	var cleanup, proxyOnly, dnsOnly bool
+	var cleanup, proxyOnly, dnsOnly, logsOnly bool
 	newFlags := func(cfg *config.Configuration) *pflag.FlagSet {
 		fs := pflag.NewFlagSet("nodeagent", pflag.ContinueOnError)
 		fs.StringVar(&configFile, "config", "", "Path to a "+config.Kind+" YAML file ("+config.APIVersion+"); flags override it.")
 		fs.BoolVar(&cleanup, "cleanup-proxy", false, "Remove the agent's nftables table (inet "+proxy.TableName+") and exit, as kube-proxy --cleanup.")
 		fs.BoolVar(&proxyOnly, "proxy-only", false, "Run only the Service proxy, as kube-proxy does: no Node registration, no pods.")
 		fs.BoolVar(&dnsOnly, "dns-only", false, "Run only the cluster DNS server, as CoreDNS does: no Node registration, no pods.")
+		fs.BoolVar(&logsOnly, "logs-only", false, "Run only the log shipper, as Fluent Bit does: no Node registration, no pods; without a kubeconfig, records carry what the log paths say.")
 		cfg.AddFlags(fs)
 		klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 		klog.InitFlags(klogFlags)
@@ -127,14 +133,21 @@ func loadConfig(args []string) (cfg *config.Configuration, m mode, err error) {
 		return nil, modeNode, err
 	}
 	errs := cfg.Validate()
+	if logsOnly && cfg.Kubeconfig == "" {
+		errs = slices.DeleteFunc(errs, func(e *field.Error) bool { return e.Field == "kubeconfig" && e.Type == field.ErrorTypeRequired })
+	}
+	if logsOnly && !cfg.Logs.Enabled {
+		errs = append(errs, field.Invalid(field.NewPath("logs", "enabled"), false, "--logs-only runs the log shipper: it must be enabled"))
+	}
 	if proxyOnly && !cfg.Proxy.Enabled {
 		errs = append(errs, field.Invalid(field.NewPath("proxy", "enabled"), false, "--proxy-only runs the proxy: it must be enabled"))
 	}
 	if dnsOnly && !cfg.DNS.Enabled {
 		errs = append(errs, field.Invalid(field.NewPath("dns", "enabled"), false, "--dns-only runs the DNS server: it must be enabled"))
 	}
-	if proxyOnly && dnsOnly {
-		errs = append(errs, field.Invalid(field.NewPath("dns-only"), true, "--proxy-only and --dns-only exclude each other"))
+	if only := slices.DeleteFunc([]string{flagIf(proxyOnly, "--proxy-only"), flagIf(dnsOnly, "--dns-only"), flagIf(logsOnly, "--logs-only")},
+		func(s string) bool { return s == "" }); len(only) > 1 {
+		errs = append(errs, field.Invalid(field.NewPath(strings.TrimPrefix(only[1], "--")), true, strings.Join(only, " and ")+" exclude each other"))
 	}
 	if len(errs) > 0 {
 		lines := make([]string, len(errs))
@@ -149,7 +162,18 @@ func loadConfig(args []string) (cfg *config.Configuration, m mode, err error) {
 	if dnsOnly {
 		return cfg, modeDNSOnly, nil
 	}
+	if logsOnly {
+		return cfg, modeLogsOnly, nil
+	}
 	return cfg, modeNode, nil
+}
+
+// flagIf is name when set, else "".
+func flagIf(set bool, name string) string {
+	if set {
+		return name
+	}
+	return ""
 }
 
 // cleanupProxy removes the agent's nftables table from this host's network namespace.
@@ -395,6 +419,12 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 			return err
 		}
 	}
+	var shipper *logs.Shipper
+	if cfg.Logs.Enabled {
+		if shipper, err = newShipper(cfg, nodeName, podFinder{pods: src.Pods(), static: static}, registry); err != nil {
+			return err
+		}
+	}
 	if err := serveEndpoints(ctx, &wg, cfg, registry, proxier, src); err != nil {
 		return err
 	}
@@ -425,6 +455,10 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	if dnsServer != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); runDNS(ctx, dnsServer) }()
+	}
+	if shipper != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); shipper.Run(ctx) }()
 	}
 	if static != nil {
 		static.OnChange(func() { pods.StaticPodsChanged(ctx) })

@@ -110,6 +110,25 @@ func TestProxyOnlyNeedsTheProxy(t *testing.T) {
 	}
 }
 
+// --logs-only runs without a kubeconfig (records then carry what the log paths say), but not without a
+// receiver, and not with another --*-only.
+func TestLogsOnlyNeedsAReceiverButNoKubeconfig(t *testing.T) {
+	if _, m, err := loadConfig([]string{"--logs-only", "--enable-log-shipping", "--log-receivers", "127.0.0.1:24224"}); err != nil || m != modeLogsOnly {
+		t.Errorf("--logs-only: mode %v, error %v; want the logs-only mode", m, err)
+	}
+	for args, want := range map[string]string{
+		"--logs-only --enable-log-shipping": "logs.receivers: Required value",
+		"--logs-only":                       "logs.enabled: Invalid value: false: --logs-only runs the log shipper",
+		"--logs-only --enable-log-shipping --log-receivers 127.0.0.1:24224 --dns-only": "--dns-only and --logs-only exclude each other",
+		"--enable-log-shipping --log-receivers fluentd":                                `logs.receivers[0]: Invalid value: "fluentd": want host:port`,
+	} {
+		_, _, err := loadConfig(strings.Fields(args))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", args, err, want)
+		}
+	}
+}
+
 // --cleanup-proxy removes the agent's nftables table and nothing else, without any other configuration. It
 // runs in a network namespace of its own (unshare), so the host's tables are never touched.
 func TestCleanupProxyRemovesOnlyTheAgentsTable(t *testing.T) {

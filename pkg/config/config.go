@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nodeagent/nodeagent/pkg/eviction"
+	"github.com/nodeagent/nodeagent/pkg/logs"
 )
 
 const (
@@ -109,6 +110,69 @@ type Configuration struct {
 	ResolvConf string `json:"resolvConf"`
 	// DNS is the cluster DNS server, CoreDNS's (or NodeLocal DNSCache's) part of the node.
 	DNS DNSConfiguration `json:"dns"`
+	// Logs is the container log shipper, Fluent Bit's part of the node.
+	Logs LogsConfiguration `json:"logs"`
+}
+
+// LogsConfiguration is the log shipper's part: Fluent Bit's tail input, kubernetes filter and forward
+// output, with its defaults where it has one.
+type LogsConfiguration struct {
+	// Enabled makes the agent ship its pods' container logs to Receivers.
+	Enabled bool `json:"enabled"`
+	// Receivers are Fluentd forward protocol receivers (host:port), the first preferred; the next one takes
+	// over when one fails.
+	Receivers []string `json:"receivers,omitempty"`
+	// TagTemplate makes each container's tag from ${namespace}, ${pod}, ${pod_id}, ${container},
+	// ${container_id} and ${node}; the default is Fluent Bit's kube.var.log.containers... tag.
+	TagTemplate string `json:"tagTemplate"`
+	// Gzip sends CompressedPackedForward.
+	Gzip bool `json:"gzip"`
+	// ParseJSON merges the fields of messages that are JSON objects into their records (Fluent Bit's
+	// Merge_Log).
+	ParseJSON bool `json:"parseJSON"`
+	// FlushInterval is the longest a record waits in its chunk before the chunk is sent (Fluent Bit's Flush).
+	FlushInterval metav1.Duration `json:"flushInterval"`
+	// ChunkSize bounds the records' bytes in one chunk (one forward message), e.g. "1Mi".
+	ChunkSize string `json:"chunkSize"`
+	// BufferLimit bounds the chunks waiting on disk under rootDir; past it the oldest are dropped and counted
+	// (Fluent Bit's storage.total_limit_size).
+	BufferLimit string `json:"bufferLimit"`
+	// Timeout bounds connecting to a receiver and each exchange with it.
+	Timeout metav1.Duration `json:"timeout"`
+	// RetryMaxInterval bounds the back-off between attempts while no receiver takes the records.
+	RetryMaxInterval metav1.Duration `json:"retryMaxInterval"`
+	// TLS, when set, makes every connection a TLS one.
+	TLS *LogsTLSConfiguration `json:"tls,omitempty"`
+	// SharedKeyFile, when set, holds the shared key of the protocol's HELO/PING/PONG handshake.
+	SharedKeyFile string `json:"sharedKeyFile,omitempty"`
+	// Username and PasswordFile add user authentication to the handshake.
+	Username     string `json:"username,omitempty"`
+	PasswordFile string `json:"passwordFile,omitempty"`
+}
+
+// LogsTLSConfiguration is how the shipper checks its receivers and proves who it is.
+type LogsTLSConfiguration struct {
+	// CAFile holds the certificates that may sign a receiver's; empty means the host's roots.
+	CAFile string `json:"caFile,omitempty"`
+	// CertFile and KeyFile are the client certificate, for receivers that ask for one.
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+	// ServerName is the name checked in a receiver's certificate; empty means the receiver's host.
+	ServerName string `json:"serverName,omitempty"`
+	// InsecureSkipVerify accepts any certificate: traffic is encrypted, the receiver is not checked.
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// LogsChunkBytes is logs.chunkSize in bytes; call it on a validated configuration.
+func (c *Configuration) LogsChunkBytes() int64 {
+	q := resource.MustParse(c.Logs.ChunkSize)
+	return q.Value()
+}
+
+// LogsBufferBytes is logs.bufferLimit in bytes; call it on a validated configuration.
+func (c *Configuration) LogsBufferBytes() int64 {
+	q := resource.MustParse(c.Logs.BufferLimit)
+	return q.Value()
 }
 
 // DNSConfiguration is the node-local cluster DNS server's part.
@@ -217,6 +281,14 @@ func Default() *Configuration {
 		},
 		ResolvConf: "/etc/resolv.conf",
 		DNS:        DNSConfiguration{Enabled: true, LocalAddress: "169.254.20.10", Port: 53, CacheSize: 9984},
+		Logs: LogsConfiguration{
+			TagTemplate:      logs.DefaultTagTemplate,
+			FlushInterval:    metav1.Duration{Duration: time.Second},
+			ChunkSize:        "1Mi",
+			BufferLimit:      "512Mi",
+			Timeout:          metav1.Duration{Duration: 10 * time.Second},
+			RetryMaxInterval: metav1.Duration{Duration: 30 * time.Second},
+		},
 	}
 }
 
@@ -261,6 +333,8 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.DNS.Enabled, "enable-dns", c.DNS.Enabled, "Answer cluster DNS for the node's pods, as CoreDNS does.")
 	fs.StringVar(&c.DNS.LocalAddress, "dns-address", c.DNS.LocalAddress, "Node-local address the DNS server listens on.")
 	fs.Int32Var(&c.DNS.Port, "dns-port", c.DNS.Port, "UDP and TCP port the DNS server listens on.")
+	fs.BoolVar(&c.Logs.Enabled, "enable-log-shipping", c.Logs.Enabled, "Ship the pods' container logs over the Fluentd forward protocol, as Fluent Bit does.")
+	fs.StringSliceVar(&c.Logs.Receivers, "log-receivers", c.Logs.Receivers, "Comma-separated forward protocol receivers (host:port), the first preferred.")
 	fs.StringSliceVar(&c.DNS.Upstreams, "dns-upstreams", c.DNS.Upstreams,
 		"Comma-separated resolvers (IP or IP:port) for names outside the cluster; empty: resolv-conf's nameservers.")
 }
@@ -373,6 +447,7 @@ func (c *Configuration) Validate() field.ErrorList {
 	errs = append(errs, validateBindAddress(field.NewPath("metricsBindAddress"), c.MetricsBindAddress)...)
 	errs = append(errs, c.Proxy.validate(field.NewPath("proxy"))...)
 	errs = append(errs, c.DNS.validate(field.NewPath("dns"))...)
+	errs = append(errs, c.Logs.validate(field.NewPath("logs"))...)
 	if c.MaxPods <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxPods"), c.MaxPods, "must be greater than 0"))
 	}
@@ -446,6 +521,46 @@ func (d *DNSConfiguration) validate(path *field.Path) field.ErrorList {
 	}
 	if d.CacheSize < 0 {
 		errs = append(errs, field.Invalid(path.Child("cacheSize"), d.CacheSize, "must not be negative"))
+	}
+	return errs
+}
+
+func (l *LogsConfiguration) validate(path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if l.Enabled && len(l.Receivers) == 0 {
+		errs = append(errs, field.Required(path.Child("receivers"), "log shipping needs at least one receiver (host:port)"))
+	}
+	for i, r := range l.Receivers {
+		if host, port, err := net.SplitHostPort(r); err != nil || host == "" || port == "" {
+			errs = append(errs, field.Invalid(path.Child("receivers").Index(i), r, `want host:port, e.g. "fluentd.logging:24224"`))
+		}
+	}
+	if _, err := logs.ParseTagTemplate(l.TagTemplate); err != nil {
+		errs = append(errs, field.Invalid(path.Child("tagTemplate"), l.TagTemplate, err.Error()))
+	}
+	for _, q := range []struct {
+		name, value string
+	}{{"chunkSize", l.ChunkSize}, {"bufferLimit", l.BufferLimit}} {
+		if v, err := resource.ParseQuantity(q.value); err != nil || v.Sign() <= 0 {
+			errs = append(errs, field.Invalid(path.Child(q.name), q.value, "want a positive quantity such as 1Mi"))
+		}
+	}
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{{"flushInterval", l.FlushInterval.Duration}, {"timeout", l.Timeout.Duration}, {"retryMaxInterval", l.RetryMaxInterval.Duration}} {
+		if d.value <= 0 {
+			errs = append(errs, field.Invalid(path.Child(d.name), d.value.String(), "must be positive"))
+		}
+	}
+	if l.Username != "" && l.PasswordFile == "" {
+		errs = append(errs, field.Required(path.Child("passwordFile"), "username needs a password"))
+	}
+	if l.Username != "" && l.SharedKeyFile == "" {
+		errs = append(errs, field.Required(path.Child("sharedKeyFile"), "user authentication is part of the shared-key handshake"))
+	}
+	if l.TLS != nil && (l.TLS.CertFile == "") != (l.TLS.KeyFile == "") {
+		errs = append(errs, field.Invalid(path.Child("tls"), "certFile/keyFile", "a client certificate needs both certFile and keyFile"))
 	}
 	return errs
 }

@@ -53,6 +53,11 @@ func TestValidateNamesEachBadField(t *testing.T) {
 	c.DNS.LocalAddress = "169.254.20"
 	c.DNS.Upstreams = []string{"10.0.0.2", "dns.example:53"}
 	c.DNS.Port = 0
+	c.Logs.Enabled = true
+	c.Logs.TagTemplate = "kube.${podname}"
+	c.Logs.BufferLimit = "lots"
+	c.Logs.FlushInterval.Duration = 0
+	c.Logs.Username = "agent"
 	got := c.Validate().ToAggregate().Error()
 	for _, want := range []string{
 		`kubeconfig: Invalid value: "/does/not/exist": file does not exist`,
@@ -69,6 +74,11 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`dns.localAddress: Invalid value: "169.254.20": not an IP address`,
 		`dns.upstreams[1]: Invalid value: "dns.example:53": want an IP or IP:port`,
 		`dns.port: Invalid value: 0: must be 1-65535`,
+		`logs.receivers: Required value: log shipping needs at least one receiver`,
+		`logs.tagTemplate: Invalid value: "kube.${podname}": unknown placeholder ${podname}`,
+		`logs.bufferLimit: Invalid value: "lots": want a positive quantity`,
+		`logs.flushInterval: Invalid value: "0s": must be positive`,
+		`logs.passwordFile: Required value: username needs a password`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("errors %q\nlack %q", got, want)

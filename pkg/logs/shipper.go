@@ -47,8 +47,8 @@ type ShipperConfig struct {
 	// RetryMax bounds the wait between attempts to deliver.
 	RetryMax time.Duration
 	NodeName string
-	// Pod returns the pod of a UID from the agent's cache, or nil.
-	Pod     func(uid string) *corev1.Pod
+	// Pod returns a pod from the agent's cache by namespace, name and UID, or nil.
+	Pod     func(namespace, name, uid string) *corev1.Pod
 	Metrics prometheus.Registerer
 }
 
@@ -223,7 +223,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 // putChunk closes the chunk being built and puts it in the buffer.
 func (s *Shipper) putChunk(l ContainerLog, chunk *chunkBuilder, end Position) error {
 	records, bytes := chunk.records, chunk.lineBytes
-	msg, err := chunk.message(s.cfg.Tag.Execute(l, containerID(s.cfg.Pod(l.UID), l.Container), s.cfg.NodeName), s.cfg.Gzip)
+	msg, err := chunk.message(s.cfg.Tag.Execute(l, containerID(s.cfg.Pod(l.Namespace, l.Pod, l.UID), l.Container), s.cfg.NodeName), s.cfg.Gzip)
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func (s *Shipper) acknowledged(chunks []Chunk) error {
 func (s *Shipper) metadata(l ContainerLog) []byte {
 	k8s := map[string]any{"namespace_name": l.Namespace, "pod_name": l.Pod, "pod_id": l.UID,
 		"container_name": l.Container, "host": s.cfg.NodeName}
-	if pod := s.cfg.Pod(l.UID); pod != nil {
+	if pod := s.cfg.Pod(l.Namespace, l.Pod, l.UID); pod != nil {
 		labels := map[string]any{}
 		for k, v := range pod.Labels {
 			labels[k] = v

@@ -24,7 +24,7 @@ func testShipperConfig(t *testing.T, logsDir, state, addr string) ShipperConfig 
 		Client:       &ForwardClient{Receivers: []string{addr}, Timeout: 2 * time.Second},
 		ChunkRecords: 40, ChunkBytes: 1 << 20, FlushInterval: 100 * time.Millisecond, BufferLimit: 1 << 30, InFlight: 4,
 		Poll: 20 * time.Millisecond, RetryMax: time.Second, NodeName: "node-a",
-		Pod: func(string) *corev1.Pod { return nil }, Metrics: prometheus.NewRegistry()}
+		Pod: func(string, string, string) *corev1.Pod { return nil }, Metrics: prometheus.NewRegistry()}
 }
 
 // runShipper runs a shipper until the returned stop is called; stop waits for it.
@@ -85,7 +85,7 @@ func TestShipperSendsEveryContainersLinesInOrderAndResumesAfterARestart(t *testi
 		}
 	}
 	cfg := testShipperConfig(t, logsDir, state, r.addr)
-	cfg.Pod = func(uid string) *corev1.Pod { return pods[uid] }
+	cfg.Pod = func(_, _, uid string) *corev1.Pod { return pods[uid] }
 
 	writeLines(0, 100)
 	stop := runShipper(t, cfg)
