@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -45,19 +46,25 @@ const removedAfter = time.Second
 
 // OpenTailer opens path at pos: at pos.Offset of the file that was pos.Inode, which is the file at path or,
 // when a rotation happened since pos was taken, one of its rotated files beside it (read to its end first,
-// so the lines after the checkpoint are not lost); at the beginning of path for the zero Position or a file
-// that is gone. poll is how often an idle tailer looks for more.
+// so the lines after the checkpoint are not lost). Without a position (a container the shipper has not
+// read yet), it starts at the beginning of the oldest rotated file that is not compressed, so output
+// written before the container was discovered is not lost either. poll is how often an idle tailer looks
+// for more.
 func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) {
 	t := &Tailer{path: path, poll: poll}
 	if err := t.openFile(path); err != nil {
 		return nil, err
 	}
+	start := ""
 	if pos.Inode != 0 && pos.Inode != t.pos.Inode {
-		if rotated := findInode(path, pos.Inode); rotated != "" {
-			if err := t.openFile(rotated); err != nil {
-				t.Close()
-				return nil, err
-			}
+		start = findInode(path, pos.Inode)
+	} else if rotated := rotatedFiles(path); pos.Inode == 0 && len(rotated) > 0 {
+		start = rotated[0]
+	}
+	if start != "" {
+		if err := t.openFile(start); err != nil {
+			t.Close()
+			return nil, err
 		}
 	}
 	if pos.Inode == t.pos.Inode && pos.Offset > 0 {
@@ -71,13 +78,16 @@ func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) 
 	return t, nil
 }
 
-// findInode returns the rotated file of path (path.<suffix>, not compressed) that has inode, or "".
+// rotatedFiles are path's rotated files that are not compressed (path.<time>), oldest first: the kubelet's
+// rotation names them with a sortable timestamp.
+func rotatedFiles(path string) []string {
+	matches, _ := filepath.Glob(path + ".*")
+	return slices.DeleteFunc(matches, func(m string) bool { return strings.HasSuffix(m, ".gz") || strings.HasSuffix(m, ".tmp") })
+}
+
+// findInode returns the rotated file of path that has inode, or "".
 func findInode(path string, inode uint64) string {
-	rotated, _ := filepath.Glob(path + ".*")
-	for _, r := range rotated {
-		if strings.HasSuffix(r, ".gz") {
-			continue
-		}
+	for _, r := range rotatedFiles(path) {
 		if info, err := os.Stat(r); err == nil && inodeOfInfo(info) == inode {
 			return r
 		}
@@ -85,8 +95,17 @@ func findInode(path string, inode uint64) string {
 	return ""
 }
 
-// open moves to the file at the tailer's path.
-func (t *Tailer) open() error { return t.openFile(t.path) }
+// nextFile is the file to read after the open one: the rotated file that followed it, when the tailer fell
+// behind by more than one rotation, or else the current file.
+func (t *Tailer) nextFile() string {
+	rotated := rotatedFiles(t.path)
+	for i, r := range rotated {
+		if info, err := os.Stat(r); err == nil && inodeOfInfo(info) == t.pos.Inode && i+1 < len(rotated) {
+			return rotated[i+1]
+		}
+	}
+	return t.path
+}
 
 func (t *Tailer) openFile(name string) error {
 	f, err := os.Open(name)
@@ -180,7 +199,7 @@ func (t *Tailer) Next(ctx context.Context) ([]byte, Position, error) {
 			// The old file is read to its end. Bytes without a newline there will never be completed.
 			rest := t.partial
 			t.partial = nil
-			if err := t.open(); err != nil {
+			if err := t.openFile(t.nextFile()); err != nil {
 				return nil, t.pos, err
 			}
 			if len(rest) > 0 {

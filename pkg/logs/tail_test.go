@@ -3,8 +3,11 @@ package logs
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -148,5 +151,40 @@ func TestTailerResumesInTheRotatedFile(t *testing.T) {
 	}
 	if got[0] != "b" || got[1] != "c" {
 		t.Errorf("resumed with %q, want b then c", got)
+	}
+}
+
+// A tailer that fell behind by two rotations reads each rotated file in turn, then the current one; a file
+// removed with its pod ends the tailer with io.EOF once read.
+func TestTailerCatchesUpAcrossSeveralRotationsAndEndsWhenTheFileIsRemoved(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	appendTo(t, path, "a\n")
+	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	for i, line := range []string{"b", "c"} {
+		if err := os.Rename(path, fmt.Sprintf("%s.20261201-20000%d", path, i)); err != nil {
+			t.Fatal(err)
+		}
+		appendTo(t, path, line+"\n")
+	}
+	appendTo(t, path, "d\n")
+	var got []string
+	for len(got) < 4 {
+		line, _ := next(t, tl)
+		got = append(got, string(line))
+	}
+	if !slices.Equal(got, []string{"a", "b", "c", "d"}) {
+		t.Fatalf("read %q, want a b c d", got)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, _, err := tl.Next(ctx); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the file was removed: %v, want io.EOF", err)
 	}
 }
