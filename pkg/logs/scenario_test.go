@@ -397,3 +397,142 @@ func TestScenarioReceiverDownForSixtySeconds(t *testing.T) {
 	repeats := checkComplete(t, out, want)
 	t.Logf("all %d lines arrived in order; %d repeated", total, repeats)
 }
+
+// The shipper is killed with -9 three times while 5 containers write: each time a new one resumes from the
+// buffer and the checkpoints, and every line arrives, in order; only records of chunks that were not
+// acknowledged may come twice.
+func TestScenarioShipperKilledMinus9MidStream(t *testing.T) {
+	logsDir, state := t.TempDir(), t.TempDir()
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	r := startReceiver(t, freeLoopbackAddr(t), out)
+	containers := containerNames(5)
+	spec := shipperSpec{LogsDir: logsDir, StateDir: state, Receivers: []string{r.addr}, BufferLimit: 1 << 30}
+	shipper := startShipperProcess(t, spec)
+	const perContainer = 30_000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		writeAll(t, logsDir, containers, perContainer, 250, 50*time.Millisecond, 256<<10) // about 6 s
+	}()
+	for kill := range 3 {
+		waitForCount(t, out, (kill+1)*20_000, time.Minute)
+		shipper.signal(syscall.SIGKILL)
+		shipper = startShipperProcess(t, spec)
+	}
+	<-done
+	waitForCount(t, out, len(containers)*perContainer, 2*time.Minute)
+	repeats := checkComplete(t, out, each(containers, perContainer))
+	t.Logf("killed -9 three times: all %d lines arrived in order; %d came twice", len(containers)*perContainer, repeats)
+}
+
+// criLine is one line of the runtime's format.
+func criLine(stream Stream, partial bool, msg string) string {
+	tag := "F"
+	if partial {
+		tag = "P"
+	}
+	return fmt.Sprintf("2026-12-01T20:00:00.000000001Z %s %s %s\n", stream, tag, msg)
+}
+
+// splitLine is msg as the runtime writes a long line: parts of at most 16 KiB, all but the last tagged P.
+func splitLine(stream Stream, msg string) []string {
+	var lines []string
+	for len(msg) > 16<<10 {
+		lines = append(lines, criLine(stream, true, msg[:16<<10]))
+		msg = msg[16<<10:]
+	}
+	return append(lines, criLine(stream, false, msg))
+}
+
+// Lines of 1 and 2 MiB split in parts, a line whose P part ends the rotated file and whose F part opens
+// the new one, a 2 MiB line whose parts straddle a rotation, stderr lines between the parts of a stdout
+// line, and a line that is not in the CRI format arrive exactly as written, in order.
+func TestScenarioLongLinesAndPartsAcrossRotations(t *testing.T) {
+	logsDir, state := t.TempDir(), t.TempDir()
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	r := startReceiver(t, freeLoopbackAddr(t), out)
+	startShipperProcess(t, shipperSpec{LogsDir: logsDir, StateDir: state, Receivers: []string{r.addr}, BufferLimit: 1 << 30})
+	l := newRuntimeLog(t, logsDir, "pod-big", "big", 0)
+	var want []string
+	write := func(lines ...string) {
+		t.Helper()
+		if err := l.write([]byte(strings.Join(lines, ""))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rotate := func() {
+		t.Helper()
+		if err := l.rotate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := func(n int, label string) string {
+		return label + " " + strings.Repeat(label[:1], n-len(label)-1)
+	}
+	for i := range 100 {
+		write(criLine(Stdout, false, fmt.Sprintf("first %d", i)))
+		want = append(want, fmt.Sprintf("first %d", i))
+	}
+	// 1 MiB, with stderr lines after its 10th and 40th parts.
+	oneMiB := big(1<<20, "one-mebibyte")
+	parts := splitLine(Stdout, oneMiB)
+	write(parts[:10]...)
+	write(criLine(Stderr, false, "error between parts"))
+	write(parts[10:40]...)
+	write(criLine(Stderr, false, "another error"))
+	write(parts[40:]...)
+	want = append(want, "error between parts", "another error", oneMiB)
+	// P at the end of the rotated file, F at the start of the new one.
+	write(criLine(Stdout, true, "the first half, "))
+	rotate()
+	write(criLine(Stdout, false, "the second half"))
+	want = append(want, "the first half, the second half")
+	// 2 MiB whose parts straddle a rotation.
+	twoMiB := big(2<<20, "two-mebibytes")
+	parts = splitLine(Stdout, twoMiB)
+	write(parts[:70]...)
+	rotate()
+	write(parts[70:]...)
+	want = append(want, twoMiB)
+	write("not a CRI line at all\n")
+	want = append(want, "not a CRI line at all")
+	for i := range 100 {
+		write(criLine(Stdout, false, fmt.Sprintf("last %d", i)))
+		want = append(want, fmt.Sprintf("last %d", i))
+	}
+
+	waitForCount(t, out, len(want), time.Minute)
+	got := receivedBodies(t, out)
+	if len(got) != len(want) {
+		t.Fatalf("%d records, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("record %d: %d bytes starting %.40q, want %d bytes starting %.40q", i, len(got[i]), got[i], len(want[i]), want[i])
+		}
+	}
+}
+
+// receivedBodies reads the bodies of what the receiver wrote, in order.
+func receivedBodies(t *testing.T, out string) []string {
+	t.Helper()
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var bodies []string
+	scanner := bufio.NewScanner(f)
+	scanner.Buffer(nil, 8<<20)
+	for scanner.Scan() {
+		var rec receivedBody
+		if err := json.Unmarshal(scanner.Bytes(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, rec.Body)
+	}
+	if err := scanner.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return bodies
+}

@@ -120,3 +120,111 @@ func TestShipperSendsEveryContainersLinesInOrderAndResumesAfterARestart(t *testi
 		}
 	}
 }
+
+// metricValue is the value of a metric without labels other than constant ones, or -1.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		m := f.GetMetric()[0]
+		switch {
+		case m.GetCounter() != nil:
+			return m.GetCounter().GetValue()
+		case m.GetGauge() != nil:
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+// waitForMetric polls until the metric reaches want.
+func waitForMetric(t *testing.T, reg *prometheus.Registry, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for metricValue(t, reg, name) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v after 20s, want %v", name, metricValue(t, reg, name), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// With no receiver, records wait in the buffer up to its limit; past it the oldest chunks are dropped and
+// counted. Once a receiver is there, what was kept arrives, and kept + dropped is everything written.
+func TestShipperDropsTheOldestPastTheBufferLimitAndCountsThem(t *testing.T) {
+	logsDir, state := t.TempDir(), t.TempDir()
+	addr := freeLoopbackAddr(t) // nothing listens there yet
+	cfg := testShipperConfig(t, logsDir, state, addr)
+	cfg.ChunkRecords, cfg.BufferLimit = 100, 64<<10
+	reg := cfg.Metrics.(*prometheus.Registry)
+	l := newRuntimeLog(t, logsDir, "pod-c00", "c00", 0)
+	const written = 5000
+	if err := l.write(criLines("c00", 0, written)); err != nil {
+		t.Fatal(err)
+	}
+	stop := runShipper(t, cfg)
+	defer stop()
+	waitForMetric(t, reg, "fluentbit_input_records_total", written)
+	dropped := metricValue(t, reg, "fluentbit_output_dropped_records_total")
+	if buffered := metricValue(t, reg, "nodeagent_logs_buffer_bytes"); dropped <= 0 || buffered > 64<<10 {
+		t.Fatalf("%v records dropped, %v bytes buffered; want some dropped and at most 64 KiB kept", dropped, buffered)
+	}
+
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	startReceiver(t, addr, out)
+	waitForMetric(t, reg, "fluentbit_output_proc_records_total", written-dropped)
+	got := receivedBodies(t, out)
+	if len(got)+int(dropped) != written {
+		t.Fatalf("%d received + %v dropped, want %d written", len(got), dropped, written)
+	}
+	for i, body := range got { // the newest records were kept, in order
+		if want := fmt.Sprintf("c00 %d", written-len(got)+i); body != want {
+			t.Fatalf("record %d is %q, want %q", i, body, want)
+		}
+	}
+	if retries := metricValue(t, reg, "fluentbit_output_retries_total"); retries < 1 {
+		t.Errorf("fluentbit_output_retries_total = %v while the receiver was missing", retries)
+	}
+}
+
+// With parseJSON, the fields of a message that is a JSON object become fields of its record; other
+// messages and the record's own fields are left as they are. A line not in the CRI format is forwarded raw
+// and counted.
+func TestShipperMergesJSONMessages(t *testing.T) {
+	logsDir, state := t.TempDir(), t.TempDir()
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	r := startReceiver(t, freeLoopbackAddr(t), out)
+	cfg := testShipperConfig(t, logsDir, state, r.addr)
+	cfg.ParseJSON = true
+	l := newRuntimeLog(t, logsDir, "pod-json", "app", 0)
+	if err := l.write([]byte(criLine(Stdout, false, `{"level":"warn","msg":"disk 91% full","code":507,"stream":"mine"}`) +
+		criLine(Stdout, false, `plain text`) + criLine(Stdout, false, `{"broken": `) + "{\"not\": \"a CRI line\"}\n")); err != nil {
+		t.Fatal(err)
+	}
+	stop := runShipper(t, cfg)
+	defer stop()
+	waitForCount(t, out, 4, 20*time.Second)
+	got := received(t, out)
+	attrs := got[0]["attributes"].(map[string]any)
+	if attrs["level"] != "warn" || attrs["msg"] != "disk 91% full" || fmt.Sprint(attrs["code"]) != "507" || attrs["stream"] != "stdout" ||
+		got[0]["body"] != `{"level":"warn","msg":"disk 91% full","code":507,"stream":"mine"}` {
+		t.Errorf("JSON message: %v", got[0])
+	}
+	for _, rec := range got[1:] {
+		if a := rec["attributes"].(map[string]any); a["level"] != nil || len(a) != 3 { // stream, kubernetes, fluent.tag
+			t.Errorf("not a JSON object, yet fields were added: %v", rec)
+		}
+	}
+	if got[3]["body"] != `{"not": "a CRI line"}` {
+		t.Errorf("a malformed line arrived as %v", got[3])
+	}
+	if n := metricValue(t, cfg.Metrics.(*prometheus.Registry), "nodeagent_logs_malformed_lines_total"); n != 1 {
+		t.Errorf("nodeagent_logs_malformed_lines_total = %v, want 1", n)
+	}
+}
