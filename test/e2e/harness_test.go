@@ -52,6 +52,8 @@ type harness struct {
 	// upstream is the DNS resolver on loopback that the agent forwards names outside the cluster to, so
 	// that no test query leaves the machine.
 	upstream *upstreamStub
+	// receiver is the Fluentd forward receiver the agent ships its pods' logs to.
+	receiver *logReceiver
 }
 
 var stack *harness
@@ -112,6 +114,9 @@ func startHarness() (*harness, error) {
 	if h.upstream, err = startUpstreamStub(); err != nil {
 		return h, err
 	}
+	if h.receiver, err = startLogReceiver(repo); err != nil {
+		return h, err
+	}
 	h.agentBin = filepath.Join(runDir, "nodeagent")
 	build := exec.Command("go", "build", "-o", h.agentBin, "./cmd/nodeagent")
 	build.Dir, build.Stdout, build.Stderr = repo, os.Stdout, os.Stderr
@@ -151,7 +156,8 @@ func (h *harness) startAgent(extra ...string) error {
 		// NodePorts on the node's bridge address only, so tests reach them without touching the host's
 		// own interfaces.
 		"proxy:\n  nodePortAddresses: ["+clusterCIDR+"]\n"+
-		"dns:\n  upstreams: [\""+h.upstream.addr+"\"]\n"), 0o644); err != nil {
+		"dns:\n  upstreams: [\""+h.upstream.addr+"\"]\n"+
+		"logs:\n  enabled: true\n  receivers: [\""+h.receiver.addr+"\"]\n  flushInterval: 200ms\n"), 0o644); err != nil {
 		return err
 	}
 	h.agent = exec.Command(h.agentBin, "--config", config,
@@ -218,6 +224,9 @@ func (h *harness) stop() {
 	_ = os.Remove(cniConfFile)
 	if h.upstream != nil {
 		h.upstream.stop()
+	}
+	if h.receiver != nil {
+		stopProcess(h.receiver.cmd)
 	}
 	if h.env != nil {
 		h.env = append(h.env, "CLEAN=1")
