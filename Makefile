@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := /var/cache/nodeagent/bin:/usr/local/go/bin:$(PATH)
 VERSION ?= v0.1.0-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: build run stop test unit e2e lint images bench-pods bench-proxy bench-dns
+.PHONY: build run stop test unit e2e lint images bench-pods bench-proxy bench-dns bench-logs
 
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/nodeagent ./cmd/nodeagent
@@ -39,3 +39,6 @@ bench-proxy:
 
 bench-dns:
 	go run ./hack/bench dns
+
+bench-logs:
+	go run ./hack/bench logs

@@ -17,6 +17,11 @@
 // metric), the time from an EndpointSlice update to the kernel's notification of the new rule, and TCP
 // connect times through a VIP to a backend inside the namespace. No traffic leaves the namespace.
 //
+// logs: writes container logs in the kubelet's layout, then measures the raw limit (the same bytes read
+// from disk and written to a loopback socket by a minimal loop) and `nodeagent --logs-only` shipping them to
+// a forward receiver on loopback that acknowledges every chunk (test/forwardspec), alternating; then writes
+// at a steady rate and reports the agent's CPU. No cluster: records carry what the log paths say.
+//
 // dns: against a control plane of its own (NODEAGENT_RUN=/var/run/nodeagent-bench-dns) with N Services,
 // runs `nodeagent --dns-only` and CoreDNS v1.15 (kubernetes, cache, forward) one after the other on
 // loopback, each pinned to one core with GOMAXPROCS=1, and reports dnsperf's queries per second at full
@@ -38,7 +43,8 @@ import (
 
 const usage = `usage: bench pods [--pods N] [--rounds R] [--runtime containerd|containerd2]
        bench proxy [--services 10,1000,10000] [--endpoints 10] [--changes 40] [--connects 2000] [--rounds 3]
-       bench dns [--services 1000] [--seconds 10] [--rounds 3]`
+       bench dns [--services 1000] [--seconds 10] [--rounds 3]
+       bench logs [--containers 8] [--megabytes 1024] [--line-bytes 200] [--rounds 3] [--steady-mbps 50] [--steady-seconds 20]`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -79,6 +85,16 @@ func main() {
 		seconds := fs.Int("seconds", 10, "length of each dnsperf run")
 		rounds := fs.Int("rounds", 3, "runs per server, alternating")
 		run = func() error { return runDNSBench(ctx, max(*services, 1), max(*seconds, 1), max(*rounds, 1)) }
+	case "logs":
+		containers := fs.Int("containers", 8, "container log files")
+		megabytes := fs.Int64("megabytes", 1024, "MiB of logs in all")
+		lineBytes := fs.Int("line-bytes", 200, "bytes per CRI line")
+		rounds := fs.Int("rounds", 3, "runs of the raw limit and of nodeagent, alternating")
+		steadyMBps := fs.Int("steady-mbps", 50, "MB/s written for the CPU figure")
+		steadySeconds := fs.Int("steady-seconds", 20, "seconds of writing for the CPU figure")
+		run = func() error {
+			return runLogsBench(ctx, max(*containers, 1), max(*megabytes, 1), max(*lineBytes, 80), max(*rounds, 1), max(*steadyMBps, 1), max(*steadySeconds, 1))
+		}
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)

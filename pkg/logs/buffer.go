@@ -1,11 +1,11 @@
 package logs
 
 import (
-	"bufio"
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -97,51 +97,58 @@ func readChunkHeader(name string) (chunkFile, error) {
 	if err != nil {
 		return chunkFile{}, fmt.Errorf("reading a buffered chunk: %w", err)
 	}
-	c, err := decodeChunk(msgp.NewReader(bufio.NewReaderSize(f, 4096)), false)
+	// The fields before the entries fit in the first 4 KiB with any tag and path the agent makes.
+	head := make([]byte, 4096)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return chunkFile{}, fmt.Errorf("reading a buffered chunk: %w", err)
+	}
+	c, err := decodeChunk(head[:n], false)
 	if err != nil {
 		return chunkFile{}, fmt.Errorf("buffered chunk %s: %w", name, err)
 	}
 	return chunkFile{records: c.Records, size: info.Size(), path: c.Path, end: c.End}, nil
 }
 
-func encodeChunk(c Chunk) []byte {
-	b := msgp.AppendArrayHeader(nil, 7)
+// chunkHeader is the start of a chunk's file, up to the entries' bin header: the entries follow as they are.
+func chunkHeader(c Chunk) []byte {
+	b := msgp.AppendArrayHeader(make([]byte, 0, len(c.Tag)+len(c.Path)+64), 7)
 	b = msgp.AppendString(b, c.Tag)
 	b = msgp.AppendString(b, c.Path)
 	b = msgp.AppendUint64(b, c.End.Inode)
 	b = msgp.AppendInt64(b, c.End.Offset)
 	b = msgp.AppendInt(b, c.Records)
 	b = msgp.AppendBool(b, c.Compressed)
-	return msgp.AppendBytes(b, c.Entries)
+	return msgp.AppendBytesHeader(b, uint32(len(c.Entries)))
 }
 
-// decodeChunk reads a chunk file's array; its entries only when withEntries.
-func decodeChunk(r *msgp.Reader, withEntries bool) (Chunk, error) {
+// decodeChunk reads a chunk file's array; with withEntries its entries too, sharing r's memory.
+func decodeChunk(data []byte, withEntries bool) (Chunk, error) {
 	var c Chunk
-	n, err := r.ReadArrayHeader()
+	n, rest, err := msgp.ReadArrayHeaderBytes(data)
 	if err == nil && n != 7 {
 		err = fmt.Errorf("%d fields, want 7", n)
 	}
 	if err == nil {
-		c.Tag, err = r.ReadString()
+		c.Tag, rest, err = msgp.ReadStringBytes(rest)
 	}
 	if err == nil {
-		c.Path, err = r.ReadString()
+		c.Path, rest, err = msgp.ReadStringBytes(rest)
 	}
 	if err == nil {
-		c.End.Inode, err = r.ReadUint64()
+		c.End.Inode, rest, err = msgp.ReadUint64Bytes(rest)
 	}
 	if err == nil {
-		c.End.Offset, err = r.ReadInt64()
+		c.End.Offset, rest, err = msgp.ReadInt64Bytes(rest)
 	}
 	if err == nil {
-		c.Records, err = r.ReadInt()
+		c.Records, rest, err = msgp.ReadIntBytes(rest)
 	}
 	if err == nil {
-		c.Compressed, err = r.ReadBool()
+		c.Compressed, rest, err = msgp.ReadBoolBytes(rest)
 	}
 	if err == nil && withEntries {
-		c.Entries, err = r.ReadBytes(nil)
+		c.Entries, _, err = msgp.ReadBytesZC(rest)
 	}
 	return c, err
 }
@@ -150,7 +157,8 @@ func decodeChunk(r *msgp.Reader, withEntries bool) (Chunk, error) {
 // over its limit. The file is not synced: a chunk survives the agent's crash, not the machine's; after a
 // power loss the lines of a lost chunk are read again from their log file, which the checkpoint did not pass.
 func (b *DiskBuffer) Put(c Chunk) error {
-	data := encodeChunk(c)
+	data := net.Buffers{chunkHeader(c), c.Entries}
+	size := int64(len(data[0]) + len(data[1]))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	seq := b.nextSeq
@@ -158,7 +166,7 @@ func (b *DiskBuffer) Put(c Chunk) error {
 	if err != nil {
 		return fmt.Errorf("buffering a chunk: %w", err)
 	}
-	_, err = tmp.Write(data)
+	_, err = data.WriteTo(tmp)
 	if closeErr := tmp.Close(); err == nil {
 		err = closeErr
 	}
@@ -170,8 +178,8 @@ func (b *DiskBuffer) Put(c Chunk) error {
 		return fmt.Errorf("buffering a chunk: %w", err)
 	}
 	b.nextSeq++
-	b.chunks = append(b.chunks, chunkFile{seq: seq, records: c.Records, size: int64(len(data)), path: c.Path, end: c.End})
-	b.size += int64(len(data))
+	b.chunks = append(b.chunks, chunkFile{seq: seq, records: c.Records, size: size, path: c.Path, end: c.End})
+	b.size += size
 	for b.size > b.limit && len(b.chunks) > 1 {
 		oldest := b.chunks[0]
 		if err := b.remove(oldest); err != nil {
@@ -190,21 +198,24 @@ func (b *DiskBuffer) Put(c Chunk) error {
 // Added is signalled when a chunk was put in since the last receive.
 func (b *DiskBuffer) Added() <-chan struct{} { return b.added }
 
-// Oldest returns up to n chunks to send next, oldest first.
-func (b *DiskBuffer) Oldest(n int) ([]Chunk, error) {
+// Oldest returns up to len(bufs) chunks to send next, oldest first, read into bufs (grown as needed and
+// returned for the next call, so a busy sender does not make a megabyte of garbage per chunk): a chunk's
+// entries are valid until its buffer is passed to Oldest again.
+func (b *DiskBuffer) Oldest(bufs [][]byte) ([]Chunk, error) {
 	b.mu.Lock()
-	files := slices.Clone(b.chunks[:min(n, len(b.chunks))])
+	files := slices.Clone(b.chunks[:min(len(bufs), len(b.chunks))])
 	b.mu.Unlock()
 	var out []Chunk
-	for _, f := range files {
-		data, err := os.ReadFile(filepath.Join(b.dir, chunkName(f.seq)))
+	for i, f := range files {
+		data, err := readInto(filepath.Join(b.dir, chunkName(f.seq)), bufs[i])
 		if errors.Is(err, os.ErrNotExist) {
 			continue // dropped by the limit since
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading a buffered chunk: %w", err)
 		}
-		c, err := decodeChunk(msgp.NewReader(bytes.NewReader(data)), true)
+		bufs[i] = data
+		c, err := decodeChunk(data, true)
 		if err != nil {
 			return nil, fmt.Errorf("buffered chunk %d: %w", f.seq, err)
 		}
@@ -212,6 +223,27 @@ func (b *DiskBuffer) Oldest(n int) ([]Chunk, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// readInto reads a whole file into buf, growing it if the file is larger.
+func readInto(name string, buf []byte) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return buf, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return buf, err
+	}
+	if int64(cap(buf)) < info.Size() {
+		buf = make([]byte, info.Size())
+	}
+	buf = buf[:info.Size()]
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return buf, err
+	}
+	return buf, nil
 }
 
 // Ack removes an acknowledged chunk. Acknowledging one the limit already dropped is no error.

@@ -23,7 +23,7 @@ func TestDiskBufferKeepsOrderAcrossRestartsAndCountsWhatItDrops(t *testing.T) {
 	if st := b.Stats(); st.Chunks != 2 || st.DroppedChunks != 1 || st.DroppedRecords != 10 || st.Bytes > 300 {
 		t.Fatalf("stats %+v; want 2 chunks of at most 300 bytes, 1 chunk of 10 records dropped", st)
 	}
-	first, err := b.Oldest(1)
+	first, err := b.Oldest(make([][]byte, 1))
 	if err != nil || len(first) != 1 || first[0].Entries[0] != 'b' || first[0].Records != 11 || first[0].Path != "/logs/b" ||
 		first[0].End != (Position{Inode: 7, Offset: 11}) || first[0].Tag != "tag-11" {
 		t.Fatalf("oldest %+v %v, want the b chunk with 11 records", first, err)
@@ -47,7 +47,7 @@ func TestDiskBufferKeepsOrderAcrossRestartsAndCountsWhatItDrops(t *testing.T) {
 	}
 	var order []byte
 	for {
-		cs, err := again.Oldest(2)
+		cs, err := again.Oldest(make([][]byte, 2))
 		if err != nil {
 			t.Fatal(err)
 		}

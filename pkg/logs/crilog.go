@@ -37,13 +37,22 @@ func ParseLine(raw []byte) (Line, error) {
 	if !ok {
 		return Line{}, fmt.Errorf("%w: no stream", errMalformed)
 	}
-	t, err := time.Parse(time.RFC3339Nano, string(ts))
-	if err != nil {
-		return Line{}, fmt.Errorf("%w: time %q", errMalformed, ts)
+	t, ok := parseUTCTime(ts)
+	if !ok {
+		var err error
+		if t, err = time.Parse(time.RFC3339Nano, string(ts)); err != nil {
+			return Line{}, fmt.Errorf("%w: time %q", errMalformed, ts)
+		}
 	}
-	stream, rest, ok := bytes.Cut(rest, []byte{' '})
-	if !ok || (string(stream) != string(Stdout) && string(stream) != string(Stderr)) {
-		return Line{}, fmt.Errorf("%w: stream %q", errMalformed, stream)
+	streamText, rest, ok := bytes.Cut(rest, []byte{' '})
+	var stream Stream
+	switch {
+	case ok && string(streamText) == string(Stdout):
+		stream = Stdout
+	case ok && string(streamText) == string(Stderr):
+		stream = Stderr
+	default:
+		return Line{}, fmt.Errorf("%w: stream %q", errMalformed, streamText)
 	}
 	// The message may be empty: "<time> stdout F" ends at the tag.
 	tag, msg, _ := bytes.Cut(rest, []byte{' '})
@@ -56,7 +65,7 @@ func ParseLine(raw []byte) (Line, error) {
 	default:
 		return Line{}, fmt.Errorf("%w: tag %q", errMalformed, tag)
 	}
-	return Line{Time: t, Stream: Stream(stream), Partial: partial, Message: msg}, nil
+	return Line{Time: t, Stream: stream, Partial: partial, Message: msg}, nil
 }
 
 // Record is a whole line of a container's output, its parts joined, or a line that was not CRI's, kept raw.
@@ -78,14 +87,18 @@ type Joiner struct {
 func NewJoiner() *Joiner { return &Joiner{pending: map[Stream]*Record{}} }
 
 // Add takes the next line of a file and returns the record it completes, if any. A malformed line is
-// returned at once, raw, marked Malformed. The record's Message is the caller's.
+// returned at once, raw, marked Malformed. The record's Message may share raw's memory: use it before raw
+// changes.
 func (j *Joiner) Add(raw []byte) (Record, bool) {
 	line, err := ParseLine(raw)
 	if err != nil {
-		return Record{Message: bytes.Clone(raw), Malformed: true}, true
+		return Record{Message: raw, Malformed: true}, true
 	}
 	rec := j.pending[line.Stream]
 	if rec == nil {
+		if !line.Partial { // a whole line, the usual case: no copy
+			return Record{Time: line.Time, Stream: line.Stream, Message: line.Message}, true
+		}
 		rec = &Record{Time: line.Time, Stream: line.Stream}
 	}
 	rec.Message = append(rec.Message, line.Message...)
@@ -100,3 +113,50 @@ func (j *Joiner) Add(raw []byte) (Record, bool) {
 // Pending reports whether a stream has parts waiting for their last one: a file that ends so is not done
 // (the rest follows in the next file after a rotation).
 func (j *Joiner) Pending() bool { return len(j.pending) > 0 }
+
+// parseUTCTime reads the runtime's usual timestamp, RFC 3339 in UTC with 0 to 9 fraction digits
+// ("2026-12-01T20:00:00.123456789Z"), without time.Parse's string copy: it runs once per line. ok is false
+// for anything else (other zones, invalid dates), which time.Parse then reads or refuses.
+func parseUTCTime(b []byte) (time.Time, bool) {
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(s []byte) (int, bool) {
+		n := 0
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(b[0:4])
+	month, ok2 := num(b[5:7])
+	day, ok3 := num(b[8:10])
+	hour, ok4 := num(b[11:13])
+	minute, ok5 := num(b[14:16])
+	sec, ok6 := num(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if frac := b[19 : len(b)-1]; len(frac) > 0 {
+		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+			return time.Time{}, false
+		}
+		n, ok := num(frac[1:])
+		if !ok {
+			return time.Time{}, false
+		}
+		for range 10 - len(frac) {
+			n *= 10
+		}
+		nsec = n
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if t.Day() != day { // February 30th and the like: time.Date normalised it
+		return time.Time{}, false
+	}
+	return t, true
+}

@@ -123,3 +123,22 @@ func FuzzJoiner(f *testing.F) {
 		}
 	})
 }
+
+// The fast timestamp reader agrees with time.Parse wherever it answers, and leaves the rest to it.
+func TestParseUTCTimeAgreesWithTimeParse(t *testing.T) {
+	for i, s := range []string{
+		"2026-12-01T20:00:00Z", "2026-12-01T20:00:00.1Z", "2026-12-01T20:00:00.123456789Z", "2024-02-29T23:59:59.000000001Z",
+		// From here on the fast reader steps aside.
+		"2026-12-01T20:00:00.1234567890Z", "2026-02-30T20:00:00Z", "2026-12-01T20:00:00+01:00", "2026-12-01T24:00:00Z",
+		"2026-12-01T20:00:00.Z", "2026-13-01T20:00:00Z", "2026-12-01 20:00:00Z", "2026-12-01T20:0a:00Z",
+	} {
+		want, wantErr := time.Parse(time.RFC3339Nano, s)
+		got, ok := parseUTCTime([]byte(s))
+		if ok && (wantErr != nil || !got.Equal(want)) {
+			t.Errorf("%s: fast %v, time.Parse %v %v", s, got, want, wantErr)
+		}
+		if !ok && i < 4 {
+			t.Errorf("%s: the fast reader refused the runtime's usual format", s)
+		}
+	}
+}

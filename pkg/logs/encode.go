@@ -32,6 +32,8 @@ type chunkBuilder struct {
 	parseJSON bool
 	// lineBytes counts the message bytes added, for the input metrics.
 	lineBytes int
+	// capacity is the size a new chunk's buffer starts with, so it is not grown (and copied) as it fills.
+	capacity int
 }
 
 // Fields every record has; a JSON message's field of the same name does not replace them.
@@ -52,6 +54,9 @@ func (b *chunkBuilder) add(r Record, now time.Time) {
 		if !recordKeys[k] {
 			extra++
 		}
+	}
+	if b.entries == nil {
+		b.entries = make([]byte, 0, b.capacity)
 	}
 	b.entries = msgp.AppendArrayHeader(b.entries, 2)
 	b.entries = appendEventTime(b.entries, t)
@@ -90,10 +95,11 @@ func jsonObject(msg []byte) map[string]any {
 	return fields
 }
 
-// message takes what was added as a Message under tag, compressed if asked, and empties the builder.
+// message returns what was added as a Message under tag, compressed if asked, and empties the builder.
+// The Message's entries may be the builder's memory: use them before the next add.
 func (b *chunkBuilder) message(tag string, compress bool) (Message, error) {
 	m := Message{Tag: tag, Entries: b.entries, Records: b.records}
-	b.entries, b.records, b.lineBytes = nil, 0, 0
+	b.entries, b.records, b.lineBytes = b.entries[:0], 0, 0
 	if compress {
 		var buf bytes.Buffer
 		zw := gzip.NewWriter(&buf)

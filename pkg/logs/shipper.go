@@ -172,18 +172,13 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 	}
 	defer tailer.Close()
 	joiner := NewJoiner()
-	chunk := &chunkBuilder{parseJSON: s.cfg.ParseJSON}
+	// A chunk is closed at ChunkBytes or after the record that crosses it: room for one more typical line.
+	chunk := &chunkBuilder{parseJSON: s.cfg.ParseJSON, capacity: s.cfg.ChunkBytes + 16<<10}
 	var end Position
 	var flushAt time.Time
 	for {
-		wait := s.cfg.Poll
-		if chunk.records > 0 {
-			wait = max(time.Until(flushAt), time.Millisecond)
-		}
-		readCtx, cancel := context.WithTimeout(ctx, wait)
-		line, pos, err := tailer.Next(readCtx)
-		cancel()
-		removed := errors.Is(err, io.EOF)
+		line, pos, err := tailer.readLine()
+		idle, removed := errors.Is(err, errNoLine), errors.Is(err, io.EOF)
 		switch {
 		case err == nil:
 			if rec, ok := joiner.Add(line); ok {
@@ -199,23 +194,36 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 			if !joiner.Pending() {
 				end = pos // a checkpoint never falls inside a line split in parts
 			}
-		case removed:
-		case ctx.Err() != nil:
-			return
-		case !errors.Is(err, context.DeadlineExceeded):
+		case idle, removed:
+		default:
 			klog.ErrorS(err, "Reading a container log", "path", l.Path)
 			return
 		}
+		// While lines keep coming a chunk fills up; the flush interval matters once the file is idle.
 		full := chunk.records >= s.cfg.ChunkRecords || len(chunk.entries) >= s.cfg.ChunkBytes
-		if chunk.records > 0 && (full || removed || !time.Now().Before(flushAt)) {
+		if chunk.records > 0 && (full || removed || idle && !time.Now().Before(flushAt)) {
 			if err := s.putChunk(l, chunk, end); err != nil {
 				klog.ErrorS(err, "Buffering log records", "path", l.Path)
 				return // read again from the last buffered chunk when the file is next discovered
+			}
+			if ctx.Err() != nil {
+				return
 			}
 		}
 		if removed {
 			klog.V(2).InfoS("Container log removed and read to its end", "path", l.Path)
 			return
+		}
+		if idle {
+			wait := s.cfg.Poll
+			if chunk.records > 0 {
+				wait = min(wait, time.Until(flushAt))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
 	}
 }
@@ -240,8 +248,9 @@ func (s *Shipper) putChunk(l ContainerLog, chunk *chunkBuilder, end Position) er
 func (s *Shipper) deliver(ctx context.Context) {
 	defer s.cfg.Client.Close()
 	backoff := 100 * time.Millisecond
+	bufs := make([][]byte, s.cfg.InFlight)
 	for {
-		chunks, err := s.buffer.Oldest(s.cfg.InFlight)
+		chunks, err := s.buffer.Oldest(bufs)
 		if err != nil {
 			klog.ErrorS(err, "Reading the log buffer")
 		}

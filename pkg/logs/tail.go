@@ -31,8 +31,9 @@ type Tailer struct {
 	file   *os.File
 	reader *bufio.Reader
 	pos    Position
-	// partial holds the bytes of a line whose newline has not been written yet.
-	partial []byte
+	// partial holds the bytes of a line whose newline has not been read yet; line is where it is joined
+	// with its end.
+	partial, line []byte
 	// draining is set once the path names a new file: the open one is read to its end once more (a write
 	// may still have been on its way to it) before the tailer moves on.
 	draining bool
@@ -152,20 +153,44 @@ func inodeOfInfo(info os.FileInfo) uint64 {
 // Close releases the open file.
 func (t *Tailer) Close() error { return t.file.Close() }
 
+// errNoLine says that no whole line is there yet.
+var errNoLine = errors.New("no whole line yet")
+
 // Next returns the next whole line (without its newline) and the Position after it, waiting for one until
-// ctx ends. The line is the caller's. Once the path has been gone for removedAfter and the open file is
-// read to its end, Next returns io.EOF.
+// ctx ends. The line is valid until the next call: it is read in place, not copied. Once the path has been
+// gone for removedAfter and the open file is read to its end, Next returns io.EOF.
 func (t *Tailer) Next(ctx context.Context) ([]byte, Position, error) {
 	for {
-		chunk, err := t.reader.ReadBytes('\n')
+		line, pos, err := t.readLine()
+		if !errors.Is(err, errNoLine) {
+			return line, pos, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, t.pos, ctx.Err()
+		case <-time.After(t.poll):
+		}
+	}
+}
+
+// readLine is Next without the wait: errNoLine when no whole line is there yet.
+func (t *Tailer) readLine() ([]byte, Position, error) {
+	for {
+		chunk, err := t.reader.ReadSlice('\n')
 		if len(chunk) > 0 {
 			t.pos.Offset += int64(len(chunk))
 			if err == nil {
-				line := append(t.partial, chunk[:len(chunk)-1]...)
-				t.partial = nil
-				return line, t.pos, nil
+				if len(t.partial) == 0 {
+					return chunk[:len(chunk)-1], t.pos, nil
+				}
+				t.line = append(append(t.line[:0], t.partial...), chunk[:len(chunk)-1]...)
+				t.partial = t.partial[:0]
+				return t.line, t.pos, nil
 			}
 			t.partial = append(t.partial, chunk...)
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue // a line longer than the buffer
+			}
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, t.pos, fmt.Errorf("reading %s: %w", t.path, err)
@@ -207,11 +232,7 @@ func (t *Tailer) Next(ctx context.Context) ([]byte, Position, error) {
 			}
 			continue
 		}
-		select {
-		case <-ctx.Done():
-			return nil, t.pos, ctx.Err()
-		case <-time.After(t.poll):
-		}
+		return nil, t.pos, errNoLine
 	}
 }
 

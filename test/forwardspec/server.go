@@ -126,7 +126,7 @@ func (s *Server) accept() {
 }
 
 func (s *Server) serve(conn net.Conn) error {
-	r := msgp.NewReader(conn)
+	r := msgp.NewReaderSize(conn, 256<<10)
 	w := msgp.NewWriter(conn)
 	if s.cfg.SharedKey != "" {
 		if err := s.handshake(r, w); err != nil {
@@ -136,8 +136,9 @@ func (s *Server) serve(conn net.Conn) error {
 			return err
 		}
 	}
+	var buf []byte // the entries' memory, reused from message to message
 	for {
-		if err := s.message(r, w); err != nil {
+		if err := s.message(r, w, &buf); err != nil {
 			return err
 		}
 	}
@@ -202,8 +203,9 @@ func (s *Server) handshake(r *msgp.Reader, w *msgp.Writer) error {
 	return nil
 }
 
-// message reads one Forward, PackedForward or CompressedPackedForward message and acks it if asked.
-func (s *Server) message(r *msgp.Reader, w *msgp.Writer) error {
+// message reads one PackedForward or CompressedPackedForward message, its entries into *buf, and acks it
+// if asked.
+func (s *Server) message(r *msgp.Reader, w *msgp.Writer, buf *[]byte) error {
 	n, err := r.ReadArrayHeader()
 	if err != nil {
 		return err
@@ -225,7 +227,13 @@ func (s *Server) message(r *msgp.Reader, w *msgp.Writer) error {
 	if t != msgp.BinType && t != msgp.StrType { // Forward mode's array of entries is not what the agent sends
 		return fmt.Errorf("entries of type %v", t)
 	}
-	entries, err := readStringOrBytes(r)
+	var entries []byte
+	if t == msgp.BinType {
+		*buf, err = r.ReadBytes((*buf)[:0])
+		entries = *buf
+	} else {
+		entries, err = r.ReadStringAsBytes(nil)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nodeagent/nodeagent/test/forwardspec"
+)
+
+const logsRunDir = "/var/tmp/nodeagent-bench-logs"
+
+// logsDataset is the container logs both runs read: files in the kubelet's layout, CRI lines of a given size.
+type logsDataset struct {
+	dir   string
+	files []string
+	bytes int64
+	lines int
+}
+
+// writeLogsDataset writes containers log files of about perContainer bytes each, lines of lineBytes.
+func writeLogsDataset(dir string, containers int, perContainer int64, lineBytes int) (*logsDataset, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	d := &logsDataset{dir: dir}
+	for c := range containers {
+		path := filepath.Join(dir, fmt.Sprintf("bench_app-%d_%08d-0000-4000-8000-000000000000", c, c), "app", "0.log")
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, err
+		}
+		w := bufio.NewWriterSize(f, 1<<20)
+		var size int64
+		for n := 0; size < perContainer; n++ {
+			line := criBenchLine(c, n, lineBytes)
+			if _, err := w.WriteString(line); err != nil {
+				f.Close()
+				return nil, err
+			}
+			size += int64(len(line))
+			d.lines++
+		}
+		if err := w.Flush(); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if err := f.Close(); err != nil {
+			return nil, err
+		}
+		d.files = append(d.files, path)
+		d.bytes += size
+	}
+	return d, nil
+}
+
+// criBenchLine is one CRI line of about lineBytes: a timestamp, stdout, F and a message like an
+// application's (text with a counter).
+func criBenchLine(container, n, lineBytes int) string {
+	head := fmt.Sprintf("2026-12-01T20:%02d:%02d.%09dZ stdout F level=info container=%d request=%d msg=", n/60000%60, n/1000%60, n%1000*1000, container, n)
+	pad := max(lineBytes-len(head)-1, 1)
+	return head + strings.Repeat("x", pad) + "\n"
+}
+
+// rawLimit reads every file of the dataset and writes the bytes to a loopback TCP socket whose reader
+// discards them: the most any shipper could do with these files on this machine. It reads and writes
+// through a buffer (no sendfile), since a shipper must look at the bytes.
+func rawLimit(d *logsDataset) (time.Duration, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	received := make(chan int64, 1)
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			received <- 0
+			return
+		}
+		defer conn.Close()
+		n, _ := io.Copy(io.Discard, struct{ io.Reader }{conn})
+		received <- n
+	}()
+	start := time.Now()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 256<<10)
+	for _, path := range d.files {
+		f, err := os.Open(path)
+		if err != nil {
+			conn.Close()
+			return 0, err
+		}
+		_, err = io.CopyBuffer(struct{ io.Writer }{conn}, struct{ io.Reader }{f}, buf)
+		f.Close()
+		if err != nil {
+			conn.Close()
+			return 0, err
+		}
+	}
+	conn.Close()
+	if n := <-received; n != d.bytes {
+		return 0, fmt.Errorf("raw limit: %d bytes arrived, want %d", n, d.bytes)
+	}
+	return time.Since(start), nil
+}
+
+// logsRun is one shipper run's figures.
+type logsRun struct {
+	elapsed    time.Duration
+	cpuSeconds float64
+	peakRSS    int64
+}
+
+// shipDataset runs `nodeagent --logs-only` on the dataset with a forward receiver that acknowledges every
+// chunk, and times it from start to the last acknowledgement.
+func shipDataset(ctx context.Context, agentBin string, d *logsDataset) (logsRun, error) {
+	sink, err := forwardspec.Listen("127.0.0.1:0", forwardspec.Config{})
+	if err != nil {
+		return logsRun{}, err
+	}
+	defer sink.Close()
+	root := filepath.Join(logsRunDir, "root")
+	if err := os.RemoveAll(root); err != nil {
+		return logsRun{}, err
+	}
+	start := time.Now()
+	proc, err := startLogsAgent(agentBin, d.dir, root, sink.Addr())
+	if err != nil {
+		return logsRun{}, err
+	}
+	defer proc.stop()
+	run := logsRun{}
+	last, lastChange := 0, time.Now()
+	for {
+		records, _ := sink.Counts()
+		if records >= d.lines {
+			if records > d.lines {
+				return logsRun{}, fmt.Errorf("%d records acknowledged, want %d", records, d.lines)
+			}
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return logsRun{}, err
+		}
+		if records != last {
+			last, lastChange = records, time.Now()
+		} else if time.Since(lastChange) > 30*time.Second {
+			return logsRun{}, fmt.Errorf("%d of %d records, none for 30 s", records, d.lines)
+		}
+		if run.peakRSS, err = proc.peakRSS(); err != nil {
+			return logsRun{}, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	run.elapsed = time.Since(start)
+	if run.cpuSeconds, err = proc.cpuSeconds(); err != nil {
+		return logsRun{}, err
+	}
+	if run.peakRSS, err = proc.peakRSS(); err != nil {
+		return logsRun{}, err
+	}
+	return run, nil
+}
+
+func startLogsAgent(agentBin, podLogsDir, root, receiver string) (*process, error) {
+	config := filepath.Join(logsRunDir, "nodeagent.yaml")
+	if err := os.WriteFile(config, []byte("apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\n"+
+		"podLogsDir: "+podLogsDir+"\nrootDir: "+root+"\nmetricsBindAddress: \"\"\n"+
+		"logs:\n  enabled: true\n  receivers: [\""+receiver+"\"]\n  flushInterval: 100ms\n  bufferLimit: 4Gi\n"), 0o644); err != nil {
+		return nil, err
+	}
+	return startProcess("nodeagent", filepath.Join(logsRunDir, "nodeagent.log"), agentBin, "--logs-only", "--config", config,
+		"--hostname-override", "bench-node")
+}
+
+// steadyRate appends lines to the dataset's files at bytesPerSecond for seconds while the agent ships them,
+// and returns the agent's CPU seconds per second of writing and the time the last line took to be
+// acknowledged after it was written.
+func steadyRate(ctx context.Context, agentBin string, containers, lineBytes int, bytesPerSecond int64, seconds int) (cores float64, lag time.Duration, err error) {
+	d, err := writeLogsDataset(filepath.Join(logsRunDir, "steady"), containers, 0, lineBytes)
+	if err != nil {
+		return 0, 0, err
+	}
+	sink, err := forwardspec.Listen("127.0.0.1:0", forwardspec.Config{})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer sink.Close()
+	root := filepath.Join(logsRunDir, "root")
+	if err := os.RemoveAll(root); err != nil {
+		return 0, 0, err
+	}
+	proc, err := startLogsAgent(agentBin, d.dir, root, sink.Addr())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer proc.stop()
+	files := make([]*os.File, len(d.files))
+	for i, path := range d.files {
+		if files[i], err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+			return 0, 0, err
+		}
+		defer files[i].Close()
+	}
+	time.Sleep(time.Second) // the agent is up and following the files
+	cpuBefore, err := proc.cpuSeconds()
+	if err != nil {
+		return 0, 0, err
+	}
+	const tick = 10 * time.Millisecond
+	perTick := bytesPerSecond * int64(tick) / int64(time.Second)
+	start := time.Now()
+	written, lines := int64(0), d.lines
+	next := make([]int, containers)
+	for tickN := 0; time.Since(start) < time.Duration(seconds)*time.Second; tickN++ {
+		if err := ctx.Err(); err != nil {
+			return 0, 0, err
+		}
+		c := tickN % containers
+		var batch strings.Builder
+		for int64(batch.Len()) < perTick {
+			batch.WriteString(criBenchLine(c, next[c], lineBytes))
+			next[c]++
+			lines++
+		}
+		if _, err := files[c].WriteString(batch.String()); err != nil {
+			return 0, 0, err
+		}
+		written += int64(batch.Len())
+		time.Sleep(time.Until(start.Add(time.Duration(tickN+1) * tick)))
+	}
+	wrote := time.Since(start)
+	for {
+		if records, _ := sink.Counts(); records >= lines {
+			break
+		}
+		if time.Since(start) > wrote+time.Minute {
+			records, _ := sink.Counts()
+			return 0, 0, fmt.Errorf("steady rate: %d of %d records a minute after writing stopped", records, lines)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	lag = time.Since(start) - wrote
+	cpuAfter, err := proc.cpuSeconds()
+	if err != nil {
+		return 0, 0, err
+	}
+	rate := float64(written) / wrote.Seconds()
+	fmt.Fprintf(os.Stderr, "bench: steady: wrote %.1f MB/s for %v\n", rate/1e6, wrote.Round(time.Millisecond))
+	return (cpuAfter - cpuBefore) / (wrote + lag).Seconds(), lag, nil
+}
+
+func runLogsBench(ctx context.Context, containers int, megabytes int64, lineBytes, rounds, steadyMBps, steadySeconds int) error {
+	repo, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(logsRunDir, 0o755); err != nil {
+		return err
+	}
+	agentBin := filepath.Join(logsRunDir, "nodeagent")
+	if _, err := shell(repo, nil, "go build -o "+agentBin+" ./cmd/nodeagent"); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "bench: writing %d MB of logs in %d files\n", megabytes, containers)
+	d, err := writeLogsDataset(filepath.Join(logsRunDir, "pods"), containers, megabytes<<20/int64(containers), lineBytes)
+	if err != nil {
+		return err
+	}
+	var raw, shipped, cpu, rss []float64
+	for round := range rounds {
+		fmt.Fprintf(os.Stderr, "bench: round %d, raw limit\n", round+1)
+		elapsed, err := rawLimit(d)
+		if err != nil {
+			return err
+		}
+		raw = append(raw, float64(d.bytes)/elapsed.Seconds())
+		fmt.Fprintf(os.Stderr, "bench: round %d, nodeagent\n", round+1)
+		run, err := shipDataset(ctx, agentBin, d)
+		if err != nil {
+			return fmt.Errorf("nodeagent: %w (log: %s)", err, filepath.Join(logsRunDir, "nodeagent.log"))
+		}
+		shipped = append(shipped, float64(d.bytes)/run.elapsed.Seconds())
+		cpu = append(cpu, run.cpuSeconds)
+		rss = append(rss, float64(run.peakRSS))
+	}
+	cores, lag, err := steadyRate(ctx, agentBin, containers, lineBytes, int64(steadyMBps)*1e6, steadySeconds)
+	if err != nil {
+		return err
+	}
+	rawMBps, shippedMBps := median(raw)/1e6, median(shipped)/1e6
+	linesPerSecond := median(shipped) / float64(d.bytes) * float64(d.lines)
+	fmt.Printf("Log shipping: %d MB in %d container logs (%d lines of %d bytes), %d rounds, medians\n",
+		d.bytes>>20, containers, d.lines, lineBytes, rounds)
+	fmt.Printf("%-52s %12s\n", "figure", "value")
+	fmt.Printf("%-52s %12.0f\n", "raw limit: read + loopback write, MB/s", rawMBps)
+	fmt.Printf("%-52s %12.0f\n", "nodeagent: files to acknowledged receipt, MB/s", shippedMBps)
+	fmt.Printf("%-52s %12.0f\n", "nodeagent: lines/s", linesPerSecond)
+	fmt.Printf("%-52s %12.2f\n", "nodeagent / raw limit", shippedMBps/rawMBps)
+	fmt.Printf("%-52s %12.2f\n", "nodeagent CPU seconds per GB", median(cpu)/(float64(d.bytes)/1e9))
+	fmt.Printf("%-52s %12.0f\n", "nodeagent peak RSS, MiB", median(rss)/(1<<20))
+	fmt.Printf("%-52s %12.2f\n", fmt.Sprintf("nodeagent cores at %d MB/s written", steadyMBps), cores)
+	fmt.Printf("%-52s %12v\n", fmt.Sprintf("delivery lag after %d s at %d MB/s", steadySeconds, steadyMBps), lag.Round(time.Millisecond))
+	return nil
+}

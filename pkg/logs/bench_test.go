@@ -1,0 +1,116 @@
+package logs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodeagent/nodeagent/test/forwardspec"
+)
+
+// BenchmarkReadJoinEncode measures a follower's work per byte of log: tail the file, parse and join CRI
+// lines, encode records into chunks (b.SetBytes makes `go test -bench` report MB/s).
+func BenchmarkReadJoinEncode(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "0.log")
+	var sb strings.Builder
+	for n := 0; sb.Len() < 16<<20; n++ {
+		head := fmt.Sprintf("2026-12-01T20:00:00.%09dZ stdout F level=info request=%d msg=", n, n)
+		sb.WriteString(head + strings.Repeat("x", 200-len(head)-1) + "\n")
+	}
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(sb.Len()))
+	meta := []byte{0x80} // an empty map
+	for b.Loop() {
+		tl, err := OpenTailer(path, Position{}, time.Millisecond)
+		if err != nil {
+			b.Fatal(err)
+		}
+		joiner := NewJoiner()
+		chunk := &chunkBuilder{meta: meta, capacity: 1<<20 + 16<<10}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		for {
+			line, _, err := tl.Next(ctx)
+			if err != nil {
+				break
+			}
+			if rec, ok := joiner.Add(line); ok {
+				chunk.add(rec, time.Time{})
+			}
+			if len(chunk.entries) >= 1<<20 {
+				if _, err := chunk.message("t", false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		cancel()
+		tl.Close()
+	}
+}
+
+// BenchmarkShipperToAcknowledgedReceipt measures the whole shipper, files to acknowledged receipt by a
+// forward receiver on loopback (test/forwardspec, which only counts), in MB/s of log files.
+func BenchmarkShipperToAcknowledgedReceipt(b *testing.B) {
+	logsDir := b.TempDir()
+	var total int64
+	lines := 0
+	for c := range 4 {
+		path := filepath.Join(logsDir, fmt.Sprintf("bench_app-%d_%08d-0000-4000-8000-000000000000", c, c), "app", "0.log")
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		var sb strings.Builder
+		for n := 0; sb.Len() < 16<<20; n++ {
+			head := fmt.Sprintf("2026-12-01T20:00:00.%09dZ stdout F level=info request=%d msg=", n, n)
+			sb.WriteString(head + strings.Repeat("x", 200-len(head)-1) + "\n")
+			lines++
+		}
+		if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		total += int64(sb.Len())
+	}
+	b.SetBytes(total)
+	for b.Loop() {
+		sink, err := forwardspec.Listen("127.0.0.1:0", forwardspec.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := ShipperConfig{PodLogsDir: logsDir, StateDir: b.TempDir(), Tag: mustTag(b),
+			Client:       &ForwardClient{Receivers: []string{sink.Addr()}, Timeout: 10 * time.Second},
+			ChunkRecords: 100_000, ChunkBytes: 1 << 20, FlushInterval: 50 * time.Millisecond, BufferLimit: 1 << 30, InFlight: 8,
+			Poll: 10 * time.Millisecond, RetryMax: time.Second, NodeName: "bench",
+			Pod: func(string, string, string) *corev1.Pod { return nil }}
+		s, err := NewShipper(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); s.Run(ctx) }()
+		for {
+			if n, _ := sink.Counts(); n >= lines {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+		<-done
+		sink.Close()
+	}
+}
+
+func mustTag(b *testing.B) *TagTemplate {
+	tag, err := ParseTagTemplate(DefaultTagTemplate)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tag
+}
