@@ -70,7 +70,7 @@ func newShipper(cfg *config.Configuration, nodeName string, pods podFinder, reg 
 		PodLogsDir: cfg.PodLogsDir, StateDir: filepath.Join(cfg.RootDir, "logs"),
 		Client: client, Tag: tag, Gzip: cfg.Logs.Gzip, ParseJSON: cfg.Logs.ParseJSON,
 		ChunkRecords: 100_000, ChunkBytes: int(cfg.LogsChunkBytes()), FlushInterval: cfg.Logs.FlushInterval.Duration,
-		BufferLimit: cfg.LogsBufferBytes(), InFlight: 8, Poll: 250 * time.Millisecond,
+		BufferLimit: cfg.LogsBufferBytes(), MemoryBufferLimit: min(32<<20, cfg.LogsBufferBytes()), InFlight: 8, Poll: 250 * time.Millisecond,
 		RetryMax: cfg.Logs.RetryMaxInterval.Duration, NodeName: nodeName, Pod: pods.find, Metrics: reg,
 	})
 }

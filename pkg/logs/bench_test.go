@@ -85,7 +85,7 @@ func BenchmarkShipperToAcknowledgedReceipt(b *testing.B) {
 		}
 		cfg := ShipperConfig{PodLogsDir: logsDir, StateDir: b.TempDir(), Tag: mustTag(b),
 			Client:       &ForwardClient{Receivers: []string{sink.Addr()}, Timeout: 10 * time.Second},
-			ChunkRecords: 100_000, ChunkBytes: 1 << 20, FlushInterval: 50 * time.Millisecond, BufferLimit: 1 << 30, InFlight: 8,
+			ChunkRecords: 100_000, ChunkBytes: 1 << 20, FlushInterval: 50 * time.Millisecond, BufferLimit: 1 << 30, MemoryBufferLimit: 32 << 20, InFlight: 8,
 			Poll: 10 * time.Millisecond, RetryMax: time.Second, NodeName: "bench",
 			Pod: func(string, string, string) *corev1.Pod { return nil }}
 		s, err := NewShipper(cfg)

@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"context"
 	"cmp"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tinylib/msgp/msgp"
 )
@@ -25,32 +27,51 @@ type Chunk struct {
 	End  Position
 }
 
-// DiskBuffer keeps chunks in files in a directory of its own until they are acknowledged, in order, across
-// agent restarts (kill -9 included: a chunk is written to a temporary file and renamed, so one is either
-// whole or absent). It holds at most its limit in bytes: a chunk that takes it past the limit pushes out
-// the oldest ones, and every record pushed out is counted, never dropped silently.
+// DiskBuffer keeps chunks until they are acknowledged, in order. Chunks wait in memory (up to memLimit
+// bytes); when one does not fit, its follower may wait for the sender to free memory, as long as the
+// sender is moving (the oldest chunk in memory was put less than senderStuckAfter ago) and the follower's file is
+// not at risk of rotating away; otherwise every chunk waiting is written to a file in a directory of the
+// buffer's own, and new ones follow on disk until the disk part is empty again. So a crash
+// (kill -9 included) loses only chunks whose lines are still after their files' checkpoints (no chunk of
+// the same file is on disk then), and everything on disk survives it (a chunk is written to a temporary
+// file and renamed: whole or absent). The buffer holds at most its limit in bytes: a chunk that takes it
+// past the limit pushes out the oldest ones, and every record pushed out is counted, never dropped silently.
 type DiskBuffer struct {
-	dir   string
-	limit int64
+	dir             string
+	limit, memLimit int64
+	stuckAfter      time.Duration
 	// added is signalled (without blocking) when a chunk is put in.
 	added chan struct{}
 
-	mu      sync.Mutex
-	chunks  []chunkFile // oldest first
+	mu sync.Mutex
+	// chunks are oldest first: all in memory, or all on disk.
+	chunks  []chunkFile
 	size    int64
+	memSize int64
+	// free holds the entries' memory of acknowledged in-memory chunks, for the next ones.
+	free [][]byte
+	// freed is closed (and replaced) when a chunk leaves the buffer, waking the followers waiting for room.
+	freed   chan struct{}
 	nextSeq uint64
 	// droppedChunks and droppedRecords count what the limit pushed out since the buffer was opened.
 	droppedChunks, droppedRecords int
 }
 
-// chunkFile is what the buffer remembers of a chunk without reading its file.
+// chunkFile is what the buffer remembers of a chunk without reading its file; mem is the chunk itself while
+// it is held in memory (nil once on disk).
 type chunkFile struct {
 	seq     uint64
 	records int
 	size    int64
 	path    string
 	end     Position
+	mem     *Chunk
+	putAt   time.Time
 }
+
+// senderStuckAfter is how long the oldest chunk in memory may wait before the sender counts as stuck (a
+// receiver down or failing), and followers stop waiting for room and send what waits to disk.
+const senderStuckAfter = 5 * time.Second
 
 // A chunk's file is named <seq>.chunk, seq zero-padded so the names sort in order. It holds one msgpack
 // array: [tag, log path, end inode, end offset, records, compressed, entries].
@@ -59,7 +80,7 @@ const chunkSuffix = ".chunk"
 func chunkName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, chunkSuffix) }
 
 // OpenDiskBuffer opens (creating it if needed) the buffer in dir, with the chunks a previous run left there.
-func OpenDiskBuffer(dir string, limit int64) (*DiskBuffer, error) {
+func OpenDiskBuffer(dir string, limit, memLimit int64) (*DiskBuffer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the log buffer %s: %w", dir, err)
 	}
@@ -67,7 +88,8 @@ func OpenDiskBuffer(dir string, limit int64) (*DiskBuffer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the log buffer %s: %w", dir, err)
 	}
-	b := &DiskBuffer{dir: dir, limit: limit, added: make(chan struct{}, 1)}
+	b := &DiskBuffer{dir: dir, limit: limit, memLimit: memLimit, stuckAfter: senderStuckAfter,
+		added: make(chan struct{}, 1), freed: make(chan struct{})}
 	for _, e := range entries {
 		name := e.Name()
 		seq, err := strconv.ParseUint(strings.TrimSuffix(name, chunkSuffix), 10, 64)
@@ -153,36 +175,64 @@ func decodeChunk(data []byte, withEntries bool) (Chunk, error) {
 	return c, err
 }
 
-// Put stores a chunk after the others (Seq is set here), then drops the oldest chunks while the buffer is
-// over its limit. The file is not synced: a chunk survives the agent's crash, not the machine's; after a
-// power loss the lines of a lost chunk are read again from their log file, which the checkpoint did not pass.
-func (b *DiskBuffer) Put(c Chunk) error {
-	data := net.Buffers{chunkHeader(c), c.Entries}
-	size := int64(len(data[0]) + len(data[1]))
+// Put stores a chunk after the others (Seq is set here; c.Entries is copied), then drops the oldest chunks
+// while the buffer is over its limit. When the chunk does not fit in memory, Put waits for room while the
+// sender is moving and mayWait (asked again every 50 ms) says the caller can afford to, until ctx ends.
+// Files are not synced: a chunk survives the agent's crash, not the machine's; after a power loss the lines
+// of a lost chunk are read again from their log file, which the checkpoint did not pass.
+func (b *DiskBuffer) Put(ctx context.Context, c Chunk, mayWait func() bool) error {
+	header := chunkHeader(c)
+	size := int64(len(header) + len(c.Entries))
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	seq := b.nextSeq
-	tmp, err := os.CreateTemp(b.dir, ".put-*")
-	if err != nil {
-		return fmt.Errorf("buffering a chunk: %w", err)
+	for {
+		onDisk := len(b.chunks) > 0 && b.chunks[len(b.chunks)-1].mem == nil
+		full := b.memSize+size > b.memLimit && b.memSize > 0
+		moving := len(b.chunks) > 0 && time.Since(b.chunks[0].putAt) < b.stuckAfter
+		if onDisk || !full || !moving || size > b.memLimit || !mayWait() {
+			break
+		}
+		freed := b.freed
+		b.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-freed:
+		case <-time.After(50 * time.Millisecond):
+		}
+		b.mu.Lock()
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	_, err = data.WriteTo(tmp)
-	if closeErr := tmp.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(b.dir, chunkName(seq)))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("buffering a chunk: %w", err)
+	c.Seq = b.nextSeq
+	onDisk := len(b.chunks) > 0 && b.chunks[len(b.chunks)-1].mem == nil
+	entry := chunkFile{seq: c.Seq, records: c.Records, size: size, path: c.Path, end: c.End, putAt: time.Now()}
+	if !onDisk && b.memSize+size <= b.memLimit {
+		kept := c
+		kept.Entries = append(b.takeBuffer(len(c.Entries)), c.Entries...)
+		entry.mem = &kept
+		b.memSize += size
+	} else {
+		// Everything waiting goes to disk, oldest first, so no file has a chunk on disk after one in memory.
+		for i := range b.chunks {
+			if m := b.chunks[i].mem; m != nil {
+				if err := b.writeChunk(chunkHeader(*m), *m); err != nil {
+					return err
+				}
+				b.chunks[i].mem = nil // its memory may still be on its way to the receiver: not reused
+				b.memSize -= b.chunks[i].size
+			}
+		}
+		if err := b.writeChunk(header, c); err != nil {
+			return err
+		}
 	}
 	b.nextSeq++
-	b.chunks = append(b.chunks, chunkFile{seq: seq, records: c.Records, size: size, path: c.Path, end: c.End})
+	b.chunks = append(b.chunks, entry)
 	b.size += size
 	for b.size > b.limit && len(b.chunks) > 1 {
 		oldest := b.chunks[0]
-		if err := b.remove(oldest); err != nil {
+		if err := b.remove(oldest, false); err != nil {
 			return err
 		}
 		b.droppedChunks++
@@ -193,6 +243,39 @@ func (b *DiskBuffer) Put(c Chunk) error {
 	default:
 	}
 	return nil
+}
+
+// writeChunk writes a chunk's file through a temporary file and a rename.
+func (b *DiskBuffer) writeChunk(header []byte, c Chunk) error {
+	tmp, err := os.CreateTemp(b.dir, ".put-*")
+	if err != nil {
+		return fmt.Errorf("buffering a chunk: %w", err)
+	}
+	data := net.Buffers{header, c.Entries}
+	_, err = data.WriteTo(tmp)
+	if closeErr := tmp.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(b.dir, chunkName(c.Seq)))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("buffering a chunk: %w", err)
+	}
+	return nil
+}
+
+// takeBuffer returns an empty slice with room for n bytes, reusing an acknowledged chunk's memory if one
+// is big enough.
+func (b *DiskBuffer) takeBuffer(n int) []byte {
+	for i, buf := range b.free {
+		if cap(buf) >= n {
+			b.free = slices.Delete(b.free, i, i+1)
+			return buf[:0]
+		}
+	}
+	return make([]byte, 0, n)
 }
 
 // Added is signalled when a chunk was put in since the last receive.
@@ -207,6 +290,10 @@ func (b *DiskBuffer) Oldest(bufs [][]byte) ([]Chunk, error) {
 	b.mu.Unlock()
 	var out []Chunk
 	for i, f := range files {
+		if f.mem != nil {
+			out = append(out, *f.mem)
+			continue
+		}
 		data, err := readInto(filepath.Join(b.dir, chunkName(f.seq)), bufs[i])
 		if errors.Is(err, os.ErrNotExist) {
 			continue // dropped by the limit since
@@ -254,15 +341,24 @@ func (b *DiskBuffer) Ack(seq uint64) error {
 	if i < 0 {
 		return nil
 	}
-	return b.remove(b.chunks[i])
+	return b.remove(b.chunks[i], true)
 }
 
-func (b *DiskBuffer) remove(c chunkFile) error {
-	if err := os.Remove(filepath.Join(b.dir, chunkName(c.seq))); err != nil && !errors.Is(err, os.ErrNotExist) {
+// remove forgets a chunk; acknowledged says the sender is done with an in-memory chunk's entries, which
+// can then be reused.
+func (b *DiskBuffer) remove(c chunkFile, acknowledged bool) error {
+	if c.mem != nil {
+		if acknowledged && len(b.free) < 16 {
+			b.free = append(b.free, c.mem.Entries[:0])
+		}
+		b.memSize -= c.size
+	} else if err := os.Remove(filepath.Join(b.dir, chunkName(c.seq))); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing a buffered chunk: %w", err)
 	}
 	b.chunks = slices.DeleteFunc(b.chunks, func(x chunkFile) bool { return x.seq == c.seq })
 	b.size -= c.size
+	close(b.freed)
+	b.freed = make(chan struct{})
 	return nil
 }
 
@@ -278,9 +374,10 @@ func (b *DiskBuffer) Ends() map[string]Position {
 	return ends
 }
 
-// BufferStats is what the buffer holds and what its limit dropped since it was opened.
+// BufferStats is what the buffer holds (in all, and of it in memory) and what its limit dropped since it
+// was opened.
 type BufferStats struct {
-	Bytes                         int64
+	Bytes, MemoryBytes            int64
 	Chunks                        int
 	DroppedChunks, DroppedRecords int
 }
@@ -289,5 +386,5 @@ type BufferStats struct {
 func (b *DiskBuffer) Stats() BufferStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return BufferStats{Bytes: b.size, Chunks: len(b.chunks), DroppedChunks: b.droppedChunks, DroppedRecords: b.droppedRecords}
+	return BufferStats{Bytes: b.size, MemoryBytes: b.memSize, Chunks: len(b.chunks), DroppedChunks: b.droppedChunks, DroppedRecords: b.droppedRecords}
 }

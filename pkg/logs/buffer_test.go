@@ -1,21 +1,23 @@
 package logs
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDiskBufferKeepsOrderAcrossRestartsAndCountsWhatItDrops(t *testing.T) {
 	dir := t.TempDir()
-	b, err := OpenDiskBuffer(dir, 300)
+	b, err := OpenDiskBuffer(dir, 300, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, c := range []string{"a", "b", "c"} {
-		if err := b.Put(testChunk("/logs/"+c, 10+i, strings.Repeat(c, 100))); err != nil {
+		if err := b.Put(context.Background(), testChunk("/logs/"+c, 10+i, strings.Repeat(c, 100)), noWait); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -34,11 +36,11 @@ func TestDiskBufferKeepsOrderAcrossRestartsAndCountsWhatItDrops(t *testing.T) {
 	}
 
 	// The agent restarts: the same chunks, in the same order, and new ones go after them.
-	again, err := OpenDiskBuffer(dir, 300)
+	again, err := OpenDiskBuffer(dir, 300, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := again.Put(testChunk("/logs/b", 1, "d")); err != nil {
+	if err := again.Put(context.Background(), testChunk("/logs/b", 1, "d"), noWait); err != nil {
 		t.Fatal(err)
 	}
 	// Reading /logs/b resumes after its newest chunk, "d".
@@ -72,4 +74,117 @@ func TestDiskBufferKeepsOrderAcrossRestartsAndCountsWhatItDrops(t *testing.T) {
 func testChunk(path string, records int, entries string) Chunk {
 	return Chunk{Message: Message{Tag: fmt.Sprintf("tag-%d", records), Entries: []byte(entries), Records: records},
 		Path: path, End: Position{Inode: 7, Offset: int64(records)}}
+}
+
+// Chunks wait in memory while they fit; the first that does not sends every waiting chunk to disk, in
+// order, and the next ones follow it there until the disk part is empty. A restart finds what was on disk.
+func TestDiskBufferKeepsChunksInMemoryUntilTheyDoNotFit(t *testing.T) {
+	dir := t.TempDir()
+	b, err := OpenDiskBuffer(dir, 1<<20, 350)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk := func() int {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	for _, c := range []string{"a", "b"} {
+		if err := b.Put(context.Background(), testChunk("/logs/"+c, 1, strings.Repeat(c, 100)), noWait); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := b.Stats(); onDisk() != 0 || st.Chunks != 2 || st.MemoryBytes != st.Bytes {
+		t.Fatalf("two small chunks: %d files, stats %+v; want both in memory", onDisk(), st)
+	}
+	sent, err := b.Oldest(make([][]byte, 1)) // "a" on its way to the receiver
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"c", "d"} { // "c" does not fit: a, b and c go to disk, then d follows
+		if err := b.Put(context.Background(), testChunk("/logs/"+c, 1, strings.Repeat(c, 100)), noWait); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := b.Stats(); onDisk() != 4 || st.MemoryBytes != 0 {
+		t.Fatalf("after the spill: %d files, stats %+v; want 4 files, nothing in memory", onDisk(), st)
+	}
+	if string(sent[0].Entries[:3]) != "aaa" {
+		t.Fatalf("the chunk being sent changed under the sender: %q", sent[0].Entries[:3])
+	}
+	if err := b.Ack(sent[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	again, err := OpenDiskBuffer(dir, 1<<20, 350)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []byte
+	cs, err := again.Oldest(make([][]byte, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		order = append(order, c.Entries[0])
+	}
+	if string(order) != "bcd" {
+		t.Errorf("after a restart the buffer holds %q, want bcd", order)
+	}
+}
+
+func noWait() bool { return false }
+
+// A follower whose chunk does not fit waits while the sender is moving, and goes on when an ack frees room;
+// once the oldest chunk has waited too long (the receiver is down) it stops waiting and goes to disk.
+func TestDiskBufferPutWaitsForRoomWhileTheSenderMoves(t *testing.T) {
+	dir := t.TempDir()
+	b, err := OpenDiskBuffer(dir, 1<<20, 250)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.stuckAfter = time.Hour
+	mayWait := func() bool { return true }
+	ctx := context.Background()
+	if err := b.Put(ctx, testChunk("/logs/a", 1, strings.Repeat("a", 100)), mayWait); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, testChunk("/logs/a", 2, strings.Repeat("a", 100)), mayWait); err != nil {
+		t.Fatal(err)
+	}
+	put := make(chan error, 1)
+	go func() { put <- b.Put(ctx, testChunk("/logs/a", 3, strings.Repeat("a", 100)), mayWait) }()
+	select {
+	case err := <-put:
+		t.Fatalf("Put returned (%v) with memory full and the sender moving", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	first, err := b.Oldest(make([][]byte, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ack(first[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-put:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Put still waits after an ack freed room")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("%d chunks went to disk", len(entries))
+	}
+
+	b.stuckAfter = 100 * time.Millisecond // the receiver stopped acknowledging
+	start := time.Now()
+	if err := b.Put(ctx, testChunk("/logs/a", 4, strings.Repeat("a", 100)), mayWait); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 || time.Since(start) > 5*time.Second {
+		t.Fatalf("with the sender stuck: %d chunk files after %v, want all 3 on disk", len(entries), time.Since(start))
+	}
 }

@@ -55,7 +55,7 @@ func runShipperProcess(spec string) int {
 	}
 	s, err := NewShipper(ShipperConfig{PodLogsDir: sp.LogsDir, StateDir: sp.StateDir, Tag: tag,
 		Client:       &ForwardClient{Receivers: sp.Receivers, Timeout: 5 * time.Second},
-		ChunkRecords: 5000, ChunkBytes: 1 << 20, FlushInterval: 200 * time.Millisecond, BufferLimit: sp.BufferLimit,
+		ChunkRecords: 5000, ChunkBytes: 1 << 20, FlushInterval: 200 * time.Millisecond, BufferLimit: sp.BufferLimit, MemoryBufferLimit: 8 << 20,
 		InFlight: 8, Poll: 50 * time.Millisecond, RetryMax: time.Second, NodeName: "node-a",
 		Pod: func(string, string, string) *corev1.Pod { return nil }, Metrics: prometheus.NewRegistry()})
 	if err != nil {

@@ -38,8 +38,9 @@ type ShipperConfig struct {
 	ChunkRecords  int
 	ChunkBytes    int
 	FlushInterval time.Duration
-	// BufferLimit bounds the bytes waiting on disk; past it the oldest chunks are dropped and counted.
-	BufferLimit int64
+	// BufferLimit bounds the bytes waiting; past it the oldest chunks are dropped and counted.
+	// MemoryBufferLimit bounds the part kept in memory while the receivers keep up; past it chunks go to disk.
+	BufferLimit, MemoryBufferLimit int64
 	// InFlight is how many chunks one exchange with the receiver carries before it waits for their acks.
 	InFlight int
 	// Poll is how often the directory and idle files are looked at again.
@@ -75,7 +76,7 @@ func NewShipper(cfg ShipperConfig) (*Shipper, error) {
 	if err != nil {
 		return nil, err
 	}
-	buffer, err := OpenDiskBuffer(filepath.Join(cfg.StateDir, "buffer"), cfg.BufferLimit)
+	buffer, err := OpenDiskBuffer(filepath.Join(cfg.StateDir, "buffer"), cfg.BufferLimit, cfg.MemoryBufferLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +203,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 		// While lines keep coming a chunk fills up; the flush interval matters once the file is idle.
 		full := chunk.records >= s.cfg.ChunkRecords || len(chunk.entries) >= s.cfg.ChunkBytes
 		if chunk.records > 0 && (full || removed || idle && !time.Now().Before(flushAt)) {
-			if err := s.putChunk(l, chunk, end); err != nil {
+			if err := s.putChunk(ctx, l, chunk, end, tailer); err != nil {
 				klog.ErrorS(err, "Buffering log records", "path", l.Path)
 				return // read again from the last buffered chunk when the file is next discovered
 			}
@@ -228,14 +229,16 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 	}
 }
 
-// putChunk closes the chunk being built and puts it in the buffer.
-func (s *Shipper) putChunk(l ContainerLog, chunk *chunkBuilder, end Position) error {
+// putChunk closes the chunk being built and puts it in the buffer. When memory is full, the follower waits
+// for the sender rather than sending chunks to disk, unless its file has rotated since it was opened
+// (files it has not read yet could then be compressed or removed before it gets there).
+func (s *Shipper) putChunk(ctx context.Context, l ContainerLog, chunk *chunkBuilder, end Position, tailer *Tailer) error {
 	records, bytes := chunk.records, chunk.lineBytes
 	msg, err := chunk.message(s.cfg.Tag.Execute(l, containerID(s.cfg.Pod(l.Namespace, l.Pod, l.UID), l.Container), s.cfg.NodeName), s.cfg.Gzip)
 	if err != nil {
 		return err
 	}
-	if err := s.buffer.Put(Chunk{Message: msg, Path: l.Path, End: end}); err != nil {
+	if err := s.buffer.Put(ctx, Chunk{Message: msg, Path: l.Path, End: end}, func() bool { return !tailer.Behind() }); err != nil {
 		return err
 	}
 	s.metrics.inRecords.Add(float64(records))

@@ -22,7 +22,7 @@ func testShipperConfig(t *testing.T, logsDir, state, addr string) ShipperConfig 
 	}
 	return ShipperConfig{PodLogsDir: logsDir, StateDir: state, Tag: tag,
 		Client:       &ForwardClient{Receivers: []string{addr}, Timeout: 2 * time.Second},
-		ChunkRecords: 40, ChunkBytes: 1 << 20, FlushInterval: 100 * time.Millisecond, BufferLimit: 1 << 30, InFlight: 4,
+		ChunkRecords: 40, ChunkBytes: 1 << 20, FlushInterval: 100 * time.Millisecond, BufferLimit: 1 << 30, MemoryBufferLimit: 32 << 20, InFlight: 4,
 		Poll: 20 * time.Millisecond, RetryMax: time.Second, NodeName: "node-a",
 		Pod: func(string, string, string) *corev1.Pod { return nil }, Metrics: prometheus.NewRegistry()}
 }

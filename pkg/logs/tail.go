@@ -236,6 +236,13 @@ func (t *Tailer) readLine() ([]byte, Position, error) {
 	}
 }
 
+// Behind reports whether the file being read is no longer the one at the path: a rotation happened since
+// it was opened, and files the tailer has not reached yet may be compressed or removed by the next ones.
+func (t *Tailer) Behind() bool {
+	state, err := t.pathState()
+	return err != nil || state != pathSame
+}
+
 type pathState int
 
 const (
