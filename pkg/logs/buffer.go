@@ -1,8 +1,8 @@
 package logs
 
 import (
-	"context"
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
