@@ -122,6 +122,8 @@ type logsRun struct {
 	elapsed    time.Duration
 	cpuSeconds float64
 	peakRSS    int64
+	// sentBytes are the records' bytes the receiver got (msgpack, with each record's metadata).
+	sentBytes int64
 }
 
 // shipDataset runs `nodeagent --logs-only` on the dataset with a forward receiver that acknowledges every
@@ -166,6 +168,7 @@ func shipDataset(ctx context.Context, agentBin string, d *logsDataset) (logsRun,
 		time.Sleep(5 * time.Millisecond)
 	}
 	run.elapsed = time.Since(start)
+	_, run.sentBytes = sink.Counts()
 	if run.cpuSeconds, err = proc.cpuSeconds(); err != nil {
 		return logsRun{}, err
 	}
@@ -281,6 +284,7 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 		return err
 	}
 	var raw, shipped, cpu, rss []float64
+	var sent int64
 	for round := range rounds {
 		fmt.Fprintf(os.Stderr, "bench: round %d, raw limit\n", round+1)
 		elapsed, err := rawLimit(d)
@@ -296,6 +300,7 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 		shipped = append(shipped, float64(d.bytes)/run.elapsed.Seconds())
 		cpu = append(cpu, run.cpuSeconds)
 		rss = append(rss, float64(run.peakRSS))
+		sent = run.sentBytes
 	}
 	cores, lag, err := steadyRate(ctx, agentBin, containers, lineBytes, int64(steadyMBps)*1e6, steadySeconds)
 	if err != nil {
@@ -310,6 +315,7 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	fmt.Printf("%-52s %12.0f\n", "nodeagent: files to acknowledged receipt, MB/s", shippedMBps)
 	fmt.Printf("%-52s %12.0f\n", "nodeagent: lines/s", linesPerSecond)
 	fmt.Printf("%-52s %12.2f\n", "nodeagent / raw limit", shippedMBps/rawMBps)
+	fmt.Printf("%-52s %12.2f\n", "bytes sent to the receiver per byte of log", float64(sent)/float64(d.bytes))
 	fmt.Printf("%-52s %12.2f\n", "nodeagent CPU seconds per GB", median(cpu)/(float64(d.bytes)/1e9))
 	fmt.Printf("%-52s %12.0f\n", "nodeagent peak RSS, MiB", median(rss)/(1<<20))
 	fmt.Printf("%-52s %12.2f\n", fmt.Sprintf("nodeagent cores at %d MB/s written", steadyMBps), cores)

@@ -42,7 +42,7 @@ func BenchmarkReadJoinEncode(b *testing.B) {
 				break
 			}
 			if rec, ok := joiner.Add(line); ok {
-				chunk.add(rec, time.Time{})
+				chunk.add(rec)
 			}
 			if len(chunk.entries) >= 1<<20 {
 				if _, err := chunk.message("t", false); err != nil {

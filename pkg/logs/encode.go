@@ -40,10 +40,10 @@ type chunkBuilder struct {
 var recordKeys = map[string]bool{"log": true, "stream": true, "kubernetes": true}
 
 // add appends one record. A malformed line carries the time it was read, since it has none of its own.
-func (b *chunkBuilder) add(r Record, now time.Time) {
+func (b *chunkBuilder) add(r Record) {
 	t := r.Time
 	if r.Malformed {
-		t = now
+		t = time.Now()
 	}
 	var fields map[string]any
 	if b.parseJSON && !r.Malformed {

@@ -128,7 +128,7 @@ func message(t *testing.T, tag string, from, n int, compress bool) Message {
 	}
 	b := &chunkBuilder{meta: meta}
 	for i := from; i < from+n; i++ {
-		b.add(Record{Time: time.Unix(1764621919, int64(i)), Stream: Stdout, Message: []byte(fmt.Sprintf("line %d", i))}, time.Now())
+		b.add(Record{Time: time.Unix(1764621919, int64(i)), Stream: Stdout, Message: []byte(fmt.Sprintf("line %d", i))})
 	}
 	m, err := b.message(tag, compress)
 	if err != nil {

@@ -190,7 +190,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 				if rec.Malformed {
 					s.metrics.malformed.Inc()
 				}
-				chunk.add(rec, time.Now())
+				chunk.add(rec)
 			}
 			if !joiner.Pending() {
 				end = pos // a checkpoint never falls inside a line split in parts
