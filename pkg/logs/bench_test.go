@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/nodeagent/nodeagent/test/forwardspec"
 )
 
@@ -83,11 +81,8 @@ func BenchmarkShipperToAcknowledgedReceipt(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cfg := ShipperConfig{PodLogsDir: logsDir, StateDir: b.TempDir(), Tag: mustTag(b),
-			Client:       &ForwardClient{Receivers: []string{sink.Addr()}, Timeout: 10 * time.Second},
-			ChunkRecords: 100_000, ChunkBytes: 1 << 20, FlushInterval: 50 * time.Millisecond, BufferLimit: 1 << 30, MemoryBufferLimit: 32 << 20, InFlight: 8,
-			Poll: 10 * time.Millisecond, RetryMax: time.Second, NodeName: "bench",
-			Pod: func(string, string, string) *corev1.Pod { return nil }}
+		cfg := testShipperConfig(logsDir, b.TempDir(), sink.Addr())
+		cfg.ChunkRecords, cfg.FlushInterval, cfg.InFlight, cfg.Poll = 100_000, 50*time.Millisecond, 8, 10*time.Millisecond
 		s, err := NewShipper(cfg)
 		if err != nil {
 			b.Fatal(err)
@@ -105,12 +100,4 @@ func BenchmarkShipperToAcknowledgedReceipt(b *testing.B) {
 		<-done
 		sink.Close()
 	}
-}
-
-func mustTag(b *testing.B) *TagTemplate {
-	tag, err := ParseTagTemplate(DefaultTagTemplate)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return tag
 }

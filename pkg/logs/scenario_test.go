@@ -16,9 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // The scenario tests run the shipper as a process of its own (this test binary, started again with
@@ -48,16 +45,10 @@ func runShipperProcess(spec string) int {
 		fmt.Fprintln(os.Stderr, "shipper spec:", err)
 		return 2
 	}
-	tag, err := ParseTagTemplate(DefaultTagTemplate)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	s, err := NewShipper(ShipperConfig{PodLogsDir: sp.LogsDir, StateDir: sp.StateDir, Tag: tag,
-		Client:       &ForwardClient{Receivers: sp.Receivers, Timeout: 5 * time.Second},
-		ChunkRecords: 5000, ChunkBytes: 1 << 20, FlushInterval: 200 * time.Millisecond, BufferLimit: sp.BufferLimit, MemoryBufferLimit: 8 << 20,
-		InFlight: 8, Poll: 50 * time.Millisecond, RetryMax: time.Second, NodeName: "node-a",
-		Pod: func(string, string, string) *corev1.Pod { return nil }, Metrics: prometheus.NewRegistry()})
+	cfg := testShipperConfig(sp.LogsDir, sp.StateDir, sp.Receivers...)
+	cfg.ChunkRecords, cfg.FlushInterval, cfg.BufferLimit, cfg.MemoryBufferLimit = 5000, 200*time.Millisecond, sp.BufferLimit, 8<<20
+	cfg.InFlight, cfg.Poll = 8, 50*time.Millisecond
+	s, err := NewShipper(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -13,15 +13,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// testShipperConfig ships logsDir to one receiver at addr in small chunks, polling often.
-func testShipperConfig(t *testing.T, logsDir, state, addr string) ShipperConfig {
-	t.Helper()
+// testShipperConfig ships logsDir to the receivers in small chunks, polling often; tests change what they
+// need.
+func testShipperConfig(logsDir, state string, receivers ...string) ShipperConfig {
 	tag, err := ParseTagTemplate(DefaultTagTemplate)
 	if err != nil {
-		t.Fatal(err)
+		panic(err) // a constant the tag tests check
 	}
 	return ShipperConfig{PodLogsDir: logsDir, StateDir: state, Tag: tag,
-		Client:       &ForwardClient{Receivers: []string{addr}, Timeout: 2 * time.Second},
+		Client:       &ForwardClient{Receivers: receivers, Timeout: 2 * time.Second},
 		ChunkRecords: 40, ChunkBytes: 1 << 20, FlushInterval: 100 * time.Millisecond, BufferLimit: 1 << 30, MemoryBufferLimit: 32 << 20, InFlight: 4,
 		Poll: 20 * time.Millisecond, RetryMax: time.Second, NodeName: "node-a",
 		Pod: func(string, string, string) *corev1.Pod { return nil }, Metrics: prometheus.NewRegistry()}
@@ -84,7 +84,7 @@ func TestShipperSendsEveryContainersLinesInOrderAndResumesAfterARestart(t *testi
 			}
 		}
 	}
-	cfg := testShipperConfig(t, logsDir, state, r.addr)
+	cfg := testShipperConfig(logsDir, state, r.addr)
 	cfg.Pod = func(_, _, uid string) *corev1.Pod { return pods[uid] }
 
 	writeLines(0, 100)
@@ -160,7 +160,7 @@ func waitForMetric(t *testing.T, reg *prometheus.Registry, name string, want flo
 func TestShipperDropsTheOldestPastTheBufferLimitAndCountsThem(t *testing.T) {
 	logsDir, state := t.TempDir(), t.TempDir()
 	addr := freeLoopbackAddr(t) // nothing listens there yet
-	cfg := testShipperConfig(t, logsDir, state, addr)
+	cfg := testShipperConfig(logsDir, state, addr)
 	cfg.ChunkRecords, cfg.BufferLimit = 100, 64<<10
 	reg := cfg.Metrics.(*prometheus.Registry)
 	l := newRuntimeLog(t, logsDir, "pod-c00", "c00", 0)
@@ -200,7 +200,7 @@ func TestShipperMergesJSONMessages(t *testing.T) {
 	logsDir, state := t.TempDir(), t.TempDir()
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	r := startReceiver(t, freeLoopbackAddr(t), out)
-	cfg := testShipperConfig(t, logsDir, state, r.addr)
+	cfg := testShipperConfig(logsDir, state, r.addr)
 	cfg.ParseJSON = true
 	l := newRuntimeLog(t, logsDir, "pod-json", "app", 0)
 	if err := l.write([]byte(criLine(Stdout, false, `{"level":"warn","msg":"disk 91% full","code":507,"stream":"mine"}`) +
