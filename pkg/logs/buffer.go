@@ -200,8 +200,8 @@ func (b *DiskBuffer) Put(ctx context.Context, c Chunk, mayWait func() bool) erro
 		case <-time.After(50 * time.Millisecond):
 		}
 		b.mu.Lock()
-		if ctx.Err() != nil {
-			break
+		if err := ctx.Err(); err != nil {
+			return err // the agent stops: the chunk's lines are read again from its file next time
 		}
 	}
 	c.Seq = b.nextSeq
@@ -214,14 +214,8 @@ func (b *DiskBuffer) Put(ctx context.Context, c Chunk, mayWait func() bool) erro
 		b.memSize += size
 	} else {
 		// Everything waiting goes to disk, oldest first, so no file has a chunk on disk after one in memory.
-		for i := range b.chunks {
-			if m := b.chunks[i].mem; m != nil {
-				if err := b.writeChunk(chunkHeader(*m), *m); err != nil {
-					return err
-				}
-				b.chunks[i].mem = nil // its memory may still be on its way to the receiver: not reused
-				b.memSize -= b.chunks[i].size
-			}
+		if err := b.spill(); err != nil {
+			return err
 		}
 		if err := b.writeChunk(header, c); err != nil {
 			return err
@@ -276,6 +270,28 @@ func (b *DiskBuffer) takeBuffer(n int) []byte {
 		}
 	}
 	return make([]byte, 0, n)
+}
+
+// Spill writes the chunks waiting in memory to disk, as the agent stops, so they are kept even if their
+// files are rotated away before it is back.
+func (b *DiskBuffer) Spill() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.spill()
+}
+
+// spill writes every chunk in memory to disk, oldest first; the caller holds b.mu.
+func (b *DiskBuffer) spill() error {
+	for i := range b.chunks {
+		if m := b.chunks[i].mem; m != nil {
+			if err := b.writeChunk(chunkHeader(*m), *m); err != nil {
+				return err
+			}
+			b.chunks[i].mem = nil // its memory may still be on its way to the receiver: not reused
+			b.memSize -= b.chunks[i].size
+		}
+	}
+	return nil
 }
 
 // Added is signalled when a chunk was put in since the last receive.

@@ -188,3 +188,28 @@ func TestDiskBufferPutWaitsForRoomWhileTheSenderMoves(t *testing.T) {
 		t.Fatalf("with the sender stuck: %d chunk files after %v, want all 3 on disk", len(entries), time.Since(start))
 	}
 }
+
+// Chunks in memory when the agent stops are written to disk and found by the next run.
+func TestDiskBufferSpillKeepsWhatWaitsInMemory(t *testing.T) {
+	dir := t.TempDir()
+	b, err := OpenDiskBuffer(dir, 1<<20, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"a", "b"} {
+		if err := b.Put(context.Background(), testChunk("/logs/"+c, 1, c), noWait); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Spill(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := OpenDiskBuffer(dir, 1<<20, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := again.Oldest(make([][]byte, 4))
+	if err != nil || len(cs) != 2 || string(cs[0].Entries) != "a" || string(cs[1].Entries) != "b" {
+		t.Fatalf("after a spill and a restart: %+v %v, want chunks a and b", cs, err)
+	}
+}

@@ -88,10 +88,15 @@ func NewShipper(cfg ShipperConfig) (*Shipper, error) {
 }
 
 // Run follows every container log it finds and delivers their records until ctx ends, then waits for its
-// followers and sender.
+// followers and sender and writes what still waits in memory to disk.
 func (s *Shipper) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		if err := s.buffer.Spill(); err != nil {
+			klog.ErrorS(err, "Keeping undelivered log chunks on disk")
+		}
+	}()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.deliver(ctx) }()
 	for {
@@ -204,7 +209,9 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 		full := chunk.records >= s.cfg.ChunkRecords || len(chunk.entries) >= s.cfg.ChunkBytes
 		if chunk.records > 0 && (full || removed || idle && !time.Now().Before(flushAt)) {
 			if err := s.putChunk(ctx, l, chunk, end, tailer); err != nil {
-				klog.ErrorS(err, "Buffering log records", "path", l.Path)
+				if ctx.Err() == nil {
+					klog.ErrorS(err, "Buffering log records", "path", l.Path)
+				}
 				return // read again from the last buffered chunk when the file is next discovered
 			}
 			if ctx.Err() != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"k8s.io/klog/v2"
 )
 
 // Position is where a tailer stands in a log file: the file's inode and the offset after the last line
@@ -56,11 +58,19 @@ func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) 
 	if err := t.openFile(path); err != nil {
 		return nil, err
 	}
-	start := ""
+	start, gone := "", false
 	if pos.Inode != 0 && pos.Inode != t.pos.Inode {
 		start = findInode(path, pos.Inode)
-	} else if rotated := rotatedFiles(path); pos.Inode == 0 && len(rotated) > 0 {
+		gone = start == ""
+	}
+	// A new container, or one whose checkpointed file has been compressed or removed since: the
+	// uncompressed rotated files left are all newer, so reading starts at the oldest of them.
+	if rotated := rotatedFiles(path); (pos.Inode == 0 || gone) && len(rotated) > 0 {
 		start = rotated[0]
+	}
+	if gone {
+		klog.InfoS("The file of a log checkpoint is gone (compressed or removed by rotation): its lines after the checkpoint are not shipped",
+			"path", path, "checkpoint", pos)
 	}
 	if start != "" {
 		if err := t.openFile(start); err != nil {

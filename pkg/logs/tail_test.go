@@ -188,3 +188,37 @@ func TestTailerCatchesUpAcrossSeveralRotationsAndEndsWhenTheFileIsRemoved(t *tes
 		t.Fatalf("after the file was removed: %v, want io.EOF", err)
 	}
 }
+
+// When the file of a checkpoint has been compressed away, reading resumes at the oldest rotated file left
+// (all newer than it), not at the current file, so the rotated ones are not skipped.
+func TestTailerResumesAtTheOldestRotatedFileWhenTheCheckpointsFileIsGone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	appendTo(t, path, "old\n")
+	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, checkpoint := next(t, tl)
+	tl.Close()
+	// Two rotations: the checkpoint's file is compressed (gone), "kept" is in the newest rotated file. The
+	// old file goes last, so that its inode number is not given to one of the new files.
+	if err := os.Rename(path, path+".20261201-200000"); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, path+".20261201-200001", "kept\n")
+	appendTo(t, path, "current\n")
+	if err := os.Remove(path + ".20261201-200000"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := OpenTailer(path, checkpoint, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	first, _ := next(t, again)
+	kept := string(first) // the line is valid until the next call
+	second, _ := next(t, again)
+	if kept != "kept" || string(second) != "current" {
+		t.Errorf("resumed with %q, %q; want kept, current", kept, second)
+	}
+}
