@@ -22,7 +22,11 @@ type servicePort struct {
 	port      uint16
 	nodePort  uint16
 	// externalAddrs are spec.externalIPs and status.loadBalancer.ingress IPs: they behave like the NodePort.
-	externalAddrs   []netip.Addr
+	externalAddrs []netip.Addr
+	// firewalledAddrs are the load-balancer IPs among them that only sourceRanges
+	// (spec.loadBalancerSourceRanges) may reach; empty when the Service sets no ranges.
+	firewalledAddrs []netip.Addr
+	sourceRanges    []netip.Prefix
 	affinitySeconds int32 // sessionAffinity ClientIP timeout; 0 when there is no affinity
 	externalLocal   bool  // externalTrafficPolicy: Local
 	internalLocal   bool  // internalTrafficPolicy: Local
@@ -100,10 +104,24 @@ func servicePorts(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSli
 			external = append(external, a)
 		}
 	}
+	var firewalled []netip.Addr
+	var ranges []netip.Prefix
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+		for _, r := range svc.Spec.LoadBalancerSourceRanges {
+			if p, err := netip.ParsePrefix(strings.TrimSpace(r)); err == nil && p.Addr().Is4() {
+				ranges = append(ranges, p.Masked())
+			}
+		}
 		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			if a := ipv4(ing.IP); a.IsValid() && !slices.Contains(external, a) {
+			a := ipv4(ing.IP)
+			if !a.IsValid() {
+				continue
+			}
+			if !slices.Contains(external, a) {
 				external = append(external, a)
+			}
+			if len(ranges) > 0 {
+				firewalled = append(firewalled, a)
 			}
 		}
 	}
@@ -122,6 +140,8 @@ func servicePorts(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSli
 			clusterIP:       clusterIP,
 			port:            uint16(p.Port),
 			externalAddrs:   external,
+			firewalledAddrs: firewalled,
+			sourceRanges:    ranges,
 			affinitySeconds: affinity,
 			externalLocal: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal &&
 				(svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer),

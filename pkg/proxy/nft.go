@@ -68,11 +68,20 @@ func vmap(set *nftables.Set) expr.Any {
 
 // addrNotIn is "ip saddr|daddr != prefix".
 func addrNotIn(source bool, prefix netip.Prefix) []expr.Any {
+	return addrMatch(source, prefix, expr.CmpOpNeq)
+}
+
+// addrIn is "ip saddr|daddr <prefix>".
+func addrIn(source bool, prefix netip.Prefix) []expr.Any {
+	return addrMatch(source, prefix, expr.CmpOpEq)
+}
+
+func addrMatch(source bool, prefix netip.Prefix, op expr.CmpOp) []expr.Any {
 	mask := net4Mask(prefix.Bits())
 	return append(onlyIPv4(),
 		loadIPv4Addr(source, reg1),
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: prefix.Masked().Addr().AsSlice()},
+		&expr.Cmp{Op: op, Register: reg1, Data: prefix.Masked().Addr().AsSlice()},
 	)
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/google/nftables"
@@ -136,8 +137,24 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 	}
 	out.chains[externalChain] = ext
 	toExternal := &expr.Verdict{Kind: expr.VerdictGoto, Chain: externalChain}
+	toFirewall := toExternal
+	if len(sp.firewalledAddrs) > 0 {
+		// loadBalancerSourceRanges: connections to a load-balancer IP from other sources are dropped, as
+		// kube-proxy does; the NodePort and externalIPs stay open.
+		firewallChain := "firewall-" + sp.name
+		var fw []rule
+		for _, p := range sp.sourceRanges {
+			fw = append(fw, rule{exprs: append(addrIn(true, p), goTo(externalChain))})
+		}
+		out.chains[firewallChain] = append(fw, rule{exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
+		toFirewall = &expr.Verdict{Kind: expr.VerdictGoto, Chain: firewallChain}
+	}
 	for _, a := range sp.externalAddrs {
-		addElement(mapServiceIPs, addrProtoPortKey(a, proto, sp.port), toExternal)
+		target := toExternal
+		if slices.Contains(sp.firewalledAddrs, a) {
+			target = toFirewall
+		}
+		addElement(mapServiceIPs, addrProtoPortKey(a, proto, sp.port), target)
 	}
 	if sp.nodePort != 0 {
 		addElement(mapServiceNodePorts, protoPortKey(proto, sp.nodePort), toExternal)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -295,6 +297,47 @@ func TestHealthCheckNodePortCountsLocalEndpoints(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// loadBalancerSourceRanges let only the listed sources reach the load-balancer IP; others are dropped (a
+// time-out, as with kube-proxy), while the NodePort stays open to them.
+func TestLoadBalancerSourceRangesFilterTheLoadBalancerIP(t *testing.T) {
+	n := newTestNet(t, "a")
+	// The load-balancer IP is the node namespace's own (as kube-proxy's IPVS mode or a local LB would have
+	// it): a packet the rules let through without DNAT finds no listener there and is refused, so only the
+	// firewall's drop makes a time-out.
+	const lbIP = "203.0.113.10"
+	must(t, inNS(n.node, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return netlink.AddrAdd(lo, mustAddr(lbIP+"/32"))
+	}))
+	svc := service("fw", "10.96.0.48", func(s *corev1.Service) {
+		s.Spec.Type = corev1.ServiceTypeLoadBalancer
+		s.Spec.Ports[0].NodePort = 30048
+		s.Spec.Ports[1].NodePort = 30049
+		s.Spec.LoadBalancerSourceRanges = []string{clientIP + "/32", "10.0.0.0/8"}
+		s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: lbIP}}
+	})
+	rp := startProxy(t, n, svc, endpointSlice(n, "fw", 8080, []string{"a"}))
+	waitFor(t, "the client, in the ranges, reaches the load-balancer IP", 5*time.Second, func() error {
+		_, err := dialTCP(n.client, lbIP+":80", time.Second)
+		return err
+	})
+
+	svc.Spec.LoadBalancerSourceRanges = []string{"10.0.0.0/8"} // the client is no longer allowed
+	rp.apply(t, svc)
+	waitFor(t, "the client's connections to the load-balancer IP are dropped", 5*time.Second, func() error {
+		if _, err := dialTCP(n.client, lbIP+":80", 300*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("connecting: %v, want a time-out", err)
+		}
+		return nil
+	})
+	if _, err := dialTCP(n.client, nodeIP+":30048", time.Second); err != nil {
+		t.Errorf("the NodePort of a Service with source ranges: %v, want it open", err)
+	}
 }
 
 // expectHTTP GETs url from ns and compares the status code and body.
