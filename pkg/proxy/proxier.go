@@ -228,11 +228,18 @@ func (p *Proxier) Run(ctx context.Context) {
 		}
 		backoff = time.Second
 		healthChecks.update(slices.Collect(maps.Values(p.healthChecks)))
-		if p.table.hasRetired() {
+		switch {
+		case p.table.retiredDue(time.Now()):
+			again.Reset(retiredDeletionPause) // more to delete now, between the changes that come
+		case p.table.hasRetired():
 			again.Reset(retireAfter)
 		}
 	}
 }
+
+// retiredDeletionPause separates the transactions that delete a backlog of retired objects, so changes get
+// their turn between them.
+const retiredDeletionPause = 20 * time.Millisecond
 
 // sync writes what changed, or everything when a full sync is due.
 func (p *Proxier) sync() error {

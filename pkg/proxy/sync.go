@@ -411,8 +411,13 @@ func (t *table) retireMapsOf(chain string, now time.Time) {
 	delete(t.endpointMaps, chain)
 }
 
-// deleteRetired adds to the transaction the deletion of the objects retired long enough ago, in the
-// order of their kinds.
+// maxDeletionsPerSync bounds the retired objects one transaction deletes. After a restart with 10,000
+// Services every endpoint map is retired at once, and deleting them all in one transaction took seconds, in
+// front of the next change; a few at a time, each transaction stays short and the rest follow soon after.
+const maxDeletionsPerSync = 64
+
+// deleteRetired adds to the transaction the deletion of at most maxDeletionsPerSync objects retired long
+// enough ago, in the order of their kinds (the maps that point at chains go before the chains).
 func (t *table) deleteRetired(now time.Time) {
 	var due []retiredObject
 	kept := t.retired[:0]
@@ -423,8 +428,12 @@ func (t *table) deleteRetired(now time.Time) {
 			due = append(due, o)
 		}
 	}
-	t.retired = kept
 	slices.SortStableFunc(due, func(a, b retiredObject) int { return int(a.kind) - int(b.kind) })
+	if len(due) > maxDeletionsPerSync {
+		kept = append(kept, due[maxDeletionsPerSync:]...) // still due: the next sync takes them
+		due = due[:maxDeletionsPerSync]
+	}
+	t.retired = kept
 	for _, o := range due {
 		if o.kind == retiredChain {
 			t.conn.FlushChain(&nftables.Chain{Name: o.name, Table: t.table})
@@ -442,6 +451,11 @@ func (t *table) deleteRetired(now time.Time) {
 
 // hasRetired reports whether maps wait for deletion, so the caller syncs again later.
 func (t *table) hasRetired() bool { return len(t.retired) > 0 }
+
+// retiredDue reports whether retired objects can be deleted now, so the caller syncs again soon.
+func (t *table) retiredDue(now time.Time) bool {
+	return slices.ContainsFunc(t.retired, func(o retiredObject) bool { return now.Sub(o.since) >= retireAfter })
+}
 
 // dnatDataType is the value of an endpoint map: ipv4_addr . inet_service.
 var dnatDataType, _ = nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"fmt"
 	"runtime"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
@@ -75,5 +77,33 @@ func TestCleanupRemovesOnlyTheAgentsTable(t *testing.T) {
 	}
 	if err := Cleanup(conn); err != nil {
 		t.Errorf("a second cleanup, with nothing to remove: %v", err)
+	}
+}
+
+// A backlog of retired objects (every endpoint map after a restart) is deleted a few per transaction, maps
+// before the chains they point at, so no transaction holds thousands of deletions in front of a change.
+func TestRetiredObjectsAreDeletedAFewPerTransaction(t *testing.T) {
+	tbl := newTable(newNetNS(t)) // deleteRetired only queues; nothing is flushed
+	now := time.Now()
+	past := now.Add(-2 * retireAfter)
+	tbl.retire(retiredChain, "endpoint-x", past)
+	for i := range 2*maxDeletionsPerSync + 9 {
+		tbl.retire(retiredMap, fmt.Sprintf("map-%d", i), past)
+	}
+	tbl.retire(retiredMap, "recent", now) // not due yet
+	var rounds []int
+	for tbl.retiredDue(now) {
+		before := len(tbl.retired)
+		tbl.deleteRetired(now)
+		rounds = append(rounds, before-len(tbl.retired))
+		if len(rounds) == 1 && !slices.ContainsFunc(tbl.retired, func(o retiredObject) bool { return o.name == "endpoint-x" }) {
+			t.Fatal("the chain was deleted while maps pointing at it may remain")
+		}
+	}
+	if want := []int{maxDeletionsPerSync, maxDeletionsPerSync, 10}; !slices.Equal(rounds, want) {
+		t.Errorf("deleted %v per transaction, want %v", rounds, want)
+	}
+	if len(tbl.retired) != 1 || tbl.retired[0].name != "recent" {
+		t.Errorf("left %v, want only the map retired just now", tbl.retired)
 	}
 }
