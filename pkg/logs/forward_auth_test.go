@@ -8,8 +8,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,6 +114,9 @@ func TestForwardClientSpeaksTLSAndTheSharedKeyHandshake(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantLines(t, s, "app", 110)
+			if n := s.Connections(); n != 1 {
+				t.Errorf("two sends used %d connections, want one kept alive", n)
+			}
 		})
 	}
 }
@@ -140,5 +145,30 @@ func TestForwardClientChecksTheReceiversDigest(t *testing.T) {
 	}
 	if got := s.Logs("app"); len(got) != 0 {
 		t.Fatalf("the receiver got %q", got)
+	}
+}
+
+// A receiver that takes the connection but never acknowledges makes Send fail after its timeout, so the
+// shipper tries again (and the next receiver), instead of waiting forever.
+func TestForwardClientTimesOutWithoutAnAck(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close() // read nothing, answer nothing
+		}
+	}()
+	c := &ForwardClient{Receivers: []string{l.Addr().String()}, Timeout: 300 * time.Millisecond}
+	start := time.Now()
+	err = c.Send(context.Background(), []Message{message(t, "app", 0, 1, false)})
+	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Fatalf("Send to a receiver that never acks: %v after %v, want a time-out", err, time.Since(start))
 	}
 }

@@ -44,6 +44,7 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	mu       sync.Mutex
+	accepted int
 	logs     map[string][]string
 	records  int
 	bytes    int64
@@ -94,6 +95,13 @@ func (s *Server) Counts() (records int, bytes int64) {
 	return s.records, s.bytes
 }
 
+// Connections returns how many connections the receiver accepted.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted
+}
+
 // Refusals returns why handshakes were refused.
 func (s *Server) Refusals() []string {
 	s.mu.Lock()
@@ -110,6 +118,7 @@ func (s *Server) accept() {
 		}
 		s.mu.Lock()
 		s.conns[conn] = true
+		s.accepted++
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
@@ -130,9 +139,6 @@ func (s *Server) serve(conn net.Conn) error {
 	w := msgp.NewWriter(conn)
 	if s.cfg.SharedKey != "" {
 		if err := s.handshake(r, w); err != nil {
-			s.mu.Lock()
-			s.refusals = append(s.refusals, err.Error())
-			s.mu.Unlock()
 			return err
 		}
 	}
@@ -187,6 +193,11 @@ func (s *Server) handshake(r *msgp.Reader, w *msgp.Writer) error {
 		reason = "shared key mismatch"
 	case len(s.cfg.Users) > 0 && (s.cfg.Users[user] == "" || password != sha512Hex(string(authSalt), user, s.cfg.Users[user])):
 		reason = "username/password mismatch"
+	}
+	if reason != "" { // recorded before the client can read the answer
+		s.mu.Lock()
+		s.refusals = append(s.refusals, reason)
+		s.mu.Unlock()
 	}
 	_ = w.WriteArrayHeader(5)
 	_ = w.WriteString("PONG")
