@@ -60,11 +60,8 @@ func runDNSBench(ctx context.Context, services, seconds, rounds int) error {
 			return err
 		}
 	}
-	if err := os.MkdirAll(dnsRunDir, 0o755); err != nil {
-		return err
-	}
-	agentBin := filepath.Join(dnsRunDir, "nodeagent")
-	if _, err := shell(repo, nil, "go build -o "+agentBin+" ./cmd/nodeagent"); err != nil {
+	agentBin, err := buildAgent(repo, dnsRunDir)
+	if err != nil {
 		return err
 	}
 	coreDNSBin, err := buildCoreDNS(repo)

@@ -271,11 +271,8 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(logsRunDir, 0o755); err != nil {
-		return err
-	}
-	agentBin := filepath.Join(logsRunDir, "nodeagent")
-	if _, err := shell(repo, nil, "go build -o "+agentBin+" ./cmd/nodeagent"); err != nil {
+	agentBin, err := buildAgent(repo, logsRunDir)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "bench: writing %d MB of logs in %d files\n", megabytes, containers)

@@ -88,11 +88,8 @@ func runPods(ctx context.Context, pods, rounds int, runtimeName string) error {
 	if _, err := shell(repo, nil, "hack/build-k8s.sh kubelet"); err != nil {
 		return err
 	}
-	agentBin := filepath.Join(runDir, "nodeagent")
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
-		return err
-	}
-	if _, err := shell(repo, nil, "go build -o "+agentBin+" ./cmd/nodeagent"); err != nil {
+	agentBin, err := buildAgent(repo, runDir)
+	if err != nil {
 		return err
 	}
 	if _, err := shell(repo, clusterEnv, "hack/controlplane.sh up"); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -86,4 +87,16 @@ func (p *process) peakRSS() (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+}
+
+// buildAgent builds nodeagent from the repository into runDir (created if needed) and returns its path.
+func buildAgent(repo, runDir string) (string, error) {
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return "", err
+	}
+	agentBin := filepath.Join(runDir, "nodeagent")
+	if _, err := shell(repo, nil, "go build -o "+agentBin+" ./cmd/nodeagent"); err != nil {
+		return "", err
+	}
+	return agentBin, nil
 }

@@ -91,11 +91,8 @@ func runProxyBench(ctx context.Context, sizes []int, endpoints, changes, connect
 	if _, err := shell(repo, nil, "hack/build-k8s.sh kube-proxy"); err != nil {
 		return err
 	}
-	agentBin := filepath.Join(proxyRunDir, "nodeagent")
-	if err := os.MkdirAll(proxyRunDir, 0o755); err != nil {
-		return err
-	}
-	if _, err := shell(repo, nil, "go build -o "+agentBin+" ./cmd/nodeagent"); err != nil {
+	agentBin, err := buildAgent(repo, proxyRunDir)
+	if err != nil {
 		return err
 	}
 	client, kubeconfig, stopCluster, err := startBenchCluster(repo, proxyRunDir, proxyClusterEnv)
