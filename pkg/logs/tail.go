@@ -79,6 +79,12 @@ func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) 
 		}
 	}
 	if pos.Inode == t.pos.Inode && pos.Offset > 0 {
+		if info, err := t.file.Stat(); err == nil && info.Size() < pos.Offset {
+			// Shorter than the checkpoint: another file that got the inode number of the checkpointed one
+			// (removed since), or the file was truncated. Its lines are all new.
+			klog.InfoS("A log file is shorter than its checkpoint: reading it from the start", "path", path, "checkpoint", pos, "size", info.Size())
+			return t, nil
+		}
 		if _, err := t.file.Seek(pos.Offset, io.SeekStart); err != nil {
 			t.Close()
 			return nil, fmt.Errorf("resuming %s at %d: %w", path, pos.Offset, err)

@@ -222,3 +222,22 @@ func TestTailerResumesAtTheOldestRotatedFileWhenTheCheckpointsFileIsGone(t *test
 		t.Errorf("resumed with %q, %q; want kept, current", kept, second)
 	}
 }
+
+// A file shorter than its checkpoint (a new file that got the old one's inode number, or a truncated one)
+// is read from its start, not from past its end.
+func TestTailerReadsAFileShorterThanItsCheckpointFromTheStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	appendTo(t, path, "short\n")
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := OpenTailer(path, Position{Inode: inodeOfInfo(info), Offset: 1000}, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	if line, _ := next(t, tl); string(line) != "short" {
+		t.Errorf("read %q, want short", line)
+	}
+}
