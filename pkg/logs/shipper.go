@@ -182,7 +182,18 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 	chunk := &chunkBuilder{parseJSON: s.cfg.ParseJSON, capacity: s.cfg.ChunkBytes + 16<<10}
 	var end Position
 	var flushAt time.Time
+	started := time.Now()
 	for {
+		if chunk.records == 0 && time.Since(started) < statusWait && s.containerIDPending(l) {
+			// A container that just started writes before its status carries its ID; the first records
+			// wait for it (at most statusWait), so that they get the same metadata and tag as the rest.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.cfg.Poll):
+			}
+			continue
+		}
 		line, pos, err := tailer.readLine()
 		idle, removed := errors.Is(err, errNoLine), errors.Is(err, io.EOF)
 		switch {
@@ -234,6 +245,15 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 			}
 		}
 	}
+}
+
+// statusWait bounds how long a new container's first records wait for its ID in the pod's status.
+const statusWait = 5 * time.Second
+
+// containerIDPending reports whether the container's pod is known but its status has no ID for it yet.
+func (s *Shipper) containerIDPending(l ContainerLog) bool {
+	pod := s.cfg.Pod(l.Namespace, l.Pod, l.UID)
+	return pod != nil && containerID(pod, l.Container) == ""
 }
 
 // putChunk closes the chunk being built and puts it in the buffer. When memory is full, the follower waits

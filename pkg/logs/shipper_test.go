@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,7 +72,8 @@ func TestShipperSendsEveryContainersLinesInOrderAndResumesAfterARestart(t *testi
 	for i := range 3 {
 		uid := fmt.Sprintf("0000000%d-0000-4000-8000-000000000000", i)
 		pods[uid] = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%d", i), Labels: map[string]string{"app": "web"}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "localhost/testserver:local"}}}}
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "localhost/testserver:local"}}},
+			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "server", ContainerID: fmt.Sprintf("containerd://c0ffee%d", i)}}}}
 		path := filepath.Join(logsDir, fmt.Sprintf("shop_web-%d_%s", i, uid), "server", "0.log")
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
@@ -102,6 +105,7 @@ func TestShipperSendsEveryContainersLinesInOrderAndResumesAfterARestart(t *testi
 	k8s := rec["kubernetes"].(map[string]any)
 	if k8s["namespace_name"] != "shop" || k8s["container_name"] != "server" || k8s["host"] != "node-a" ||
 		k8s["container_image"] != "localhost/testserver:local" || k8s["labels"].(map[string]any)["app"] != "web" ||
+		!strings.HasPrefix(fmt.Sprint(k8s["container_id"]), "c0ffee") || !strings.HasSuffix(fmt.Sprint(rec["fluent.tag"]), "_server-"+fmt.Sprint(k8s["container_id"])+".log") ||
 		rec["stream"] != "stdout" {
 		t.Errorf("enrichment: %v", rec)
 	}
@@ -226,5 +230,38 @@ func TestShipperMergesJSONMessages(t *testing.T) {
 	}
 	if n := metricValue(t, cfg.Metrics.(*prometheus.Registry), "nodeagent_logs_malformed_lines_total"); n != 1 {
 		t.Errorf("nodeagent_logs_malformed_lines_total = %v, want 1", n)
+	}
+}
+
+// A container writes before its pod's status carries its ID: its first records wait for the ID, so every
+// record has the same container_id and tag.
+func TestShipperWaitsForTheContainerIDOfANewContainer(t *testing.T) {
+	logsDir, state := t.TempDir(), t.TempDir()
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	r := startReceiver(t, freeLoopbackAddr(t), out)
+	cfg := testShipperConfig(logsDir, state, r.addr)
+	var mu sync.Mutex
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1"}}}}
+	cfg.Pod = func(string, string, string) *corev1.Pod {
+		mu.Lock()
+		defer mu.Unlock()
+		return pod.DeepCopy()
+	}
+	l := newRuntimeLog(t, logsDir, "pod-new", "app", 0)
+	if err := l.write(criLines("app", 0, 50)); err != nil {
+		t.Fatal(err)
+	}
+	stop := runShipper(t, cfg)
+	defer stop()
+	time.Sleep(300 * time.Millisecond) // the agent has not reported the container yet
+	mu.Lock()
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://abc123"}}
+	mu.Unlock()
+	waitForCount(t, out, 50, 20*time.Second)
+	for i, rec := range received(t, out) {
+		attrs := rec["attributes"].(map[string]any)
+		if attrs["kubernetes"].(map[string]any)["container_id"] != "abc123" || !strings.HasSuffix(fmt.Sprint(attrs["fluent.tag"]), "_app-abc123.log") {
+			t.Fatalf("record %d: %v", i, attrs)
+		}
 	}
 }
