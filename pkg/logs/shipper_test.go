@@ -72,7 +72,7 @@ func TestShipperSendsEveryContainersLinesInOrderAndResumesAfterARestart(t *testi
 	for i := range 3 {
 		uid := fmt.Sprintf("0000000%d-0000-4000-8000-000000000000", i)
 		pods[uid] = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%d", i), Labels: map[string]string{"app": "web"}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "localhost/testserver:local"}}},
+			Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "localhost/testserver:local"}}},
 			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "server", ContainerID: fmt.Sprintf("containerd://c0ffee%d", i)}}}}
 		path := filepath.Join(logsDir, fmt.Sprintf("shop_web-%d_%s", i, uid), "server", "0.log")
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
