@@ -217,6 +217,9 @@ func (t *Tailer) readLine() ([]byte, Position, error) {
 			if err != nil {
 				return nil, t.pos, err
 			}
+			if state != pathMissing {
+				t.missingSince = time.Time{} // a rotation's moment without the file is over
+			}
 			switch state {
 			case pathRotated:
 				t.draining = true
@@ -232,8 +235,6 @@ func (t *Tailer) readLine() ([]byte, Position, error) {
 					}
 					return nil, t.pos, io.EOF
 				}
-			case pathSame:
-				t.missingSince = time.Time{}
 			}
 		} else {
 			t.draining = false

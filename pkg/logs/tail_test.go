@@ -241,3 +241,34 @@ func TestTailerReadsAFileShorterThanItsCheckpointFromTheStart(t *testing.T) {
 		t.Errorf("read %q, want short", line)
 	}
 }
+
+// The moment between a rotation's rename and the new file does not count towards a later one: a tailer
+// whose path was missing for an instant long ago does not take the next rotation for a removal.
+func TestTailerDoesNotTakeASecondRotationForARemoval(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	appendTo(t, path, "a\n")
+	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	next(t, tl)
+	rotate := func(n int) {
+		if err := os.Rename(path, fmt.Sprintf("%s.20261201-20000%d", path, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rotate(1)
+	if _, _, err := tl.readLine(); !errors.Is(err, errNoLine) { // the path is missing for a moment
+		t.Fatalf("with the path missing: %v, want no line yet", err)
+	}
+	appendTo(t, path, "b\n")
+	if line, _ := next(t, tl); string(line) != "b" {
+		t.Fatalf("after the rotation read %q, want b", line)
+	}
+	time.Sleep(removedAfter + 100*time.Millisecond) // the first moment is now longer ago than removedAfter
+	rotate(2)
+	if _, _, err := tl.readLine(); !errors.Is(err, errNoLine) {
+		t.Fatalf("the second rotation's moment without the file: %v, want no line yet (not a removal)", err)
+	}
+}
