@@ -112,6 +112,21 @@ func findInode(path string, inode uint64) string {
 	return ""
 }
 
+// openNext moves to the file after the one read to its end. The file at the path is opened before the
+// rotated files are listed: were it the other way round, a rotation between the two would make the path
+// name a newer file than the one after ours, and that one would be skipped.
+func (t *Tailer) openNext() error {
+	atPath, err := os.Open(t.path) // may be missing for a rotation's instant: then the list has it
+	next := t.nextFile()
+	if next == t.path && err == nil {
+		return t.use(atPath)
+	}
+	if atPath != nil {
+		atPath.Close()
+	}
+	return t.openFile(next)
+}
+
 // nextFile is the file to read after the open one: the rotated file that followed it, when the tailer fell
 // behind by more than one rotation, or else the current file.
 func (t *Tailer) nextFile() string {
@@ -129,6 +144,11 @@ func (t *Tailer) openFile(name string) error {
 	if err != nil {
 		return fmt.Errorf("opening log %s: %w", name, err)
 	}
+	return t.use(f)
+}
+
+// use makes f the file being read, from its start.
+func (t *Tailer) use(f *os.File) error {
 	inode, err := inodeOf(f)
 	if err != nil {
 		f.Close()
@@ -241,7 +261,7 @@ func (t *Tailer) readLine() ([]byte, Position, error) {
 			// The old file is read to its end. Bytes without a newline there will never be completed.
 			rest := t.partial
 			t.partial = nil
-			if err := t.openFile(t.nextFile()); err != nil {
+			if err := t.openNext(); err != nil {
 				return nil, t.pos, err
 			}
 			if len(rest) > 0 {
