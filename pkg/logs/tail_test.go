@@ -24,6 +24,17 @@ func appendTo(t *testing.T, path, s string) {
 	}
 }
 
+// openTailer opens a tailer on path at pos, polling every 10 ms, closed when the test ends.
+func openTailer(t *testing.T, path string, pos Position) *Tailer {
+	t.Helper()
+	tl, err := OpenTailer(path, pos, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tl.Close() })
+	return tl
+}
+
 func next(t *testing.T, tl *Tailer) ([]byte, Position) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -40,11 +51,7 @@ func next(t *testing.T, tl *Tailer) ([]byte, Position) {
 func TestTailerFollowsRotationAndJoinsALineSplitAcrossIt(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "0.log")
 	appendTo(t, path, "2026-12-01T20:00:00Z stdout F one\n2026-12-01T20:00:01Z stdout F two\n")
-	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tl.Close()
+	tl := openTailer(t, path, Position{})
 	j := NewJoiner()
 	var got []string
 	read := func(n int) {
@@ -76,28 +83,17 @@ func TestTailerFollowsRotationAndJoinsALineSplitAcrossIt(t *testing.T) {
 func TestTailerResumesAtACheckpoint(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "0.log")
 	appendTo(t, path, "a\nb\nc\n")
-	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tl := openTailer(t, path, Position{})
 	next(t, tl)
 	_, checkpoint := next(t, tl) // after "b"
 	tl.Close()
 
-	again, err := OpenTailer(path, checkpoint, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer again.Close()
+	again := openTailer(t, path, checkpoint)
 	if line, _ := next(t, again); string(line) != "c" {
 		t.Errorf("resumed at %q, want c", line)
 	}
 	// A checkpoint of another file (the path was rotated meanwhile) starts the new file at its beginning.
-	other, err := OpenTailer(path, Position{Inode: checkpoint.Inode + 1, Offset: checkpoint.Offset}, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openTailer(t, path, Position{Inode: checkpoint.Inode + 1, Offset: checkpoint.Offset})
 	if line, _ := next(t, other); string(line) != "a" {
 		t.Errorf("another file's checkpoint: started at %q, want a", line)
 	}
@@ -107,11 +103,7 @@ func TestTailerResumesAtACheckpoint(t *testing.T) {
 func TestTailerWaitsForTheEndOfALine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "0.log")
 	appendTo(t, path, "abc")
-	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tl.Close()
+	tl := openTailer(t, path, Position{})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if line, _, err := tl.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -128,10 +120,7 @@ func TestTailerWaitsForTheEndOfALine(t *testing.T) {
 func TestTailerResumesInTheRotatedFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "0.log")
 	appendTo(t, path, "a\nb\n")
-	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tl := openTailer(t, path, Position{})
 	_, checkpoint := next(t, tl) // after "a"
 	tl.Close()
 	if err := os.Rename(path, path+".20261201-200000"); err != nil {
@@ -139,11 +128,7 @@ func TestTailerResumesInTheRotatedFile(t *testing.T) {
 	}
 	appendTo(t, path, "c\n")
 
-	again, err := OpenTailer(path, checkpoint, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer again.Close()
+	again := openTailer(t, path, checkpoint)
 	var got []string
 	for len(got) < 2 {
 		line, _ := next(t, again)
@@ -159,11 +144,7 @@ func TestTailerResumesInTheRotatedFile(t *testing.T) {
 func TestTailerCatchesUpAcrossSeveralRotationsAndEndsWhenTheFileIsRemoved(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "0.log")
 	appendTo(t, path, "a\n")
-	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tl.Close()
+	tl := openTailer(t, path, Position{})
 	for i, line := range []string{"b", "c"} {
 		if err := os.Rename(path, fmt.Sprintf("%s.20261201-20000%d", path, i)); err != nil {
 			t.Fatal(err)
@@ -194,10 +175,7 @@ func TestTailerCatchesUpAcrossSeveralRotationsAndEndsWhenTheFileIsRemoved(t *tes
 func TestTailerResumesAtTheOldestRotatedFileWhenTheCheckpointsFileIsGone(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "0.log")
 	appendTo(t, path, "old\n")
-	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tl := openTailer(t, path, Position{})
 	_, checkpoint := next(t, tl)
 	tl.Close()
 	// Two rotations: the checkpoint's file is compressed (gone), "kept" is in the newest rotated file. The
@@ -210,11 +188,7 @@ func TestTailerResumesAtTheOldestRotatedFileWhenTheCheckpointsFileIsGone(t *test
 	if err := os.Remove(path + ".20261201-200000"); err != nil {
 		t.Fatal(err)
 	}
-	again, err := OpenTailer(path, checkpoint, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer again.Close()
+	again := openTailer(t, path, checkpoint)
 	first, _ := next(t, again)
 	kept := string(first) // the line is valid until the next call
 	second, _ := next(t, again)
@@ -232,11 +206,7 @@ func TestTailerReadsAFileShorterThanItsCheckpointFromTheStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl, err := OpenTailer(path, Position{Inode: inodeOfInfo(info), Offset: 1000}, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tl.Close()
+	tl := openTailer(t, path, Position{Inode: inodeOfInfo(info), Offset: 1000})
 	if line, _ := next(t, tl); string(line) != "short" {
 		t.Errorf("read %q, want short", line)
 	}
@@ -247,11 +217,7 @@ func TestTailerReadsAFileShorterThanItsCheckpointFromTheStart(t *testing.T) {
 func TestTailerDoesNotTakeASecondRotationForARemoval(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "0.log")
 	appendTo(t, path, "a\n")
-	tl, err := OpenTailer(path, Position{}, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tl.Close()
+	tl := openTailer(t, path, Position{})
 	next(t, tl)
 	rotate := func(n int) {
 		if err := os.Rename(path, fmt.Sprintf("%s.20261201-20000%d", path, n)); err != nil {
