@@ -43,7 +43,7 @@ func BenchmarkReadJoinEncode(b *testing.B) {
 				chunk.add(rec)
 			}
 			if len(chunk.entries) >= 1<<20 {
-				if _, err := chunk.message("t", false); err != nil {
+				if _, err := chunk.message(false); err != nil {
 					b.Fatal(err)
 				}
 			}

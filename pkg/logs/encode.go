@@ -26,8 +26,9 @@ type Message struct {
 type chunkBuilder struct {
 	entries []byte
 	records int
-	// meta is the encoded "kubernetes" map of the chunk's container.
+	// meta is the encoded "kubernetes" map of the chunk's container, tag the chunk's tag.
 	meta []byte
+	tag  string
 	// parseJSON merges the fields of a message that is a JSON object into its record.
 	parseJSON bool
 	// lineBytes counts the message bytes added, for the input metrics.
@@ -95,10 +96,10 @@ func jsonObject(msg []byte) map[string]any {
 	return fields
 }
 
-// message returns what was added as a Message under tag, compressed if asked, and empties the builder.
-// The Message's entries may be the builder's memory: use them before the next add.
-func (b *chunkBuilder) message(tag string, compress bool) (Message, error) {
-	m := Message{Tag: tag, Entries: b.entries, Records: b.records}
+// message returns what was added as a Message under the builder's tag, compressed if asked, and empties
+// the builder. The Message's entries may be the builder's memory: use them before the next add.
+func (b *chunkBuilder) message(compress bool) (Message, error) {
+	m := Message{Tag: b.tag, Entries: b.entries, Records: b.records}
 	b.entries, b.records, b.lineBytes = b.entries[:0], 0, 0
 	if compress {
 		var buf bytes.Buffer

@@ -126,11 +126,11 @@ func message(t *testing.T, tag string, from, n int, compress bool) Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &chunkBuilder{meta: meta}
+	b := &chunkBuilder{meta: meta, tag: tag}
 	for i := from; i < from+n; i++ {
 		b.add(Record{Time: time.Unix(1764621919, int64(i)), Stream: Stdout, Message: []byte(fmt.Sprintf("line %d", i))})
 	}
-	m, err := b.message(tag, compress)
+	m, err := b.message(compress)
 	if err != nil {
 		t.Fatal(err)
 	}

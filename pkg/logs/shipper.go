@@ -201,7 +201,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 			if rec, ok := joiner.Add(line); ok {
 				if chunk.records == 0 {
 					flushAt = time.Now().Add(s.cfg.FlushInterval)
-					chunk.meta = s.metadata(l)
+					chunk.meta, chunk.tag = s.describe(l)
 				}
 				if rec.Malformed {
 					s.metrics.malformed.Inc()
@@ -261,7 +261,7 @@ func (s *Shipper) containerIDPending(l ContainerLog) bool {
 // (files it has not read yet could then be compressed or removed before it gets there).
 func (s *Shipper) putChunk(ctx context.Context, l ContainerLog, chunk *chunkBuilder, end Position, tailer *Tailer) error {
 	records, bytes := chunk.records, chunk.lineBytes
-	msg, err := chunk.message(s.cfg.Tag.Execute(l, containerID(s.cfg.Pod(l.Namespace, l.Pod, l.UID), l.Container), s.cfg.NodeName), s.cfg.Gzip)
+	msg, err := chunk.message(s.cfg.Gzip)
 	if err != nil {
 		return err
 	}
@@ -336,11 +336,13 @@ func (s *Shipper) acknowledged(chunks []Chunk) error {
 	return nil
 }
 
-// metadata is what Fluent Bit's kubernetes filter adds to a container's records, encoded as a msgpack map.
-func (s *Shipper) metadata(l ContainerLog) []byte {
+// describe returns what Fluent Bit's kubernetes filter adds to a container's records, encoded as a msgpack
+// map, and the records' tag, both from one look at the pod.
+func (s *Shipper) describe(l ContainerLog) (meta []byte, tag string) {
 	k8s := map[string]any{"namespace_name": l.Namespace, "pod_name": l.Pod, "pod_id": l.UID,
 		"container_name": l.Container, "host": s.cfg.NodeName}
-	if pod := s.cfg.Pod(l.Namespace, l.Pod, l.UID); pod != nil {
+	pod := s.cfg.Pod(l.Namespace, l.Pod, l.UID)
+	if pod != nil {
 		labels := map[string]any{}
 		for k, v := range pod.Labels {
 			labels[k] = v
@@ -359,7 +361,7 @@ func (s *Shipper) metadata(l ContainerLog) []byte {
 	if err != nil {
 		panic(fmt.Sprintf("encoding strings cannot fail: %v", err))
 	}
-	return encoded
+	return encoded, s.cfg.Tag.Execute(l, containerID(pod, l.Container), s.cfg.NodeName)
 }
 
 func containerID(pod *corev1.Pod, container string) string {
