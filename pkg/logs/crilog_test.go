@@ -131,6 +131,7 @@ func TestParseUTCTimeAgreesWithTimeParse(t *testing.T) {
 		// From here on the fast reader steps aside.
 		"2026-12-01T20:00:00.1234567890Z", "2026-02-30T20:00:00Z", "2026-12-01T20:00:00+01:00", "2026-12-01T24:00:00Z",
 		"2026-12-01T20:00:00.Z", "2026-13-01T20:00:00Z", "2026-12-01 20:00:00Z", "2026-12-01T20:0a:00Z",
+		"2100-02-29T00:00:00Z", "0000-01-01T00:00:00Z", "2026-04-31T00:00:00Z",
 	} {
 		want, wantErr := time.Parse(time.RFC3339Nano, s)
 		got, ok := parseUTCTime([]byte(s))
@@ -139,6 +140,18 @@ func TestParseUTCTimeAgreesWithTimeParse(t *testing.T) {
 		}
 		if !ok && i < 4 {
 			t.Errorf("%s: the fast reader refused the runtime's usual format", s)
+		}
+	}
+}
+
+// TestParseUTCTimeAgreesWithTimeParseOnEveryDay checks the fast reader's calendar arithmetic day by day
+// over three centuries and more, leap years and century years included.
+func TestParseUTCTimeAgreesWithTimeParseOnEveryDay(t *testing.T) {
+	for day := time.Date(1899, 12, 25, 23, 59, 58, 5, time.UTC); day.Year() < 2201; day = day.AddDate(0, 0, 1) {
+		s := day.Format(time.RFC3339Nano)
+		got, ok := parseUTCTime([]byte(s))
+		if !ok || !got.Equal(day) || got.Location() != time.UTC {
+			t.Fatalf("%s: fast reader %v %v", s, got, ok)
 		}
 	}
 }
