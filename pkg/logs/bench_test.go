@@ -43,9 +43,11 @@ func BenchmarkReadJoinEncode(b *testing.B) {
 				chunk.add(rec)
 			}
 			if len(chunk.entries) >= 1<<20 {
-				if _, err := chunk.message(false); err != nil {
+				m, err := chunk.message(false)
+				if err != nil {
 					b.Fatal(err)
 				}
+				chunk.entries = m.Entries[:0] // as the buffer gives it back once acknowledged
 			}
 		}
 		cancel()

@@ -48,7 +48,8 @@ type DiskBuffer struct {
 	chunks  []chunkFile
 	size    int64
 	memSize int64
-	// free holds the entries' memory of acknowledged in-memory chunks, for the next ones.
+	// free holds memory for the next chunks' entries: that of acknowledged in-memory chunks, and the
+	// builders' buffers that Put did not keep.
 	free [][]byte
 	// freed is closed (and replaced) when a chunk leaves the buffer, waking the followers waiting for room.
 	freed   chan struct{}
@@ -175,11 +176,13 @@ func decodeChunk(data []byte, withEntries bool) (Chunk, error) {
 	return c, err
 }
 
-// Put stores a chunk after the others (Seq is set here; c.Entries is copied), then drops the oldest chunks
+// Put stores a chunk after the others (Seq is set here), then drops the oldest chunks
 // while the buffer is over its limit. When the chunk does not fit in memory, Put waits for room while the
 // sender is moving and mayWait (asked again every 50 ms) says the caller can afford to, until ctx ends.
 // Files are not synced: a chunk survives the agent's crash, not the machine's; after a power loss the lines
 // of a lost chunk are read again from their log file, which the checkpoint did not pass.
+// Put takes c.Entries: it keeps them, or reuses their memory for later chunks (see Spare); the caller must
+// not touch them again.
 func (b *DiskBuffer) Put(ctx context.Context, c Chunk, mayWait func() bool) error {
 	header := chunkHeader(c)
 	size := int64(len(header) + len(c.Entries))
@@ -209,7 +212,11 @@ func (b *DiskBuffer) Put(ctx context.Context, c Chunk, mayWait func() bool) erro
 	entry := chunkFile{seq: c.Seq, records: c.Records, size: size, path: c.Path, end: c.End, putAt: time.Now()}
 	if !onDisk && b.memSize+size <= b.memLimit {
 		kept := c
-		kept.Entries = append(b.takeBuffer(len(c.Entries)), c.Entries...)
+		if cap(c.Entries) > 2*len(c.Entries) {
+			// A small chunk (flushed early) does not hold on to its builder's big buffer while it waits.
+			kept.Entries = append(b.takeBuffer(len(c.Entries)), c.Entries...)
+			b.recycle(c.Entries)
+		}
 		entry.mem = &kept
 		b.memSize += size
 	} else {
@@ -220,6 +227,7 @@ func (b *DiskBuffer) Put(ctx context.Context, c Chunk, mayWait func() bool) erro
 		if err := b.writeChunk(header, c); err != nil {
 			return err
 		}
+		b.recycle(c.Entries)
 	}
 	b.nextSeq++
 	b.chunks = append(b.chunks, entry)
@@ -260,11 +268,19 @@ func (b *DiskBuffer) writeChunk(header []byte, c Chunk) error {
 	return nil
 }
 
-// takeBuffer returns an empty slice with room for n bytes, reusing an acknowledged chunk's memory if one
-// is big enough.
+// Spare returns an empty buffer with room for n bytes for the next chunk's entries, made of a used
+// chunk's memory when one is about that size, so that the follower need not allocate (and clear) one.
+func (b *DiskBuffer) Spare(n int) []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.takeBuffer(n)
+}
+
+// takeBuffer returns an empty slice with room for n bytes, reusing a free buffer of n to 2n bytes if there
+// is one (a bigger one would be kept from the chunks it suits).
 func (b *DiskBuffer) takeBuffer(n int) []byte {
 	for i, buf := range b.free {
-		if cap(buf) >= n {
+		if cap(buf) >= n && cap(buf) <= 2*n {
 			b.free = slices.Delete(b.free, i, i+1)
 			return buf[:0]
 		}
@@ -360,12 +376,23 @@ func (b *DiskBuffer) Ack(seq uint64) error {
 	return b.remove(b.chunks[i], true)
 }
 
+// recycle keeps a buffer for later chunks, the 16 most recent at most.
+func (b *DiskBuffer) recycle(buf []byte) {
+	if cap(buf) == 0 {
+		return
+	}
+	if len(b.free) == 16 {
+		b.free = slices.Delete(b.free, 0, 1)
+	}
+	b.free = append(b.free, buf[:0])
+}
+
 // remove forgets a chunk; acknowledged says the sender is done with an in-memory chunk's entries, which
 // can then be reused.
 func (b *DiskBuffer) remove(c chunkFile, acknowledged bool) error {
 	if c.mem != nil {
-		if acknowledged && len(b.free) < 16 {
-			b.free = append(b.free, c.mem.Entries[:0])
+		if acknowledged {
+			b.recycle(c.mem.Entries)
 		}
 		b.memSize -= c.size
 	} else if err := os.Remove(filepath.Join(b.dir, chunkName(c.seq))); err != nil && !errors.Is(err, os.ErrNotExist) {

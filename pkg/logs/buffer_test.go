@@ -213,3 +213,33 @@ func TestDiskBufferSpillKeepsWhatWaitsInMemory(t *testing.T) {
 		t.Fatalf("after a spill and a restart: %+v %v, want chunks a and b", cs, err)
 	}
 }
+
+// Put takes the follower's buffer and Spare hands out memory for the next chunk: what the follower writes
+// into a spare never changes a chunk that is waiting, whether Put kept its buffer or copied a small chunk
+// out of it.
+func TestDiskBufferSpareMemoryNeverAliasesAWaitingChunk(t *testing.T) {
+	b, err := OpenDiskBuffer(t.TempDir(), 1<<20, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a", strings.Repeat("b", 3000), strings.Repeat("c", 3000)}
+	buf := make([]byte, 0, 4096)
+	for i, entries := range want {
+		c := testChunk("/logs/x", i+1, "")
+		c.Entries = append(buf, entries...)
+		if err := b.Put(context.Background(), c, noWait); err != nil {
+			t.Fatal(err)
+		}
+		buf = b.Spare(4096)
+		buf = append(buf, strings.Repeat("z", 4096)...)[:0] // the follower fills its next buffer
+	}
+	got, err := b.Oldest(make([][]byte, 3))
+	if err != nil || len(got) != 3 {
+		t.Fatalf("oldest: %d chunks, %v", len(got), err)
+	}
+	for i, c := range got {
+		if string(c.Entries) != want[i] {
+			t.Errorf("chunk %d holds %.10q... (%d bytes), want %.10q... (%d bytes)", i, c.Entries, len(c.Entries), want[i], len(want[i]))
+		}
+	}
+}

@@ -97,21 +97,25 @@ func jsonObject(msg []byte) map[string]any {
 }
 
 // message returns what was added as a Message under the builder's tag, compressed if asked, and empties
-// the builder. The Message's entries may be the builder's memory: use them before the next add.
+// the builder. Uncompressed, the Message's entries are the builder's buffer: the builder starts a new one
+// (see reuse).
 func (b *chunkBuilder) message(compress bool) (Message, error) {
 	m := Message{Tag: b.tag, Entries: b.entries, Records: b.records}
-	b.entries, b.records, b.lineBytes = b.entries[:0], 0, 0
-	if compress {
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		if _, err := zw.Write(m.Entries); err != nil {
-			return Message{}, fmt.Errorf("compressing a chunk: %w", err)
-		}
-		if err := zw.Close(); err != nil {
-			return Message{}, fmt.Errorf("compressing a chunk: %w", err)
-		}
-		m.Entries, m.Compressed = buf.Bytes(), true
+	b.records, b.lineBytes = 0, 0
+	if !compress {
+		b.entries = nil
+		return m, nil
 	}
+	b.entries = b.entries[:0]
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(m.Entries); err != nil {
+		return Message{}, fmt.Errorf("compressing a chunk: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return Message{}, fmt.Errorf("compressing a chunk: %w", err)
+	}
+	m.Entries, m.Compressed = buf.Bytes(), true
 	return m, nil
 }
 

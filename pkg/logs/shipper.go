@@ -268,6 +268,9 @@ func (s *Shipper) putChunk(ctx context.Context, l ContainerLog, chunk *chunkBuil
 	if err := s.buffer.Put(ctx, Chunk{Message: msg, Path: l.Path, End: end}, func() bool { return !tailer.Behind() }); err != nil {
 		return err
 	}
+	if chunk.entries == nil { // the buffer took the builder's memory
+		chunk.entries = s.buffer.Spare(chunk.capacity)
+	}
 	s.metrics.inRecords.Add(float64(records))
 	s.metrics.inBytes.Add(float64(bytes))
 	return nil
