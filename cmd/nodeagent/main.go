@@ -375,7 +375,7 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 		sources.Static = static
 	}
 	pods := podmanager.New(podmanager.Config{
-		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, RootDir: cfg.RootDir, NodeMemory: nodeMemory,
+		NodeName: nodeName, PodLogsDir: cfg.PodLogsDir, ContainerLogLinksDir: cfg.ContainerLogLinksDir, RootDir: cfg.RootDir, NodeMemory: nodeMemory,
 		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls, MaxParallelImagePulls: int(cfg.MaxParallelImagePulls),
 		MaxParallelSandboxes: cfg.SandboxCreationLimit(),
 		ClusterDNS:           cfg.PodNameservers(), ClusterDomain: cfg.ClusterDomain, ResolvConf: cfg.ResolvConf,

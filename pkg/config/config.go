@@ -51,6 +51,9 @@ type Configuration struct {
 	RootDir string `json:"rootDir"`
 	// PodLogsDir is where container log directories are created, as the kubelet's /var/log/pods.
 	PodLogsDir string `json:"podLogsDir"`
+	// ContainerLogLinksDir gets a link to each container's log named <pod>_<namespace>_<container>-<id>.log,
+	// as the kubelet's /var/log/containers, where log shippers set up for the kubelet look; "" means none.
+	ContainerLogLinksDir string `json:"containerLogLinksDir"`
 	// CNIConfDir is where the agent writes its CNI conflist once the node has a podCIDR.
 	CNIConfDir string `json:"cniConfDir"`
 	// CNIBridge is the Linux bridge the agent's CNI config attaches pods to (and names its network after).
@@ -255,6 +258,7 @@ func Default() *Configuration {
 		ContainerRuntimeEndpoint:         "unix:///run/containerd/containerd.sock",
 		RootDir:                          "/var/lib/nodeagent",
 		PodLogsDir:                       "/var/log/pods",
+		ContainerLogLinksDir:             "/var/log/containers",
 		CNIConfDir:                       "/etc/cni/net.d",
 		CNIBridge:                        "nodeagent0",
 		MaxPods:                          110,
@@ -300,6 +304,8 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ContainerRuntimeEndpoint, "container-runtime-endpoint", c.ContainerRuntimeEndpoint, "CRI endpoint.")
 	fs.StringVar(&c.RootDir, "root-dir", c.RootDir, "Directory for the agent's own state.")
 	fs.StringVar(&c.PodLogsDir, "pod-logs-dir", c.PodLogsDir, "Directory for container log directories.")
+	fs.StringVar(&c.ContainerLogLinksDir, "container-log-links-dir", c.ContainerLogLinksDir,
+		"Directory for the links to container logs named as the kubelet's in /var/log/containers (\"\" for none).")
 	fs.StringVar(&c.CNIConfDir, "cni-conf-dir", c.CNIConfDir, "Directory the agent writes its CNI conflist into.")
 	fs.StringVar(&c.CNIBridge, "cni-bridge", c.CNIBridge, "Linux bridge the agent's CNI config attaches pods to.")
 	fs.StringVar(&c.PodCIDR, "pod-cidr", c.PodCIDR, "Pod range when the API server assigns none.")
@@ -461,6 +467,9 @@ func (c *Configuration) Validate() field.ErrorList {
 		if d.value == "" || d.value[0] != '/' {
 			errs = append(errs, field.Invalid(field.NewPath(d.path), d.value, "must be an absolute path"))
 		}
+	}
+	if d := c.ContainerLogLinksDir; d != "" && !filepath.IsAbs(d) {
+		errs = append(errs, field.Invalid(field.NewPath("containerLogLinksDir"), d, "must be an absolute path or empty"))
 	}
 	if c.NodeStatusUpdateFrequency.Duration <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("nodeStatusUpdateFrequency"), c.NodeStatusUpdateFrequency.String(), "must be positive"))

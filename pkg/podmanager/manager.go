@@ -53,6 +53,8 @@ type Runtime interface {
 type Config struct {
 	NodeName   string
 	PodLogsDir string
+	// ContainerLogLinksDir gets the kubelet's links to the container logs (/var/log/containers); "" means none.
+	ContainerLogLinksDir string
 	// RootDir holds the agent's per-pod files (termination message files).
 	RootDir string
 	// NodeMemory is the node's memory capacity in bytes, for Burstable pods' OOM score.
@@ -296,6 +298,9 @@ func (m *Manager) housekeeping(ctx context.Context) {
 	}
 	m.removeOrphanedPodFiles()
 	m.removeExpiredLogs(time.Now())
+	if err := m.removeDanglingLinks(); err != nil {
+		klog.ErrorS(err, "Unable to remove dead container log links")
+	}
 }
 
 // removeOrphanedPodFiles removes the files of pods that no worker owns, after every known pod got one
@@ -366,7 +371,8 @@ func (m *Manager) removeExpiredLogs(now time.Time) {
 	}
 }
 
-// removePodLogs removes the pod's directory under the pod logs directory (<namespace>_<name>_<uid>).
+// removePodLogs removes the pod's directory under the pod logs directory (<namespace>_<name>_<uid>), and
+// the links to its containers' logs.
 func (m *Manager) removePodLogs(uid string) error {
 	dirs, err := filepath.Glob(filepath.Join(m.cfg.PodLogsDir, "*_"+uid))
 	if err != nil {
@@ -374,7 +380,7 @@ func (m *Manager) removePodLogs(uid string) error {
 	}
 	var errs []error
 	for _, dir := range dirs {
-		errs = append(errs, os.RemoveAll(dir))
+		errs = append(errs, m.removeLinksInto(dir), os.RemoveAll(dir))
 	}
 	return errors.Join(errs...)
 }

@@ -441,6 +441,11 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 		return outcomePending, fmt.Errorf("CreateContainer: %w", err)
 	}
 	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Created", "Created container: %s", c.Name)
+	created := &runtimeapi.Container{Id: id, Metadata: config.Metadata, Labels: config.Labels, CreatedAt: time.Now().UnixNano()}
+	w.m.linkContainerLog(created)
+	if latest != nil {
+		w.removeOldContainers(ctx, append([]*runtimeapi.Container{created}, all...), time.Now())
+	}
 	return w.start(ctx, pod, c, id)
 }
 

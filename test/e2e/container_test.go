@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,17 @@ func TestContainerCommandEnvLogsAndGracefulDeletion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pod not Running: %v\n%s", err, describe(ns))
 	}
+	// Log shippers set up for the kubelet tail its links, /var/log/containers/<pod>_<ns>_<container>-<id>.log.
+	running, err := stack.client.CoreV1().Pods(ns).Get(ctx, "shell", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(running.Status.ContainerStatuses[0].ContainerID, "containerd://")
+	link := filepath.Join("/var/log/containers", "shell_"+ns+"_c-"+id+".log")
+	if target, err := os.Readlink(link); err != nil || target != logFile(pod, "c") {
+		t.Errorf("%s → %q (%v), want → %s", link, target, err, logFile(pod, "c"))
+	}
+	waitForLog(ctx, t, link, "stdout F hello from shell in "+ns)
 
 	took := deletePod(ctx, t, ns, "shell")
 	// exec makes sleep PID 1 of the container, and PID 1 has no default action for SIGTERM: only the
