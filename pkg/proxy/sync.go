@@ -34,6 +34,15 @@ type table struct {
 	// retired are objects that no rule or element reaches any more but that a packet in flight during the
 	// last transaction may still use; a later transaction deletes them (see addRules).
 	retired []retiredObject
+	// reusable are, during a full sync, the endpoint maps found in the table by chain, which a rule of
+	// that chain with the same endpoints takes over instead of a new map.
+	reusable map[string][]foundMap
+}
+
+// foundMap is an endpoint map found in the kernel, with its elements.
+type foundMap struct {
+	name  string
+	elems []nftables.SetElement
 }
 
 // retiredKind orders the deletion of retired objects: endpoint maps first (their verdicts point at endpoint
@@ -73,13 +82,17 @@ func (t *table) fullSync(services map[string]*serviceRules) error {
 	if err != nil {
 		return err
 	}
-	// Every chain gets new endpoint maps; the ones there now are retired, whoever wrote them.
+	// A rule whose endpoints are those of a map of its chain found in the table (after a restart, nearly
+	// all) takes that map over; the other maps there now are retired, whoever wrote them. Creating maps
+	// is what makes a full sync slow: the kernel finds a table's sets by walking a list, so each new map
+	// costs more with every map the table has.
+	if t.reusable, err = t.readEndpointMaps(existingMaps); err != nil {
+		return err
+	}
+	defer func() { t.reusable = nil }()
 	t.endpointMaps = map[string][]string{}
 	t.retired = nil
 	now := time.Now()
-	for _, name := range existingMaps {
-		t.retire(retiredMap, name, now)
-	}
 	c := t.conn
 	c.AddTable(t.table)
 	for _, name := range slices.Sorted(maps.Keys(t.sets)) {
@@ -136,6 +149,11 @@ func (t *table) fullSync(services map[string]*serviceRules) error {
 	}
 	if err := t.addElements(elements); err != nil {
 		return err
+	}
+	for _, chain := range slices.Sorted(maps.Keys(t.reusable)) {
+		for _, m := range t.reusable[chain] {
+			t.retire(retiredMap, m.name, now)
+		}
 	}
 	if err := t.setHairpin(slices.Collect(maps.Keys(hairpin)), nil); err != nil {
 		return err
@@ -200,6 +218,57 @@ func (t *table) listOwn() (chains, affinitySets map[string]bool, endpointMaps []
 		}
 	}
 	return chains, affinitySets, endpointMaps, nil
+}
+
+// readEndpointMaps reads the elements of the endpoint maps named, by the chain they belong to (their name
+// is the chain's, between endpointMapPrefix and a sequence number).
+func (t *table) readEndpointMaps(names []string) (map[string][]foundMap, error) {
+	found := map[string][]foundMap{}
+	for _, name := range names {
+		chain := strings.TrimPrefix(name, endpointMapPrefix)
+		if i := strings.LastIndexByte(chain, '-'); i >= 0 {
+			chain = chain[:i]
+		}
+		elems, err := t.conn.GetSetElements(&nftables.Set{Table: t.table, Name: name})
+		if err != nil {
+			return nil, fmt.Errorf("reading endpoint map %s: %w", name, err)
+		}
+		found[chain] = append(found[chain], foundMap{name: name, elems: elems})
+	}
+	return found, nil
+}
+
+// takeReusable returns the name of a found map of chain that holds exactly elems, and takes it off the
+// list. Only maps of addresses are taken: the elements of verdict maps read back in another form.
+func (t *table) takeReusable(chain string, r rule) (string, bool) {
+	if r.verdictValues {
+		return "", false
+	}
+	for i, m := range t.reusable[chain] {
+		if sameElements(m.elems, r.endpointMap) {
+			t.reusable[chain] = slices.Delete(t.reusable[chain], i, i+1)
+			return m.name, true
+		}
+	}
+	return "", false
+}
+
+// sameElements reports whether two lists hold the same keys with the same values, in any order (a dump
+// lists elements in the order of the kernel's hash).
+func sameElements(a, b []nftables.SetElement) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	vals := make(map[string]string, len(a))
+	for _, e := range a {
+		vals[string(e.Key)] = string(e.Val)
+	}
+	for _, e := range b {
+		if v, ok := vals[string(e.Key)]; !ok || v != string(e.Val) {
+			return false
+		}
+	}
+	return true
 }
 
 // syncServices applies the new rules of the Services in changed (nil for a Service that is gone) against
@@ -364,7 +433,10 @@ func (t *table) addAffinitySet(s affinitySet) error {
 func (t *table) addRules(ch *nftables.Chain, rules []rule) error {
 	for _, r := range rules {
 		exprs := r.exprs
-		if r.endpointMap != nil {
+		if name, ok := t.takeReusable(ch.Name, r); ok {
+			t.endpointMaps[ch.Name] = append(t.endpointMaps[ch.Name], name)
+			exprs = withEndpointMap(exprs, &nftables.Set{Table: t.table, Name: name})
+		} else if r.endpointMap != nil {
 			set := &nftables.Set{Table: t.table, Name: fmt.Sprintf("%s%s-%d", endpointMapPrefix, ch.Name, t.mapSeq),
 				Constant: true, IsMap: true, KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian, DataType: dnatDataType}
 			t.mapSeq++
@@ -378,18 +450,24 @@ func (t *table) addRules(ch *nftables.Chain, rules []rule) error {
 				return fmt.Errorf("endpoint map for chain %s: %w", ch.Name, err)
 			}
 			t.endpointMaps[ch.Name] = append(t.endpointMaps[ch.Name], set.Name)
-			exprs = slices.Clone(exprs)
-			for i, e := range exprs {
-				if l, ok := e.(*expr.Lookup); ok && l.SetName == "" {
-					named := *l
-					named.SetName, named.SetID = set.Name, set.ID
-					exprs[i] = &named
-				}
-			}
+			exprs = withEndpointMap(exprs, set)
 		}
 		t.conn.AddRule(&nftables.Rule{Table: t.table, Chain: ch, Exprs: exprs})
 	}
 	return nil
+}
+
+// withEndpointMap returns a copy of a rule's expressions whose unnamed lookup names set.
+func withEndpointMap(exprs []expr.Any, set *nftables.Set) []expr.Any {
+	exprs = slices.Clone(exprs)
+	for i, e := range exprs {
+		if l, ok := e.(*expr.Lookup); ok && l.SetName == "" {
+			named := *l
+			named.SetName, named.SetID = set.Name, set.ID
+			exprs[i] = &named
+		}
+	}
+	return exprs
 }
 
 func (t *table) retire(kind retiredKind, name string, now time.Time) {

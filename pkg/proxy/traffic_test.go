@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -330,7 +329,8 @@ func TestLoadBalancerSourceRangesFilterTheLoadBalancerIP(t *testing.T) {
 	svc.Spec.LoadBalancerSourceRanges = []string{"10.0.0.0/8"} // the client is no longer allowed
 	rp.apply(t, svc)
 	waitFor(t, "the client's connections to the load-balancer IP are dropped", 5*time.Second, func() error {
-		if _, err := dialTCP(n.client, lbIP+":80", 300*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+		var timeout net.Error // dropped, so neither answered nor refused
+		if _, err := dialTCP(n.client, lbIP+":80", 300*time.Millisecond); !errors.As(err, &timeout) || !timeout.Timeout() {
 			return fmt.Errorf("connecting: %v, want a time-out", err)
 		}
 		return nil
@@ -521,6 +521,7 @@ func TestRestartedProxyReconcilesTheTableInPlace(t *testing.T) {
 		}
 		return nil
 	})
+	keptMaps := endpointMaps(t, n, "service-default/kept/")
 	first.stop() // the agent stops; its table stays
 
 	// The second proxy's API state: "removed" is gone, "added" is new.
@@ -555,6 +556,10 @@ func TestRestartedProxyReconcilesTheTableInPlace(t *testing.T) {
 			if strings.Contains(s.Name, "removed") {
 				return fmt.Errorf("set %s is still there", s.Name)
 			}
+		}
+		// The kept Service's endpoints did not change: its rules took over the maps they had.
+		if now := endpointMaps(t, n, "service-default/kept/"); !slices.Equal(now, keptMaps) {
+			return fmt.Errorf("the kept Service's endpoint maps are %v, were %v", now, keptMaps)
 		}
 		return nil
 	})
@@ -645,4 +650,19 @@ func TestFullSyncOfThousandsOfServicesIsOneTransaction(t *testing.T) {
 	if r, err := dialTCP(n.client, "10.96.111.250:80", 2*time.Second); err != nil || r.backend != "a" {
 		t.Errorf("the last Service answered %v, %v; want backend a", r, err)
 	}
+}
+
+// endpointMaps returns the names of the endpoint maps of the chains whose names start with chainPrefix.
+func endpointMaps(t *testing.T, n *testNet, chainPrefix string) []string {
+	t.Helper()
+	sets, err := nftConn(t, n.node).GetSets(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	must(t, err)
+	var names []string
+	for _, s := range sets {
+		if strings.HasPrefix(s.Name, endpointMapPrefix+chainPrefix) {
+			names = append(names, s.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
