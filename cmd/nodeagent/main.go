@@ -33,6 +33,7 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/pkg/dns"
 	"github.com/nodeagent/nodeagent/pkg/eviction"
+	"github.com/nodeagent/nodeagent/pkg/imagegc"
 	"github.com/nodeagent/nodeagent/pkg/logs"
 	"github.com/nodeagent/nodeagent/pkg/metrics"
 	"github.com/nodeagent/nodeagent/pkg/node"
@@ -448,6 +449,11 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	go func() { defer wg.Done(); nodeCtl.Run(ctx) }()
 	go func() { defer wg.Done(); pods.Run(ctx) }()
 	go func() { defer wg.Done(); evictor.Run(ctx) }()
+	imageGC := imagegc.New(imagegc.Config{HighThresholdPercent: int(cfg.ImageGCHighThresholdPercent),
+		LowThresholdPercent: int(cfg.ImageGCLowThresholdPercent), MinAge: cfg.ImageMinimumGCAge.Duration, Interval: 5 * time.Minute},
+		runtime, imagegc.FilesystemUsage(func(ctx context.Context) (string, error) { return cri.ImageFsPath(ctx, runtime.ImageManagerService) }))
+	wg.Add(1)
+	go func() { defer wg.Done(); imageGC.Run(ctx) }()
 	if proxier != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); proxier.Run(ctx) }()

@@ -130,7 +130,8 @@ func runPods(ctx context.Context, pods, rounds int, runtimeName string) error {
 			"--kubeconfig", filepath.Join(pki, agentNode+".kubeconfig"), "--hostname-override", agentNode,
 			"--root-dir", filepath.Join(runDir, "agent"), "--container-runtime-endpoint", rt.endpoint,
 			"--cni-conf-dir", rt.cniDir, "--cni-bridge", rt.bridge,
-			"--enable-proxy=false", "--enable-dns=false") // the kubelet beside it proxies and serves DNS for nothing either
+			"--enable-proxy=false", "--enable-dns=false", // the kubelet beside it proxies and serves DNS for nothing either
+			"--image-gc-high-threshold=100") // the benchmark's images are imported, not pullable
 	})
 	if err != nil {
 		return fmt.Errorf("nodeagent: %w", err)
@@ -188,6 +189,7 @@ healthzPort: 20248
 authentication: {anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: `+filepath.Join(pki, "ca.crt")+`}}
 authorization: {mode: AlwaysAllow}
 evictionHard: {memory.available: 1Mi, nodefs.available: 1%, imagefs.available: 1%}
+imageGCHighThresholdPercent: 100
 `), 0o644); err != nil {
 		return nil, err
 	}

@@ -88,6 +88,11 @@ type Configuration struct {
 	// EvictionHard are the hard eviction thresholds, signal → quantity or percentage, as the kubelet's
 	// (memory.available, nodefs.available, nodefs.inodesFree).
 	EvictionHard map[string]string `json:"evictionHard,omitempty"`
+	// ImageGCHighThresholdPercent of the image filesystem used starts the removal of unused images, down to
+	// ImageGCLowThresholdPercent; images are kept at least ImageMinimumGCAge after they were first seen.
+	ImageGCHighThresholdPercent int32           `json:"imageGCHighThresholdPercent"`
+	ImageGCLowThresholdPercent  int32           `json:"imageGCLowThresholdPercent"`
+	ImageMinimumGCAge           metav1.Duration `json:"imageMinimumGCAge"`
 	// EvictionPressureTransitionPeriod keeps a pressure condition after its threshold stopped being met.
 	EvictionPressureTransitionPeriod metav1.Duration `json:"evictionPressureTransitionPeriod"`
 	// MaxParallelSandboxCreations bounds the pod sandboxes being created at once; 0 means twice the CPUs.
@@ -274,6 +279,9 @@ func Default() *Configuration {
 		ContainerLogMonitorInterval:      metav1.Duration{Duration: 10 * time.Second},
 		EvictionHard:                     maps.Clone(eviction.DefaultHard),
 		EvictionPressureTransitionPeriod: metav1.Duration{Duration: 5 * time.Minute},
+		ImageGCHighThresholdPercent:      85,
+		ImageGCLowThresholdPercent:       80,
+		ImageMinimumGCAge:                metav1.Duration{Duration: 2 * time.Minute},
 		CgroupsPerQOS:                    true,
 		CgroupRoot:                       "/",
 		MetricsBindAddress:               "127.0.0.1:10249",
@@ -317,6 +325,12 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.StaticPodPath, "pod-manifest-path", c.StaticPodPath, "Directory of static pod manifests.")
 	fs.StringVar(&c.ContainerLogMaxSize, "container-log-max-size", c.ContainerLogMaxSize, "Size at which a container log is rotated.")
 	fs.Int32Var(&c.ContainerLogMaxFiles, "container-log-max-files", c.ContainerLogMaxFiles, "Log files kept per container, the live one included.")
+	fs.Int32Var(&c.ImageGCHighThresholdPercent, "image-gc-high-threshold", c.ImageGCHighThresholdPercent,
+		"Percent of the image filesystem used from which unused images are removed (100: never).")
+	fs.Int32Var(&c.ImageGCLowThresholdPercent, "image-gc-low-threshold", c.ImageGCLowThresholdPercent,
+		"Percent of the image filesystem used that image removal stops at.")
+	fs.DurationVar(&c.ImageMinimumGCAge.Duration, "minimum-image-ttl-duration", c.ImageMinimumGCAge.Duration,
+		"How long an image stays after it was first seen, used or not.")
 	fs.Var(&evictionFlag{&c.EvictionHard}, "eviction-hard", `Hard eviction thresholds, e.g. "memory.available<100Mi,nodefs.available<10%".`)
 	fs.BoolVar(&c.CgroupsPerQOS, "cgroups-per-qos", c.CgroupsPerQOS, "Create the kubepods cgroup tree with QoS class and pod cgroups.")
 	fs.StringVar(&c.CgroupRoot, "cgroup-root", c.CgroupRoot, "Cgroup under which the kubepods tree is created.")
@@ -431,6 +445,21 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	if c.ContainerLogMaxFiles < 2 {
 		errs = append(errs, field.Invalid(field.NewPath("containerLogMaxFiles"), c.ContainerLogMaxFiles, "must be at least 2"))
+	}
+	for _, p := range []struct {
+		name  string
+		value int32
+	}{{"imageGCHighThresholdPercent", c.ImageGCHighThresholdPercent}, {"imageGCLowThresholdPercent", c.ImageGCLowThresholdPercent}} {
+		if p.value < 0 || p.value > 100 {
+			errs = append(errs, field.Invalid(field.NewPath(p.name), p.value, "must be between 0 and 100"))
+		}
+	}
+	if c.ImageGCLowThresholdPercent >= c.ImageGCHighThresholdPercent {
+		errs = append(errs, field.Invalid(field.NewPath("imageGCLowThresholdPercent"), c.ImageGCLowThresholdPercent,
+			fmt.Sprintf("must be less than imageGCHighThresholdPercent (%d)", c.ImageGCHighThresholdPercent)))
+	}
+	if c.ImageMinimumGCAge.Duration < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("imageMinimumGCAge"), c.ImageMinimumGCAge.Duration.String(), "must not be negative"))
 	}
 	if c.ContainerLogMonitorInterval.Duration < time.Second {
 		errs = append(errs, field.Invalid(field.NewPath("containerLogMonitorInterval"), c.ContainerLogMonitorInterval.Duration.String(), "must be at least 1s"))

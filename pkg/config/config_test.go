@@ -58,6 +58,8 @@ func TestValidateNamesEachBadField(t *testing.T) {
 	c.Logs.BufferLimit = "lots"
 	c.Logs.FlushInterval.Duration = 0
 	c.Logs.Username = "agent"
+	c.ImageGCHighThresholdPercent, c.ImageGCLowThresholdPercent = 101, 90
+	c.ContainerLogLinksDir = "containers"
 	got := c.Validate().ToAggregate().Error()
 	for _, want := range []string{
 		`kubeconfig: Invalid value: "/does/not/exist": file does not exist`,
@@ -65,6 +67,8 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`nodeIP: Invalid value: "not-an-ip": not an IP address`,
 		`clusterDNS[1]: Invalid value: "bogus"`,
 		`maxPods: Invalid value: 0: must be greater than 0`,
+		`imageGCHighThresholdPercent: Invalid value: 101: must be between 0 and 100`,
+		`containerLogLinksDir: Invalid value: "containers": must be an absolute path or empty`,
 		`rootDir: Invalid value: "relative": must be an absolute path`,
 		`allowedUnsafeSysctls[1]: Invalid value: "net.*.foo"`,
 		`proxy.nodePortAddresses[1]: Invalid value: "primary": want "primary" alone, or CIDRs`,

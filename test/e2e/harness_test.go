@@ -153,6 +153,9 @@ func (h *harness) startAgent(extra ...string) error {
 	if err := os.WriteFile(config, []byte("apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\n"+
 		"containerLogMaxSize: 256Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 1s\n"+
 		"evictionPressureTransitionPeriod: 5s\n"+
+		// The tests' images are imported once and run with imagePullPolicy Never: a full disk on the test
+		// machine must not collect them between tests.
+		"imageGCHighThresholdPercent: 100\n"+
 		// NodePorts on the node's bridge address only, so tests reach them without touching the host's
 		// own interfaces.
 		"proxy:\n  nodePortAddresses: ["+clusterCIDR+"]\n"+
