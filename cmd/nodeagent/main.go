@@ -389,8 +389,11 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	if err != nil {
 		return fmt.Errorf("evictionHard: %w", err)
 	}
+	imageGC := imagegc.New(imagegc.Config{HighThresholdPercent: int(cfg.ImageGCHighThresholdPercent),
+		LowThresholdPercent: int(cfg.ImageGCLowThresholdPercent), MinAge: cfg.ImageMinimumGCAge.Duration, Interval: 5 * time.Minute},
+		runtime, imagegc.FilesystemUsage(func(ctx context.Context) (string, error) { return cri.ImageFsPath(ctx, runtime.ImageManagerService) }))
 	evictor = eviction.New(eviction.Config{Hard: thresholds, Interval: 10 * time.Second,
-		PressureTransitionPeriod: cfg.EvictionPressureTransitionPeriod.Duration,
+		PressureTransitionPeriod: cfg.EvictionPressureTransitionPeriod.Duration, ReclaimDisk: imageGC.DeleteUnused,
 	}, &eviction.NodeStats{RootDir: cfg.RootDir, PodDirs: pods.PodDirs, ImageFs: func() (string, error) {
 		return cri.ImageFsPath(ctx, runtime.ImageManagerService)
 	}, PodCgroup: func(pod *corev1.Pod) string {
@@ -449,9 +452,6 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	go func() { defer wg.Done(); nodeCtl.Run(ctx) }()
 	go func() { defer wg.Done(); pods.Run(ctx) }()
 	go func() { defer wg.Done(); evictor.Run(ctx) }()
-	imageGC := imagegc.New(imagegc.Config{HighThresholdPercent: int(cfg.ImageGCHighThresholdPercent),
-		LowThresholdPercent: int(cfg.ImageGCLowThresholdPercent), MinAge: cfg.ImageMinimumGCAge.Duration, Interval: 5 * time.Minute},
-		runtime, imagegc.FilesystemUsage(func(ctx context.Context) (string, error) { return cri.ImageFsPath(ctx, runtime.ImageManagerService) }))
 	wg.Add(1)
 	go func() { defer wg.Done(); imageGC.Run(ctx) }()
 	if proxier != nil {

@@ -53,6 +53,9 @@ type Config struct {
 	PressureTransitionPeriod time.Duration
 	// Interval is how often the signals are observed.
 	Interval time.Duration
+	// ReclaimDisk, when set, frees disk without evicting anyone (the kubelet removes unused images); it is
+	// tried before a pod is evicted for a disk signal, and the pod stays if it freed enough.
+	ReclaimDisk func(ctx context.Context) error
 }
 
 // Manager observes, reports pressure and evicts.
@@ -132,6 +135,9 @@ func (m *Manager) synchronize(ctx context.Context, now time.Time) {
 	t := met[0]
 	o := obs[t.Signal]
 	klog.InfoS("Eviction manager: threshold met, attempting to reclaim", "threshold", t.String(), "available", o.Available)
+	if resourceOf(t.Signal) == corev1.ResourceEphemeralStorage && m.cfg.ReclaimDisk != nil && m.reclaimedDisk(ctx, t) {
+		return
+	}
 	victim := m.rank(resourceOf(t.Signal))
 	if victim == nil {
 		klog.InfoS("Eviction manager: no pod to evict", "threshold", t.String())
@@ -142,6 +148,23 @@ func (m *Manager) synchronize(ctx context.Context, now time.Time) {
 	if err := m.pods.Evict(ctx, victim, message); err != nil {
 		klog.ErrorS(err, "Eviction manager: unable to evict pod", "pod", klog.KObj(victim))
 	}
+}
+
+// reclaimedDisk frees node-level disk and reports whether the threshold is no longer met after it.
+func (m *Manager) reclaimedDisk(ctx context.Context, t Threshold) bool {
+	if err := m.cfg.ReclaimDisk(ctx); err != nil {
+		klog.ErrorS(err, "Eviction manager: unable to reclaim disk without evicting a pod")
+	}
+	obs, err := m.stats.Observe()
+	if err != nil {
+		klog.ErrorS(err, "Eviction manager: unable to observe the node")
+		return false
+	}
+	if o, ok := obs[t.Signal]; ok && o.Available >= t.limit(o.Capacity) {
+		klog.InfoS("Eviction manager: reclaimed enough disk without evicting a pod", "threshold", t.String(), "available", o.Available)
+		return true
+	}
+	return false
 }
 
 // rank returns the pod to evict for the resource: those using more than they request first, then lower

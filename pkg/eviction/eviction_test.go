@@ -130,6 +130,37 @@ func TestDiskPressureRanksByDiskUse(t *testing.T) {
 	}
 }
 
+// Under disk pressure, unused images go before any pod: a pod is evicted only if that did not free enough.
+func TestDiskPressureRemovesUnusedImagesBeforeEvicting(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		freed       int64
+		wantEvicted int
+	}{{"enough freed", 6 << 30, 0}, {"not enough freed", 1 << 30, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			stats := &fakeStats{
+				obs:   map[string]Observation{SignalImageFsAvailable: {Available: 5 << 30, Capacity: 100 << 30}},
+				usage: map[string][3]int64{"a": {0, 1 << 20}},
+			}
+			pods := &fakePods{pods: []*corev1.Pod{pod("a", "", false)}}
+			hard, _ := ParseThresholds(map[string]string{SignalImageFsAvailable: "10%"})
+			reclaims := 0
+			m := New(Config{Hard: hard, PressureTransitionPeriod: time.Minute, ReclaimDisk: func(context.Context) error {
+				reclaims++
+				o := stats.obs[SignalImageFsAvailable]
+				o.Available += tc.freed
+				stats.obs[SignalImageFsAvailable] = o
+				return nil
+			}}, stats, pods, nil)
+			m.synchronize(context.Background(), time.Now())
+			if reclaims != 1 || len(pods.evicted) != tc.wantEvicted || !m.DiskPressure() {
+				t.Errorf("reclaimed %d times, evicted %v, disk pressure %v; want 1 reclaim, %d evicted, pressure reported",
+					reclaims, pods.evicted, m.DiskPressure(), tc.wantEvicted)
+			}
+		})
+	}
+}
+
 func TestNodeStatsObserveTheNodeAndImageFilesystems(t *testing.T) {
 	dir := t.TempDir()
 	stats := &NodeStats{RootDir: dir, ImageFs: func() (string, error) { return dir, nil }}

@@ -6,8 +6,11 @@ package imagegc
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,12 +23,13 @@ type Runtime interface {
 	ListImages(ctx context.Context, filter *runtimeapi.ImageFilter) ([]*runtimeapi.Image, error)
 	RemoveImage(ctx context.Context, image *runtimeapi.ImageSpec) error
 	ListContainers(ctx context.Context, filter *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error)
+	Status(ctx context.Context, verbose bool) (*runtimeapi.StatusResponse, error)
 }
 
 // Config is the kubelet's image garbage collection policy.
 type Config struct {
 	// HighThresholdPercent of the image filesystem used starts a collection, which removes images until
-	// LowThresholdPercent is used. 100 turns collection off.
+	// LowThresholdPercent is used. 100 turns image removal off, under disk pressure too.
 	HighThresholdPercent int
 	LowThresholdPercent  int
 	// MinAge is how long an image stays after it was first seen, used or not.
@@ -43,7 +47,10 @@ type Manager struct {
 	cfg     Config
 	runtime Runtime
 	usage   Usage
-	// images are the records of the images seen, by image ID; only the Run goroutine touches them.
+
+	// mu serialises collections (Run's and the eviction manager's DeleteUnused) and guards images, the
+	// records of the images seen, by image ID.
+	mu     sync.Mutex
 	images map[string]*record
 }
 
@@ -75,6 +82,8 @@ func (m *Manager) Run(ctx context.Context) {
 // collect updates the records and, when the image filesystem is used at or above the high threshold,
 // removes unused images until it would be at the low one.
 func (m *Manager) collect(ctx context.Context, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	images, inUse, err := m.detect(ctx, now)
 	if err != nil {
 		return err
@@ -99,6 +108,25 @@ func (m *Manager) collect(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// DeleteUnused removes every image no container uses, the pinned sandbox image and images younger than
+// MinAge aside, whatever the thresholds: what the kubelet's eviction manager does before it evicts a pod
+// for disk.
+func (m *Manager) DeleteUnused(ctx context.Context) error {
+	if m.cfg.HighThresholdPercent >= 100 {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	images, inUse, err := m.detect(ctx, now)
+	if err != nil {
+		return err
+	}
+	freed := m.free(ctx, images, inUse, math.MaxInt64, now)
+	klog.InfoS("Removed the unused images for disk pressure", "bytesFreed", freed)
+	return nil
+}
+
 // detect lists the images and the images the containers (running or not) use, and updates the records.
 func (m *Manager) detect(ctx context.Context, now time.Time) ([]*runtimeapi.Image, map[string]bool, error) {
 	images, err := m.runtime.ListImages(ctx, nil)
@@ -109,7 +137,11 @@ func (m *Manager) detect(ctx context.Context, now time.Time) ([]*runtimeapi.Imag
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing containers: %w", err)
 	}
+	// The sandbox image counts as in use, as in the kubelet: sandboxes are not containers in CRI.
 	inUse := map[string]bool{}
+	if image := sandboxImage(ctx, m.runtime); image != "" {
+		inUse[image] = true
+	}
 	for _, ct := range containers {
 		inUse[ct.GetImageRef()] = true
 		inUse[ct.GetImage().GetImage()] = true
@@ -132,6 +164,23 @@ func (m *Manager) detect(ctx context.Context, now time.Time) ([]*runtimeapi.Imag
 		}
 	}
 	return images, inUse, nil
+}
+
+// sandboxImage is the image the runtime starts sandboxes from, as containerd 1.x reports it in its verbose
+// status ("config": {"sandboxImage": ...}); containerd 2 marks that image Pinned instead. "" when unknown.
+func sandboxImage(ctx context.Context, rt Runtime) string {
+	resp, err := rt.Status(ctx, true)
+	if err != nil {
+		klog.ErrorS(err, "Unable to read the runtime's status for its sandbox image")
+		return ""
+	}
+	var cfg struct {
+		SandboxImage string `json:"sandboxImage"`
+	}
+	if config, ok := resp.GetInfo()["config"]; ok && json.Unmarshal([]byte(config), &cfg) != nil {
+		return ""
+	}
+	return cfg.SandboxImage
 }
 
 // used reports whether a container refers to the image, by ID or by one of its names.

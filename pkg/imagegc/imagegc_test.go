@@ -16,6 +16,11 @@ type fakeRuntime struct {
 	*critest.FakeImageService
 }
 
+// Status answers as containerd 1.x does, naming its sandbox image in the verbose status.
+func (f fakeRuntime) Status(context.Context, bool) (*runtimeapi.StatusResponse, error) {
+	return &runtimeapi.StatusResponse{Info: map[string]string{"config": `{"sandboxImage": "localhost/pause:local"}`}}, nil
+}
+
 func (f fakeRuntime) imageNames(t *testing.T) []string {
 	t.Helper()
 	images, err := f.ListImages(context.Background(), nil)
@@ -101,5 +106,41 @@ func TestNothingIsRemovedBelowTheHighThreshold(t *testing.T) {
 	}
 	if got := rt.imageNames(t); !slices.Equal(got, []string{"old:v1"}) {
 		t.Errorf("images left %v, want old:v1 kept at 84.9%% used", got)
+	}
+}
+
+// For the eviction manager, every image no container uses goes at once, whatever the thresholds; the
+// sandbox image (pinned, or named in the runtime's status) and images in use stay.
+func TestDeleteUnusedRemovesEveryUnusedImage(t *testing.T) {
+	ctx := context.Background()
+	rt := fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService()}
+	rt.SetFakeImagePinned("pause:3.10", true)
+	sandbox, err := rt.RunPodSandbox(ctx, &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Uid: "u"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.CreateContainer(ctx, sandbox, &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "c"}, Image: &runtimeapi.ImageSpec{Image: "app:v1"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rt.SetFakeImages([]string{"app:v1", "a:v1", "b:v1", "pause:3.10", "localhost/pause:local"})
+	m := New(Config{HighThresholdPercent: 85, LowThresholdPercent: 80, Interval: time.Minute}, rt,
+		func(context.Context) (int64, int64, error) { return 0, 1000, nil })
+	if err := m.DeleteUnused(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rt.imageNames(t), []string{"app:v1", "localhost/pause:local", "pause:3.10"}; !slices.Equal(got, want) {
+		t.Errorf("images left %v, want %v", got, want)
+	}
+
+	// imageGCHighThresholdPercent 100 turns removal off, under disk pressure too.
+	rt.SetFakeImages([]string{"app:v1", "a:v1"})
+	off := New(Config{HighThresholdPercent: 100, LowThresholdPercent: 80, Interval: time.Minute}, rt,
+		func(context.Context) (int64, int64, error) { return 1000, 1000, nil })
+	if err := off.DeleteUnused(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rt.imageNames(t), []string{"a:v1", "app:v1"}; !slices.Equal(got, want) {
+		t.Errorf("images left with removal off %v, want %v", got, want)
 	}
 }
