@@ -16,6 +16,25 @@ type fakeRuntime struct {
 	*critest.FakeImageService
 }
 
+// newFakeRuntime returns a runtime whose one container runs app:v1, whose images are 100 bytes each and
+// which pins pause:3.10 (set the images with SetFakeImages).
+func newFakeRuntime(t *testing.T) fakeRuntime {
+	t.Helper()
+	ctx := context.Background()
+	rt := fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService()}
+	rt.SetFakeImageSize(100)
+	rt.SetFakeImagePinned("pause:3.10", true)
+	sandbox, err := rt.RunPodSandbox(ctx, &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Uid: "u"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.CreateContainer(ctx, sandbox, &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "c"}, Image: &runtimeapi.ImageSpec{Image: "app:v1"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
 // Status answers as containerd 1.x does, naming its sandbox image in the verbose status.
 func (f fakeRuntime) Status(context.Context, bool) (*runtimeapi.StatusResponse, error) {
 	return &runtimeapi.StatusResponse{Info: map[string]string{"config": `{"sandboxImage": "localhost/pause:local"}`}}, nil
@@ -40,17 +59,7 @@ func (f fakeRuntime) imageNames(t *testing.T) []string {
 // younger than the minimum age.
 func TestUnusedImagesGoOldestFirstDownToTheLowThreshold(t *testing.T) {
 	ctx := context.Background()
-	rt := fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService()}
-	rt.SetFakeImageSize(100)
-	rt.SetFakeImagePinned("pause:3.10", true)
-	sandbox, err := rt.RunPodSandbox(ctx, &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Uid: "u"}}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rt.CreateContainer(ctx, sandbox, &runtimeapi.ContainerConfig{
-		Metadata: &runtimeapi.ContainerMetadata{Name: "c"}, Image: &runtimeapi.ImageSpec{Image: "app:v1"}}, nil); err != nil {
-		t.Fatal(err)
-	}
+	rt := newFakeRuntime(t)
 	// 1,000 bytes of filesystem: 450 used by other things, 100 per image.
 	full, others := false, int64(450)
 	usage := func(context.Context) (int64, int64, error) {
@@ -83,7 +92,7 @@ func TestUnusedImagesGoOldestFirstDownToTheLowThreshold(t *testing.T) {
 	// Other files fill the filesystem to 90%: the image left unused is too young, so collect says it
 	// could not free enough.
 	others = 600
-	err = m.collect(ctx, t0.Add(11*time.Minute))
+	err := m.collect(ctx, t0.Add(11*time.Minute))
 	if err == nil || !strings.Contains(err.Error(), "only 0 bytes were eligible") {
 		t.Errorf("collect with nothing to remove: %v, want an error saying nothing was eligible", err)
 	}
@@ -113,16 +122,7 @@ func TestNothingIsRemovedBelowTheHighThreshold(t *testing.T) {
 // sandbox image (pinned, or named in the runtime's status) and images in use stay.
 func TestDeleteUnusedRemovesEveryUnusedImage(t *testing.T) {
 	ctx := context.Background()
-	rt := fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService()}
-	rt.SetFakeImagePinned("pause:3.10", true)
-	sandbox, err := rt.RunPodSandbox(ctx, &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Uid: "u"}}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rt.CreateContainer(ctx, sandbox, &runtimeapi.ContainerConfig{
-		Metadata: &runtimeapi.ContainerMetadata{Name: "c"}, Image: &runtimeapi.ImageSpec{Image: "app:v1"}}, nil); err != nil {
-		t.Fatal(err)
-	}
+	rt := newFakeRuntime(t)
 	rt.SetFakeImages([]string{"app:v1", "a:v1", "b:v1", "pause:3.10", "localhost/pause:local"})
 	m := New(Config{HighThresholdPercent: 85, LowThresholdPercent: 80, Interval: time.Minute}, rt,
 		func(context.Context) (int64, int64, error) { return 0, 1000, nil })
