@@ -32,19 +32,22 @@ type Line struct {
 var errMalformed = errors.New("not a CRI log line")
 
 // ParseLine reads one CRI log line, without its trailing newline. Message shares raw's memory.
-func ParseLine(raw []byte) (Line, error) {
-	ts, rest, ok := bytes.Cut(raw, []byte{' '})
+func ParseLine(raw []byte) (Line, error) { return parseLine(raw, nil) }
+
+// parseLine is ParseLine with the time's second looked up in seconds first, when given.
+func parseLine(raw []byte, seconds *secondCache) (Line, error) {
+	ts, rest, ok := cutByte(raw, ' ')
 	if !ok {
 		return Line{}, fmt.Errorf("%w: no stream", errMalformed)
 	}
-	t, ok := parseUTCTime(ts)
+	t, ok := seconds.parse(ts)
 	if !ok {
 		var err error
 		if t, err = time.Parse(time.RFC3339Nano, string(ts)); err != nil {
 			return Line{}, fmt.Errorf("%w: time %q", errMalformed, ts)
 		}
 	}
-	streamText, rest, ok := bytes.Cut(rest, []byte{' '})
+	streamText, rest, ok := cutByte(rest, ' ')
 	var stream Stream
 	switch {
 	case ok && string(streamText) == string(Stdout):
@@ -55,8 +58,8 @@ func ParseLine(raw []byte) (Line, error) {
 		return Line{}, fmt.Errorf("%w: stream %q", errMalformed, streamText)
 	}
 	// The message may be empty: "<time> stdout F" ends at the tag.
-	tag, msg, _ := bytes.Cut(rest, []byte{' '})
-	first, _, _ := bytes.Cut(tag, []byte{':'})
+	tag, msg, _ := cutByte(rest, ' ')
+	first, _, _ := cutByte(tag, ':')
 	var partial bool
 	switch string(first) {
 	case "P":
@@ -66,6 +69,39 @@ func ParseLine(raw []byte) (Line, error) {
 		return Line{}, fmt.Errorf("%w: tag %q", errMalformed, tag)
 	}
 	return Line{Time: t, Stream: stream, Partial: partial, Message: msg}, nil
+}
+
+// cutByte is bytes.Cut for a one-byte separator, without bytes.Index's general case: it runs four times a
+// line.
+func cutByte(s []byte, sep byte) (before, after []byte, found bool) {
+	if i := bytes.IndexByte(s, sep); i >= 0 {
+		return s[:i], s[i+1:], true
+	}
+	return s, nil, false
+}
+
+// secondCache remembers the second of the last UTC timestamp read, "2026-12-01T20:00:00", and its Unix
+// time: lines come many to a second, and then only the fraction needs reading. A nil cache reads every
+// timestamp whole.
+type secondCache struct {
+	second [19]byte
+	unix   int64
+	valid  bool
+}
+
+// parse reads a timestamp as parseUTCTime does.
+func (c *secondCache) parse(b []byte) (time.Time, bool) {
+	if c != nil && c.valid && len(b) >= 20 && b[len(b)-1] == 'Z' && string(b[:19]) == string(c.second[:]) {
+		if nsec, ok := parseFraction(b[19 : len(b)-1]); ok {
+			return time.Unix(c.unix, int64(nsec)).UTC(), true
+		}
+	}
+	t, ok := parseUTCTime(b)
+	if ok && c != nil {
+		copy(c.second[:], b[:19])
+		c.unix, c.valid = t.Unix(), true
+	}
+	return t, ok
 }
 
 // Record is a whole line of a container's output, its parts joined, or a line that was not CRI's, kept raw.
@@ -81,6 +117,7 @@ type Record struct {
 // interleave in one file). It keeps everything: a line of any length comes out whole.
 type Joiner struct {
 	pending map[Stream]*Record
+	seconds secondCache
 }
 
 // NewJoiner returns a Joiner with nothing pending.
@@ -90,7 +127,7 @@ func NewJoiner() *Joiner { return &Joiner{pending: map[Stream]*Record{}} }
 // returned at once, raw, marked Malformed. The record's Message may share raw's memory: use it before raw
 // changes.
 func (j *Joiner) Add(raw []byte) (Record, bool) {
-	line, err := ParseLine(raw)
+	line, err := parseLine(raw, &j.seconds)
 	if err != nil {
 		return Record{Message: raw, Malformed: true}, true
 	}
@@ -121,44 +158,51 @@ func parseUTCTime(b []byte) (time.Time, bool) {
 	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
 		return time.Time{}, false
 	}
-	num := func(s []byte) (int, bool) {
-		n := 0
-		for _, c := range s {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			n = n*10 + int(c-'0')
-		}
-		return n, true
-	}
-	year, ok1 := num(b[0:4])
-	month, ok2 := num(b[5:7])
-	day, ok3 := num(b[8:10])
-	hour, ok4 := num(b[11:13])
-	minute, ok5 := num(b[14:16])
-	sec, ok6 := num(b[17:19])
+	year, ok1 := digits(b[0:4])
+	month, ok2 := digits(b[5:7])
+	day, ok3 := digits(b[8:10])
+	hour, ok4 := digits(b[11:13])
+	minute, ok5 := digits(b[14:16])
+	sec, ok6 := digits(b[17:19])
 	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || year < 1 || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 59 {
 		return time.Time{}, false
 	}
-	nsec := 0
-	if frac := b[19 : len(b)-1]; len(frac) > 0 {
-		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
-			return time.Time{}, false
-		}
-		n, ok := num(frac[1:])
-		if !ok {
-			return time.Time{}, false
-		}
-		for range 10 - len(frac) {
-			n *= 10
-		}
-		nsec = n
+	nsec, ok := parseFraction(b[19 : len(b)-1])
+	if !ok {
+		return time.Time{}, false
 	}
 	if day > daysIn(month, year) { // February 30th and the like
 		return time.Time{}, false
 	}
 	secs := daysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
 	return time.Unix(secs, int64(nsec)).UTC(), true
+}
+
+// parseFraction reads a timestamp's fraction of a second, "" or "." and 1 to 9 digits, as nanoseconds.
+func parseFraction(frac []byte) (int, bool) {
+	if len(frac) == 0 {
+		return 0, true
+	}
+	if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+		return 0, false
+	}
+	n, ok := digits(frac[1:])
+	for range 10 - len(frac) {
+		n *= 10
+	}
+	return n, ok
+}
+
+// digits reads a run of decimal digits.
+func digits(s []byte) (int, bool) {
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // daysSinceEpoch is the number of days from 1970-01-01 to a date of the proleptic Gregorian calendar

@@ -155,3 +155,24 @@ func TestParseUTCTimeAgreesWithTimeParseOnEveryDay(t *testing.T) {
 		}
 	}
 }
+
+// A Joiner reads a line's time from the second of the line before when they share it; every time must
+// still be what ParseLine reads, across seconds, days, zones and broken fractions.
+func TestJoinerTimesAgreeWithParseLine(t *testing.T) {
+	j := NewJoiner()
+	for _, ts := range []string{
+		"2026-12-01T20:00:00.1Z", "2026-12-01T20:00:00.123456789Z", "2026-12-01T20:00:00Z", "2026-12-01T20:00:01.5Z",
+		"2026-12-02T20:00:01.5Z", "2026-12-02T20:00:01.5+01:00", "2026-12-02T20:00:01.5Z", "2026-12-02T20:00:01.1234567890Z",
+		"2026-12-02T20:00:01.Z", "2026-12-02T20:00:01.9Z", "2026-12-02T20:00:01x9Z",
+	} {
+		raw := []byte(ts + " stdout F line")
+		want, wantErr := ParseLine(raw)
+		rec, ok := j.Add(raw)
+		if !ok {
+			t.Fatalf("%s: no record", ts)
+		}
+		if rec.Malformed != (wantErr != nil) || !rec.Time.Equal(want.Time) {
+			t.Errorf("%s: joiner read %v (malformed %v), ParseLine %v (%v)", ts, rec.Time, rec.Malformed, want.Time, wantErr)
+		}
+	}
+}

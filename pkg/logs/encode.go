@@ -50,12 +50,7 @@ func (b *chunkBuilder) add(r Record) {
 	if b.parseJSON && !r.Malformed {
 		fields = jsonObject(r.Message)
 	}
-	extra := 0
-	for k := range fields {
-		if !recordKeys[k] {
-			extra++
-		}
-	}
+	extra := extraFields(fields)
 	if b.entries == nil {
 		b.entries = make([]byte, 0, b.capacity)
 	}
@@ -68,6 +63,29 @@ func (b *chunkBuilder) add(r Record) {
 	b.entries = msgp.AppendString(b.entries, string(r.Stream))
 	b.entries = msgp.AppendString(b.entries, "kubernetes")
 	b.entries = append(b.entries, b.meta...)
+	if extra > 0 {
+		b.appendFields(fields)
+	}
+	b.records++
+	b.lineBytes += len(r.Message)
+}
+
+// extraFields counts the fields of a JSON message that a record adds to those every record has.
+func extraFields(fields map[string]any) int {
+	if len(fields) == 0 { // no ranging over an empty map: it costs a call, and this runs once per line
+		return 0
+	}
+	extra := 0
+	for k := range fields {
+		if !recordKeys[k] {
+			extra++
+		}
+	}
+	return extra
+}
+
+// appendFields appends the fields of a JSON message, but those every record has.
+func (b *chunkBuilder) appendFields(fields map[string]any) {
 	for k, v := range fields {
 		if recordKeys[k] {
 			continue
@@ -79,8 +97,6 @@ func (b *chunkBuilder) add(r Record) {
 			b.entries = msgp.AppendString(b.entries, fmt.Sprint(v))
 		}
 	}
-	b.records++
-	b.lineBytes += len(r.Message)
 }
 
 // jsonObject returns the fields of a message that is one JSON object, or nil.

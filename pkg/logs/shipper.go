@@ -195,7 +195,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 			continue
 		}
 		line, pos, err := tailer.readLine()
-		idle, removed := errors.Is(err, errNoLine), errors.Is(err, io.EOF)
+		idle, removed := err != nil && errors.Is(err, errNoLine), err != nil && errors.Is(err, io.EOF)
 		switch {
 		case err == nil:
 			if rec, ok := joiner.Add(line); ok {
