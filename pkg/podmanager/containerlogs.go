@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,12 +15,21 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/cri"
 )
 
-// containerLogFile is where the runtime writes a container's log: <pod logs dir>/<ns>_<pod>_<uid>/<name>/<attempt>.log.
+// podLogDir is a pod's log directory, the kubelet's <pod logs dir>/<namespace>_<name>_<uid>.
+func (m *Manager) podLogDir(namespace, name, uid string) string {
+	return filepath.Join(m.cfg.PodLogsDir, fmt.Sprintf("%s_%s_%s", namespace, name, uid))
+}
+
+// containerLogPath is a container's log file in its pod's log directory, <name>/<attempt>.log.
+func containerLogPath(name string, attempt uint32) string {
+	return fmt.Sprintf("%s/%d.log", name, attempt)
+}
+
+// containerLogFile is where the runtime writes a container's log.
 func (m *Manager) containerLogFile(ct *runtimeapi.Container) string {
 	labels, md := ct.GetLabels(), ct.GetMetadata()
-	return filepath.Join(m.cfg.PodLogsDir,
-		fmt.Sprintf("%s_%s_%s", labels[cri.LabelPodNamespace], labels[cri.LabelPodName], labels[cri.LabelPodUID]),
-		md.GetName(), fmt.Sprintf("%d.log", md.GetAttempt()))
+	return filepath.Join(m.podLogDir(labels[cri.LabelPodNamespace], labels[cri.LabelPodName], labels[cri.LabelPodUID]),
+		containerLogPath(md.GetName(), md.GetAttempt()))
 }
 
 // containerLogLink is the kubelet's link to a container's log, <dir>/<pod>_<namespace>_<container>-<id>.log
@@ -101,9 +109,8 @@ func (w *worker) removeOldContainers(ctx context.Context, all []*runtimeapi.Cont
 			klog.ErrorS(err, "Unable to remove an old container", "pod", w.key, "containerID", ct.Id)
 			continue
 		}
-		attempt := strconv.Itoa(int(ct.GetMetadata().GetAttempt()))
-		err := errors.Join(w.m.removeContainerLogs(ct),
-			os.RemoveAll(filepath.Dir(w.m.terminationMessageFile(string(w.uid), name, ct.GetMetadata().GetAttempt()))))
+		attempt := ct.GetMetadata().GetAttempt()
+		err := errors.Join(w.m.removeContainerLogs(ct), os.RemoveAll(filepath.Dir(w.m.terminationMessageFile(string(w.uid), name, attempt))))
 		if err != nil {
 			klog.ErrorS(err, "Unable to remove an old container's logs", "pod", w.key, "container", name, "attempt", attempt)
 		}

@@ -97,7 +97,7 @@ func (m *Manager) rotateLog(ctx context.Context, containerID, log string) error 
 	var keep []string
 	for _, f := range rotated {
 		if strings.HasSuffix(f, tmpSuffix) {
-			if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			if err := removeIfPresent(f); err != nil {
 				return err
 			}
 			continue
@@ -107,7 +107,7 @@ func (m *Manager) rotateLog(ctx context.Context, containerID, log string) error 
 	sort.Strings(keep) // oldest first: the timestamps sort as strings
 	excess := max(len(keep)-max(m.cfg.LogRotation.MaxFiles-2, 0), 0)
 	for _, f := range keep[:excess] {
-		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+		if err := removeIfPresent(f); err != nil {
 			return err
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -266,7 +265,7 @@ func (w *worker) sandboxConfig(pod *corev1.Pod, attempt uint32) *runtimeapi.PodS
 		Metadata: &runtimeapi.PodSandboxMetadata{Name: pod.Name, Namespace: pod.Namespace, Uid: string(pod.UID),
 			Attempt: attempt},
 		Hostname:     hostname,
-		LogDirectory: filepath.Join(w.m.cfg.PodLogsDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID)),
+		LogDirectory: w.m.podLogDir(pod.Namespace, pod.Name, string(pod.UID)),
 		DnsConfig:    w.dnsConfig(pod),
 		PortMappings: ports,
 		Labels:       sbLabels,
@@ -582,7 +581,7 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 			cri.LabelContainerName: c.Name,
 		},
 		Annotations: map[string]string{cri.AnnotationRestartCount: strconv.Itoa(int(attempt))},
-		LogPath:     fmt.Sprintf("%s/%d.log", c.Name, attempt),
+		LogPath:     containerLogPath(c.Name, attempt),
 		Mounts:      mounts,
 		Stdin:       c.Stdin,
 		StdinOnce:   c.StdinOnce,
