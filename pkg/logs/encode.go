@@ -113,8 +113,8 @@ func jsonObject(msg []byte) map[string]any {
 }
 
 // message returns what was added as a Message under the builder's tag, compressed if asked, and empties
-// the builder. Uncompressed, the Message's entries are the builder's buffer: the builder starts a new one
-// (see reuse).
+// the builder. Uncompressed, the Message's entries are the builder's buffer, handed over: the builder then
+// has none, and its owner gives it the next (DiskBuffer.Spare) or add allocates one.
 func (b *chunkBuilder) message(compress bool) (Message, error) {
 	m := Message{Tag: b.tag, Entries: b.entries, Records: b.records}
 	b.records, b.lineBytes = 0, 0

@@ -238,10 +238,10 @@ func (t *table) readEndpointMaps(names []string) (map[string][]foundMap, error) 
 	return found, nil
 }
 
-// takeReusable returns the name of a found map of chain that holds exactly elems, and takes it off the
-// list. Only maps of addresses are taken: the elements of verdict maps read back in another form.
+// takeReusable returns the name of a found map of chain that holds exactly the rule's endpoints, and takes
+// it off the list. Only maps of addresses are taken: the elements of verdict maps read back in another form.
 func (t *table) takeReusable(chain string, r rule) (string, bool) {
-	if r.verdictValues {
+	if r.endpointMap == nil || r.verdictValues {
 		return "", false
 	}
 	for i, m := range t.reusable[chain] {

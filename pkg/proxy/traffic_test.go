@@ -432,15 +432,7 @@ func TestEndpointChurnKeepsEveryNewConnectionWorking(t *testing.T) {
 
 	// The endpoint maps that the changes replaced are deleted soon after; one per port remains.
 	waitFor(t, "replaced endpoint maps are deleted", 5*time.Second, func() error {
-		sets, err := nftConn(t, n.node).GetSets(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
-		must(t, err)
-		var maps []string
-		for _, s := range sets {
-			if strings.HasPrefix(s.Name, endpointMapPrefix) {
-				maps = append(maps, s.Name)
-			}
-		}
-		if len(maps) != 2 {
+		if maps := endpointMaps(t, n, ""); len(maps) != 2 {
 			return fmt.Errorf("endpoint maps %v, want one for tcp/http and one for udp/dns", maps)
 		}
 		return nil
