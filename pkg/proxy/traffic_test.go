@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -392,7 +393,9 @@ func TestEndpointChurnKeepsEveryNewConnectionWorking(t *testing.T) {
 
 	// Cycle through endpoint sets that always keep at least one backend while a client keeps connecting;
 	// each change waits for a few connections against the set before it.
-	sets := [][]string{{"a", "b"}, {"b"}, {"b", "c"}, {"c"}, {"a", "c"}, {"a"}, {"a", "b", "c"}}
+	// Some changes keep the number of endpoints (the map's elements change in place), the others change it
+	// (the rule is rewritten with a new map).
+	sets := [][]string{{"a", "b"}, {"b"}, {"c"}, {"b", "c"}, {"a", "c"}, {"a"}, {"a", "b", "c"}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var ok, failed atomic.Int64
 	firstErr := make(chan error, 1)
@@ -481,18 +484,54 @@ func TestAChangeToOneServiceRewritesOnlyItsRules(t *testing.T) {
 		t.Fatalf("no rules found for the Services' chains: %v %v", oneBefore, twoBefore)
 	}
 
-	rp.apply(t, endpointSlice(n, "one", 8080, []string{"b"}))
-	waitFor(t, "service one moves to backend b", 5*time.Second, func() error {
+	// A second endpoint changes the rule's modulus, so the rule is rewritten.
+	rp.apply(t, endpointSlice(n, "one", 8080, []string{"a", "b"}))
+	waitFor(t, "service one reaches backend b too", 5*time.Second, func() error {
 		if r, err := dialTCP(n.client, "10.96.0.71:80", time.Second); err != nil || r.backend != "b" {
 			return fmt.Errorf("answered by %q (%v)", r.backend, err)
 		}
 		return nil
 	})
 	if oneAfter := ruleHandles(t, n, "service-default/one/"); slices.Equal(oneAfter, oneBefore) {
-		t.Errorf("service one's rules kept their handles %v after its endpoints changed", oneBefore)
+		t.Errorf("service one's rules kept their handles %v after it got a second endpoint", oneBefore)
 	}
 	if twoAfter := ruleHandles(t, n, "service-default/two/"); !slices.Equal(twoAfter, twoBefore) {
 		t.Errorf("service two's rules were rewritten (handles %v → %v) by a change to service one", twoBefore, twoAfter)
+	}
+}
+
+// Replacing an endpoint by another (the count unchanged) changes only the elements of the Service's endpoint
+// map: its rules and its map stay, and new connections go to the new endpoint.
+func TestReplacingAnEndpointChangesOnlyItsMapElements(t *testing.T) {
+	n := newTestNet(t, "a", "b", "c")
+	rp := startProxy(t, n, service("swap", "10.96.0.73"), endpointSlice(n, "swap", 8080, []string{"a", "b"}))
+	answeredBy := func(want ...string) func() error {
+		return func() error {
+			seen := map[string]bool{}
+			for range 40 {
+				r, err := dialTCP(n.client, "10.96.0.73:80", time.Second)
+				if err != nil {
+					return err
+				}
+				seen[r.backend] = true
+			}
+			if got := slices.Sorted(maps.Keys(seen)); !slices.Equal(got, want) {
+				return fmt.Errorf("40 connections answered by %v, want %v", got, want)
+			}
+			return nil
+		}
+	}
+	waitFor(t, "backends a and b answer", 5*time.Second, answeredBy("a", "b"))
+	handlesBefore := ruleHandles(t, n, "service-default/swap/")
+	mapsBefore := endpointMaps(t, n, "service-default/swap/")
+
+	rp.apply(t, endpointSlice(n, "swap", 8080, []string{"a", "c"}))
+	waitFor(t, "backends a and c answer", 5*time.Second, answeredBy("a", "c"))
+	if after := ruleHandles(t, n, "service-default/swap/"); !slices.Equal(after, handlesBefore) {
+		t.Errorf("the Service's rules were rewritten (handles %v → %v) for an endpoint replaced", handlesBefore, after)
+	}
+	if after := endpointMaps(t, n, "service-default/swap/"); !slices.Equal(after, mapsBefore) {
+		t.Errorf("endpoint maps are %v, were %v: want the same map with new elements", after, mapsBefore)
 	}
 }
 
