@@ -66,7 +66,7 @@ func main() {
 	case "proxy":
 		services := fs.String("services", "10,1000,10000", "numbers of Services, ascending")
 		endpoints := fs.Int("endpoints", 10, "endpoints per Service")
-		changes := fs.Int("changes", 40, "EndpointSlice changes timed per proxy and size")
+		changes := fs.Int("changes", 40, "EndpointSlice changes timed per proxy and size, of each kind (replace, add)")
 		connects := fs.Int("connects", 2000, "TCP connections timed through the probe VIP per proxy and size")
 		rounds := fs.Int("rounds", 3, "proxy starts per size: one on an empty table, the rest restarts")
 		run = func() error {

@@ -72,7 +72,8 @@ type proxyPeer struct {
 // proxyFigures are one proxy's results at one number of Services.
 type proxyFigures struct {
 	fullSync    []time.Duration // the first is on an empty table, the others after a restart
-	partial     []time.Duration // EndpointSlice update → the new endpoint in the kernel
+	replaced    []time.Duration // EndpointSlice update replacing an endpoint → the new endpoint in the kernel
+	added       []time.Duration // EndpointSlice update adding an endpoint → the new endpoint in the kernel
 	missed      int             // changes never seen in the kernel within the deadline
 	connect     []time.Duration // TCP connect through the probe VIP
 	peakRSS     int64
@@ -117,6 +118,7 @@ func runProxyBench(ctx context.Context, sizes []int, endpoints, changes, connect
 	}
 	results := map[int]map[string]*proxyFigures{}
 	created := 0
+	changeAddrs := 0 // the addresses changes bring in are never used twice, across sizes and proxies
 	for _, size := range sizes {
 		fmt.Fprintf(os.Stderr, "bench: %d Services × %d endpoints\n", size, endpoints)
 		if err := createServices(ctx, client, created, size, endpoints); err != nil {
@@ -125,7 +127,8 @@ func runProxyBench(ctx context.Context, sizes []int, endpoints, changes, connect
 		created = size
 		results[size] = map[string]*proxyFigures{}
 		for _, peer := range peers {
-			f, err := benchProxy(ctx, client, peer, size, endpoints, changes, connects, rounds)
+			f, err := benchProxy(ctx, client, peer, size, endpoints, changes, changeAddrs, connects, rounds)
+			changeAddrs += 2 * changes
 			if err != nil {
 				return fmt.Errorf("%s with %d Services: %w", peer.name, size, err)
 			}
@@ -232,7 +235,7 @@ func benchSlice(service string, addrs []string) *discoveryv1.EndpointSlice {
 
 // benchProxy measures one proxy at one number of Services: full syncs (the first on an empty table, then
 // after restarts), then partial syncs and connections through the probe VIP.
-func benchProxy(ctx context.Context, client kubernetes.Interface, peer proxyPeer, size, endpoints, changes, connects, rounds int) (*proxyFigures, error) {
+func benchProxy(ctx context.Context, client kubernetes.Interface, peer proxyPeer, size, endpoints, changes, firstAddr, connects, rounds int) (*proxyFigures, error) {
 	ns, err := newBenchNetns()
 	if err != nil {
 		return nil, err
@@ -290,7 +293,7 @@ func benchProxy(ctx context.Context, client kubernetes.Interface, peer proxyPeer
 	}
 	fmt.Fprintf(os.Stderr, "bench: %s full syncs %v\n", peer.name, f.fullSync)
 
-	if f.partial, f.missed, err = ns.measureChanges(ctx, client, size, changes); err != nil {
+	if f.replaced, f.added, f.missed, err = ns.measureChanges(ctx, client, size, changes, firstAddr); err != nil {
 		return nil, err
 	}
 	for range connects {
@@ -485,43 +488,54 @@ func (n *benchNetns) waitFullSync(ctx context.Context, proc *process) (time.Dura
 	return took, nil
 }
 
-// measureChanges updates the EndpointSlices of random Services one at a time, each with an endpoint address
-// never used before, and times each from just before the update to the kernel's announcement of a rule or
-// element holding that address (nftables' netlink notifications, sent when a transaction commits).
-// Changes are 1.1 s apart: kube-proxy's default minSyncPeriod is 1 s.
-func (n *benchNetns) measureChanges(ctx context.Context, client kubernetes.Interface, size, changes int) ([]time.Duration, int, error) {
+// measureChanges updates the EndpointSlices of random Services one at a time with an endpoint address
+// never used before (firstAddr on), and times each from just before the update to the kernel's announcement
+// of a rule or element holding that address (nftables' netlink notifications, sent when a transaction
+// commits). Changes alternate between replacing an endpoint (a rolling update's step when maxSurge pods are
+// already counted) and adding one (a scale-up), changes of each. They are 1.1 s apart: kube-proxy's default
+// minSyncPeriod is 1 s.
+func (n *benchNetns) measureChanges(ctx context.Context, client kubernetes.Interface, size, changes, firstAddr int) (replaced, added []time.Duration, missed int, err error) {
 	mon, err := n.monitorNftables()
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	defer mon.close()
-	var latencies []time.Duration
-	missed := 0
-	for k := range changes {
+	for k := range 2 * changes {
 		svc := fmt.Sprintf("svc-%d", 1+rand.IntN(max(size-1, 1)))
-		addr := nthAddr(changeBase, k+size*changes) // unique across sizes too
+		addr := nthAddr(changeBase, firstAddr+k)
 		slice, err := client.DiscoveryV1().EndpointSlices("default").Get(ctx, svc, metav1.GetOptions{})
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
-		slice.Endpoints[0].Addresses = []string{addr.String()}
+		adding := k%2 == 1
+		if adding {
+			extra := slice.Endpoints[0]
+			extra.Addresses = []string{addr.String()}
+			slice.Endpoints = append(slice.Endpoints, extra)
+		} else {
+			slice.Endpoints[0].Addresses = []string{addr.String()}
+		}
 		want := addr.As4()
 		seen := mon.expect(want[:])
 		start := time.Now()
 		if _, err := client.DiscoveryV1().EndpointSlices("default").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 		select {
 		case at := <-seen:
-			latencies = append(latencies, at.Sub(start))
+			if adding {
+				added = append(added, at.Sub(start))
+			} else {
+				replaced = append(replaced, at.Sub(start))
+			}
 		case <-time.After(10 * time.Second):
 			missed++
 		case <-ctx.Done():
-			return nil, 0, ctx.Err()
+			return nil, nil, 0, ctx.Err()
 		}
 		time.Sleep(1100 * time.Millisecond)
 	}
-	return latencies, missed, nil
+	return replaced, added, missed, nil
 }
 
 // nftMonitor reads nftables notifications in the namespace and reports when one holds the expected bytes.
@@ -608,8 +622,10 @@ func reportProxy(sizes []int, endpoints int, results map[int]map[string]*proxyFi
 		if len(a.fullSync) > 1 {
 			line(size, "full sync after a restart (median)", quantile(a.fullSync[1:], 50), quantile(k.fullSync[1:], 50))
 		}
-		line(size, fmt.Sprintf("EndpointSlice change → kernel, p50 (n=%d)", len(a.partial)), quantile(a.partial, 50), quantile(k.partial, 50))
-		line(size, "EndpointSlice change → kernel, p99", quantile(a.partial, 99), quantile(k.partial, 99))
+		line(size, fmt.Sprintf("endpoint replaced → kernel, p50 (n=%d)", len(a.replaced)), quantile(a.replaced, 50), quantile(k.replaced, 50))
+		line(size, "endpoint replaced → kernel, p99", quantile(a.replaced, 99), quantile(k.replaced, 99))
+		line(size, fmt.Sprintf("endpoint added → kernel, p50 (n=%d)", len(a.added)), quantile(a.added, 50), quantile(k.added, 50))
+		line(size, "endpoint added → kernel, p99", quantile(a.added, 99), quantile(k.added, 99))
 		line(size, fmt.Sprintf("TCP connect via VIP, p50 (n=%d)", len(a.connect)), quantile(a.connect, 50), quantile(k.connect, 50))
 		line(size, "TCP connect via VIP, p99", quantile(a.connect, 99), quantile(k.connect, 99))
 		fmt.Printf("%-9d %-40s %14.2f %14.2f\n", size, "CPU seconds to the first full sync", a.cpuFullSync, k.cpuFullSync)
