@@ -199,7 +199,7 @@ func newProxier(ctx context.Context, cfg *config.Configuration, nodeName string,
 	if err != nil {
 		return nil, err
 	}
-	clusterCIDR, _ := netip.ParsePrefix(cfg.Proxy.ClusterCIDR) // validated; the zero Prefix when empty
+	clusterCIDRs, _ := cfg.Proxy.ClusterCIDRs() // validated; none when empty
 	return proxy.New(proxy.Config{
 		NodeName: nodeName,
 		NodePortIPs: func() []netip.Addr {
@@ -209,14 +209,11 @@ func newProxier(ctx context.Context, cfg *config.Configuration, nodeName string,
 			}
 			return ips
 		},
-		LocalCIDR: func() netip.Prefix {
-			if clusterCIDR.IsValid() {
-				return clusterCIDR
+		LocalCIDRs: func() []netip.Prefix {
+			if len(clusterCIDRs) > 0 {
+				return clusterCIDRs
 			}
-			if cidrs := podCIDRs(cfg, src); len(cidrs) > 0 {
-				return cidrs[0]
-			}
-			return netip.Prefix{}
+			return podCIDRs(cfg, src)
 		},
 		FullSyncPeriod: cfg.Proxy.SyncPeriod.Duration,
 		Metrics:        reg,

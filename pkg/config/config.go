@@ -208,8 +208,9 @@ type ProxyConfiguration struct {
 	// NodePortAddresses selects the node addresses that accept NodePorts: "primary" (the node's
 	// InternalIPs) or CIDRs, whose addresses on this host are used.
 	NodePortAddresses []string `json:"nodePortAddresses,omitempty"`
-	// ClusterCIDR is the pods' range: traffic to a ClusterIP from outside it is masqueraded. Empty: the
-	// node's podCIDR.
+	// ClusterCIDR is the pods' range, or comma-separated one IPv4 and one IPv6 range on a dual-stack
+	// cluster (as kube-proxy's --cluster-cidr): traffic to a ClusterIP from outside it is masqueraded.
+	// Empty: the node's podCIDRs.
 	ClusterCIDR string `json:"clusterCIDR,omitempty"`
 	// SyncPeriod is how often the whole table is rewritten from the cache; changes are written as they come.
 	SyncPeriod metav1.Duration `json:"syncPeriod"`
@@ -348,7 +349,7 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.Proxy.NodePortAddresses, "nodeport-addresses", c.Proxy.NodePortAddresses,
 		`"primary" or comma-separated CIDRs: the node addresses that accept NodePorts.`)
 	fs.StringVar(&c.Proxy.ClusterCIDR, "cluster-cidr", c.Proxy.ClusterCIDR,
-		"Pod range; traffic to ClusterIPs from outside it is masqueraded (empty: the node's podCIDR).")
+		"Pod range (dual-stack: an IPv4 and an IPv6 range, comma-separated); traffic to ClusterIPs from outside it is masqueraded (empty: the node's podCIDRs).")
 	fs.StringVar(&c.ResolvConf, "resolv-conf", c.ResolvConf, "The node's resolver file, for dnsPolicy Default and DNS upstreams.")
 	fs.BoolVar(&c.DNS.Enabled, "enable-dns", c.DNS.Enabled, "Answer cluster DNS for the node's pods, as CoreDNS does.")
 	fs.StringVar(&c.DNS.LocalAddress, "dns-address", c.DNS.LocalAddress, "Node-local address the DNS server listens on.")
@@ -523,6 +524,25 @@ func (c *Configuration) NodeName() (string, error) {
 	return os.Hostname()
 }
 
+// ClusterCIDRs parses ClusterCIDR: none when it is empty, else one or two CIDRs, at most one per family.
+func (p *ProxyConfiguration) ClusterCIDRs() ([]netip.Prefix, error) {
+	if p.ClusterCIDR == "" {
+		return nil, nil
+	}
+	var cidrs []netip.Prefix
+	for _, c := range strings.Split(p.ClusterCIDR, ",") {
+		prefix, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return nil, fmt.Errorf("not a CIDR: %q (want e.g. 10.244.0.0/16, or 10.244.0.0/16,fd00:10:244::/56)", c)
+		}
+		if slices.ContainsFunc(cidrs, func(o netip.Prefix) bool { return o.Addr().Is4() == prefix.Addr().Is4() }) {
+			return nil, fmt.Errorf("two CIDRs of the same family (want at most one IPv4 and one IPv6)")
+		}
+		cidrs = append(cidrs, prefix.Masked())
+	}
+	return cidrs, nil
+}
+
 func (p *ProxyConfiguration) validate(path *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	for i, a := range p.NodePortAddresses {
@@ -533,10 +553,8 @@ func (p *ProxyConfiguration) validate(path *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(path.Child("nodePortAddresses").Index(i), a, `want "primary" alone, or CIDRs`))
 		}
 	}
-	if p.ClusterCIDR != "" {
-		if _, err := netip.ParsePrefix(p.ClusterCIDR); err != nil {
-			errs = append(errs, field.Invalid(path.Child("clusterCIDR"), p.ClusterCIDR, "not a CIDR (want e.g. 10.244.0.0/16)"))
-		}
+	if _, err := p.ClusterCIDRs(); err != nil {
+		errs = append(errs, field.Invalid(path.Child("clusterCIDR"), p.ClusterCIDR, err.Error()))
 	}
 	if p.SyncPeriod.Duration < time.Second {
 		errs = append(errs, field.Invalid(path.Child("syncPeriod"), p.SyncPeriod.Duration.String(), "must be at least 1s"))

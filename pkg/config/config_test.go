@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -123,5 +124,25 @@ func TestShippedExampleConfigLoads(t *testing.T) {
 	// Without clusterDNS, pods use the agent's own DNS server.
 	if got := c.PodNameservers(); len(got) != 1 || got[0] != "169.254.20.10" {
 		t.Errorf("pod nameservers %v, want the agent's 169.254.20.10", got)
+	}
+}
+
+func TestClusterCIDRTakesOneRangePerFamily(t *testing.T) {
+	for value, want := range map[string]string{
+		"":                                "[]",
+		"10.244.0.0/16":                   "[10.244.0.0/16]",
+		"10.244.0.0/16, fd00:10:244::/56": "[10.244.0.0/16 fd00:10:244::/56]",
+		"10.244.0.0/16,10.245.0.0/16":     "error: two CIDRs of the same family",
+		"10.244.0.0/16,fd00::":            `error: not a CIDR: "fd00::"`,
+	} {
+		p := ProxyConfiguration{ClusterCIDR: value}
+		cidrs, err := p.ClusterCIDRs()
+		got := fmt.Sprint(cidrs)
+		if err != nil {
+			got = "error: " + err.Error()
+		}
+		if !strings.HasPrefix(got, want) {
+			t.Errorf("clusterCIDR %q: %s, want %s", value, got, want)
+		}
 	}
 }

@@ -5,50 +5,89 @@ import (
 )
 
 // metrics are kube-proxy's, with its names, labels, help and buckets, so its dashboards and alerts work
-// unchanged. Per-family metrics carry ip_family="IPv4": the proxy serves IPv4 Services.
+// unchanged. kube-proxy labels its per-family metrics with ip_family, one proxier per family; here one
+// transaction writes both families' rules, so each sync is counted under both labels, IPv4 and IPv6.
 type metrics struct {
-	syncDuration        prometheus.Observer
-	syncFullDuration    prometheus.Observer
-	syncPartialDuration prometheus.Observer
-	lastSynced          prometheus.Gauge
-	lastQueued          prometheus.Gauge
+	syncDuration        observers
+	syncFullDuration    observers
+	syncPartialDuration observers
+	lastSynced          gauges
+	lastQueued          gauges
 	// networkProgramming is the time from an EndpointSlice change (its last-change-trigger-time
 	// annotation, set by the EndpointSlice controller) to the rules that carry it being written.
-	networkProgramming prometheus.Observer
+	networkProgramming observers
 	serviceChanges     prometheus.Counter
 	endpointChanges    prometheus.Counter
-	syncFailures       prometheus.Counter
+	syncFailures       counters
 	healthz, livez     *prometheus.CounterVec
 
 	all []prometheus.Collector
 }
 
-const ipFamily = "IPv4"
+// observers, gauges and counters are one metric's series, one per family, changed together.
+type (
+	observers []prometheus.Observer
+	gauges    []prometheus.Gauge
+	counters  []prometheus.Counter
+)
+
+func (o observers) Observe(v float64) {
+	for _, s := range o {
+		s.Observe(v)
+	}
+}
+
+func (g gauges) Set(v float64) {
+	for _, s := range g {
+		s.Set(v)
+	}
+}
+
+func (g gauges) SetToCurrentTime() {
+	for _, s := range g {
+		s.SetToCurrentTime()
+	}
+}
+
+func (c counters) Inc() {
+	for _, s := range c {
+		s.Inc()
+	}
+}
+
+// perFamily returns a vector's series for each family.
+func perFamily[T any](withLabels func(...string) T) []T {
+	var series []T
+	for _, f := range families {
+		series = append(series, withLabels(f.name))
+	}
+	return series
+}
 
 func newMetrics() *metrics {
 	const ns = "kubeproxy"
 	syncBuckets := prometheus.ExponentialBuckets(0.001, 2, 15)
 	m := &metrics{}
 	family := []string{"ip_family"}
-	histogram := func(name, help string, buckets []float64) prometheus.Observer {
+	histogram := func(name, help string, buckets []float64) observers {
 		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: name, Help: help, Buckets: buckets}, family)
 		m.all = append(m.all, v)
-		return v.WithLabelValues(ipFamily)
+		return perFamily(v.WithLabelValues)
 	}
-	familyCounter := func(name, help string) prometheus.Counter {
+	familyCounter := func(name, help string) counters {
 		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, family)
 		m.all = append(m.all, v)
-		return v.WithLabelValues(ipFamily)
+		return perFamily(v.WithLabelValues)
 	}
 	counter := func(name, help string) prometheus.Counter {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help})
 		m.all = append(m.all, c)
 		return c
 	}
-	gauge := func(name, help string) prometheus.Gauge {
+	gauge := func(name, help string) gauges {
 		v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, family)
 		m.all = append(m.all, v)
-		return v.WithLabelValues(ipFamily)
+		return perFamily(v.WithLabelValues)
 	}
 	codes := func(name, help string) *prometheus.CounterVec {
 		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, []string{"code"})

@@ -14,10 +14,11 @@ import (
 // endpoints behind it and the policies that choose among them. It is built from the API objects alone, so
 // the rules rendered from it can be compared with the ones already in the kernel.
 type servicePort struct {
-	// name is kube-proxy's ServicePortName, "namespace/name/protocol/port-name", used in chain names.
+	// name is kube-proxy's ServicePortName, "namespace/name/protocol/port-name".
 	name     string
 	protocol corev1.Protocol
-	// clusterIP is the IPv4 ClusterIP; invalid for headless Services and IPv6-only ones.
+	// family is the IP family of every address below: a dual-stack Service gives one servicePort per family.
+	family    ipFamily
 	clusterIP netip.Addr
 	port      uint16
 	nodePort  uint16
@@ -43,6 +44,15 @@ type endpoint struct {
 }
 
 func (e endpoint) String() string { return netip.AddrPortFrom(e.addr, e.port).String() }
+
+// chainID names the port's chains: the ServicePortName, and for IPv6 "/ipv6" after it (a port name cannot
+// hold a "/", so no IPv4 name can look like an IPv6 one).
+func (sp *servicePort) chainID() string {
+	if sp.family.nfproto == familyIPv6.nfproto {
+		return sp.name + "/ipv6"
+	}
+	return sp.name
+}
 
 // clusterEndpoints are the endpoints for traffic to the ClusterIP, and to external addresses unless
 // externalTrafficPolicy is Local (then localEndpoints).
@@ -81,16 +91,30 @@ func usable(eps []endpoint) []endpoint {
 	return terminating
 }
 
-// servicePorts returns what the Service asks of this node, port by port, with the endpoints that its
-// EndpointSlices give for that port (matched by port name, so named targetPorts resolve to each endpoint's
-// own number). A Service with no IPv4 ClusterIP (headless, ExternalName, IPv6-only) gives nothing.
+// servicePorts returns what the Service asks of this node, port by port and family by family (a dual-stack
+// Service has a ClusterIP of each), with the endpoints that its EndpointSlices of that family give for
+// that port (matched by port name, so named targetPorts resolve to each endpoint's own number). A Service
+// with no ClusterIP (headless, ExternalName) gives nothing.
 func servicePorts(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, nodeName string) []servicePort {
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		return nil
 	}
-	clusterIP := ipv4(svc.Spec.ClusterIP)
-	for _, ip := range svc.Spec.ClusterIPs { // dual-stack: the IPv4 one, whichever family is primary
-		if a := ipv4(ip); a.IsValid() {
+	var ports []servicePort
+	for _, f := range families {
+		ports = append(ports, familyPorts(f, svc, endpointSlices, nodeName)...)
+	}
+	return ports
+}
+
+// familyPorts returns the Service's ports for one family; none when it has no ClusterIP of that family.
+func familyPorts(f ipFamily, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, nodeName string) []servicePort {
+	clusterIPs := svc.Spec.ClusterIPs
+	if len(clusterIPs) == 0 {
+		clusterIPs = []string{svc.Spec.ClusterIP}
+	}
+	var clusterIP netip.Addr
+	for _, ip := range clusterIPs {
+		if a := parseAddr(ip, f); a.IsValid() {
 			clusterIP = a
 			break
 		}
@@ -100,7 +124,7 @@ func servicePorts(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSli
 	}
 	var external []netip.Addr
 	for _, ip := range svc.Spec.ExternalIPs {
-		if a := ipv4(ip); a.IsValid() {
+		if a := parseAddr(ip, f); a.IsValid() {
 			external = append(external, a)
 		}
 	}
@@ -108,12 +132,12 @@ func servicePorts(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSli
 	var ranges []netip.Prefix
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 		for _, r := range svc.Spec.LoadBalancerSourceRanges {
-			if p, err := netip.ParsePrefix(strings.TrimSpace(r)); err == nil && p.Addr().Is4() {
+			if p, err := netip.ParsePrefix(strings.TrimSpace(r)); err == nil && familyOf(p.Addr()).nfproto == f.nfproto {
 				ranges = append(ranges, p.Masked())
 			}
 		}
 		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			a := ipv4(ing.IP)
+			a := parseAddr(ing.IP, f)
 			if !a.IsValid() {
 				continue
 			}
@@ -137,6 +161,7 @@ func servicePorts(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSli
 		sp := servicePort{
 			name:            fmt.Sprintf("%s/%s/%s/%s", svc.Namespace, svc.Name, strings.ToLower(string(p.Protocol)), p.Name),
 			protocol:        p.Protocol,
+			family:          f,
 			clusterIP:       clusterIP,
 			port:            uint16(p.Port),
 			externalAddrs:   external,
@@ -146,7 +171,7 @@ func servicePorts(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSli
 			externalLocal: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal &&
 				(svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer),
 			internalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
-			endpoints:     endpointsFor(p, endpointSlices, nodeName),
+			endpoints:     endpointsFor(f, p, endpointSlices, nodeName),
 		}
 		if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 			sp.nodePort = uint16(p.NodePort)
@@ -156,12 +181,12 @@ func servicePorts(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSli
 	return ports
 }
 
-// endpointsFor collects the IPv4 endpoints of one Service port from every slice, once each.
-func endpointsFor(p corev1.ServicePort, endpointSlices []*discoveryv1.EndpointSlice, nodeName string) []endpoint {
+// endpointsFor collects the endpoints of family f of one Service port from every slice, once each.
+func endpointsFor(f ipFamily, p corev1.ServicePort, endpointSlices []*discoveryv1.EndpointSlice, nodeName string) []endpoint {
 	var eps []endpoint
 	seen := map[netip.AddrPort]bool{}
 	for _, slice := range endpointSlices {
-		if slice.AddressType != discoveryv1.AddressTypeIPv4 {
+		if string(slice.AddressType) != f.name {
 			continue
 		}
 		var port int32 = -1
@@ -178,7 +203,7 @@ func endpointsFor(p corev1.ServicePort, endpointSlices []*discoveryv1.EndpointSl
 			if len(e.Addresses) == 0 {
 				continue
 			}
-			addr := ipv4(e.Addresses[0])
+			addr := parseAddr(e.Addresses[0], f)
 			key := netip.AddrPortFrom(addr, uint16(port))
 			if !addr.IsValid() || seen[key] {
 				continue
@@ -204,10 +229,10 @@ func endpointsFor(p corev1.ServicePort, endpointSlices []*discoveryv1.EndpointSl
 	return eps
 }
 
-// ipv4 parses s as an IPv4 address; the zero Addr when it is not one.
-func ipv4(s string) netip.Addr {
+// parseAddr parses s as an address of family f; the zero Addr when it is not one.
+func parseAddr(s string, f ipFamily) netip.Addr {
 	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
+	if err != nil || familyOf(a).nfproto != f.nfproto || a.Is4In6() || a.Zone() != "" {
 		return netip.Addr{}
 	}
 	return a

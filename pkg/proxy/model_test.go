@@ -129,21 +129,31 @@ func TestExternalAddressesAndNodePorts(t *testing.T) {
 	}
 }
 
-func TestServicesWithoutIPv4ClusterIPAreSkipped(t *testing.T) {
+func TestServicePortsFollowTheClusterIPFamilies(t *testing.T) {
 	for name, svc := range map[string]*corev1.Service{
 		"headless":     webService(func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = "None", []string{"None"} }),
 		"externalName": webService(func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeExternalName }),
-		"ipv6 only":    webService(func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = "fd00::10", []string{"fd00::10"} }),
 	} {
 		if ports := servicePorts(svc, nil, "n"); len(ports) != 0 {
 			t.Errorf("%s: %d service ports, want none", name, len(ports))
 		}
 	}
-	dual := webService(func(s *corev1.Service) {
-		s.Spec.ClusterIP, s.Spec.ClusterIPs = "fd00::10", []string{"fd00::10", "10.96.0.11"}
-	})
-	if ports := servicePorts(dual, nil, "n"); len(ports) != 1 || ports[0].clusterIP.String() != "10.96.0.11" {
-		t.Errorf("dual-stack with IPv6 primary: %+v, want the IPv4 ClusterIP", ports)
+	for name, tc := range map[string]struct {
+		clusterIPs []string
+		want       []string // ClusterIP, chain ID
+	}{
+		"ipv6 only":                {[]string{"fd00::10"}, []string{"fd00::10 default/web/tcp/http/ipv6"}},
+		"dual-stack, IPv6 primary": {[]string{"fd00::10", "10.96.0.11"}, []string{"10.96.0.11 default/web/tcp/http", "fd00::10 default/web/tcp/http/ipv6"}},
+		"dual-stack, IPv4 primary": {[]string{"10.96.0.11", "fd00::10"}, []string{"10.96.0.11 default/web/tcp/http", "fd00::10 default/web/tcp/http/ipv6"}},
+	} {
+		svc := webService(func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = tc.clusterIPs[0], tc.clusterIPs })
+		var got []string
+		for _, p := range servicePorts(svc, nil, "n") {
+			got = append(got, p.clusterIP.String()+" "+p.chainID())
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: ports %q, want %q", name, got, tc.want)
+		}
 	}
 }
 

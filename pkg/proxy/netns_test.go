@@ -17,6 +17,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/nodeagent/nodeagent/internal/netnsutil"
 )
@@ -34,6 +35,12 @@ const (
 	clientIP = "192.168.50.2"
 	podCIDR  = "10.244.0.0/24"
 	bridgeIP = "10.244.0.1"
+
+	// The network is dual-stack: every link has an IPv6 address too.
+	nodeIP6   = "fd00:50::1"
+	clientIP6 = "fd00:50::2"
+	podCIDR6  = "fd00:244::/64"
+	bridgeIP6 = "fd00:244::1"
 )
 
 // testNet is the topology above. Every namespace lives as long as its handle: closing them at the end of
@@ -42,6 +49,7 @@ type testNet struct {
 	node, client netns.NsHandle
 	backends     map[string]netns.NsHandle // by name
 	backendIPs   map[string]netip.Addr
+	backendIPs6  map[string]netip.Addr
 }
 
 // inNS runs fn on a thread that is inside ns; sockets created by fn stay in ns after it returns.
@@ -74,11 +82,11 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// newTestNet builds the topology with the named backends (10.244.0.11, .12, ...).
+// newTestNet builds the topology with the named backends (10.244.0.11 and fd00:244::11, .12, ...).
 func newTestNet(t *testing.T, backends ...string) *testNet {
 	t.Helper()
 	n := &testNet{node: newNS(t), client: newNS(t),
-		backends: map[string]netns.NsHandle{}, backendIPs: map[string]netip.Addr{}}
+		backends: map[string]netns.NsHandle{}, backendIPs: map[string]netip.Addr{}, backendIPs6: map[string]netip.Addr{}}
 	nodeH, err := netlink.NewHandleAt(n.node)
 	must(t, err)
 	defer nodeH.Close()
@@ -87,29 +95,37 @@ func newTestNet(t *testing.T, backends ...string) *testNet {
 	br, err := nodeH.LinkByName("br0")
 	must(t, err)
 	must(t, nodeH.AddrAdd(br, mustAddr(bridgeIP+"/24")))
+	must(t, nodeH.AddrAdd(br, mustAddr(bridgeIP6+"/64")))
 	must(t, nodeH.LinkSetUp(br))
 	must(t, inNS(n.node, func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+			return err
+		}
+		return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644)
 	}))
 	// Service VIPs are routed out of the bridge, as a node's default route would take them, so that a
 	// connection to a VIP without endpoints reaches the filter hooks and is refused there.
-	_, services, _ := net.ParseCIDR("10.96.0.0/16")
-	must(t, nodeH.RouteAdd(&netlink.Route{LinkIndex: br.Attrs().Index, Dst: services, Scope: netlink.SCOPE_LINK}))
+	for _, cidr := range []string{"10.96.0.0/16", "fd00:96::/112"} {
+		_, services, _ := net.ParseCIDR(cidr)
+		must(t, nodeH.RouteAdd(&netlink.Route{LinkIndex: br.Attrs().Index, Dst: services, Scope: netlink.SCOPE_LINK}))
+	}
 
-	n.wire(t, nodeH, n.client, "client", nodeIP+"/24", clientIP+"/24", nil, nodeIP)
+	n.wire(t, nodeH, n.client, "client", []string{nodeIP + "/24", nodeIP6 + "/64"}, []string{clientIP + "/24", clientIP6 + "/64"},
+		nil, []string{nodeIP, nodeIP6})
 	for i, name := range backends {
 		ns := newNS(t)
 		ip := netip.MustParseAddr(fmt.Sprintf("10.244.0.%d", 11+i))
-		n.backends[name], n.backendIPs[name] = ns, ip
-		n.wire(t, nodeH, ns, "b-"+name, "", ip.String()+"/24", br, bridgeIP)
+		ip6 := netip.MustParseAddr(fmt.Sprintf("fd00:244::%d", 11+i))
+		n.backends[name], n.backendIPs[name], n.backendIPs6[name] = ns, ip, ip6
+		n.wire(t, nodeH, ns, "b-"+name, nil, []string{ip.String() + "/24", ip6.String() + "/64"}, br, []string{bridgeIP, bridgeIP6})
 		n.serve(t, name)
 	}
 	return n
 }
 
-// wire connects peer to the node namespace with a veth pair: the node end gets nodeAddr (or joins bridge),
-// the peer end is eth0 with peerAddr and a default route via gateway.
-func (n *testNet) wire(t *testing.T, nodeH *netlink.Handle, peer netns.NsHandle, name, nodeAddr, peerAddr string, bridge netlink.Link, gateway string) {
+// wire connects peer to the node namespace with a veth pair: the node end gets nodeAddrs (or joins bridge),
+// the peer end is eth0 with peerAddrs and a default route via each of gateways (one per family).
+func (n *testNet) wire(t *testing.T, nodeH *netlink.Handle, peer netns.NsHandle, name string, nodeAddrs, peerAddrs []string, bridge netlink.Link, gateways []string) {
 	t.Helper()
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "eth0", PeerNamespace: netlink.NsFd(peer)}
 	must(t, nodeH.LinkAdd(veth))
@@ -119,7 +135,9 @@ func (n *testNet) wire(t *testing.T, nodeH *netlink.Handle, peer netns.NsHandle,
 		must(t, nodeH.LinkSetMaster(link, bridge))
 		must(t, nodeH.LinkSetHairpin(link, true))
 	} else {
-		must(t, nodeH.AddrAdd(link, mustAddr(nodeAddr)))
+		for _, a := range nodeAddrs {
+			must(t, nodeH.AddrAdd(link, mustAddr(a)))
+		}
 	}
 	must(t, nodeH.LinkSetUp(link))
 	peerH, err := netlink.NewHandleAt(peer)
@@ -127,15 +145,24 @@ func (n *testNet) wire(t *testing.T, nodeH *netlink.Handle, peer netns.NsHandle,
 	defer peerH.Close()
 	eth0, err := peerH.LinkByName("eth0")
 	must(t, err)
-	must(t, peerH.AddrAdd(eth0, mustAddr(peerAddr)))
+	for _, a := range peerAddrs {
+		must(t, peerH.AddrAdd(eth0, mustAddr(a)))
+	}
 	must(t, peerH.LinkSetUp(eth0))
-	must(t, peerH.RouteAdd(&netlink.Route{Gw: net.ParseIP(gateway)}))
+	for _, gw := range gateways {
+		must(t, peerH.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: net.ParseIP(gw)}))
+	}
 }
 
+// mustAddr parses an address with its prefix length. An IPv6 one skips duplicate address detection, which
+// would leave it unusable for a second or two.
 func mustAddr(cidr string) *netlink.Addr {
 	a, err := netlink.ParseAddr(cidr)
 	if err != nil {
 		panic(err)
+	}
+	if a.IP.To4() == nil {
+		a.Flags |= unix.IFA_F_NODAD
 	}
 	return a
 }
@@ -148,14 +175,14 @@ func (n *testNet) serve(t *testing.T, name string) {
 	var udp net.PacketConn
 	must(t, inNS(n.backends[name], func() error {
 		for _, port := range []string{"8080", "8443"} {
-			l, err := net.Listen("tcp4", ":"+port)
+			l, err := net.Listen("tcp", ":"+port)
 			if err != nil {
 				return err
 			}
 			tcp = append(tcp, l)
 		}
 		var err error
-		udp, err = net.ListenPacket("udp4", ":5353")
+		udp, err = net.ListenPacket("udp", ":5353")
 		return err
 	}))
 	for _, l := range tcp {
@@ -194,7 +221,7 @@ func dialTCP(ns netns.NsHandle, addr string, timeout time.Duration) (reply, erro
 	var conn net.Conn
 	err := inNS(ns, func() error {
 		var err error
-		conn, err = net.DialTimeout("tcp4", addr, timeout)
+		conn, err = net.DialTimeout("tcp", addr, timeout)
 		return err
 	})
 	if err != nil {
@@ -215,7 +242,7 @@ func exchangeUDP(ns netns.NsHandle, addr string, timeout time.Duration) (reply, 
 	var conn net.Conn
 	err := inNS(ns, func() error {
 		var err error
-		conn, err = net.Dial("udp4", addr)
+		conn, err = net.Dial("udp", addr)
 		return err
 	})
 	if err != nil {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"encoding/binary"
 	"net/netip"
 
 	"github.com/google/nftables"
@@ -15,36 +14,72 @@ import (
 // concatenation puts each field in the next 32-bit register, padded to four bytes, as nft does.
 const (
 	reg1     = 1 // NFT_REG_1: 16 bytes
+	reg32_00 = 8 // the 32-bit register that starts reg1
 	reg32_01 = 9 // the 32-bit register right after the first four bytes of reg1
-	reg32_02 = 10
 )
 
 // masqueradeBit is the packet mark that asks nat-postrouting to masquerade, kube-proxy's 0x4000.
 const masqueradeBit = 0x4000
 
-// onlyIPv4 is "meta nfproto ipv4": the table is inet, so a rule that reads IPv4 headers must skip IPv6 packets.
-func onlyIPv4() []expr.Any {
+// ipFamily is what a rule needs to know of an IP version: the nfproto that selects its packets in the inet
+// table, where its addresses sit in the network header, and the suffix that keeps its chains and sets apart
+// from the other family's (none for IPv4, so an IPv4-only table is named as before dual-stack).
+type ipFamily struct {
+	name             string // "IPv4" or "IPv6", as Kubernetes spells them
+	nfproto          byte
+	addrLen          uint32
+	saddrAt, daddrAt uint32
+	addrType         nftables.SetDatatype
+	suffix           string
+}
+
+var (
+	familyIPv4 = ipFamily{name: "IPv4", nfproto: unix.NFPROTO_IPV4, addrLen: 4, saddrAt: 12, daddrAt: 16, addrType: nftables.TypeIPAddr}
+	familyIPv6 = ipFamily{name: "IPv6", nfproto: unix.NFPROTO_IPV6, addrLen: 16, saddrAt: 8, daddrAt: 24, addrType: nftables.TypeIP6Addr, suffix: "-ipv6"}
+	families   = []ipFamily{familyIPv4, familyIPv6}
+)
+
+func familyOf(a netip.Addr) ipFamily {
+	if a.Is4() {
+		return familyIPv4
+	}
+	return familyIPv6
+}
+
+// afterAddr is the 32-bit register n places after an address loaded into reg1: where a concatenation's
+// next fields go.
+func (f ipFamily) afterAddr(n uint32) uint32 { return reg32_00 + f.addrLen/4 + n }
+
+// endpointValues is the type of an endpoint map's values: the family's address . inet_service.
+func (f ipFamily) endpointValues() nftables.SetDatatype {
+	t, _ := nftables.ConcatSetType(f.addrType, nftables.TypeInetService)
+	return t
+}
+
+// only is "meta nfproto ipv4|ipv6": the table is inet, so a rule that reads one family's headers must skip
+// the other's packets.
+func (f ipFamily) only() []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV4}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{f.nfproto}},
 	}
 }
 
-// loadIPv4Addr is "ip saddr" or "ip daddr" into register reg.
-func loadIPv4Addr(source bool, reg uint32) expr.Any {
-	offset := uint32(16) // daddr
+// loadAddr is "ip|ip6 saddr|daddr" into register reg.
+func (f ipFamily) loadAddr(source bool, reg uint32) expr.Any {
+	offset := f.daddrAt
 	if source {
-		offset = 12
+		offset = f.saddrAt
 	}
-	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4}
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: f.addrLen}
 }
 
-// daddrProtoPort is "ip daddr . meta l4proto . th dport", the key of the service maps.
-func daddrProtoPort() []expr.Any {
+// daddrProtoPort is "ip|ip6 daddr . meta l4proto . th dport", the key of the service maps.
+func (f ipFamily) daddrProtoPort() []expr.Any {
 	return []expr.Any{
-		loadIPv4Addr(false, reg1),
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32_01},
-		&expr.Payload{DestRegister: reg32_02, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		f.loadAddr(false, reg1),
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: f.afterAddr(0)},
+		&expr.Payload{DestRegister: f.afterAddr(1), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 	}
 }
 
@@ -77,20 +112,21 @@ func addrIn(source bool, prefix netip.Prefix) []expr.Any {
 }
 
 func addrMatch(source bool, prefix netip.Prefix, op expr.CmpOp) []expr.Any {
-	mask := net4Mask(prefix.Bits())
-	return append(onlyIPv4(),
-		loadIPv4Addr(source, reg1),
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+	f := familyOf(prefix.Addr())
+	return append(f.only(),
+		f.loadAddr(source, reg1),
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: f.addrLen, Mask: prefixMask(prefix), Xor: make([]byte, f.addrLen)},
 		&expr.Cmp{Op: op, Register: reg1, Data: prefix.Masked().Addr().AsSlice()},
 	)
 }
 
-func net4Mask(bits int) []byte {
-	m := binary.BigEndian.AppendUint32(nil, ^uint32(0)<<(32-bits))
-	if bits == 0 {
-		return make([]byte, 4)
+// prefixMask is the network mask of prefix, as many bytes as its addresses.
+func prefixMask(prefix netip.Prefix) []byte {
+	mask := make([]byte, prefix.Addr().BitLen()/8)
+	for i := range prefix.Bits() {
+		mask[i/8] |= 0x80 >> (i % 8)
 	}
-	return m
+	return mask
 }
 
 // addrTypeLocal is "fib saddr|daddr type local".
@@ -143,12 +179,13 @@ func clearMasqueradeMark() []expr.Any {
 	}
 }
 
-// dnatTo is "dnat ip to <addr>:<port>".
+// dnatTo is "dnat ip|ip6 to <addr>:<port>".
 func dnatTo(addr netip.Addr, port uint16) []expr.Any {
+	f := familyOf(addr)
 	return []expr.Any{
 		&expr.Immediate{Register: reg1, Data: addr.AsSlice()},
-		&expr.Immediate{Register: reg32_01, Data: binaryutil.BigEndian.PutUint16(port)},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegProtoMin: reg32_01},
+		&expr.Immediate{Register: f.afterAddr(0), Data: binaryutil.BigEndian.PutUint16(port)},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(f.nfproto), RegAddrMin: reg1, RegProtoMin: f.afterAddr(0)},
 	}
 }
 

@@ -29,10 +29,10 @@ type Config struct {
 	NodeName string
 	// NodePortIPs returns the node addresses that accept NodePort traffic (kube-proxy's nodePortAddresses).
 	NodePortIPs func() []netip.Addr
-	// LocalCIDR returns the pod CIDR whose traffic to a ClusterIP is not masqueraded (kube-proxy's
-	// cluster CIDR); traffic from elsewhere is, so the reply returns through this node. The zero Prefix
-	// turns that off.
-	LocalCIDR func() netip.Prefix
+	// LocalCIDRs returns the pod CIDRs, at most one per family, whose traffic to a ClusterIP is not
+	// masqueraded (kube-proxy's cluster CIDR); traffic from elsewhere is, so the reply returns through this
+	// node. A family without one is not masqueraded.
+	LocalCIDRs func() []netip.Prefix
 	// FullSyncPeriod is how often the whole table is rewritten from the cache, whatever changed; between
 	// full syncs only the Services that changed are written.
 	FullSyncPeriod time.Duration
@@ -145,7 +145,7 @@ func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactor
 func (p *Proxier) NodeChanged() {
 	p.mu.Lock()
 	// What the last full sync wrote the rules with; sync sets both while it holds mu.
-	changed := !slices.Equal(p.cfg.NodePortIPs(), p.table.nodePortIPs) || p.cfg.LocalCIDR() != p.render.localCIDR
+	changed := !slices.Equal(p.cfg.NodePortIPs(), p.table.nodePortIPs) || !slices.Equal(p.cfg.LocalCIDRs(), p.render.localCIDRs)
 	p.needFull = p.needFull || changed
 	p.mu.Unlock()
 	if changed {
@@ -251,7 +251,7 @@ func (p *Proxier) sync() error {
 	triggers := p.triggers
 	p.triggers = nil
 	if full {
-		p.table.nodePortIPs, p.render.localCIDR = p.cfg.NodePortIPs(), p.cfg.LocalCIDR()
+		p.table.nodePortIPs, p.render.localCIDRs = p.cfg.NodePortIPs(), p.cfg.LocalCIDRs()
 	}
 	p.mu.Unlock()
 
@@ -347,16 +347,24 @@ func (p *Proxier) setHealthCheck(key string, svc *corev1.Service) {
 		delete(p.healthChecks, key)
 		return
 	}
-	local := map[netip.Addr]bool{}
+	// A dual-stack pod is an endpoint of each family: count each family's endpoints and take the larger.
+	local := map[byte]map[netip.Addr]bool{}
 	for _, sp := range servicePorts(svc, p.slicesOf(svc), p.cfg.NodeName) {
 		for _, e := range sp.localEndpoints() {
 			if e.ready {
-				local[e.addr] = true
+				if local[sp.family.nfproto] == nil {
+					local[sp.family.nfproto] = map[netip.Addr]bool{}
+				}
+				local[sp.family.nfproto][e.addr] = true
 			}
 		}
 	}
+	count := 0
+	for _, addrs := range local {
+		count = max(count, len(addrs))
+	}
 	p.healthChecks[key] = healthCheck{namespace: svc.Namespace, name: svc.Name,
-		port: uint16(svc.Spec.HealthCheckNodePort), localEndpoints: len(local)}
+		port: uint16(svc.Spec.HealthCheckNodePort), localEndpoints: count}
 }
 
 // rulesFor renders one Service from the cache; nil when this proxy does not serve it.

@@ -16,10 +16,13 @@ import (
 // (numgen → address . port, or numgen → verdict), which is written with the rule; its lookup expression
 // names no map until then (see table.addRules for why the map is a named one).
 type rule struct {
-	exprs         []expr.Any
-	endpointMap   []nftables.SetElement
-	verdictValues bool // the endpoint map holds verdicts rather than address . port
+	exprs       []expr.Any
+	endpointMap []nftables.SetElement
+	mapValues   nftables.SetDatatype // of the endpoint map: the family's address . port, or verdict
 }
+
+// verdictValues reports whether the rule's endpoint map holds verdicts rather than addresses.
+func (r rule) verdictValues() bool { return r.mapValues == nftables.TypeVerdict }
 
 // element is one element of one of the table's named sets or maps.
 type element struct {
@@ -30,8 +33,9 @@ type element struct {
 
 // affinitySet is a named dynamic set of client addresses that remember their endpoint for a while.
 type affinitySet struct {
-	name    string
-	timeout int32 // seconds
+	name     string
+	addrType nftables.SetDatatype
+	timeout  int32 // seconds
 }
 
 // serviceRules is everything one Service owns in the table: its chains with their rules, its elements in the
@@ -46,10 +50,20 @@ type serviceRules struct {
 // endpointChainPrefix starts the names of the per-endpoint chains of Services with ClientIP affinity.
 const endpointChainPrefix = "endpoint-"
 
-// renderer turns servicePorts into serviceRules with what the node contributes: the pod CIDR whose traffic
-// needs no masquerading.
+// renderer turns servicePorts into serviceRules with what the node contributes: the pod CIDRs (one per
+// family) whose traffic needs no masquerading.
 type renderer struct {
-	localCIDR netip.Prefix
+	localCIDRs []netip.Prefix
+}
+
+// localCIDR returns the pod CIDR of family f; the zero Prefix when there is none.
+func (r renderer) localCIDR(f ipFamily) netip.Prefix {
+	for _, p := range r.localCIDRs {
+		if familyOf(p.Addr()).nfproto == f.nfproto {
+			return p
+		}
+	}
+	return netip.Prefix{}
 }
 
 func protoNumber(p corev1.Protocol) uint8 {
@@ -74,8 +88,9 @@ func (r renderer) render(ports []servicePort) *serviceRules {
 
 func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 	proto := protoNumber(sp.protocol)
-	clusterChain := "service-" + sp.name
-	externalChain := "external-" + sp.name
+	f := sp.family
+	clusterChain := "service-" + sp.chainID()
+	externalChain := "external-" + sp.chainID()
 	clusterEPs := sp.clusterEndpoints()
 	hasExternal := sp.nodePort != 0 || len(sp.externalAddrs) > 0
 	addElement := func(set string, key []byte, v *expr.Verdict) {
@@ -85,24 +100,24 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 	if len(clusterEPs) == 0 {
 		// Nothing to send to: new connections are refused at once (filter chains), not left to time out.
 		reject := &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainReject}
-		addElement(mapNoEndpointServices, addrProtoPortKey(sp.clusterIP, proto, sp.port), reject)
+		addElement(mapNoEndpointServices+f.suffix, addrProtoPortKey(sp.clusterIP, proto, sp.port), reject)
 		for _, a := range sp.externalAddrs {
-			addElement(mapNoEndpointServices, addrProtoPortKey(a, proto, sp.port), reject)
+			addElement(mapNoEndpointServices+f.suffix, addrProtoPortKey(a, proto, sp.port), reject)
 		}
 		if sp.nodePort != 0 {
-			addElement(mapNoEndpointNodePorts, protoPortKey(proto, sp.nodePort), reject)
+			addElement(mapNoEndpointNodePorts+f.suffix, protoPortKey(proto, sp.nodePort), reject)
 		}
 		return
 	}
 
 	var masq []rule
-	if r.localCIDR.IsValid() {
+	if local := r.localCIDR(f); local.IsValid() {
 		// Traffic to a ClusterIP from outside the node's pods (the host, another node) is masqueraded so that
 		// the reply comes back through this node.
-		masq = []rule{{exprs: append(addrNotIn(true, r.localCIDR), jump(chainMarkForMasquerade))}}
+		masq = []rule{{exprs: append(addrNotIn(true, local), jump(chainMarkForMasquerade))}}
 	}
-	out.chains[clusterChain] = append(masq, r.dispatch(out, clusterChain, clusterEPs, sp.affinitySeconds)...)
-	addElement(mapServiceIPs, addrProtoPortKey(sp.clusterIP, proto, sp.port), &expr.Verdict{Kind: expr.VerdictGoto, Chain: clusterChain})
+	out.chains[clusterChain] = append(masq, r.dispatch(out, f, clusterChain, clusterEPs, sp.affinitySeconds)...)
+	addElement(mapServiceIPs+f.suffix, addrProtoPortKey(sp.clusterIP, proto, sp.port), &expr.Verdict{Kind: expr.VerdictGoto, Chain: clusterChain})
 	for _, e := range clusterEPs {
 		out.hairpin = append(out.hairpin, e.addr)
 	}
@@ -124,8 +139,8 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 			{exprs: append(addrTypeLocal(true), goTo(clusterChain))},
 		}
 		if local := usable(sp.localEndpoints()); len(local) > 0 {
-			localChain := "local-" + sp.name
-			out.chains[localChain] = r.dispatch(out, localChain, local, sp.affinitySeconds)
+			localChain := "local-" + sp.chainID()
+			out.chains[localChain] = r.dispatch(out, f, localChain, local, sp.affinitySeconds)
 			ext = append(ext, rule{exprs: []expr.Any{goTo(localChain)}})
 			for _, e := range local {
 				out.hairpin = append(out.hairpin, e.addr)
@@ -141,7 +156,7 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 	if len(sp.firewalledAddrs) > 0 {
 		// loadBalancerSourceRanges: connections to a load-balancer IP from other sources are dropped, as
 		// kube-proxy does; the NodePort and externalIPs stay open.
-		firewallChain := "firewall-" + sp.name
+		firewallChain := "firewall-" + sp.chainID()
 		var fw []rule
 		for _, p := range sp.sourceRanges {
 			fw = append(fw, rule{exprs: append(addrIn(true, p), goTo(externalChain))})
@@ -154,17 +169,17 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 		if slices.Contains(sp.firewalledAddrs, a) {
 			target = toFirewall
 		}
-		addElement(mapServiceIPs, addrProtoPortKey(a, proto, sp.port), target)
+		addElement(mapServiceIPs+f.suffix, addrProtoPortKey(a, proto, sp.port), target)
 	}
 	if sp.nodePort != 0 {
-		addElement(mapServiceNodePorts, protoPortKey(proto, sp.nodePort), toExternal)
+		addElement(mapServiceNodePorts+f.suffix, protoPortKey(proto, sp.nodePort), toExternal)
 	}
 }
 
 // dispatch returns the rules that send a new connection to one of eps at random. Without affinity that is
 // one rule, "dnat ip to numgen random mod N map { 0 : a . p, ... }". With ClientIP affinity each endpoint
 // gets a chain that records the client in a timed set, and clients found in a set go back to its endpoint.
-func (r renderer) dispatch(out *serviceRules, chain string, eps []endpoint, affinitySeconds int32) []rule {
+func (r renderer) dispatch(out *serviceRules, f ipFamily, chain string, eps []endpoint, affinitySeconds int32) []rule {
 	if affinitySeconds == 0 {
 		elems := make([]nftables.SetElement, len(eps))
 		for i, e := range eps {
@@ -173,31 +188,31 @@ func (r renderer) dispatch(out *serviceRules, chain string, eps []endpoint, affi
 				Val: append(e.addr.AsSlice(), portKey(e.port)...),
 			}
 		}
-		return []rule{{endpointMap: elems, exprs: []expr.Any{
+		return []rule{{endpointMap: elems, mapValues: f.endpointValues(), exprs: []expr.Any{
 			&expr.Numgen{Register: reg1, Modulus: uint32(len(eps)), Type: unix.NFT_NG_RANDOM},
 			&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: reg1},
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegProtoMin: reg32_01},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(f.nfproto), RegAddrMin: reg1, RegProtoMin: f.afterAddr(0)},
 		}}}
 	}
 	var rules []rule
 	elems := make([]nftables.SetElement, len(eps))
 	for i, e := range eps {
 		epChain := endpointChainPrefix + chain + "__" + e.addr.String() + "/" + strconv.Itoa(int(e.port))
-		set := affinitySet{name: "affinity-" + chain + "__" + e.String(), timeout: affinitySeconds}
+		set := affinitySet{name: "affinity-" + chain + "__" + e.String(), addrType: f.addrType, timeout: affinitySeconds}
 		out.sets = append(out.sets, set)
-		out.chains[epChain] = []rule{{exprs: append(append(onlyIPv4(),
-			loadIPv4Addr(true, reg1),
+		out.chains[epChain] = []rule{{exprs: append(append(f.only(),
+			f.loadAddr(true, reg1),
 			&expr.Dynset{SrcRegKey: reg1, SetName: set.name, Operation: unix.NFT_DYNSET_OP_UPDATE,
 				Timeout: secondsDuration(affinitySeconds)}),
 			dnatTo(e.addr, e.port)...)}}
-		rules = append(rules, rule{exprs: append(onlyIPv4(),
-			loadIPv4Addr(true, reg1),
+		rules = append(rules, rule{exprs: append(f.only(),
+			f.loadAddr(true, reg1),
 			&expr.Lookup{SourceRegister: reg1, SetName: set.name},
 			goTo(epChain))})
 		elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
 			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: epChain}}
 	}
-	return append(rules, rule{endpointMap: elems, verdictValues: true, exprs: []expr.Any{
+	return append(rules, rule{endpointMap: elems, mapValues: nftables.TypeVerdict, exprs: []expr.Any{
 		&expr.Numgen{Register: reg1, Modulus: uint32(len(eps)), Type: unix.NFT_NG_RANDOM},
 		&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: 0},
 	}})

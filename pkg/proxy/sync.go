@@ -247,7 +247,7 @@ func (t *table) readEndpointMaps(sets []*nftables.Set) (map[string][]foundMap, e
 // takeReusable returns the name of a found map of chain that holds exactly the rule's endpoints, and takes
 // it off the list. Only maps of addresses are taken: the elements of verdict maps read back in another form.
 func (t *table) takeReusable(chain string, r rule) (string, bool) {
-	if r.endpointMap == nil || r.verdictValues {
+	if r.endpointMap == nil || r.verdictValues() {
 		return "", false
 	}
 	for i, m := range t.reusable[chain] {
@@ -432,7 +432,7 @@ func (t *table) deleteChains(names []string, now time.Time) {
 }
 
 func (t *table) addAffinitySet(s affinitySet) error {
-	set := &nftables.Set{Table: t.table, Name: s.name, KeyType: nftables.TypeIPAddr, HasTimeout: true, Dynamic: true}
+	set := &nftables.Set{Table: t.table, Name: s.name, KeyType: s.addrType, HasTimeout: true, Dynamic: true}
 	if err := t.conn.AddSet(set, nil); err != nil {
 		return fmt.Errorf("affinity set %s: %w", s.name, err)
 	}
@@ -453,7 +453,7 @@ func (t *table) addRules(ch *nftables.Chain, rules []rule) error {
 			t.endpointMaps[ch.Name] = append(t.endpointMaps[ch.Name], name)
 			exprs = withEndpointMap(exprs, &nftables.Set{Table: t.table, Name: name})
 		} else if r.endpointMap != nil {
-			set := t.endpointMap(fmt.Sprintf("%s%s-%d", endpointMapPrefix, ch.Name, t.mapSeq), r.verdictValues)
+			set := t.endpointMap(fmt.Sprintf("%s%s-%d", endpointMapPrefix, ch.Name, t.mapSeq), r.mapValues)
 			t.mapSeq++
 			if err := t.conn.AddSet(set, nil); err != nil {
 				return fmt.Errorf("endpoint map for chain %s: %w", ch.Name, err)
@@ -508,10 +508,10 @@ func (t *table) endpointMapUpdates(chain string, oldRules, newRules []rule) ([]e
 		if o.endpointMap == nil {
 			continue
 		}
-		if o.verdictValues || n.verdictValues || len(o.endpointMap) != len(n.endpointMap) || len(updates) == len(names) {
+		if o.verdictValues() || o.mapValues != n.mapValues || len(o.endpointMap) != len(n.endpointMap) || len(updates) == len(names) {
 			return nil, false
 		}
-		u := endpointMapUpdate{set: t.endpointMap(names[len(updates)], false)}
+		u := endpointMapUpdate{set: t.endpointMap(names[len(updates)], n.mapValues)}
 		for k, old := range o.endpointMap {
 			cur := n.endpointMap[k]
 			if !bytes.Equal(old.Key, cur.Key) {
@@ -527,14 +527,10 @@ func (t *table) endpointMapUpdates(chain string, oldRules, newRules []rule) ([]e
 	return updates, true
 }
 
-// endpointMap describes a map of the chain's endpoints: numgen value → address . port, or → verdict.
-func (t *table) endpointMap(name string, verdictValues bool) *nftables.Set {
-	set := &nftables.Set{Table: t.table, Name: name,
-		IsMap: true, KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian, DataType: dnatDataType}
-	if verdictValues {
-		set.DataType = nftables.TypeVerdict
-	}
-	return set
+// endpointMap describes a map of a chain's endpoints: numgen value → values (address . port, or verdict).
+func (t *table) endpointMap(name string, values nftables.SetDatatype) *nftables.Set {
+	return &nftables.Set{Table: t.table, Name: name,
+		IsMap: true, KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian, DataType: values}
 }
 
 // withEndpointMap returns a copy of a rule's expressions whose unnamed lookup names set.
@@ -615,9 +611,6 @@ func (t *table) retiredDue(now time.Time) bool {
 	return slices.ContainsFunc(t.retired, func(o retiredObject) bool { return now.Sub(o.since) >= retireAfter })
 }
 
-// dnatDataType is the value of an endpoint map: ipv4_addr . inet_service.
-var dnatDataType, _ = nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
-
 func (t *table) addElements(elems []element) error {
 	return t.forEachSet(elems, t.conn.SetAddElements)
 }
@@ -659,29 +652,29 @@ func inChunks(op elementsOp, set *nftables.Set, elems []nftables.SetElement) err
 	return nil
 }
 
+// setHairpin adds and removes endpoint addresses in the hairpin set of their family.
 func (t *table) setHairpin(add, del []netip.Addr) error {
-	key := func(a netip.Addr) []byte { return append(a.AsSlice(), a.AsSlice()...) }
-	var adds, dels []nftables.SetElement
-	for _, a := range add {
-		adds = append(adds, nftables.SetElement{Key: key(a)})
-	}
+	var elems []element
 	for _, a := range del {
-		dels = append(dels, nftables.SetElement{Key: key(a)})
+		elems = append(elems, element{set: setHairpin + familyOf(a).suffix, key: string(append(a.AsSlice(), a.AsSlice()...))})
 	}
-	if err := inChunks(t.conn.SetDeleteElements, t.sets[setHairpin], dels); err != nil {
+	if err := t.deleteElements(elems); err != nil {
 		return err
 	}
-	return inChunks(t.conn.SetAddElements, t.sets[setHairpin], adds)
+	elems = elems[:0]
+	for _, a := range add {
+		elems = append(elems, element{set: setHairpin + familyOf(a).suffix, key: string(append(a.AsSlice(), a.AsSlice()...))})
+	}
+	return t.addElements(elems)
 }
 
+// setNodePortIPs puts the node's NodePort addresses in the set of their family.
 func (t *table) setNodePortIPs() error {
-	var elems []nftables.SetElement
+	var elems []element
 	for _, a := range t.nodePortIPs {
-		if a.Is4() {
-			elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
-		}
+		elems = append(elems, element{set: setNodePortIPs + familyOf(a).suffix, key: string(a.AsSlice())})
 	}
-	return inChunks(t.conn.SetAddElements, t.sets[setNodePortIPs], elems)
+	return t.addElements(elems)
 }
 
 func elementIndex(elems []element) map[string]element {

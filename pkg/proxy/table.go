@@ -10,13 +10,15 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
 // TableName is the agent's table, in the inet family so one table serves IPv4 and IPv6.
 const TableName = "nodeagent"
 
 // The table's fixed chains and named maps; every Service adds chains of its own ("service-…", "external-…",
-// "local-…", "endpoint-…") and elements to the maps.
+// "local-…", "endpoint-…") and elements to the maps. Each map and set exists once per family: these are the
+// IPv4 names, the IPv6 ones end in familyIPv6.suffix.
 const (
 	chainServices          = "services"
 	chainEndpointsCheck    = "service-endpoints-check"
@@ -54,25 +56,27 @@ func Cleanup(conn *nftables.Conn) error {
 	return nil
 }
 
-// baseSets returns the table's named maps and sets, keyed by name.
+// baseSets returns the table's named maps and sets, keyed by name: each of the names above once per family,
+// with the family's suffix.
 func baseSets(table *nftables.Table) map[string]*nftables.Set {
-	addrProtoPort, _ := nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
-	protoPort, _ := nftables.ConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
-	addrAddr, _ := nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr)
-	verdictMap := func(name string, key nftables.SetDatatype) *nftables.Set {
-		return &nftables.Set{Table: table, Name: name, IsMap: true, Concatenation: true, KeyType: key, DataType: nftables.TypeVerdict}
-	}
-	sets := []*nftables.Set{
-		verdictMap(mapServiceIPs, addrProtoPort),
-		verdictMap(mapServiceNodePorts, protoPort),
-		verdictMap(mapNoEndpointServices, addrProtoPort),
-		verdictMap(mapNoEndpointNodePorts, protoPort),
-		{Table: table, Name: setNodePortIPs, KeyType: nftables.TypeIPAddr},
-		{Table: table, Name: setHairpin, Concatenation: true, KeyType: addrAddr},
-	}
 	byName := map[string]*nftables.Set{}
-	for _, s := range sets {
-		byName[s.Name] = s
+	for _, f := range families {
+		addrProtoPort, _ := nftables.ConcatSetType(f.addrType, nftables.TypeInetProto, nftables.TypeInetService)
+		protoPort, _ := nftables.ConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+		addrAddr, _ := nftables.ConcatSetType(f.addrType, f.addrType)
+		verdictMap := func(name string, key nftables.SetDatatype) *nftables.Set {
+			return &nftables.Set{Table: table, Name: name + f.suffix, IsMap: true, Concatenation: true, KeyType: key, DataType: nftables.TypeVerdict}
+		}
+		for _, s := range []*nftables.Set{
+			verdictMap(mapServiceIPs, addrProtoPort),
+			verdictMap(mapServiceNodePorts, protoPort),
+			verdictMap(mapNoEndpointServices, addrProtoPort),
+			verdictMap(mapNoEndpointNodePorts, protoPort),
+			{Table: table, Name: setNodePortIPs + f.suffix, KeyType: f.addrType},
+			{Table: table, Name: setHairpin + f.suffix, Concatenation: true, KeyType: addrAddr},
+		} {
+			byName[s.Name] = s
+		}
 	}
 	return byName
 }
@@ -92,26 +96,41 @@ type baseChain struct {
 func baseChains(sets map[string]*nftables.Set) []baseChain {
 	filterPriority := nftables.ChainPriorityRef(-110) // before DNAT: the packet still has the VIP
 	endpointsCheck := [][]expr.Any{append(ctStateNew(), jump(chainEndpointsCheck))}
-	nodePortIP := append(onlyIPv4(), loadIPv4Addr(false, reg1), inSet(sets[setNodePortIPs]))
+	var hairpin, services, noEndpoints [][]expr.Any
+	for _, f := range families {
+		nodePortIP := append(f.only(), f.loadAddr(false, reg1), inSet(sets[setNodePortIPs+f.suffix]))
+		hairpin = append(hairpin, append(append(f.only(), f.loadAddr(true, reg1), f.loadAddr(false, f.afterAddr(0)),
+			inSet(sets[setHairpin+f.suffix])), jump(chainMarkForMasquerade)))
+		services = append(services,
+			append(append(f.only(), f.daddrProtoPort()...), vmap(sets[mapServiceIPs+f.suffix])),
+			append(append(slices.Clone(nodePortIP), protoPort()...), vmap(sets[mapServiceNodePorts+f.suffix])))
+		noEndpoints = append(noEndpoints,
+			append(append(f.only(), f.daddrProtoPort()...), vmap(sets[mapNoEndpointServices+f.suffix])),
+			append(append(slices.Clone(nodePortIP), protoPort()...), vmap(sets[mapNoEndpointNodePorts+f.suffix])))
+	}
 	return []baseChain{
 		// Regular chains first: the hooked ones jump to them.
 		{name: chainMarkForMasquerade, rules: [][]expr.Any{setMasqueradeMark()}},
-		{name: chainMasquerading, rules: [][]expr.Any{
-			append(append(onlyIPv4(), loadIPv4Addr(true, reg1), loadIPv4Addr(false, reg32_01),
-				inSet(sets[setHairpin])), jump(chainMarkForMasquerade)),
+		{name: chainMasquerading, rules: append(hairpin,
 			unlessMasqueradeMarkReturn(),
 			clearMasqueradeMark(),
-			{&expr.Masq{FullyRandom: true}},
+			[]expr.Any{&expr.Masq{FullyRandom: true}},
+		)},
+		// A TCP connection is refused with a reset, the rest with ICMP port unreachable. kube-proxy answers TCP
+		// with ICMP too, but over IPv6 the client's connect() then failed only when the SYN was sent again,
+		// a second later (measured in this package's tests; likely because the error arrives while connect()
+		// still holds the socket, when TCP only notes it, whereas a reset waits in the socket's backlog).
+		// Resets are not rate-limited as ICMP errors are either.
+		{name: chainReject, rules: [][]expr.Any{
+			{
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_TCP}},
+				&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+			},
+			{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}},
 		}},
-		{name: chainReject, rules: [][]expr.Any{{&expr.Reject{Type: 2 /* NFT_REJECT_ICMPX_UNREACH */, Code: 1 /* NFT_REJECT_ICMPX_PORT_UNREACH */}}}},
-		{name: chainServices, rules: [][]expr.Any{
-			append(append(onlyIPv4(), daddrProtoPort()...), vmap(sets[mapServiceIPs])),
-			append(append(slices.Clone(nodePortIP), protoPort()...), vmap(sets[mapServiceNodePorts])),
-		}},
-		{name: chainEndpointsCheck, rules: [][]expr.Any{
-			append(append(onlyIPv4(), daddrProtoPort()...), vmap(sets[mapNoEndpointServices])),
-			append(append(slices.Clone(nodePortIP), protoPort()...), vmap(sets[mapNoEndpointNodePorts])),
-		}},
+		{name: chainServices, rules: services},
+		{name: chainEndpointsCheck, rules: noEndpoints},
 		{name: "filter-input", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookInput, priority: filterPriority, rules: endpointsCheck},
 		{name: "filter-forward", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, priority: filterPriority, rules: endpointsCheck},
 		{name: "filter-output", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookOutput, priority: filterPriority, rules: endpointsCheck},

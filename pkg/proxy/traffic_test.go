@@ -51,9 +51,13 @@ func startProxy(t *testing.T, n *testNet, objects ...runtime.Object) *runningPro
 	reg := prometheus.NewRegistry()
 	factory := informers.NewSharedInformerFactory(client, 0)
 	p, err := New(Config{
-		NodeName:       testNode,
-		NodePortIPs:    func() []netip.Addr { return []netip.Addr{netip.MustParseAddr(nodeIP)} },
-		LocalCIDR:      func() netip.Prefix { return netip.MustParsePrefix(podCIDR) },
+		NodeName: testNode,
+		NodePortIPs: func() []netip.Addr {
+			return []netip.Addr{netip.MustParseAddr(nodeIP), netip.MustParseAddr(nodeIP6)}
+		},
+		LocalCIDRs: func() []netip.Prefix {
+			return []netip.Prefix{netip.MustParsePrefix(podCIDR), netip.MustParsePrefix(podCIDR6)}
+		},
 		FullSyncPeriod: time.Hour,
 		Listen: func(network, address string) (ln net.Listener, err error) {
 			err = inNS(n.node, func() error { ln, err = net.Listen(network, address); return err })
@@ -136,6 +140,25 @@ func endpointSlice(n *testNet, svc string, httpPort int32, backends []string, lo
 		})
 	}
 	return slice
+}
+
+// endpointSlice6 is endpointSlice's IPv6 twin: the same backends by their IPv6 addresses.
+func endpointSlice6(n *testNet, svc string, httpPort int32, backends []string, local ...string) *discoveryv1.EndpointSlice {
+	slice := endpointSlice(n, svc, httpPort, backends, local...)
+	slice.Name, slice.AddressType = svc+"-v6", discoveryv1.AddressTypeIPv6
+	for i, b := range backends {
+		slice.Endpoints[i].Addresses = []string{n.backendIPs6[b].String()}
+	}
+	return slice
+}
+
+// dualStack makes a Service dual-stack, IPv4 first, with the IPv6 ClusterIP given.
+func dualStack(clusterIP6 string) func(*corev1.Service) {
+	return func(s *corev1.Service) {
+		s.Spec.ClusterIPs = append(s.Spec.ClusterIPs, clusterIP6)
+		s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
+		s.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicyRequireDualStack)
+	}
 }
 
 // spread makes count TCP connections from ns to addr and counts the answers by backend.
@@ -696,4 +719,94 @@ func endpointMaps(t *testing.T, n *testNet, chainPrefix string) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// A dual-stack Service answers on its IPv6 ClusterIP and NodePort as on the IPv4 ones, with IPv6 endpoints:
+// spread over every backend, masqueraded from outside the pod range, a pod reaching itself (hairpin),
+// externalTrafficPolicy Local keeping the client's address, session affinity, and refusal without endpoints.
+func TestDualStackServicesAnswerOverIPv6(t *testing.T) {
+	n := newTestNet(t, "a", "b")
+	nodePort := func(tcp, udp int32) func(*corev1.Service) {
+		return func(s *corev1.Service) {
+			s.Spec.Type = corev1.ServiceTypeNodePort
+			s.Spec.Ports[0].NodePort, s.Spec.Ports[1].NodePort = tcp, udp
+		}
+	}
+	startProxy(t, n,
+		service("dual", "10.96.0.90", dualStack("fd00:96::90"), nodePort(30090, 30091)),
+		endpointSlice(n, "dual", 8080, []string{"a", "b"}), endpointSlice6(n, "dual", 8080, []string{"a", "b"}),
+		service("local", "10.96.0.91", dualStack("fd00:96::91"), nodePort(30092, 30093), func(s *corev1.Service) {
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}),
+		endpointSlice6(n, "local", 8080, []string{"a", "b"}, "a"),
+		service("sticky", "fd00:96::92", func(s *corev1.Service) {
+			s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
+			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+		}),
+		endpointSlice6(n, "sticky", 8080, []string{"a", "b"}),
+		service("empty", "fd00:96::93", func(s *corev1.Service) { s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol} }))
+
+	vip6 := "[fd00:96::90]:80"
+	waitFor(t, "the IPv6 VIP answers", 5*time.Second, func() error {
+		_, err := dialTCP(n.client, vip6, time.Second)
+		return err
+	})
+	for _, addr := range []string{vip6, "10.96.0.90:80", "[" + nodeIP6 + "]:30090"} {
+		if seen := spread(t, n, "client", addr, 40); len(seen) != 2 {
+			t.Errorf("40 connections from the client to %s reached %v, want a and b", addr, seen)
+		}
+	}
+	if seen := spread(t, n, "node", vip6, 40); len(seen) != 2 {
+		t.Errorf("40 connections from the node to %s reached %v, want a and b", vip6, seen)
+	}
+	if r, err := exchangeUDP(n.client, "[fd00:96::90]:53", 2*time.Second); err != nil || r.backend == "" {
+		t.Errorf("UDP through the IPv6 VIP: %v %v", r, err)
+	}
+	// From outside the pod range the backend sees the node's address; through the NodePort too.
+	for _, addr := range []string{vip6, "[" + nodeIP6 + "]:30090"} {
+		if r, err := dialTCP(n.client, addr, time.Second); err != nil || r.source == clientIP6 {
+			t.Errorf("connection to %s: backend saw %q (%v), want a node address, not the client's", addr, r.source, err)
+		}
+	}
+	// A backend reaching its own Service gets itself about half the time; it is masqueraded then (the
+	// bridge's address), or its reply would never be un-NATed.
+	hairpins := 0
+	for range 40 {
+		r, err := dialTCP(n.backends["a"], vip6, 2*time.Second)
+		if err != nil {
+			t.Fatalf("backend a through its own Service's IPv6 VIP: %v", err)
+		}
+		if r.backend == "a" {
+			hairpins++
+			if r.source != bridgeIP6 {
+				t.Errorf("hairpin connection seen from %q, want the bridge's %s", r.source, bridgeIP6)
+			}
+		}
+	}
+	if hairpins == 0 {
+		t.Errorf("40 connections from backend a to its own Service never reached a")
+	}
+
+	// externalTrafficPolicy Local over IPv6: the local endpoint only, seeing the client's address.
+	for range 20 {
+		r, err := dialTCP(n.client, "["+nodeIP6+"]:30092", 2*time.Second)
+		if err != nil || r.backend != "a" || r.source != clientIP6 {
+			t.Fatalf("IPv6 NodePort with externalTrafficPolicy Local: answered by %q seeing %q (%v), want a seeing %s",
+				r.backend, r.source, err, clientIP6)
+		}
+	}
+	// The IPv4 side of that Service has no endpoints (no IPv4 slice): refused.
+	if _, err := dialTCP(n.client, "10.96.0.91:80", time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("IPv4 ClusterIP of a Service with only IPv6 endpoints: %v, want connection refused", err)
+	}
+
+	if seen := spread(t, n, "client", "[fd00:96::92]:80", 20); len(seen) != 1 {
+		t.Errorf("20 connections to an IPv6 Service with ClientIP affinity reached %v, want one backend", seen)
+	}
+
+	start := time.Now()
+	_, err := dialTCP(n.client, "[fd00:96::93]:80", 2*time.Second)
+	if took := time.Since(start); !errors.Is(err, syscall.ECONNREFUSED) || took > 100*time.Millisecond {
+		t.Errorf("IPv6 VIP without endpoints: %v after %s, want connection refused within 100ms", err, took)
+	}
 }
