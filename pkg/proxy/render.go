@@ -177,19 +177,15 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 }
 
 // dispatch returns the rules that send a new connection to one of eps at random. Without affinity that is
-// one rule, "dnat ip to numgen random mod N map { 0 : a . p, ... }". With ClientIP affinity each endpoint
-// gets a chain that records the client in a timed set, and clients found in a set go back to its endpoint.
+// one rule, "dnat to numgen random mod endpointDraws map { 0-240239 : a . p, ... }", whose map gives each
+// endpoint an equal interval of the draws. With ClientIP affinity each endpoint gets a chain that records
+// the client in a timed set, and clients found in a set go back to its endpoint.
 func (r renderer) dispatch(out *serviceRules, f ipFamily, chain string, eps []endpoint, affinitySeconds int32) []rule {
 	if affinitySeconds == 0 {
-		elems := make([]nftables.SetElement, len(eps))
-		for i, e := range eps {
-			elems[i] = nftables.SetElement{
-				Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
-				Val: append(e.addr.AsSlice(), portKey(e.port)...),
-			}
-		}
-		return []rule{{endpointMap: elems, mapValues: f.endpointValues(), exprs: []expr.Any{
-			&expr.Numgen{Register: reg1, Modulus: uint32(len(eps)), Type: unix.NFT_NG_RANDOM},
+		return []rule{{endpointMap: spreadOver(eps), mapValues: f.endpointValues(), exprs: []expr.Any{
+			&expr.Numgen{Register: reg1, Modulus: endpointDraws, Type: unix.NFT_NG_RANDOM},
+			// An interval map compares keys as big-endian numbers; numgen writes host order (nft does the same).
+			&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 4, Size: 4},
 			&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: reg1},
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(f.nfproto), RegAddrMin: reg1, RegProtoMin: f.afterAddr(0)},
 		}}}
@@ -216,4 +212,29 @@ func (r renderer) dispatch(out *serviceRules, f ipFamily, chain string, eps []en
 		&expr.Numgen{Register: reg1, Modulus: uint32(len(eps)), Type: unix.NFT_NG_RANDOM},
 		&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: 0},
 	}})
+}
+
+// endpointDraws is how many numbers numgen draws from for a Service without affinity. The rule is the same
+// whatever the number of endpoints, so any change of endpoints (but to or from none) changes elements of
+// the endpoint map only, never the rule (see table.endpointMapUpdates). 720720 is divisible by every
+// number up to 16, so small Services split it exactly; with more endpoints the intervals differ by at most
+// one draw in 720720/N.
+const endpointDraws = 720720
+
+// spreadOver returns the elements of an endpoint map that gives each endpoint an interval of the draws: its
+// first draw with the endpoint's address . port, and the first draw past it marked as the interval's end,
+// as nft writes intervals. An endpoint beyond the 720720th gets no interval and no traffic.
+func spreadOver(eps []endpoint) []nftables.SetElement {
+	var elems []nftables.SetElement
+	n := uint64(len(eps))
+	for i, e := range eps {
+		start, end := uint64(i)*endpointDraws/n, uint64(i+1)*endpointDraws/n
+		if start == end {
+			continue
+		}
+		elems = append(elems,
+			nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(uint32(start)), Val: append(e.addr.AsSlice(), portKey(e.port)...)},
+			nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(uint32(end)), IntervalEnd: true})
+	}
+	return elems
 }

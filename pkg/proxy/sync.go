@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -259,22 +258,10 @@ func (t *table) takeReusable(chain string, r rule) (string, bool) {
 	return "", false
 }
 
-// sameElements reports whether two lists hold the same keys with the same values, in any order (a dump
-// lists elements in the order of the kernel's hash).
+// sameElements reports whether two lists hold the same elements, in any order (a dump lists them in the
+// kernel's order).
 func sameElements(a, b []nftables.SetElement) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	vals := make(map[string]string, len(a))
-	for _, e := range a {
-		vals[string(e.Key)] = string(e.Val)
-	}
-	for _, e := range b {
-		if v, ok := vals[string(e.Key)]; !ok || v != string(e.Val) {
-			return false
-		}
-	}
-	return true
+	return maps.Equal(elementValues(a), elementValues(b))
 }
 
 // syncServices applies the new rules of the Services in changed (nil for a Service that is gone) against
@@ -469,31 +456,31 @@ func (t *table) addRules(ch *nftables.Chain, rules []rule) error {
 	return nil
 }
 
-// endpointMapUpdate changes the elements of one endpoint map in place: the keys whose address changed get
-// the new one.
+// endpointMapUpdate replaces the elements of one endpoint map, in place. All of them: the kernel refuses an
+// interval that overlaps one still in the map, and when the number of endpoints changes every boundary
+// moves, so the map is emptied and filled in the same transaction, as nft does.
 type endpointMapUpdate struct {
-	set      *nftables.Set
-	del, add []nftables.SetElement
+	set   *nftables.Set
+	elems []nftables.SetElement
 }
 
 func (u endpointMapUpdate) apply(c *nftables.Conn) error {
-	if err := inChunks(c.SetDeleteElements, u.set, u.del); err != nil {
-		return fmt.Errorf("endpoint map %s: %w", u.set.Name, err)
-	}
-	if err := inChunks(c.SetAddElements, u.set, u.add); err != nil {
+	c.FlushSet(u.set)
+	if err := inChunks(c.SetAddElements, u.set, u.elems); err != nil {
 		return fmt.Errorf("endpoint map %s: %w", u.set.Name, err)
 	}
 	return nil
 }
 
-// endpointMapUpdates returns, when a chain's new rules differ from its old ones only in the addresses their
-// endpoint maps hold (an endpoint replaced, the count unchanged: a rolling update's usual step), the element
-// changes that turn the chain's maps into the new ones; otherwise false, and the chain is rewritten.
+// endpointMapUpdates returns, when a chain's new rules differ from its old ones only in the endpoints their
+// endpoint maps hold (any change of endpoints, but to or from none, of a Service without affinity: see
+// endpointDraws), the element changes that turn the chain's maps into the new ones; otherwise false, and
+// the chain is rewritten.
 //
 // Changing only elements of maps of addresses keeps the transaction small at any number of Services: a new
 // rule that jumps or NATs makes the kernel re-validate every chain of the table at commit (about 12 ms at
 // 10,000 Services), and a new map is created by walking the table's list of thousands of sets. The change is
-// still atomic for packets: a lookup sees either the old element of a key or the new one.
+// still atomic for packets: a lookup sees the map as it was before the transaction or as it is after.
 func (t *table) endpointMapUpdates(chain string, oldRules, newRules []rule) ([]endpointMapUpdate, bool) {
 	if len(oldRules) != len(newRules) {
 		return nil, false
@@ -508,29 +495,41 @@ func (t *table) endpointMapUpdates(chain string, oldRules, newRules []rule) ([]e
 		if o.endpointMap == nil {
 			continue
 		}
-		if o.verdictValues() || o.mapValues != n.mapValues || len(o.endpointMap) != len(n.endpointMap) || len(updates) == len(names) {
+		if o.verdictValues() || o.mapValues != n.mapValues || len(updates) == len(names) {
 			return nil, false
 		}
-		u := endpointMapUpdate{set: t.endpointMap(names[len(updates)], n.mapValues)}
-		for k, old := range o.endpointMap {
-			cur := n.endpointMap[k]
-			if !bytes.Equal(old.Key, cur.Key) {
-				return nil, false
-			}
-			if !bytes.Equal(old.Val, cur.Val) {
-				u.del = append(u.del, nftables.SetElement{Key: old.Key})
-				u.add = append(u.add, cur)
-			}
-		}
-		updates = append(updates, u)
+		updates = append(updates, endpointMapUpdate{set: t.endpointMap(names[len(updates)], n.mapValues), elems: n.endpointMap})
 	}
 	return updates, true
 }
 
-// endpointMap describes a map of a chain's endpoints: numgen value → values (address . port, or verdict).
+// elementKey tells the elements of an interval map apart: an interval's end has the key of the next one's
+// start.
+type elementKey struct {
+	key string
+	end bool
+}
+
+// elementValues indexes elements by key: their values (none for an interval's end).
+func elementValues(elems []nftables.SetElement) map[elementKey]string {
+	vals := make(map[elementKey]string, len(elems))
+	for _, e := range elems {
+		vals[keyOf(e)] = string(e.Val)
+	}
+	return vals
+}
+
+func keyOf(e nftables.SetElement) elementKey { return elementKey{string(e.Key), e.IntervalEnd} }
+
+// endpointMap describes a map of a chain's endpoints: intervals of numgen draws → address . port, or
+// numgen value → verdict (affinity).
 func (t *table) endpointMap(name string, values nftables.SetDatatype) *nftables.Set {
-	return &nftables.Set{Table: t.table, Name: name,
-		IsMap: true, KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian, DataType: values}
+	if values == nftables.TypeVerdict {
+		return &nftables.Set{Table: t.table, Name: name,
+			IsMap: true, KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian, DataType: values}
+	}
+	return &nftables.Set{Table: t.table, Name: name, Interval: true,
+		IsMap: true, KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.BigEndian, DataType: values}
 }
 
 // withEndpointMap returns a copy of a rule's expressions whose unnamed lookup names set.

@@ -416,8 +416,6 @@ func TestEndpointChurnKeepsEveryNewConnectionWorking(t *testing.T) {
 
 	// Cycle through endpoint sets that always keep at least one backend while a client keeps connecting;
 	// each change waits for a few connections against the set before it.
-	// Some changes keep the number of endpoints (the map's elements change in place), the others change it
-	// (the rule is rewritten with a new map).
 	sets := [][]string{{"a", "b"}, {"b"}, {"c"}, {"b", "c"}, {"a", "c"}, {"a"}, {"a", "b", "c"}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var ok, failed atomic.Int64
@@ -507,39 +505,40 @@ func TestAChangeToOneServiceRewritesOnlyItsRules(t *testing.T) {
 		t.Fatalf("no rules found for the Services' chains: %v %v", oneBefore, twoBefore)
 	}
 
-	// A second endpoint changes the rule's modulus, so the rule is rewritten.
-	rp.apply(t, endpointSlice(n, "one", 8080, []string{"a", "b"}))
-	waitFor(t, "service one reaches backend b too", 5*time.Second, func() error {
-		if r, err := dialTCP(n.client, "10.96.0.71:80", time.Second); err != nil || r.backend != "b" {
-			return fmt.Errorf("answered by %q (%v)", r.backend, err)
+	// Session affinity takes other rules.
+	rp.apply(t, service("one", "10.96.0.71", func(s *corev1.Service) { s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP }))
+	waitFor(t, "service one's rules are rewritten", 5*time.Second, func() error {
+		if oneAfter := ruleHandles(t, n, "service-default/one/"); slices.Equal(oneAfter, oneBefore) {
+			return fmt.Errorf("service one's rules kept their handles %v after it got session affinity", oneBefore)
 		}
 		return nil
 	})
-	if oneAfter := ruleHandles(t, n, "service-default/one/"); slices.Equal(oneAfter, oneBefore) {
-		t.Errorf("service one's rules kept their handles %v after it got a second endpoint", oneBefore)
+	if _, err := dialTCP(n.client, "10.96.0.71:80", time.Second); err != nil {
+		t.Errorf("service one with session affinity: %v", err)
 	}
 	if twoAfter := ruleHandles(t, n, "service-default/two/"); !slices.Equal(twoAfter, twoBefore) {
 		t.Errorf("service two's rules were rewritten (handles %v → %v) by a change to service one", twoBefore, twoAfter)
 	}
 }
 
-// Replacing an endpoint by another (the count unchanged) changes only the elements of the Service's endpoint
-// map: its rules and its map stay, and new connections go to the new endpoint.
-func TestReplacingAnEndpointChangesOnlyItsMapElements(t *testing.T) {
+// A change of endpoints, whether one is replaced, added or removed, changes only the elements of the
+// Service's endpoint map: its rules and its map stay, and new connections go to the new endpoints, in
+// equal shares.
+func TestEndpointChangesChangeOnlyMapElements(t *testing.T) {
 	n := newTestNet(t, "a", "b", "c")
 	rp := startProxy(t, n, service("swap", "10.96.0.73"), endpointSlice(n, "swap", 8080, []string{"a", "b"}))
 	answeredBy := func(want ...string) func() error {
 		return func() error {
-			seen := map[string]bool{}
-			for range 40 {
+			seen := map[string]int{}
+			for range 60 {
 				r, err := dialTCP(n.client, "10.96.0.73:80", time.Second)
 				if err != nil {
 					return err
 				}
-				seen[r.backend] = true
+				seen[r.backend]++
 			}
 			if got := slices.Sorted(maps.Keys(seen)); !slices.Equal(got, want) {
-				return fmt.Errorf("40 connections answered by %v, want %v", got, want)
+				return fmt.Errorf("60 connections answered by %v, want %v", seen, want)
 			}
 			return nil
 		}
@@ -548,13 +547,15 @@ func TestReplacingAnEndpointChangesOnlyItsMapElements(t *testing.T) {
 	handlesBefore := ruleHandles(t, n, "service-default/swap/")
 	mapsBefore := endpointMaps(t, n, "service-default/swap/")
 
-	rp.apply(t, endpointSlice(n, "swap", 8080, []string{"a", "c"}))
-	waitFor(t, "backends a and c answer", 5*time.Second, answeredBy("a", "c"))
-	if after := ruleHandles(t, n, "service-default/swap/"); !slices.Equal(after, handlesBefore) {
-		t.Errorf("the Service's rules were rewritten (handles %v → %v) for an endpoint replaced", handlesBefore, after)
-	}
-	if after := endpointMaps(t, n, "service-default/swap/"); !slices.Equal(after, mapsBefore) {
-		t.Errorf("endpoint maps are %v, were %v: want the same map with new elements", after, mapsBefore)
+	for _, backends := range [][]string{{"a", "c"}, {"a", "b", "c"}, {"b"}} {
+		rp.apply(t, endpointSlice(n, "swap", 8080, backends))
+		waitFor(t, fmt.Sprintf("backends %v answer", backends), 5*time.Second, answeredBy(backends...))
+		if after := ruleHandles(t, n, "service-default/swap/"); !slices.Equal(after, handlesBefore) {
+			t.Errorf("the Service's rules were rewritten (handles %v → %v) for endpoints %v", handlesBefore, after, backends)
+		}
+		if after := endpointMaps(t, n, "service-default/swap/"); !slices.Equal(after, mapsBefore) {
+			t.Errorf("endpoint maps are %v, were %v: want the same maps with new elements", after, mapsBefore)
+		}
 	}
 }
 
