@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"maps"
 	"net/netip"
 	"slices"
@@ -169,5 +170,34 @@ func TestSCTPAndUDPKeys(t *testing.T) {
 	slices.Sort(protos)
 	if !slices.Equal(protos, []byte{17, 132}) {
 		t.Errorf("protocols in the keys = %v, want udp (17) and sctp (132)", protos)
+	}
+}
+
+// Every draw belongs to exactly one endpoint's interval, and the intervals are as equal as can be.
+func TestEndpointMapSplitsTheDrawsEvenly(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 7, 10, 11, 1000} {
+		eps := make([]endpoint, n)
+		for i := range eps {
+			eps[i] = endpoint{addr: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), port: 80}
+		}
+		elems := spreadOver(eps)
+		if len(elems) != 2*n {
+			t.Fatalf("%d endpoints: %d elements, want a start and an end for each", n, len(elems))
+		}
+		next, smallest, largest := uint32(0), uint32(endpointDraws), uint32(0)
+		for i := 0; i < len(elems); i += 2 {
+			start, end := binary.BigEndian.Uint32(elems[i].Key), binary.BigEndian.Uint32(elems[i+1].Key)
+			if start != next || elems[i].IntervalEnd || !elems[i+1].IntervalEnd || end <= start {
+				t.Fatalf("%d endpoints: interval %d is [%d, %d) end=%v, want it to start at %d", n, i/2, start, end, elems[i+1].IntervalEnd, next)
+			}
+			if want := append(eps[i/2].addr.AsSlice(), portKey(80)...); !slices.Equal(elems[i].Val, want) {
+				t.Errorf("%d endpoints: interval %d maps to %v, want %v", n, i/2, elems[i].Val, want)
+			}
+			smallest, largest = min(smallest, end-start), max(largest, end-start)
+			next = end
+		}
+		if next != endpointDraws || largest-smallest > 1 {
+			t.Errorf("%d endpoints: intervals cover [0, %d) with sizes %d to %d, want [0, %d) within one draw", n, next, smallest, largest, endpointDraws)
+		}
 	}
 }
