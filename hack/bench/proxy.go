@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/nodeagent/nodeagent/internal/netnsutil"
+	"github.com/nodeagent/nodeagent/internal/tcprelay"
 )
 
 const (
@@ -347,45 +348,14 @@ func (n *benchNetns) remove() { _ = n.handle.Close() }
 func (n *benchNetns) in(fn func() error) error { return netnsutil.Do(n.handle, fn) }
 
 // relay makes the host's loopback address addr reachable at the same address inside the namespace (the
-// API server's certificate names 127.0.0.1): both proxies reach the API server the same way.
+// API server's certificate names 127.0.0.1): both proxies reach the API server the same way. The relay's
+// goroutines dial from threads in the host's namespace.
 func (n *benchNetns) relay(addr string) (stop func(), err error) {
 	var ln net.Listener
 	if err := n.in(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
 		return nil, err
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp4", addr) // this goroutine's thread is in the host's namespace
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); _, _ = io.Copy(out, in); _ = out.(*net.TCPConn).CloseWrite() }()
-			go func() { defer wg.Done(); _, _ = io.Copy(in, out); _ = in.(*net.TCPConn).CloseWrite() }()
-		}
-	}()
-	return func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	}, nil
+	return tcprelay.Start(ln, addr), nil
 }
 
 // serveBackend accepts connections on the backend address and closes them at once.

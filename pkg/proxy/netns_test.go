@@ -56,7 +56,7 @@ type testNet struct {
 func inNS(ns netns.NsHandle, fn func() error) error { return netnsutil.Do(ns, fn) }
 
 // newNS creates a network namespace and returns a handle to it, with loopback up.
-func newNS(t *testing.T) netns.NsHandle {
+func newNS(t testing.TB) netns.NsHandle {
 	t.Helper()
 	ns, err := netnsutil.New()
 	if err != nil {
@@ -75,7 +75,7 @@ func newNS(t *testing.T) netns.NsHandle {
 	return ns
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +263,7 @@ func exchangeUDP(ns netns.NsHandle, addr string, timeout time.Duration) (reply, 
 }
 
 // nftConn returns a connection to nftables in ns.
-func nftConn(t *testing.T, ns netns.NsHandle) *nftables.Conn {
+func nftConn(t testing.TB, ns netns.NsHandle) *nftables.Conn {
 	t.Helper()
 	conn, err := NewConn(int(ns))
 	must(t, err)

@@ -21,7 +21,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
+	"github.com/nodeagent/nodeagent/internal/tcprelay"
 	"github.com/nodeagent/nodeagent/pkg/proxy"
 )
 
@@ -100,6 +102,12 @@ func TestServiceClusterIPAndNodePort(t *testing.T) {
 	if err := pollUntil(ctx, func() (bool, error) { return mapHasKey("service-ips", vipKey(vip, 80)) }); err != nil {
 		t.Fatalf("the agent never programmed %s:80: %v", vip, err)
 	}
+	node, err := stack.client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pod bridge's address, the first of the node's pod CIDR: it is there once a pod runs.
+	bridgeIP := netip.MustParsePrefix(node.Spec.PodCIDR).Addr().Next()
 
 	// Each part has a deadline of its own, so one that fails leaves time to the others.
 	part := func(t *testing.T) context.Context {
@@ -132,15 +140,36 @@ func TestServiceClusterIPAndNodePort(t *testing.T) {
 		}
 	})
 
-	t.Run("NodePort on the node's bridge address", func(t *testing.T) {
+	t.Run("the kubernetes Service from a pod, as an in-cluster client", func(t *testing.T) {
 		ctx := part(t)
-		node, err := stack.client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		apiVIP, apiTarget := kubernetesServiceOnTheBridge(ctx, t, bridgeIP)
+		if err := pollUntil(ctx, func() (bool, error) { return mapHasKey("service-ips", vipKey(apiVIP, 443)) }); err != nil {
+			t.Fatalf("the agent never programmed the kubernetes Service %s:443: %v", apiVIP, err)
+		}
+		if err := pollUntil(ctx, func() (bool, error) {
+			_, err := stack.client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+			return err == nil, nil
+		}); err != nil {
+			t.Fatalf("no default ServiceAccount: %v", err)
+		}
+		client := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "in-cluster"}, Spec: corev1.PodSpec{
+			NodeName: nodeName, RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "c", Image: testImage, ImagePullPolicy: corev1.PullIfNotPresent,
+				Args: []string{"--whoami", "--count", "30"}}},
+		}}
+		client, err := stack.client.CoreV1().Pods(ns).Create(ctx, client, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		// client-go's InClusterConfig: KUBERNETES_SERVICE_HOST/PORT, the token and CA of the pod's
+		// kube-api-access volume; the answer names the pod's ServiceAccount.
+		waitForLog(ctx, t, logFile(client, "c"), "user system:serviceaccount:"+ns+":default")
+		t.Logf("a pod reached the API server through %s:443 → %s", apiVIP, apiTarget)
+	})
+
+	t.Run("NodePort on the node's bridge address", func(t *testing.T) {
+		ctx := part(t)
 		// nodePortAddresses is the cluster CIDR in the harness: the bridge's gateway address accepts NodePorts.
-		podCIDR := netip.MustParsePrefix(node.Spec.PodCIDR)
-		bridgeIP := podCIDR.Addr().Next()
 		if err := pollUntil(ctx, func() (bool, error) { return mapHasKey("nodeport-ips", bridgeIP.AsSlice()) }); err != nil {
 			t.Fatalf("the bridge address %s never became a NodePort address: %v", bridgeIP, err)
 		}
@@ -267,4 +296,42 @@ func deployService(ctx context.Context, t *testing.T, ns, name string, replicas 
 		t.Fatalf("EndpointSlices never had %d ready endpoints: %v", replicas, err)
 	}
 	return svc, pods
+}
+
+// kubernetesServiceOnTheBridge gives the kubernetes Service the endpoint an API server advertising the
+// node's bridge address would have, and relays that address to the harness's API server, which listens on
+// loopback only (a pod cannot reach the host's loopback; ENVIRONMENT.md: with a loopback advertise address
+// the API server writes no endpoints). It returns the Service's ClusterIP and the endpoint.
+func kubernetesServiceOnTheBridge(ctx context.Context, t *testing.T, bridgeIP netip.Addr) (netip.Addr, netip.AddrPort) {
+	t.Helper()
+	kube, err := stack.client.CoreV1().Services(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := kube.Spec.Ports[0]
+	target := netip.AddrPortFrom(bridgeIP, uint16(port.TargetPort.IntValue()))
+	relay(t, target.String(), fmt.Sprintf("127.0.0.1:%d", target.Port()))
+	endpointSlices := stack.client.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault)
+	_, err = endpointSlices.Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "kubernetes", Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{bridgeIP.String()},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports: []discoveryv1.EndpointPort{{Name: ptr.To(port.Name), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(int32(target.Port()))}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = endpointSlices.Delete(context.Background(), "kubernetes", metav1.DeleteOptions{}) })
+	return netip.MustParseAddr(kube.Spec.ClusterIP), target
+}
+
+// relay passes each connection to listen on to target until the test ends.
+func relay(t *testing.T, listen, target string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		t.Fatalf("relay on %s: %v", listen, err)
+	}
+	t.Cleanup(tcprelay.Start(ln, target))
 }

@@ -13,10 +13,13 @@
 //
 // As a client, --get URL fetches URL --count times, each on a new connection, and prints "got BODY" or
 // "error ERR" per try (busybox's static wget cannot resolve even a numeric address in a bare image).
+// --whoami asks the API server who the pod is, as an in-cluster client does, and prints "user NAME" or
+// "error ERR", up to --count times a second apart until it gets an answer.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,12 +30,14 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"k8s.io/client-go/rest"
 )
 
 func main() {
@@ -40,10 +45,15 @@ func main() {
 	echoPort := flag.Int("echo-port", 8081, "TCP and UDP echo port (0 disables)")
 	grpcPort := flag.Int("grpc-port", 0, "gRPC health service port (0 disables)")
 	get := flag.String("get", "", "fetch this URL instead of serving")
-	count := flag.Int("count", 1, "how many times --get fetches")
+	whoami := flag.Bool("whoami", false, "ask the API server who this pod is instead of serving")
+	count := flag.Int("count", 1, "how many times --get fetches, or --whoami tries")
 	flag.Parse()
 	if *get != "" {
 		fetch(*get, *count)
+		return
+	}
+	if *whoami {
+		whoAmI(*count)
 		return
 	}
 
@@ -172,5 +182,47 @@ func fetch(url string, count int) {
 			continue
 		}
 		fmt.Println("got", string(body))
+	}
+}
+
+// whoAmI posts a SelfSubjectReview with client-go's in-cluster configuration: the API server's address from
+// the kubernetes Service's environment variables, the pod's service account token and the cluster CA.
+func whoAmI(tries int) {
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	cfg.Timeout = 2 * time.Second
+	client, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	review := `{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`
+	for i := range tries {
+		if i > 0 {
+			time.Sleep(time.Second)
+		}
+		resp, err := client.Post(cfg.Host+"/apis/authentication.k8s.io/v1/selfsubjectreviews", "application/json", strings.NewReader(review))
+		if err != nil {
+			fmt.Println("error", err)
+			continue
+		}
+		var answer struct {
+			Status struct {
+				UserInfo struct {
+					Username string `json:"username"`
+				} `json:"userInfo"`
+			} `json:"status"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&answer)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			fmt.Println("error", resp.Status, err)
+			continue
+		}
+		fmt.Println("user", answer.Status.UserInfo.Username)
+		return
 	}
 }
