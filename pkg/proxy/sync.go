@@ -221,9 +221,9 @@ func (t *table) listOwn() (chains, affinitySets map[string]bool, endpointMaps []
 }
 
 // readEndpointMaps reads the elements of the endpoint maps given, by the chain they belong to (their name
-// is the chain's, between endpointMapPrefix and a sequence number). A constant map (an earlier version of
-// the agent wrote them so) is listed without its elements: its elements cannot be changed in place, so no
-// rule takes it over and it is retired.
+// is the chain's, between endpointMapPrefix and a sequence number). Only interval maps of addresses can be
+// taken over (see takeReusable); the others are listed without their elements, and retired: verdict maps,
+// and the constant or hash maps of earlier versions of the agent.
 func (t *table) readEndpointMaps(sets []*nftables.Set) (map[string][]foundMap, error) {
 	found := map[string][]foundMap{}
 	for _, set := range sets {
@@ -232,7 +232,7 @@ func (t *table) readEndpointMaps(sets []*nftables.Set) (map[string][]foundMap, e
 			chain = chain[:i]
 		}
 		var elems []nftables.SetElement
-		if !set.Constant {
+		if set.Interval && !set.Constant {
 			var err error
 			if elems, err = t.conn.GetSetElements(set); err != nil {
 				return nil, fmt.Errorf("reading endpoint map %s: %w", set.Name, err)
@@ -244,7 +244,8 @@ func (t *table) readEndpointMaps(sets []*nftables.Set) (map[string][]foundMap, e
 }
 
 // takeReusable returns the name of a found map of chain that holds exactly the rule's endpoints, and takes
-// it off the list. Only maps of addresses are taken: the elements of verdict maps read back in another form.
+// it off the list. Only maps of addresses are taken: the elements of verdict maps read back in another form,
+// and a verdict map is rewritten with its rule anyway.
 func (t *table) takeReusable(chain string, r rule) (string, bool) {
 	if r.endpointMap == nil || r.verdictValues() {
 		return "", false
