@@ -34,15 +34,9 @@ type table struct {
 	// retired are objects that no rule or element reaches any more but that a packet in flight during the
 	// last transaction may still use; a later transaction deletes them (see addRules).
 	retired []retiredObject
-	// reusable are, during a full sync, the endpoint maps found in the table by chain, which a rule of
-	// that chain with the same endpoints takes over instead of a new map.
-	reusable map[string][]foundMap
-}
-
-// foundMap is an endpoint map found in the kernel, with its elements.
-type foundMap struct {
-	name  string
-	elems []nftables.SetElement
+	// reusable are, during a full sync, the names of the endpoint maps found in the table by what they
+	// hold (contentKey), which a rule with the same endpoints takes over instead of a new map.
+	reusable map[string][]string
 }
 
 // retiredKind orders the deletion of retired objects: endpoint maps first (their verdicts point at endpoint
@@ -61,8 +55,11 @@ type retiredObject struct {
 	since time.Time
 }
 
-// endpointMapPrefix starts the names of endpoint maps.
-const endpointMapPrefix = "endpoints-"
+// endpointMapPrefix starts the names of endpoint maps, followed by a sequence number in base 36. The names
+// are short on purpose: the kernel finds a set by walking the table's list of sets and taking the length
+// of each name (nla_strcmp), and at 10,000 Services that walk was most of a full sync's time (perf: strlen
+// 35% with names like "endpoints-service-<namespace>/<name>/tcp/<port>-<n>").
+const endpointMapPrefix = "ep-"
 
 // retireAfter is how long an unused endpoint map stays: far longer than any packet takes to go through the
 // chain that was replaced, however busy the machine.
@@ -82,10 +79,10 @@ func (t *table) fullSync(services map[string]*serviceRules) error {
 	if err != nil {
 		return err
 	}
-	// A rule whose endpoints are those of a map of its chain found in the table (after a restart, nearly
-	// all) takes that map over; the other maps there now are retired, whoever wrote them. Creating maps
-	// is what makes a full sync slow: the kernel finds a table's sets by walking a list, so each new map
-	// costs more with every map the table has.
+	// A rule whose endpoints are those of a map found in the table (after a restart, nearly all) takes
+	// that map over; the other maps there now are retired, whoever wrote them. Creating maps is what makes
+	// a full sync slow: the kernel finds a table's sets by walking a list, so each new map costs more with
+	// every map the table has.
 	if t.reusable, err = t.readEndpointMaps(existingMaps); err != nil {
 		return err
 	}
@@ -150,9 +147,9 @@ func (t *table) fullSync(services map[string]*serviceRules) error {
 	if err := t.addElements(elements); err != nil {
 		return err
 	}
-	for _, chain := range slices.Sorted(maps.Keys(t.reusable)) {
-		for _, m := range t.reusable[chain] {
-			t.retire(retiredMap, m.name, now)
+	for _, content := range slices.Sorted(maps.Keys(t.reusable)) {
+		for _, name := range t.reusable[content] {
+			t.retire(retiredMap, name, now)
 		}
 	}
 	if err := t.setHairpin(slices.Collect(maps.Keys(hairpin)), nil); err != nil {
@@ -206,63 +203,67 @@ func (t *table) listOwn() (chains, affinitySets map[string]bool, endpointMaps []
 	}
 	for _, s := range sets {
 		switch {
+		case t.sets[s.Name] != nil:
 		case strings.HasPrefix(s.Name, "affinity-"):
 			affinitySets[s.Name] = true
-		case strings.HasPrefix(s.Name, endpointMapPrefix):
+		default: // an endpoint map, this version's or an earlier one's ("endpoints-<chain>-<n>")
 			endpointMaps = append(endpointMaps, s)
-			if i := strings.LastIndexByte(s.Name, '-'); i >= 0 {
-				if n, err := strconv.ParseUint(s.Name[i+1:], 10, 64); err == nil && n >= t.mapSeq {
-					t.mapSeq = n + 1
-				}
+			if n, err := strconv.ParseUint(strings.TrimPrefix(s.Name, endpointMapPrefix), 36, 64); err == nil && n >= t.mapSeq {
+				t.mapSeq = n + 1
 			}
 		}
 	}
 	return chains, affinitySets, endpointMaps, nil
 }
 
-// readEndpointMaps reads the elements of the endpoint maps given, by the chain they belong to (their name
-// is the chain's, between endpointMapPrefix and a sequence number). Only interval maps of addresses can be
-// taken over (see takeReusable); the others are listed without their elements, and retired: verdict maps,
-// and the constant or hash maps of earlier versions of the agent.
-func (t *table) readEndpointMaps(sets []*nftables.Set) (map[string][]foundMap, error) {
-	found := map[string][]foundMap{}
+// readEndpointMaps reads the elements of the endpoint maps given and returns their names by what they hold.
+// Only interval maps of addresses can be taken over (see takeReusable); the others are listed under "", to
+// be retired: verdict maps, and the constant or hash maps of earlier versions of the agent.
+func (t *table) readEndpointMaps(sets []*nftables.Set) (map[string][]string, error) {
+	found := map[string][]string{}
 	for _, set := range sets {
-		chain := strings.TrimPrefix(set.Name, endpointMapPrefix)
-		if i := strings.LastIndexByte(chain, '-'); i >= 0 {
-			chain = chain[:i]
-		}
-		var elems []nftables.SetElement
+		content := ""
 		if set.Interval && !set.Constant {
-			var err error
-			if elems, err = t.conn.GetSetElements(set); err != nil {
+			elems, err := t.conn.GetSetElements(set)
+			if err != nil {
 				return nil, fmt.Errorf("reading endpoint map %s: %w", set.Name, err)
 			}
+			content = contentKey(elems)
 		}
-		found[chain] = append(found[chain], foundMap{name: set.Name, elems: elems})
+		found[content] = append(found[content], set.Name)
 	}
 	return found, nil
 }
 
-// takeReusable returns the name of a found map of chain that holds exactly the rule's endpoints, and takes
-// it off the list. Only maps of addresses are taken: the elements of verdict maps read back in another form,
-// and a verdict map is rewritten with its rule anyway.
-func (t *table) takeReusable(chain string, r rule) (string, bool) {
+// takeReusable returns the name of a found map that holds exactly the rule's endpoints, and takes it off
+// the list. Any such map will do, whichever rule used it before: it holds the same. Only maps of addresses
+// are taken: the elements of verdict maps read back in another form, and a verdict map is rewritten with
+// its rule anyway.
+func (t *table) takeReusable(r rule) (string, bool) {
 	if r.endpointMap == nil || r.verdictValues() {
 		return "", false
 	}
-	for i, m := range t.reusable[chain] {
-		if sameElements(m.elems, r.endpointMap) {
-			t.reusable[chain] = slices.Delete(t.reusable[chain], i, i+1)
-			return m.name, true
-		}
+	content := contentKey(r.endpointMap)
+	names := t.reusable[content]
+	if len(names) == 0 {
+		return "", false
 	}
-	return "", false
+	t.reusable[content] = names[1:]
+	return names[0], true
 }
 
-// sameElements reports whether two lists hold the same elements, in any order (a dump lists them in the
-// kernel's order).
-func sameElements(a, b []nftables.SetElement) bool {
-	return maps.Equal(elementValues(a), elementValues(b))
+// contentKey is the same string for the same elements in any order (a dump lists them in the kernel's).
+func contentKey(elems []nftables.SetElement) string {
+	parts := make([]string, len(elems))
+	for i, e := range elems {
+		end := "s"
+		if e.IntervalEnd {
+			end = "e"
+		}
+		parts[i] = fmt.Sprintf("%x/%s/%x", e.Key, end, e.Val)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
 }
 
 // syncServices applies the new rules of the Services in changed (nil for a Service that is gone) against
@@ -437,11 +438,11 @@ func (t *table) addAffinitySet(s affinitySet) error {
 func (t *table) addRules(ch *nftables.Chain, rules []rule) error {
 	for _, r := range rules {
 		exprs := r.exprs
-		if name, ok := t.takeReusable(ch.Name, r); ok {
+		if name, ok := t.takeReusable(r); ok {
 			t.endpointMaps[ch.Name] = append(t.endpointMaps[ch.Name], name)
 			exprs = withEndpointMap(exprs, &nftables.Set{Table: t.table, Name: name})
 		} else if r.endpointMap != nil {
-			set := t.endpointMap(fmt.Sprintf("%s%s-%d", endpointMapPrefix, ch.Name, t.mapSeq), r.mapValues)
+			set := t.endpointMap(endpointMapPrefix+strconv.FormatUint(t.mapSeq, 36), r.mapValues)
 			t.mapSeq++
 			if err := t.conn.AddSet(set, nil); err != nil {
 				return fmt.Errorf("endpoint map for chain %s: %w", ch.Name, err)
@@ -504,23 +505,6 @@ func (t *table) endpointMapUpdates(chain string, oldRules, newRules []rule) ([]e
 	return updates, true
 }
 
-// elementKey tells the elements of an interval map apart: an interval's end has the key of the next one's
-// start.
-type elementKey struct {
-	key string
-	end bool
-}
-
-// elementValues indexes elements by key: their values (none for an interval's end).
-func elementValues(elems []nftables.SetElement) map[elementKey]string {
-	vals := make(map[elementKey]string, len(elems))
-	for _, e := range elems {
-		vals[keyOf(e)] = string(e.Val)
-	}
-	return vals
-}
-
-func keyOf(e nftables.SetElement) elementKey { return elementKey{string(e.Key), e.IntervalEnd} }
 
 // endpointMap describes a map of a chain's endpoints: intervals of numgen draws → address . port, or
 // numgen value → verdict (affinity).

@@ -27,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -546,6 +547,9 @@ func TestEndpointChangesChangeOnlyMapElements(t *testing.T) {
 	waitFor(t, "backends a and b answer", 5*time.Second, answeredBy("a", "b"))
 	handlesBefore := ruleHandles(t, n, "service-default/swap/")
 	mapsBefore := endpointMaps(t, n, "service-default/swap/")
+	if len(mapsBefore) != 2 {
+		t.Fatalf("the Service's rules use endpoint maps %v, want one per port", mapsBefore)
+	}
 
 	for _, backends := range [][]string{{"a", "c"}, {"a", "b", "c"}, {"b"}} {
 		rp.apply(t, endpointSlice(n, "swap", 8080, backends))
@@ -577,6 +581,9 @@ func TestRestartedProxyReconcilesTheTableInPlace(t *testing.T) {
 		return nil
 	})
 	keptMaps := endpointMaps(t, n, "service-default/kept/")
+	if len(keptMaps) != 2 {
+		t.Fatalf("the kept Service's rules use endpoint maps %v, want one per port", keptMaps)
+	}
 	first.stop() // the agent stops; its table stays
 
 	// The second proxy's API state: "removed" is gone, "added" is new.
@@ -707,15 +714,37 @@ func TestFullSyncOfThousandsOfServicesIsOneTransaction(t *testing.T) {
 	}
 }
 
-// endpointMaps returns the names of the endpoint maps of the chains whose names start with chainPrefix.
+// endpointMaps returns the names of the endpoint maps that the rules of the chains whose names start with
+// chainPrefix look up; with no prefix, of every endpoint map in the table, used or not.
 func endpointMaps(t *testing.T, n *testNet, chainPrefix string) []string {
 	t.Helper()
-	sets, err := nftConn(t, n.node).GetSets(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
-	must(t, err)
+	conn := nftConn(t, n.node)
+	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 	var names []string
-	for _, s := range sets {
-		if strings.HasPrefix(s.Name, endpointMapPrefix+chainPrefix) {
-			names = append(names, s.Name)
+	if chainPrefix == "" {
+		sets, err := conn.GetSets(table)
+		must(t, err)
+		for _, s := range sets {
+			if strings.HasPrefix(s.Name, endpointMapPrefix) {
+				names = append(names, s.Name)
+			}
+		}
+	} else {
+		chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+		must(t, err)
+		for _, ch := range chains {
+			if ch.Table.Name != TableName || !strings.HasPrefix(ch.Name, chainPrefix) {
+				continue
+			}
+			rules, err := conn.GetRules(table, ch)
+			must(t, err)
+			for _, r := range rules {
+				for _, e := range r.Exprs {
+					if l, ok := e.(*expr.Lookup); ok && strings.HasPrefix(l.SetName, endpointMapPrefix) {
+						names = append(names, l.SetName)
+					}
+				}
+			}
 		}
 	}
 	slices.Sort(names)
