@@ -505,7 +505,6 @@ func (t *table) endpointMapUpdates(chain string, oldRules, newRules []rule) ([]e
 	return updates, true
 }
 
-
 // endpointMap describes a map of a chain's endpoints: intervals of numgen draws → address . port, or
 // numgen value → verdict (affinity).
 func (t *table) endpointMap(name string, values nftables.SetDatatype) *nftables.Set {

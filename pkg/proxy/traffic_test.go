@@ -464,24 +464,32 @@ func TestEndpointChurnKeepsEveryNewConnectionWorking(t *testing.T) {
 	})
 }
 
-// ruleHandles returns the handles of the rules of the chains whose names start with prefix: a rule that is
-// rewritten gets a new handle.
-func ruleHandles(t *testing.T, n *testNet, prefix string) []uint64 {
+// rulesOf returns the rules of the agent's chains whose names start with prefix.
+func rulesOf(t *testing.T, n *testNet, prefix string) []*nftables.Rule {
 	t.Helper()
 	conn := nftConn(t, n.node)
 	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	must(t, err)
-	var handles []uint64
+	var all []*nftables.Rule
 	for _, ch := range chains {
 		if ch.Table.Name != TableName || !strings.HasPrefix(ch.Name, prefix) {
 			continue
 		}
 		rules, err := conn.GetRules(table, ch)
 		must(t, err)
-		for _, r := range rules {
-			handles = append(handles, r.Handle)
-		}
+		all = append(all, rules...)
+	}
+	return all
+}
+
+// ruleHandles returns the handles of the rules of the chains whose names start with prefix: a rule that is
+// rewritten gets a new handle.
+func ruleHandles(t *testing.T, n *testNet, prefix string) []uint64 {
+	t.Helper()
+	var handles []uint64
+	for _, r := range rulesOf(t, n, prefix) {
+		handles = append(handles, r.Handle)
 	}
 	slices.Sort(handles)
 	return handles
@@ -718,11 +726,9 @@ func TestFullSyncOfThousandsOfServicesIsOneTransaction(t *testing.T) {
 // chainPrefix look up; with no prefix, of every endpoint map in the table, used or not.
 func endpointMaps(t *testing.T, n *testNet, chainPrefix string) []string {
 	t.Helper()
-	conn := nftConn(t, n.node)
-	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 	var names []string
 	if chainPrefix == "" {
-		sets, err := conn.GetSets(table)
+		sets, err := nftConn(t, n.node).GetSets(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
 		must(t, err)
 		for _, s := range sets {
 			if strings.HasPrefix(s.Name, endpointMapPrefix) {
@@ -730,19 +736,10 @@ func endpointMaps(t *testing.T, n *testNet, chainPrefix string) []string {
 			}
 		}
 	} else {
-		chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
-		must(t, err)
-		for _, ch := range chains {
-			if ch.Table.Name != TableName || !strings.HasPrefix(ch.Name, chainPrefix) {
-				continue
-			}
-			rules, err := conn.GetRules(table, ch)
-			must(t, err)
-			for _, r := range rules {
-				for _, e := range r.Exprs {
-					if l, ok := e.(*expr.Lookup); ok && strings.HasPrefix(l.SetName, endpointMapPrefix) {
-						names = append(names, l.SetName)
-					}
+		for _, r := range rulesOf(t, n, chainPrefix) {
+			for _, e := range r.Exprs {
+				if l, ok := e.(*expr.Lookup); ok && strings.HasPrefix(l.SetName, endpointMapPrefix) {
+					names = append(names, l.SetName)
 				}
 			}
 		}
