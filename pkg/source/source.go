@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
@@ -31,6 +32,18 @@ type Source struct {
 	nodes cache.SharedIndexInformer
 }
 
+// withoutManagedFields drops metadata.managedFields from every cached object: the agent never reads them,
+// and in a large cluster's Service and EndpointSlice caches they are memory for nothing. An update sent
+// with them left out keeps them on the server.
+func withoutManagedFields() informers.SharedInformerOption {
+	return informers.WithTransform(func(obj any) (any, error) {
+		if m, err := meta.Accessor(obj); err == nil {
+			m.SetManagedFields(nil)
+		}
+		return obj, nil
+	})
+}
+
 // New builds the informers; nothing is listed until Start.
 func New(client kubernetes.Interface, nodeName string, resync time.Duration) *Source {
 	onNode := informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -41,9 +54,9 @@ func New(client kubernetes.Interface, nodeName string, resync time.Duration) *So
 	})
 	s := &Source{
 		nodeName:    nodeName,
-		podFactory:  informers.NewSharedInformerFactoryWithOptions(client, resync, onNode),
-		nodeFactory: informers.NewSharedInformerFactoryWithOptions(client, resync, ownNode),
-		Cluster:     informers.NewSharedInformerFactory(client, resync),
+		podFactory:  informers.NewSharedInformerFactoryWithOptions(client, resync, onNode, withoutManagedFields()),
+		nodeFactory: informers.NewSharedInformerFactoryWithOptions(client, resync, ownNode, withoutManagedFields()),
+		Cluster:     informers.NewSharedInformerFactoryWithOptions(client, resync, withoutManagedFields()),
 	}
 	s.nodes = s.nodeFactory.Core().V1().Nodes().Informer()
 	return s

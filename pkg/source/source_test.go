@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -31,5 +33,26 @@ func TestPodsAreWatchedOnlyWhenAsked(t *testing.T) {
 		if listed != asked {
 			t.Errorf("Pods asked for: %v; Pods listed: %v", asked, listed)
 		}
+	}
+}
+
+// The caches hold objects without their managedFields, which nothing in the agent reads.
+func TestCachedObjectsHaveNoManagedFields(t *testing.T) {
+	managed := metav1.ObjectMeta{Namespace: "default", Name: "web",
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}}
+	client := fake.NewClientset(&corev1.Service{ObjectMeta: managed})
+	src := New(client, "node-a", 0)
+	services := src.Cluster.Core().V1().Services().Lister()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); src.Shutdown() }()
+	if err := src.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := services.Services("default").Get("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.ManagedFields != nil {
+		t.Errorf("cached Service has managedFields %v, want none", svc.ManagedFields)
 	}
 }
