@@ -277,7 +277,10 @@ func (t *table) syncServices(changed map[string]*serviceRules) error {
 	var goneSets []string
 	var hairpinAdd, hairpinDel []netip.Addr
 	var mapUpdates []endpointMapUpdate
-	hairpin := maps.Clone(t.hairpin)
+	// Changes to t.hairpin's counts, applied once the transaction is written: a copy of the whole map
+	// (an entry per endpoint of every Service) cost more than the rest of a partial sync at 10,000 Services.
+	hairpinDelta := map[netip.Addr]int{}
+	hairpinCount := func(a netip.Addr) int { return t.hairpin[a] + hairpinDelta[a] }
 	for _, key := range slices.Sorted(maps.Keys(changed)) {
 		old, cur := t.applied[key], changed[key]
 		if old == nil {
@@ -332,13 +335,12 @@ func (t *table) syncServices(changed map[string]*serviceRules) error {
 			goneSets = append(goneSets, name)
 		}
 		for _, a := range old.hairpin {
-			if hairpin[a]--; hairpin[a] == 0 {
-				delete(hairpin, a)
+			if hairpinDelta[a]--; hairpinCount(a) == 0 {
 				hairpinDel = append(hairpinDel, a)
 			}
 		}
 		for _, a := range cur.hairpin {
-			if hairpin[a]++; hairpin[a] == 1 {
+			if hairpinDelta[a]++; hairpinCount(a) == 1 {
 				hairpinAdd = append(hairpinAdd, a)
 			}
 		}
@@ -397,7 +399,13 @@ func (t *table) syncServices(changed map[string]*serviceRules) error {
 			t.applied[key] = sr
 		}
 	}
-	t.hairpin = hairpin
+	for a, d := range hairpinDelta {
+		if n := t.hairpin[a] + d; n == 0 {
+			delete(t.hairpin, a)
+		} else {
+			t.hairpin[a] = n
+		}
+	}
 	return nil
 }
 

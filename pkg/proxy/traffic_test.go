@@ -837,3 +837,42 @@ func TestDualStackServicesAnswerOverIPv6(t *testing.T) {
 		t.Errorf("IPv6 VIP without endpoints: %v after %s, want connection refused within 100ms", err, took)
 	}
 }
+
+// An endpoint address is in the hairpin set while any Service sends to it: two Services share backend a,
+// and a stays when one of them goes, and goes with the second.
+func TestHairpinSetFollowsTheServicesThatUseAnAddress(t *testing.T) {
+	n := newTestNet(t, "a", "b")
+	rp := startProxy(t, n,
+		service("one", "10.96.0.81"), endpointSlice(n, "one", 8080, []string{"a", "b"}),
+		service("two", "10.96.0.82"), endpointSlice(n, "two", 8080, []string{"a"}))
+	pair := func(name string) string {
+		a := n.backendIPs[name].AsSlice()
+		return string(append(a, a...))
+	}
+	hairpinIs := func(want ...string) func() error {
+		return func() error {
+			set, err := nftConn(t, n.node).GetSetByName(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}, setHairpin)
+			if err != nil {
+				return err
+			}
+			elems, err := nftConn(t, n.node).GetSetElements(set)
+			if err != nil {
+				return err
+			}
+			var got []string
+			for _, e := range elems {
+				got = append(got, string(e.Key))
+			}
+			slices.Sort(got)
+			if slices.Sort(want); !slices.Equal(got, want) {
+				return fmt.Errorf("hairpin set holds %q, want %q", got, want)
+			}
+			return nil
+		}
+	}
+	waitFor(t, "a and b in the hairpin set", 5*time.Second, hairpinIs(pair("a"), pair("b")))
+	must(t, rp.client.CoreV1().Services("default").Delete(context.Background(), "one", metav1.DeleteOptions{}))
+	waitFor(t, "only a, which two still uses", 5*time.Second, hairpinIs(pair("a")))
+	must(t, rp.client.CoreV1().Services("default").Delete(context.Background(), "two", metav1.DeleteOptions{}))
+	waitFor(t, "an empty hairpin set", 5*time.Second, hairpinIs())
+}
