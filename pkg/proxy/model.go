@@ -48,7 +48,7 @@ func (e endpoint) String() string { return netip.AddrPortFrom(e.addr, e.port).St
 // chainID names the port's chains: the ServicePortName, and for IPv6 "/ipv6" after it (a port name cannot
 // hold a "/", so no IPv4 name can look like an IPv6 one).
 func (sp *servicePort) chainID() string {
-	if sp.family.nfproto == familyIPv6.nfproto {
+	if sp.family == familyIPv6 {
 		return sp.name + "/ipv6"
 	}
 	return sp.name
@@ -132,7 +132,7 @@ func familyPorts(f ipFamily, svc *corev1.Service, endpointSlices []*discoveryv1.
 	var ranges []netip.Prefix
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 		for _, r := range svc.Spec.LoadBalancerSourceRanges {
-			if p, err := netip.ParsePrefix(strings.TrimSpace(r)); err == nil && familyOf(p.Addr()).nfproto == f.nfproto {
+			if p, err := netip.ParsePrefix(strings.TrimSpace(r)); err == nil && familyOf(p.Addr()) == f {
 				ranges = append(ranges, p.Masked())
 			}
 		}
@@ -232,7 +232,7 @@ func endpointsFor(f ipFamily, p corev1.ServicePort, endpointSlices []*discoveryv
 // parseAddr parses s as an address of family f; the zero Addr when it is not one.
 func parseAddr(s string, f ipFamily) netip.Addr {
 	a, err := netip.ParseAddr(s)
-	if err != nil || familyOf(a).nfproto != f.nfproto || a.Is4In6() || a.Zone() != "" {
+	if err != nil || familyOf(a) != f || a.Is4In6() || a.Zone() != "" {
 		return netip.Addr{}
 	}
 	return a

@@ -348,14 +348,14 @@ func (p *Proxier) setHealthCheck(key string, svc *corev1.Service) {
 		return
 	}
 	// A dual-stack pod is an endpoint of each family: count each family's endpoints and take the larger.
-	local := map[byte]map[netip.Addr]bool{}
+	local := map[ipFamily]map[netip.Addr]bool{}
 	for _, sp := range servicePorts(svc, p.slicesOf(svc), p.cfg.NodeName) {
 		for _, e := range sp.localEndpoints() {
 			if e.ready {
-				if local[sp.family.nfproto] == nil {
-					local[sp.family.nfproto] = map[netip.Addr]bool{}
+				if local[sp.family] == nil {
+					local[sp.family] = map[netip.Addr]bool{}
 				}
-				local[sp.family.nfproto][e.addr] = true
+				local[sp.family][e.addr] = true
 			}
 		}
 	}

@@ -59,7 +59,7 @@ type renderer struct {
 // localCIDR returns the pod CIDR of family f; the zero Prefix when there is none.
 func (r renderer) localCIDR(f ipFamily) netip.Prefix {
 	for _, p := range r.localCIDRs {
-		if familyOf(p.Addr()).nfproto == f.nfproto {
+		if familyOf(p.Addr()) == f {
 			return p
 		}
 	}

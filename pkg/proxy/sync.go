@@ -240,7 +240,7 @@ func (t *table) readEndpointMaps(sets []*nftables.Set) (map[string][]string, err
 // are taken: the elements of verdict maps read back in another form, and a verdict map is rewritten with
 // its rule anyway.
 func (t *table) takeReusable(r rule) (string, bool) {
-	if r.endpointMap == nil || r.verdictValues() {
+	if r.endpointMap == nil || r.verdictValues() || len(t.reusable) == 0 {
 		return "", false
 	}
 	content := contentKey(r.endpointMap)
