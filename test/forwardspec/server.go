@@ -228,15 +228,17 @@ func (s *Server) message(r *msgp.Reader, w *msgp.Writer, buf *[]byte) error {
 	if err != nil {
 		return err
 	}
-	var logs []string
-	records := 0
-	var size int64
 	t, err := r.NextType()
 	if err != nil {
 		return err
 	}
 	if t != msgp.BinType && t != msgp.StrType { // Forward mode's array of entries is not what the agent sends
 		return fmt.Errorf("entries of type %v", t)
+	}
+	if !s.cfg.Decode {
+		// A sink for benchmarks reads past the entries without copying them, as the raw limit's reader
+		// does: it counts the records from the size option.
+		return s.skipEntries(r, w, t, n, tag)
 	}
 	var entries []byte
 	if t == msgp.BinType {
@@ -248,7 +250,7 @@ func (s *Server) message(r *msgp.Reader, w *msgp.Writer, buf *[]byte) error {
 	if err != nil {
 		return err
 	}
-	size = int64(len(entries))
+	size := int64(len(entries))
 	options := map[string]any{}
 	if n == 3 {
 		if err := r.ReadMapStrIntf(options); err != nil {
@@ -264,44 +266,77 @@ func (s *Server) message(r *msgp.Reader, w *msgp.Writer, buf *[]byte) error {
 			return err
 		}
 	}
-	if s.cfg.Decode {
-		er := msgp.NewReader(bytes.NewReader(entries))
-		for {
-			if _, err := er.ReadArrayHeader(); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				return err
-			}
-			if err := er.Skip(); err != nil { // EventTime
-				return err
-			}
-			rec := map[string]any{}
-			if err := er.ReadMapStrIntf(rec); err != nil {
-				return err
-			}
-			logs = append(logs, fmt.Sprint(rec["log"]))
-			records++
+	var logs []string
+	er := msgp.NewReader(bytes.NewReader(entries))
+	for {
+		if _, err := er.ReadArrayHeader(); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return err
 		}
+		if err := er.Skip(); err != nil { // EventTime
+			return err
+		}
+		rec := map[string]any{}
+		if err := er.ReadMapStrIntf(rec); err != nil {
+			return err
+		}
+		logs = append(logs, fmt.Sprint(rec["log"]))
+	}
+	s.received(tag, logs, len(logs), size)
+	return ack(w, options)
+}
+
+// skipEntries reads the rest of a message whose entries (of type t) are not kept.
+func (s *Server) skipEntries(r *msgp.Reader, w *msgp.Writer, t msgp.Type, fields uint32, tag string) error {
+	var size uint32
+	var err error
+	if t == msgp.BinType {
+		size, err = r.ReadBytesHeader()
 	} else {
-		switch n := options["size"].(type) {
-		case int64:
-			records = int(n)
-		case uint64:
-			records = int(n)
+		size, err = r.ReadStringHeader()
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := r.R.Skip(int(size)); err != nil {
+		return err
+	}
+	options := map[string]any{}
+	if fields == 3 {
+		if err := r.ReadMapStrIntf(options); err != nil {
+			return err
 		}
 	}
+	records := 0
+	switch n := options["size"].(type) {
+	case int64:
+		records = int(n)
+	case uint64:
+		records = int(n)
+	}
+	s.received(tag, nil, records, int64(size))
+	return ack(w, options)
+}
+
+func (s *Server) received(tag string, logs []string, records int, size int64) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.logs[tag] = append(s.logs[tag], logs...)
 	s.records += records
 	s.bytes += size
-	s.mu.Unlock()
-	if chunk, ok := options["chunk"].(string); ok {
-		_ = w.WriteMapHeader(1)
-		_ = w.WriteString("ack")
-		_ = w.WriteString(chunk)
-		return w.Flush()
+}
+
+// ack answers a message that asked for an acknowledgement.
+func ack(w *msgp.Writer, options map[string]any) error {
+	chunk, ok := options["chunk"].(string)
+	if !ok {
+		return nil
 	}
-	return nil
+	_ = w.WriteMapHeader(1)
+	_ = w.WriteString("ack")
+	_ = w.WriteString(chunk)
+	return w.Flush()
 }
 
 func readStringOrBytes(r *msgp.Reader) ([]byte, error) {
