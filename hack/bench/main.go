@@ -18,9 +18,10 @@
 // connect times through a VIP to a backend inside the namespace. No traffic leaves the namespace.
 //
 // logs: writes container logs in the kubelet's layout, then measures the raw limit (the same bytes read
-// from disk and written to a loopback socket by a minimal loop) and `nodeagent --logs-only` shipping them to
-// a forward receiver on loopback that acknowledges every chunk (test/forwardspec), alternating; then writes
-// at a steady rate and reports the agent's CPU. No cluster: records carry what the log paths say.
+// from disk and written to a loopback socket by a minimal loop), `nodeagent --logs-only` shipping them to
+// a forward receiver on loopback that acknowledges every chunk (test/forwardspec), and the raw limit again
+// writing as many bytes as the agent sent (the records with their metadata), alternating; then writes at a
+// steady rate and reports the agent's CPU. No cluster: records carry what the log paths say.
 //
 // dns: against a control plane of its own (NODEAGENT_RUN=/var/run/nodeagent-bench-dns) with N Services,
 // runs `nodeagent --dns-only` and CoreDNS v1.15 (kubernetes, cache, forward) one after the other on
