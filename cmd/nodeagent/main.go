@@ -315,7 +315,7 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	if err != nil {
 		return err
 	}
-	runtime, err := cri.Connect(ctx, cfg.ContainerRuntimeEndpoint, 10*time.Second)
+	runtime, err := cri.Connect(ctx, cfg.ContainerRuntimeEndpoint, cfg.RuntimeRequestTimeout.Duration)
 	if err != nil {
 		return err
 	}

@@ -79,6 +79,9 @@ type Configuration struct {
 	StaticPodPath string `json:"staticPodPath,omitempty"`
 	// FileCheckFrequency is how often the static pod directory is read again besides watching it.
 	FileCheckFrequency metav1.Duration `json:"fileCheckFrequency"`
+	// RuntimeRequestTimeout bounds each CRI call but the long-running ones (the sandbox calls get twice
+	// it), as the kubelet's: under a burst, stopping or starting many pods makes single calls slow.
+	RuntimeRequestTimeout metav1.Duration `json:"runtimeRequestTimeout"`
 	// ContainerLogMaxSize is the size (a quantity, e.g. 10Mi) at which a container's log is rotated.
 	ContainerLogMaxSize string `json:"containerLogMaxSize"`
 	// ContainerLogMaxFiles is how many log files a container keeps, the live one included.
@@ -275,6 +278,7 @@ func Default() *Configuration {
 		KubeletPort:                      10250,
 		MaxParallelImagePulls:            5,
 		FileCheckFrequency:               metav1.Duration{Duration: 20 * time.Second},
+		RuntimeRequestTimeout:            metav1.Duration{Duration: 2 * time.Minute},
 		ContainerLogMaxSize:              "10Mi",
 		ContainerLogMaxFiles:             5,
 		ContainerLogMonitorInterval:      metav1.Duration{Duration: 10 * time.Second},
@@ -440,6 +444,9 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	if c.FileCheckFrequency.Duration <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("fileCheckFrequency"), c.FileCheckFrequency.Duration.String(), "must be positive"))
+	}
+	if c.RuntimeRequestTimeout.Duration <= 0 {
+		errs = append(errs, field.Invalid(field.NewPath("runtimeRequestTimeout"), c.RuntimeRequestTimeout.Duration.String(), "must be positive"))
 	}
 	if q, err := resource.ParseQuantity(c.ContainerLogMaxSize); err != nil || q.Sign() <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("containerLogMaxSize"), c.ContainerLogMaxSize, "want a positive quantity such as 10Mi"))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodeagent/nodeagent/internal/testutil"
 )
@@ -61,6 +62,7 @@ func TestValidateNamesEachBadField(t *testing.T) {
 	c.Logs.Username = "agent"
 	c.ImageGCHighThresholdPercent, c.ImageGCLowThresholdPercent = 101, 90
 	c.ContainerLogLinksDir = "containers"
+	c.RuntimeRequestTimeout.Duration = -time.Second
 	got := c.Validate().ToAggregate().Error()
 	for _, want := range []string{
 		`kubeconfig: Invalid value: "/does/not/exist": file does not exist`,
@@ -71,6 +73,7 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`imageGCHighThresholdPercent: Invalid value: 101: must be between 0 and 100`,
 		`containerLogLinksDir: Invalid value: "containers": must be an absolute path or empty`,
 		`rootDir: Invalid value: "relative": must be an absolute path`,
+		`runtimeRequestTimeout: Invalid value: "-1s": must be positive`,
 		`allowedUnsafeSysctls[1]: Invalid value: "net.*.foo"`,
 		`proxy.nodePortAddresses[1]: Invalid value: "primary": want "primary" alone, or CIDRs`,
 		`proxy.clusterCIDR: Invalid value: "10.244.0.0": not a CIDR`,
