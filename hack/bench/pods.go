@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -136,13 +137,20 @@ func runPods(ctx context.Context, pods, rounds int, runtimeName string) error {
 	if err != nil {
 		return fmt.Errorf("nodeagent: %w", err)
 	}
+	// Between the two nodes, when neither owns the runtime's pods; the agent's CNI conflist is in place.
+	bounds := []int{1, 2, 2 * runtime.NumCPU(), pods}
+	slices.Sort(bounds)
+	floor, err := runtimeFloor(ctx, rt.endpoint, pods, rounds, slices.Compact(bounds))
+	if err != nil {
+		return err
+	}
 	kubelet, err := benchNode(ctx, client, kubeletNode, pods, rounds, func() (*process, error) {
 		return startKubelet(filepath.Join(strings.TrimSpace(k8sBin), "kubelet"), pki, rt.endpoint)
 	})
 	if err != nil {
 		return fmt.Errorf("kubelet: %w", err)
 	}
-	report(pods, rounds, rt.description, agent, kubelet)
+	report(pods, rounds, rt.description, agent, kubelet, floor)
 	return nil
 }
 
@@ -400,8 +408,9 @@ func mean(v []float64) float64 {
 	return sum / float64(max(len(v), 1))
 }
 
-// report prints both columns and nodeagent's ratio to the kubelet (below 1 is better).
-func report(pods, rounds int, runtime string, agent, kubelet burstResult) {
+// report prints both columns and nodeagent's ratio to the kubelet (below 1 is better), then the runtime's
+// own start-up for each bound on pods starting at once.
+func report(pods, rounds int, runtime string, agent, kubelet burstResult, floor []floorResult) {
 	fmt.Printf("pods: %d pods created at once, %d rounds per node, on %s; creation request → Running and Ready (watch)\n",
 		pods, rounds, runtime)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', tabwriter.AlignRight)
@@ -414,5 +423,14 @@ func report(pods, rounds int, runtime string, agent, kubelet burstResult) {
 	fmt.Fprintf(tw, "CPU s per burst\t%.2f\t%.2f\t%.2f\t\n", a, k, a/k)
 	fmt.Fprintf(tw, "peak RSS MiB\t%d\t%d\t%.2f\t\n", agent.peakRSS>>20, kubelet.peakRSS>>20,
 		float64(agent.peakRSS)/float64(kubelet.peakRSS))
+	_ = tw.Flush()
+	fmt.Printf("the runtime alone (CRI calls from the benchmark: no node agent, no API server), burst start → StartContainer returned\n")
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "pods starting at once	p50	p99	p99 / kubelet's p99	")
+	kubeletP99 := percentile(kubelet.latencies, 99)
+	for _, f := range floor {
+		p99 := percentile(f.latencies, 99)
+		fmt.Fprintf(tw, "%d	%s	%s	%.2f	\n", f.parallel, percentile(f.latencies, 50), p99, p99.Seconds()/kubeletP99.Seconds())
+	}
 	_ = tw.Flush()
 }
