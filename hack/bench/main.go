@@ -7,8 +7,9 @@
 // creates N pods at once on a node run by nodeagent, then on a node run by the kubelet v1.37 built by
 // hack/build-k8s.sh, both on this machine's containerd, and reports the time from each pod's creation to its
 // Running-and-Ready status seen by a watch (p50, p99), with the agent's CPU seconds and peak RSS for the burst.
-// The two nodes run one after the other, never together: a kubelet kills every pod in its runtime that it
-// does not own. Run it as root after `make test` or `make images` has set up the node.
+// Between the two it starts the same pods itself straight through CRI (the runtime alone, the floor for any
+// node agent). The two nodes run one after the other, never together: a kubelet kills every pod in its
+// runtime that it does not own. Run it as root after `make test` or `make images` has set up the node.
 //
 // proxy: against a control plane of its own (NODEAGENT_RUN=/var/run/nodeagent-bench-proxy), creates N
 // selectorless Services with an EndpointSlice of M endpoints each, then runs `nodeagent --proxy-only` and
