@@ -13,6 +13,7 @@ type metrics struct {
 	outRecords, outBytes prometheus.Counter
 	retries, errors      prometheus.Counter
 	malformed            prometheus.Counter
+	skippedFiles         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, buffer *DiskBuffer) (*metrics, error) {
@@ -30,8 +31,10 @@ func newMetrics(reg prometheus.Registerer, buffer *DiskBuffer) (*metrics, error)
 		errors:     counter("fluentbit_output_errors_total", "Number of output errors.", out),
 		malformed: prometheus.NewCounter(prometheus.CounterOpts{Name: "nodeagent_logs_malformed_lines_total",
 			Help: "Lines that were not in the CRI log format; each was forwarded raw."}),
+		skippedFiles: prometheus.NewCounter(prometheus.CounterOpts{Name: "nodeagent_logs_skipped_files_total",
+			Help: "Rotated container log files compressed or removed before the agent read them to their end; their remaining lines were not shipped."}),
 	}
-	collectors := []prometheus.Collector{m.inRecords, m.inBytes, m.outRecords, m.outBytes, m.retries, m.errors, m.malformed,
+	collectors := []prometheus.Collector{m.inRecords, m.inBytes, m.outRecords, m.outBytes, m.retries, m.errors, m.malformed, m.skippedFiles,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fluentbit_output_dropped_records_total",
 			Help: "Number of dropped records: pushed out of the buffer by its size limit.", ConstLabels: out},
 			func() float64 { return float64(buffer.Stats().DroppedRecords) }),

@@ -183,6 +183,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 	var end Position
 	var flushAt time.Time
 	started := time.Now()
+	countedSkips := 0 // of tailer.Skipped, added to the metric
 	for {
 		if chunk.records == 0 && time.Since(started) < statusWait && s.containerIDPending(l) {
 			// A container that just started writes before its status carries its ID; the first records
@@ -195,6 +196,10 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 			continue
 		}
 		line, pos, err := tailer.readLine()
+		if skipped := tailer.Skipped(); skipped > countedSkips {
+			s.metrics.skippedFiles.Add(float64(skipped - countedSkips))
+			countedSkips = skipped
+		}
 		idle, removed := err != nil && errors.Is(err, errNoLine), err != nil && errors.Is(err, io.EOF)
 		switch {
 		case err == nil:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -263,5 +264,41 @@ func TestShipperWaitsForTheContainerIDOfANewContainer(t *testing.T) {
 		if attrs["kubernetes"].(map[string]any)["container_id"] != "abc123" || !strings.HasSuffix(fmt.Sprint(attrs["fluent.tag"]), "_app-abc123.log") {
 			t.Fatalf("record %d: %v", i, attrs)
 		}
+	}
+}
+
+// Rotations while the agent is stopped compress the file its checkpoint points into: the lines written
+// there after the checkpoint cannot be read any more, and the metric counts the file; the newer rotated
+// file and the live one are shipped.
+func TestShipperCountsALogFileRotatedAwayWhileItWasStopped(t *testing.T) {
+	logsDir, state := t.TempDir(), t.TempDir()
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	r := startReceiver(t, freeLoopbackAddr(t), out)
+	l := newRuntimeLog(t, logsDir, "pod-away", "app", 0)
+	if err := l.write(criLines("app", 0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	stop := runShipper(t, testShipperConfig(logsDir, state, r.addr))
+	waitForCount(t, out, 10, 20*time.Second)
+	stop()
+
+	if err := l.write(criLines("app", 10, 15)); err != nil { // after the checkpoint: lost below
+		t.Fatal(err)
+	}
+	rotate(t, l.path, "20261201-200000", strings.TrimSuffix(string(criLines("app", 15, 16)), "\n"))
+	rotate(t, l.path, "20261201-200010", strings.TrimSuffix(string(criLines("app", 16, 17)), "\n"))
+	cfg := testShipperConfig(logsDir, state, r.addr)
+	stop = runShipper(t, cfg)
+	defer stop()
+	waitForCount(t, out, 12, 20*time.Second)
+	var bodies []string
+	for _, rec := range received(t, out)[10:] {
+		bodies = append(bodies, fmt.Sprint(rec["body"]))
+	}
+	if !slices.Equal(bodies, []string{"app 15", "app 16"}) {
+		t.Errorf("after the restart %q arrived, want app 15 and app 16", bodies)
+	}
+	if n := metricValue(t, cfg.Metrics.(*prometheus.Registry), "nodeagent_logs_skipped_files_total"); n != 1 {
+		t.Errorf("nodeagent_logs_skipped_files_total = %v, want 1", n)
 	}
 }

@@ -3,6 +3,7 @@ package logs
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -41,7 +42,14 @@ type Tailer struct {
 	draining bool
 	// missingSince is when the path was first seen missing, zero while it exists.
 	missingSince time.Time
+	// skipped counts the rotated files that were compressed or removed before the tailer read them.
+	skipped int
 }
+
+// Skipped is how many rotated files were compressed or removed before the tailer got to them (their lines
+// were not read): one for a checkpointed file gone when the tailer opened, and each rotated file it found
+// compressed on moving on from one it had fallen behind in.
+func (t *Tailer) Skipped() int { return t.skipped }
 
 // removedAfter is how long a path must stay missing before its file counts as removed (its pod deleted or
 // its container's logs collected) rather than caught between a rotation's rename and the new file.
@@ -69,6 +77,7 @@ func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) 
 		start = rotated[0]
 	}
 	if gone {
+		t.skipped++
 		klog.InfoS("The file of a log checkpoint is gone (compressed or removed by rotation): its lines after the checkpoint are not shipped",
 			"path", path, "checkpoint", pos)
 	}
@@ -117,7 +126,12 @@ func findInode(path string, inode uint64) string {
 // name a newer file than the one after ours, and that one would be skipped.
 func (t *Tailer) openNext() error {
 	atPath, err := os.Open(t.path) // may be missing for a rotation's instant: then the list has it
-	next := t.nextFile()
+	next, skipped := t.nextFile()
+	if skipped > 0 {
+		t.skipped += skipped
+		klog.InfoS("Rotated log files were compressed before they were read: their lines are not shipped",
+			"path", t.path, "files", skipped)
+	}
 	if next == t.path && err == nil {
 		return t.use(atPath)
 	}
@@ -128,15 +142,61 @@ func (t *Tailer) openNext() error {
 }
 
 // nextFile is the file to read after the open one: the rotated file that followed it, when the tailer fell
-// behind by more than one rotation, or else the current file.
-func (t *Tailer) nextFile() string {
+// behind by more than one rotation, or else the current file. A rotation compresses every rotated file but
+// the one it makes, so when the open file is no longer among the uncompressed ones (the tailer still reads
+// it through its descriptor), all those left are newer and the oldest of them is next; compressed files
+// newer than the open one were rotated away before the tailer got to them, and are counted as skipped.
+func (t *Tailer) nextFile() (next string, skipped int) {
 	rotated := rotatedFiles(t.path)
 	for i, r := range rotated {
-		if info, err := os.Stat(r); err == nil && inodeOfInfo(info) == t.pos.Inode && i+1 < len(rotated) {
-			return rotated[i+1]
+		if info, err := os.Stat(r); err == nil && inodeOfInfo(info) == t.pos.Inode {
+			if i+1 < len(rotated) {
+				return rotated[i+1], 0
+			}
+			return t.path, 0
 		}
 	}
-	return t.path
+	skipped = t.compressedAfterOpenFile()
+	if len(rotated) > 0 {
+		return rotated[0], skipped
+	}
+	return t.path, skipped
+}
+
+// compressedAfterOpenFile counts path's compressed files newer than the open file. The open file's own
+// compressed copy is the newest one that holds as many bytes as it does (gzip keeps the size, modulo 2^32,
+// in its last four bytes); when there is none, the open file was removed rather than compressed (the
+// oldest go first), and every compressed file left is newer.
+func (t *Tailer) compressedAfterOpenFile() int {
+	compressed, _ := filepath.Glob(t.path + ".*.gz") // sorted: oldest first
+	info, err := t.file.Stat()
+	if err != nil {
+		return len(compressed)
+	}
+	for i := len(compressed) - 1; i >= 0; i-- {
+		if size, ok := gzipSize(compressed[i]); ok && size == uint32(info.Size()) {
+			return len(compressed) - 1 - i
+		}
+	}
+	return len(compressed)
+}
+
+// gzipSize reads the uncompressed size (modulo 2^32) a gzip file ends with.
+func gzipSize(name string) (uint32, bool) {
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var tail [4]byte
+	info, err := f.Stat()
+	if err != nil || info.Size() < 18 { // a gzip header and trailer at the least
+		return 0, false
+	}
+	if _, err := f.ReadAt(tail[:], info.Size()-4); err != nil {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint32(tail[:]), true
 }
 
 func (t *Tailer) openFile(name string) error {

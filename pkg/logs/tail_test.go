@@ -1,6 +1,8 @@
 package logs
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +46,17 @@ func next(t *testing.T, tl *Tailer) ([]byte, Position) {
 		t.Fatalf("Next: %v", err)
 	}
 	return line, pos
+}
+
+// nextLines returns the next n lines.
+func nextLines(t *testing.T, tl *Tailer, n int) []string {
+	t.Helper()
+	var got []string
+	for len(got) < n {
+		line, _ := next(t, tl)
+		got = append(got, string(line))
+	}
+	return got
 }
 
 // A line split by the runtime whose P part ends the rotated file and whose F part opens the new one comes
@@ -152,12 +165,7 @@ func TestTailerCatchesUpAcrossSeveralRotationsAndEndsWhenTheFileIsRemoved(t *tes
 		appendTo(t, path, line+"\n")
 	}
 	appendTo(t, path, "d\n")
-	var got []string
-	for len(got) < 4 {
-		line, _ := next(t, tl)
-		got = append(got, string(line))
-	}
-	if !slices.Equal(got, []string{"a", "b", "c", "d"}) {
+	if got := nextLines(t, tl, 4); !slices.Equal(got, []string{"a", "b", "c", "d"}) {
 		t.Fatalf("read %q, want a b c d", got)
 	}
 	if err := os.Remove(path); err != nil {
@@ -236,5 +244,75 @@ func TestTailerDoesNotTakeASecondRotationForARemoval(t *testing.T) {
 	rotate(2)
 	if _, _, err := tl.readLine(); !errors.Is(err, errNoLine) {
 		t.Fatalf("the second rotation's moment without the file: %v, want no line yet (not a removal)", err)
+	}
+}
+
+// gzipInto compresses path into path.gz and removes path, as the agent's and the kubelet's log rotation do
+// with every rotated file but the newest.
+func gzipInto(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".gz", buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rotate does what a rotation does to path's files: every rotated file gets compressed, then the live file
+// is renamed to path.<stamp> and a new one takes its place with line in it.
+func rotate(t *testing.T, path, stamp, line string) {
+	t.Helper()
+	for _, r := range rotatedFiles(path) {
+		gzipInto(t, r)
+	}
+	if err := os.Rename(path, path+"."+stamp); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, path, line+"\n")
+}
+
+// A tailer that fell behind while rotations compressed the file it reads (it keeps reading that through
+// its descriptor) goes on with the next rotated file, not with the live one; a rotated file compressed
+// before the tailer got to it is counted as skipped, never passed over silently.
+func TestTailerBehindSeveralRotationsReadsWhatIsLeftAndCountsWhatIsNot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	appendTo(t, path, "a1\na2\n")
+	tl := openTailer(t, path, Position{})
+	if line, _ := next(t, tl); string(line) != "a1" {
+		t.Fatalf("first line %q", line)
+	}
+	rotate(t, path, "20261201-200000", "b")
+	rotate(t, path, "20261201-200010", "c") // compresses the file being read
+	if got := nextLines(t, tl, 3); !slices.Equal(got, []string{"a2", "b", "c"}) {
+		t.Fatalf("read %q, want a2 b c", got)
+	}
+	if tl.Skipped() != 0 {
+		t.Fatalf("%d files counted as skipped, want 0", tl.Skipped())
+	}
+
+	// Three rotations while the tailer still reads c's file: it was compressed, and so was d's, which the
+	// tailer never opened; e's is the newest rotated one.
+	appendTo(t, path, "c2\n")
+	rotate(t, path, "20261201-200020", "d")
+	rotate(t, path, "20261201-200030", "e")
+	rotate(t, path, "20261201-200040", "f")
+	if got := nextLines(t, tl, 3); !slices.Equal(got, []string{"c2", "e", "f"}) {
+		t.Fatalf("read %q, want c2 e f", got)
+	}
+	if tl.Skipped() != 1 {
+		t.Fatalf("%d files counted as skipped, want 1 (d's)", tl.Skipped())
 	}
 }
