@@ -42,30 +42,31 @@ type ForwardClient struct {
 }
 
 // Send sends msgs on one connection, one after the other without waiting, then reads their
-// acknowledgements in order; it returns once all are acknowledged. On an error the connection is closed and
-// the next Send opens one to the next receiver: the caller sends the same messages again, so one the
-// receiver had taken before the error arrives twice (at least once, never lost).
+// acknowledgements in order; it returns once all are acknowledged. A receiver whose HELO refused keepalive
+// gets one message per connection. On an error the connection is closed and the next Send opens one to the
+// next receiver: the caller sends the same messages again, so one the receiver had taken before the error
+// arrives twice (at least once, never lost).
 func (c *ForwardClient) Send(ctx context.Context, msgs []Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	var frames [][]byte
-	ids := make([]string, len(msgs))
-	for i, m := range msgs {
-		parts, id, err := frame(m)
-		if err != nil {
-			return err
+	for len(msgs) > 0 {
+		if c.conn == nil {
+			if err := c.connect(ctx); err != nil {
+				return fmt.Errorf("forwarding %d messages: %w", len(msgs), err)
+			}
 		}
-		frames, ids[i] = append(frames, parts...), id
-	}
-	if err := c.exchange(ctx, frames, ids); err != nil {
-		addr := c.Receivers[c.current]
-		c.Close()
-		c.current = (c.current + 1) % len(c.Receivers)
-		return fmt.Errorf("forwarding %d messages to %s: %w", len(msgs), addr, err)
-	}
-	if c.closeAfterSend {
-		c.Close()
+		batch := msgs
+		if c.closeAfterSend {
+			batch = msgs[:1]
+		}
+		if err := c.exchange(ctx, batch); err != nil {
+			addr := c.Receivers[c.current]
+			c.Close()
+			c.current = (c.current + 1) % len(c.Receivers)
+			return fmt.Errorf("forwarding %d messages to %s: %w", len(batch), addr, err)
+		}
+		if c.closeAfterSend {
+			c.Close()
+		}
+		msgs = msgs[len(batch):]
 	}
 	return nil
 }
@@ -86,11 +87,16 @@ func (c *ForwardClient) deadline(ctx context.Context) time.Time {
 	return deadline
 }
 
-func (c *ForwardClient) exchange(ctx context.Context, frames [][]byte, ids []string) error {
-	if c.conn == nil {
-		if err := c.connect(ctx); err != nil {
+// exchange writes msgs on the open connection and reads their acks.
+func (c *ForwardClient) exchange(ctx context.Context, msgs []Message) error {
+	var frames [][]byte
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		parts, id, err := frame(m)
+		if err != nil {
 			return err
 		}
+		frames, ids[i] = append(frames, parts...), id
 	}
 	if err := c.conn.SetDeadline(c.deadline(ctx)); err != nil {
 		return err

@@ -172,3 +172,22 @@ func TestForwardClientTimesOutWithoutAnAck(t *testing.T) {
 		t.Fatalf("Send to a receiver that never acks: %v after %v, want a time-out", err, time.Since(start))
 	}
 }
+
+// A receiver whose HELO says keepalive false takes one message per connection: the client sends each
+// message of a Send on a connection of its own, and none arrives twice.
+func TestForwardClientSendsOneMessagePerConnectionWithoutKeepalive(t *testing.T) {
+	s := startSpecReceiver(t, forwardspec.Config{SharedKey: "s3cret", Hostname: "aggregator", NoKeepalive: true})
+	c := &ForwardClient{Receivers: []string{s.Addr()}, SharedKey: "s3cret", SelfHostname: "node-a", Timeout: 5 * time.Second}
+	defer c.Close()
+	if err := c.Send(context.Background(), []Message{message(t, "app", 0, 50, false), message(t, "app", 50, 50, true),
+		message(t, "app", 100, 10, false)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(context.Background(), []Message{message(t, "app", 110, 10, false)}); err != nil {
+		t.Fatal(err)
+	}
+	wantLines(t, s, "app", 120)
+	if n := s.Connections(); n != 4 {
+		t.Errorf("four messages used %d connections, want one each", n)
+	}
+}

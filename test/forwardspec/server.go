@@ -35,6 +35,9 @@ type Config struct {
 	Impostor bool
 	// Decode keeps every record's "log" field, by tag; otherwise only counts are kept (for benchmarks).
 	Decode bool
+	// NoKeepalive (with SharedKey) says keepalive false in the HELO and closes each connection after its
+	// first message, as a Fluentd receiver with deny_keepalive does.
+	NoKeepalive bool
 }
 
 // Server is a running receiver.
@@ -147,6 +150,9 @@ func (s *Server) serve(conn net.Conn) error {
 		if err := s.message(r, w, &buf); err != nil {
 			return err
 		}
+		if s.cfg.NoKeepalive {
+			return nil
+		}
 	}
 }
 
@@ -165,7 +171,7 @@ func (s *Server) handshake(r *msgp.Reader, w *msgp.Writer) error {
 	_ = w.WriteString("auth")
 	_ = w.WriteBytes(authSalt)
 	_ = w.WriteString("keepalive")
-	_ = w.WriteBool(true)
+	_ = w.WriteBool(!s.cfg.NoKeepalive)
 	if err := w.Flush(); err != nil {
 		return err
 	}
