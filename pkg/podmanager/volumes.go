@@ -87,15 +87,19 @@ var errUnsupportedVolume = errors.New("this volume type is not supported yet")
 
 func (w *worker) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) (hostVolume, error) {
 	uid := string(pod.UID)
+	var fsGroup *int64
+	if pod.Spec.SecurityContext != nil {
+		fsGroup = pod.Spec.SecurityContext.FSGroup
+	}
 	switch {
 	case v.EmptyDir != nil:
 		dir := w.m.volumeDir(uid, "empty-dir", v.Name)
-		return hostVolume{path: dir}, setUpEmptyDir(dir, v.EmptyDir)
+		return hostVolume{path: dir}, setUpEmptyDir(dir, v.EmptyDir, fsGroup)
 	case v.HostPath != nil:
 		return hostVolume{path: v.HostPath.Path}, checkHostPath(v.HostPath)
 	case v.ConfigMap != nil:
 		dir := w.m.volumeDir(uid, "configmap", v.Name)
-		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, func() (map[string]projectedFile, error) {
+		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, fsGroup, func() (map[string]projectedFile, error) {
 			data, err := w.readConfigMap(ctx, pod.Namespace, v.ConfigMap.Name, isTrue(v.ConfigMap.Optional))
 			if err != nil {
 				return nil, err
@@ -104,7 +108,7 @@ func (w *worker) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vol
 		})
 	case v.Secret != nil:
 		dir := w.m.volumeDir(uid, "secret", v.Name)
-		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, func() (map[string]projectedFile, error) {
+		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, fsGroup, func() (map[string]projectedFile, error) {
 			data, err := w.readSecret(ctx, pod.Namespace, v.Secret.SecretName, isTrue(v.Secret.Optional))
 			if err != nil {
 				return nil, err
@@ -113,40 +117,48 @@ func (w *worker) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vol
 		})
 	case v.DownwardAPI != nil:
 		dir := w.m.volumeDir(uid, "downward-api", v.Name)
-		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, func() (map[string]projectedFile, error) {
+		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, fsGroup, func() (map[string]projectedFile, error) {
 			return downwardAPIFiles(pod, v.DownwardAPI.Items, fileMode(v.DownwardAPI.DefaultMode), w.m.allocatable())
 		})
 	case v.Projected != nil:
 		dir := w.m.volumeDir(uid, "projected", v.Name)
-		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, func() (map[string]projectedFile, error) {
+		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, fsGroup, func() (map[string]projectedFile, error) {
 			return w.projectedFiles(ctx, pod, v.Name, v.Projected)
 		})
 	}
 	return hostVolume{}, errUnsupportedVolume
 }
 
-// setUpEmptyDir creates the directory; medium Memory mounts a tmpfs there, sized by sizeLimit.
-func setUpEmptyDir(dir string, ed *corev1.EmptyDirVolumeSource) error {
+// setUpEmptyDir creates the directory; medium Memory mounts a tmpfs there, sized by sizeLimit. Any container
+// user may write in it, as with the kubelet; with an fsGroup the directory is the group's, setgid, so what
+// containers create there is the group's too.
+func setUpEmptyDir(dir string, ed *corev1.EmptyDirVolumeSource, fsGroup *int64) error {
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return err
 	}
-	if err := os.Chmod(dir, 0o777); err != nil { // any container user may write, as with the kubelet
-		return err
+	if ed.Medium == corev1.StorageMediumMemory {
+		mounted, err := isMountPoint(dir)
+		if err != nil {
+			return err
+		}
+		if !mounted {
+			opts := "mode=0777"
+			if ed.SizeLimit != nil && !ed.SizeLimit.IsZero() {
+				opts += ",size=" + strconv.FormatInt(ed.SizeLimit.Value(), 10)
+			}
+			if err := unix.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
+				return fmt.Errorf("mounting tmpfs at %s: %w", dir, err)
+			}
+		}
 	}
-	if ed.Medium != corev1.StorageMediumMemory {
-		return nil
+	mode := os.FileMode(0o777)
+	if fsGroup != nil {
+		if err := os.Chown(dir, -1, int(*fsGroup)); err != nil {
+			return fmt.Errorf("giving %s to fsGroup %d: %w", dir, *fsGroup, err)
+		}
+		mode |= os.ModeSetgid
 	}
-	if mounted, err := isMountPoint(dir); err != nil || mounted {
-		return err
-	}
-	opts := "mode=0777"
-	if ed.SizeLimit != nil && !ed.SizeLimit.IsZero() {
-		opts += ",size=" + strconv.FormatInt(ed.SizeLimit.Value(), 10)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
-		return fmt.Errorf("mounting tmpfs at %s: %w", dir, err)
-	}
-	return nil
+	return os.Chmod(dir, mode)
 }
 
 // isMountPoint reports whether dir is the root of a mount (its device differs from its parent's).
@@ -209,8 +221,10 @@ func checkHostPath(hp *corev1.HostPathVolumeSource) error {
 }
 
 // refreshFiles makes dir hold what build returns, at most every volumeRefresh, replacing the whole set
-// atomically when it changed.
-func (w *worker) refreshFiles(dir string, build func() (map[string]projectedFile, error)) error {
+// atomically when it changed. With an fsGroup the files are the group's and group-readable, as the kubelet
+// makes them (its read-only volumes get mode|0440): a container running as another user in that group can
+// read a Secret's 0400 key.
+func (w *worker) refreshFiles(dir string, fsGroup *int64, build func() (map[string]projectedFile, error)) error {
 	if last, ok := w.projected[dir]; ok && time.Since(last) < volumeRefresh {
 		return nil
 	}
@@ -218,7 +232,15 @@ func (w *worker) refreshFiles(dir string, build func() (map[string]projectedFile
 	if err != nil {
 		return err
 	}
-	if err := writeAtomically(dir, files); err != nil {
+	group := -1
+	if fsGroup != nil {
+		group = int(*fsGroup)
+		for name, f := range files {
+			f.mode |= 0o440
+			files[name] = f
+		}
+	}
+	if err := writeAtomically(dir, files, group); err != nil {
 		return err
 	}
 	w.projected[dir] = time.Now()
@@ -300,13 +322,17 @@ type projectedFile struct {
 
 // writeAtomically makes dir show exactly files, the way the kubelet's atomic writer does: the files are
 // written into a fresh hidden directory, the "..data" symlink is switched to it with one rename, and each
-// top-level name is a symlink through "..data". A reader never sees a mix of old and new files.
-func writeAtomically(dir string, files map[string]projectedFile) error {
+// top-level name is a symlink through "..data". A reader never sees a mix of old and new files. A group
+// other than -1 gets every file, link and directory (the directories setgid), before the switch.
+func writeAtomically(dir string, files map[string]projectedFile, group int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	if current, err := os.Readlink(filepath.Join(dir, "..data")); err == nil && sameContent(filepath.Join(dir, current), files) {
 		return nil
+	}
+	if err := giveToGroup(dir, group); err != nil {
+		return err
 	}
 	stage, err := os.MkdirTemp(dir, ".."+time.Now().UTC().Format("2006_01_02_15_04_05."))
 	if err != nil {
@@ -327,10 +353,21 @@ func writeAtomically(dir string, files map[string]projectedFile) error {
 	if err := os.Chmod(stage, 0o755); err != nil {
 		return err
 	}
+	if err := filepath.WalkDir(stage, func(path string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return giveToGroup(path, group)
+	}); err != nil {
+		return err
+	}
 	old, _ := os.Readlink(filepath.Join(dir, "..data"))
 	tmpLink := filepath.Join(dir, "..data_tmp")
 	_ = os.Remove(tmpLink)
 	if err := os.Symlink(filepath.Base(stage), tmpLink); err != nil {
+		return err
+	}
+	if err := giveToGroup(tmpLink, group); err != nil {
 		return err
 	}
 	if err := os.Rename(tmpLink, filepath.Join(dir, "..data")); err != nil {
@@ -360,11 +397,29 @@ func writeAtomically(dir string, files map[string]projectedFile) error {
 		if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
 			return err
 		}
+		if err := giveToGroup(link, group); err != nil {
+			return err
+		}
 	}
 	if old != "" && old != filepath.Base(stage) {
 		return os.RemoveAll(filepath.Join(dir, old))
 	}
 	return nil
+}
+
+// giveToGroup makes path the group's (unless group is -1); a directory becomes setgid as well.
+func giveToGroup(path string, group int) error {
+	if group < 0 {
+		return nil
+	}
+	if err := os.Lchown(path, -1, group); err != nil {
+		return fmt.Errorf("giving %s to fsGroup %d: %w", path, group, err)
+	}
+	info, err := os.Lstat(path)
+	if err != nil || !info.IsDir() {
+		return err
+	}
+	return os.Chmod(path, info.Mode().Perm()|os.ModeSetgid)
 }
 
 // sameContent reports whether dir holds exactly files with the same bytes and modes.

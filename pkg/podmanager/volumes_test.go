@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,7 +25,7 @@ func TestWriteAtomicallySwapsTheWholeSet(t *testing.T) {
 		"a":        {data: []byte("one"), mode: 0o644},
 		"sub/b":    {data: []byte("two"), mode: 0o400},
 		"obsolete": {data: []byte("x"), mode: 0o644},
-	})
+	}, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestWriteAtomicallySwapsTheWholeSet(t *testing.T) {
 	if err := writeAtomically(dir, map[string]projectedFile{
 		"a": {data: []byte("one"), mode: 0o644}, "sub/b": {data: []byte("two"), mode: 0o400},
 		"obsolete": {data: []byte("x"), mode: 0o644},
-	}); err != nil {
+	}, -1); err != nil {
 		t.Fatal(err)
 	}
 	if again, _ := os.Readlink(filepath.Join(dir, "..data")); again != first {
@@ -54,7 +55,7 @@ func TestWriteAtomicallySwapsTheWholeSet(t *testing.T) {
 	}
 
 	// New content: one swap; the old generation and vanished keys are gone.
-	if err := writeAtomically(dir, map[string]projectedFile{"a": {data: []byte("uno"), mode: 0o644}}); err != nil {
+	if err := writeAtomically(dir, map[string]projectedFile{"a": {data: []byte("uno"), mode: 0o644}}, -1); err != nil {
 		t.Fatal(err)
 	}
 	if readLink(t, dir, "a") != "uno" {
@@ -64,6 +65,33 @@ func TestWriteAtomicallySwapsTheWholeSet(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(dir, gone)); !os.IsNotExist(err) {
 			t.Errorf("%s still present after the update", gone)
 		}
+	}
+}
+
+// With a group, every file, directory and link of the volume is the group's, directories setgid.
+func TestWriteAtomicallyGivesTheVolumeToAGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving files to another group needs root")
+	}
+	dir := filepath.Join(t.TempDir(), "vol")
+	if err := writeAtomically(dir, map[string]projectedFile{"sub/key": {data: []byte("s3cret"), mode: 0o440}}, 4242); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.Readlink(filepath.Join(dir, "..data"))
+	for _, name := range []string{".", "sub", "..data", data, data + "/sub", data + "/sub/key"} {
+		info, err := os.Lstat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gid := info.Sys().(*syscall.Stat_t).Gid; gid != 4242 {
+			t.Errorf("%s has group %d, want 4242", name, gid)
+		}
+		if info.IsDir() && info.Mode()&os.ModeSetgid == 0 {
+			t.Errorf("directory %s is not setgid: %v", name, info.Mode())
+		}
+	}
+	if info, _ := os.Stat(filepath.Join(dir, "sub/key")); info.Mode().Perm() != 0o440 {
+		t.Errorf("sub/key mode = %v, want 0440", info.Mode().Perm())
 	}
 }
 

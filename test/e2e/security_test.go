@@ -80,6 +80,44 @@ func TestSecurityContext(t *testing.T) {
 	waitForLog(ctx, t, logFile(pod, "unconfined"), "NoNewPrivs: 0 Seccomp: 0 port_start=80 mkdir=ok")
 }
 
+// The pod's fsGroup owns its volumes, as with the kubelet: emptyDirs (disk and memory) are the group's and
+// setgid, so what the container creates there is the group's; a Secret's 0400 key becomes the group's and
+// 0440, so a container running as another user in that group reads it.
+func TestFSGroupOwnsThePodsVolumes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	if _, err := stack.client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"},
+		Data: map[string][]byte{"key": []byte("s3cret")}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	user, group, fsGroup, keyMode := int64(1000), int64(3000), int64(2000), int32(0o400)
+	grace := int64(1)
+	report := `touch /scratch/new /mem/new; echo "scratch=$(stat -c %g:%a /scratch) new=$(stat -c %g /scratch/new) ` +
+		`mem=$(stat -c %g:%a /mem) memnew=$(stat -c %g /mem/new) key=$(stat -L -c %g:%a /creds/key) read=$(cat /creds/key)"; ` +
+		`exec sleep 3600`
+	pod, err := stack.client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "fsgroup"},
+		Spec: corev1.PodSpec{
+			NodeName: nodeName, TerminationGracePeriodSeconds: &grace,
+			SecurityContext: &corev1.PodSecurityContext{RunAsUser: &user, RunAsGroup: &group, FSGroup: &fsGroup},
+			Volumes: []corev1.Volume{
+				{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "mem", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}},
+				{Name: "creds", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "creds", DefaultMode: &keyMode}}},
+			},
+			Containers: []corev1.Container{{Name: "c", Image: "localhost/busybox:local", ImagePullPolicy: corev1.PullNever,
+				Command: []string{"sh", "-c", report},
+				VolumeMounts: []corev1.VolumeMount{{Name: "scratch", MountPath: "/scratch"}, {Name: "mem", MountPath: "/mem"},
+					{Name: "creds", MountPath: "/creds"}}}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForLog(ctx, t, logFile(pod, "c"), "scratch=2000:2777 new=2000 mem=2000:2777 memnew=2000 key=2000:440 read=s3cret")
+}
+
 // statusField reads one field of a /proc/<pid>/status file.
 func statusField(t *testing.T, path, field string) string {
 	t.Helper()
