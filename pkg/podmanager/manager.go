@@ -120,6 +120,8 @@ type Manager struct {
 	pullSlots, sandboxSlots limiter
 	// mirrorKick asks for the mirror pods to be checked now.
 	mirrorKick chan struct{}
+	// objects are the watched ConfigMaps and Secrets that pods mount.
+	objects *objectWatches
 
 	mu      sync.Mutex
 	workers map[types.UID]*worker
@@ -137,7 +139,7 @@ func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Inte
 	m := &Manager{cfg: cfg, runtime: runtime, cgroups: cgroups, client: client, pods: sources.Pods,
 		services: sources.Services, static: sources.Static, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}, evictions: map[types.UID]string{},
 		logRemovals: map[string]time.Time{},
-		mirrorKick:  make(chan struct{}, 1)}
+		mirrorKick:  make(chan struct{}, 1), objects: newObjectWatches(client)}
 	m.pullSlots, m.sandboxSlots = newLimiter(cfg.MaxParallelImagePulls), newLimiter(cfg.MaxParallelSandboxes)
 	return m
 }
@@ -181,6 +183,7 @@ func (m *Manager) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			m.wg.Wait()
+			m.objects.stopAll()
 			return
 		case <-ticker.C:
 		}
@@ -253,6 +256,7 @@ func (m *Manager) dispatch(ctx context.Context, uid types.UID, key types.Namespa
 		go func() {
 			defer m.wg.Done()
 			w.run(ctx)
+			m.objects.release(uid)
 			m.mu.Lock()
 			delete(m.workers, uid)
 			delete(m.evictions, uid)

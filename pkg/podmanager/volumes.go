@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -23,7 +22,7 @@ import (
 // ContainerCreating and a FailedMount event says why, as with the kubelet.
 var errVolumeNotReady = errors.New("volumes not ready")
 
-// volumeRefresh is how often ConfigMap and Secret volumes are re-read to follow updates.
+// volumeRefresh is how often ConfigMap and Secret volumes are re-read (from their watches) to follow updates.
 const volumeRefresh = 10 * time.Second
 
 // volumeDir is where a volume of a pod lives on the host, in the kubelet's layout.
@@ -259,7 +258,7 @@ func fileMode(m *int32) os.FileMode {
 
 // readConfigMap returns a ConfigMap's data and binaryData; a missing optional one is empty.
 func (w *worker) readConfigMap(ctx context.Context, ns, name string, optional bool) (map[string][]byte, error) {
-	cm, err := w.m.client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	cm, err := w.m.objects.configMap(ctx, w.uid, ns, name)
 	if apierrors.IsNotFound(err) && optional {
 		return map[string][]byte{}, nil
 	}
@@ -276,7 +275,7 @@ func (w *worker) readConfigMap(ctx context.Context, ns, name string, optional bo
 
 // readSecret returns a Secret's data; a missing optional one is empty.
 func (w *worker) readSecret(ctx context.Context, ns, name string, optional bool) (map[string][]byte, error) {
-	sec, err := w.m.client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	sec, err := w.m.objects.secret(ctx, w.uid, ns, name)
 	if apierrors.IsNotFound(err) && optional {
 		return map[string][]byte{}, nil
 	}
