@@ -2,6 +2,7 @@ package logs
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -42,13 +43,15 @@ type Tailer struct {
 	draining bool
 	// missingSince is when the path was first seen missing, zero while it exists.
 	missingSince time.Time
-	// skipped counts the rotated files that were compressed or removed before the tailer read them.
+	// compressed is set while the open file is a rotated file that was compressed (read through gzip; its
+	// positions count uncompressed bytes).
+	compressed bool
+	// skipped counts the files the tailer could not read to their end.
 	skipped int
 }
 
-// Skipped is how many rotated files were compressed or removed before the tailer got to them (their lines
-// were not read): one for a checkpointed file gone when the tailer opened, and each rotated file it found
-// compressed on moving on from one it had fallen behind in.
+// Skipped is how many files the tailer could not read to their end: a checkpointed file gone when it opened
+// (compressed or removed while the agent was stopped), or a damaged compressed file.
 func (t *Tailer) Skipped() int { return t.skipped }
 
 // removedAfter is how long a path must stay missing before its file counts as removed (its pod deleted or
@@ -57,10 +60,10 @@ const removedAfter = time.Second
 
 // OpenTailer opens path at pos: at pos.Offset of the file that was pos.Inode, which is the file at path or,
 // when a rotation happened since pos was taken, one of its rotated files beside it (read to its end first,
-// so the lines after the checkpoint are not lost). Without a position (a container the shipper has not
-// read yet), it starts at the beginning of the oldest rotated file that is not compressed, so output
-// written before the container was discovered is not lost either. poll is how often an idle tailer looks
-// for more.
+// so the lines after the checkpoint are not lost; compressed since, it is read through gzip). Without a
+// position (a container the shipper has not read yet), it starts at the beginning of the oldest rotated
+// file that is not compressed, so output written shortly before the container was discovered is not lost
+// either. poll is how often an idle tailer looks for more.
 func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) {
 	t := &Tailer{path: path, poll: poll}
 	if err := t.openFile(path); err != nil {
@@ -71,10 +74,11 @@ func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) 
 		start = findInode(path, pos.Inode)
 		gone = start == ""
 	}
-	// A new container, or one whose checkpointed file has been compressed or removed since: the
-	// uncompressed rotated files left are all newer, so reading starts at the oldest of them.
-	if rotated := rotatedFiles(path); (pos.Inode == 0 || gone) && len(rotated) > 0 {
-		start = rotated[0]
+	// A new container, or one whose checkpointed file has been compressed or removed since (compression
+	// gives it a new inode): the uncompressed rotated files left are all newer, so reading starts at the
+	// oldest of them.
+	if uncompressed := slices.DeleteFunc(rotatedFiles(path), isCompressed); (pos.Inode == 0 || gone) && len(uncompressed) > 0 {
+		start = uncompressed[0]
 	}
 	if gone {
 		t.skipped++
@@ -86,6 +90,14 @@ func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) 
 			t.Close()
 			return nil, err
 		}
+	}
+	if pos.Inode == t.pos.Inode && pos.Offset > 0 && t.compressed {
+		if _, err := t.reader.Discard(int(pos.Offset)); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("resuming %s at %d: %w", t.file.Name(), pos.Offset, err)
+		}
+		t.pos.Offset = pos.Offset
+		return t, nil
 	}
 	if pos.Inode == t.pos.Inode && pos.Offset > 0 {
 		if info, err := t.file.Stat(); err == nil && info.Size() < pos.Offset {
@@ -104,12 +116,21 @@ func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) 
 	return t, nil
 }
 
-// rotatedFiles are path's rotated files that are not compressed (path.<time>), oldest first: the kubelet's
-// rotation names them with a sortable timestamp.
+// rotatedFiles are path's rotated files, path.<time> and path.<time>.gz once compressed, oldest first: the
+// kubelet's rotation names them with a sortable timestamp. While one is being compressed both forms exist
+// for a moment; the uncompressed one is listed.
 func rotatedFiles(path string) []string {
 	matches, _ := filepath.Glob(path + ".*")
-	return slices.DeleteFunc(matches, func(m string) bool { return strings.HasSuffix(m, ".gz") || strings.HasSuffix(m, ".tmp") })
+	plain := map[string]bool{}
+	for _, m := range matches {
+		plain[m] = true
+	}
+	return slices.DeleteFunc(matches, func(m string) bool {
+		return strings.HasSuffix(m, ".tmp") || isCompressed(m) && plain[strings.TrimSuffix(m, ".gz")]
+	})
 }
+
+func isCompressed(name string) bool { return strings.HasSuffix(name, ".gz") }
 
 // findInode returns the rotated file of path that has inode, or "".
 func findInode(path string, inode uint64) string {
@@ -126,12 +147,7 @@ func findInode(path string, inode uint64) string {
 // name a newer file than the one after ours, and that one would be skipped.
 func (t *Tailer) openNext() error {
 	atPath, err := os.Open(t.path) // may be missing for a rotation's instant: then the list has it
-	next, skipped := t.nextFile()
-	if skipped > 0 {
-		t.skipped += skipped
-		klog.InfoS("Rotated log files were compressed before they were read: their lines are not shipped",
-			"path", t.path, "files", skipped)
-	}
+	next := t.nextFile()
 	if next == t.path && err == nil {
 		return t.use(atPath)
 	}
@@ -143,42 +159,39 @@ func (t *Tailer) openNext() error {
 
 // nextFile is the file to read after the open one: the rotated file that followed it, when the tailer fell
 // behind by more than one rotation, or else the current file. A rotation compresses every rotated file but
-// the one it makes, so when the open file is no longer among the uncompressed ones (the tailer still reads
-// it through its descriptor), all those left are newer and the oldest of them is next; compressed files
-// newer than the open one were rotated away before the tailer got to them, and are counted as skipped.
-func (t *Tailer) nextFile() (next string, skipped int) {
+// the one it makes; when the open file is no longer among the rotated files under its inode (the tailer
+// still reads it through its descriptor), its compressed copy is the newest one that holds as many bytes
+// (gzip keeps the size, modulo 2^32, in its last four bytes), and the file after the copy is next. With no
+// copy the open file was removed (the oldest go first), and every rotated file left is newer.
+func (t *Tailer) nextFile() string {
 	rotated := rotatedFiles(t.path)
+	after := -1
 	for i, r := range rotated {
 		if info, err := os.Stat(r); err == nil && inodeOfInfo(info) == t.pos.Inode {
-			if i+1 < len(rotated) {
-				return rotated[i+1], 0
-			}
-			return t.path, 0
+			after = i
 		}
 	}
-	skipped = t.compressedAfterOpenFile()
-	if len(rotated) > 0 {
-		return rotated[0], skipped
+	if after < 0 {
+		after = t.compressedCopy(rotated)
 	}
-	return t.path, skipped
+	if after+1 < len(rotated) {
+		return rotated[after+1]
+	}
+	return t.path
 }
 
-// compressedAfterOpenFile counts path's compressed files newer than the open file. The open file's own
-// compressed copy is the newest one that holds as many bytes as it does (gzip keeps the size, modulo 2^32,
-// in its last four bytes); when there is none, the open file was removed rather than compressed (the
-// oldest go first), and every compressed file left is newer.
-func (t *Tailer) compressedAfterOpenFile() int {
-	compressed, _ := filepath.Glob(t.path + ".*.gz") // sorted: oldest first
+// compressedCopy returns the index in rotated of the open file's compressed copy, or -1.
+func (t *Tailer) compressedCopy(rotated []string) int {
 	info, err := t.file.Stat()
 	if err != nil {
-		return len(compressed)
+		return -1
 	}
-	for i := len(compressed) - 1; i >= 0; i-- {
-		if size, ok := gzipSize(compressed[i]); ok && size == uint32(info.Size()) {
-			return len(compressed) - 1 - i
+	for i := len(rotated) - 1; i >= 0; i-- {
+		if size, ok := gzipSize(rotated[i]); isCompressed(rotated[i]) && ok && size == uint32(info.Size()) {
+			return i
 		}
 	}
-	return len(compressed)
+	return -1
 }
 
 // gzipSize reads the uncompressed size (modulo 2^32) a gzip file ends with.
@@ -217,11 +230,21 @@ func (t *Tailer) use(f *os.File) error {
 	if t.file != nil {
 		t.file.Close()
 	}
+	var src io.Reader = f
+	t.compressed = isCompressed(f.Name())
+	if t.compressed {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("reading compressed log %s: %w", f.Name(), err)
+		}
+		src = zr
+	}
 	t.file, t.pos = f, Position{Inode: inode}
 	if t.reader == nil {
-		t.reader = bufio.NewReaderSize(f, 64*1024)
+		t.reader = bufio.NewReaderSize(src, 64*1024)
 	} else {
-		t.reader.Reset(f)
+		t.reader.Reset(src)
 	}
 	return nil
 }
@@ -287,6 +310,16 @@ func (t *Tailer) readLine() ([]byte, Position, error) {
 			if errors.Is(err, bufio.ErrBufferFull) {
 				continue // a line longer than the buffer
 			}
+		}
+		if err != nil && !errors.Is(err, io.EOF) && t.compressed {
+			// A damaged compressed file: what could be read of it was; the rest is counted, the next file read.
+			klog.ErrorS(err, "Reading a compressed rotated log, moving on to the next file", "path", t.file.Name())
+			t.skipped++
+			t.partial, t.draining = t.partial[:0], false
+			if err := t.openNext(); err != nil {
+				return nil, t.pos, err
+			}
+			continue
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, t.pos, fmt.Errorf("reading %s: %w", t.path, err)

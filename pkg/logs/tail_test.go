@@ -275,7 +275,7 @@ func gzipInto(t *testing.T, path string) {
 // is renamed to path.<stamp> and a new one takes its place with line in it.
 func rotate(t *testing.T, path, stamp, line string) {
 	t.Helper()
-	for _, r := range rotatedFiles(path) {
+	for _, r := range slices.DeleteFunc(rotatedFiles(path), isCompressed) {
 		gzipInto(t, r)
 	}
 	if err := os.Rename(path, path+"."+stamp); err != nil {
@@ -284,35 +284,66 @@ func rotate(t *testing.T, path, stamp, line string) {
 	appendTo(t, path, line+"\n")
 }
 
-// A tailer that fell behind while rotations compressed the file it reads (it keeps reading that through
-// its descriptor) goes on with the next rotated file, not with the live one; a rotated file compressed
-// before the tailer got to it is counted as skipped, never passed over silently.
-func TestTailerBehindSeveralRotationsReadsWhatIsLeftAndCountsWhatIsNot(t *testing.T) {
+// tailerAfterFirstLine returns a log path with lines a1 and a2, and a tailer that has read a1.
+func tailerAfterFirstLine(t *testing.T) (string, *Tailer) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "0.log")
 	appendTo(t, path, "a1\na2\n")
 	tl := openTailer(t, path, Position{})
 	if line, _ := next(t, tl); string(line) != "a1" {
 		t.Fatalf("first line %q", line)
 	}
+	return path, tl
+}
+
+// A tailer that fell behind while rotations compressed the file it reads (it keeps reading that through
+// its descriptor) goes on with the next rotated file, not with the live one, and reads rotated files that
+// were compressed before it got to them through gzip: nothing is skipped.
+func TestTailerBehindSeveralRotationsReadsTheCompressedFiles(t *testing.T) {
+	path, tl := tailerAfterFirstLine(t)
 	rotate(t, path, "20261201-200000", "b")
 	rotate(t, path, "20261201-200010", "c") // compresses the file being read
 	if got := nextLines(t, tl, 3); !slices.Equal(got, []string{"a2", "b", "c"}) {
 		t.Fatalf("read %q, want a2 b c", got)
 	}
-	if tl.Skipped() != 0 {
-		t.Fatalf("%d files counted as skipped, want 0", tl.Skipped())
-	}
 
 	// Three rotations while the tailer still reads c's file: it was compressed, and so was d's, which the
 	// tailer never opened; e's is the newest rotated one.
 	appendTo(t, path, "c2\n")
-	rotate(t, path, "20261201-200020", "d")
+	rotate(t, path, "20261201-200020", "d1\nd2")
 	rotate(t, path, "20261201-200030", "e")
 	rotate(t, path, "20261201-200040", "f")
-	if got := nextLines(t, tl, 3); !slices.Equal(got, []string{"c2", "e", "f"}) {
-		t.Fatalf("read %q, want c2 e f", got)
+	if got := nextLines(t, tl, 2); !slices.Equal(got, []string{"c2", "d1"}) {
+		t.Fatalf("read %q, want c2 d1", got)
+	}
+	// A restart in the middle of d's compressed file resumes there.
+	_, pos := next(t, tl)
+	if err := tl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := openTailer(t, path, Position{Inode: pos.Inode, Offset: pos.Offset - int64(len("d2\n"))})
+	if got := nextLines(t, again, 3); !slices.Equal(got, []string{"d2", "e", "f"}) {
+		t.Fatalf("after a restart in d's compressed file, read %q, want d2 e f", got)
+	}
+	if tl.Skipped()+again.Skipped() != 0 {
+		t.Fatalf("%d files counted as skipped, want 0", tl.Skipped()+again.Skipped())
+	}
+}
+
+// A damaged compressed file is read as far as it goes, counted, and the tailer goes on with the next.
+func TestTailerCountsADamagedCompressedFileAndGoesOn(t *testing.T) {
+	path, tl := tailerAfterFirstLine(t)
+	rotate(t, path, "20261201-200000", "b")
+	rotate(t, path, "20261201-200010", "c")
+	rotate(t, path, "20261201-200020", "d") // b's file is compressed now
+	damaged := path + ".20261201-200010.gz"
+	if err := os.Truncate(damaged, 15); err != nil { // the header and the deflate stream, not gzip's trailer
+		t.Fatal(err)
+	}
+	if got := nextLines(t, tl, 4); !slices.Equal(got, []string{"a2", "b", "c", "d"}) {
+		t.Fatalf("read %q, want a2 b c d", got)
 	}
 	if tl.Skipped() != 1 {
-		t.Fatalf("%d files counted as skipped, want 1 (d's)", tl.Skipped())
+		t.Fatalf("%d files counted as skipped, want the damaged one", tl.Skipped())
 	}
 }
