@@ -9,8 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -60,7 +59,7 @@ func (w *worker) environment(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 	for _, e := range services {
 		env.set(e.Name, e.Value)
 	}
-	src := &envSources{client: w.m.client, namespace: pod.Namespace}
+	src := &envSources{objects: w.m.objects, pod: w.uid, namespace: pod.Namespace}
 	for _, from := range c.EnvFrom {
 		data, optional, err := src.envFrom(ctx, from)
 		if err != nil {
@@ -104,37 +103,20 @@ func (w *worker) environment(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 	return env, nil
 }
 
-// envSources reads ConfigMaps and Secrets for one container creation, each at most once.
+// envSources reads the ConfigMaps and Secrets of a pod's environment from their watches, as the kubelet's
+// ConfigMap and Secret managers serve both volumes and environment.
 type envSources struct {
-	client     kubernetes.Interface
-	namespace  string
-	configMaps map[string]*corev1.ConfigMap
-	secrets    map[string]*corev1.Secret
+	objects   *objectWatches
+	pod       types.UID
+	namespace string
 }
 
 func (s *envSources) configMap(ctx context.Context, name string) (*corev1.ConfigMap, error) {
-	return getOnce(ctx, &s.configMaps, name, s.client.CoreV1().ConfigMaps(s.namespace).Get)
+	return s.objects.configMap(ctx, s.pod, s.namespace, name)
 }
 
 func (s *envSources) secret(ctx context.Context, name string) (*corev1.Secret, error) {
-	return getOnce(ctx, &s.secrets, name, s.client.CoreV1().Secrets(s.namespace).Get)
-}
-
-// getOnce returns the named object from cache, fetching it with get the first time.
-func getOnce[T any](ctx context.Context, cache *map[string]T, name string,
-	get func(context.Context, string, metav1.GetOptions) (T, error)) (T, error) {
-	if obj, ok := (*cache)[name]; ok {
-		return obj, nil
-	}
-	obj, err := get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return obj, err
-	}
-	if *cache == nil {
-		*cache = map[string]T{}
-	}
-	(*cache)[name] = obj
-	return obj, nil
+	return s.objects.secret(ctx, s.pod, s.namespace, name)
 }
 
 // envFrom returns the key/values of one envFrom source and whether it is optional.

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 )
@@ -79,7 +78,7 @@ func (l limiter) acquire(ctx context.Context) (release func(), err error) {
 func (w *worker) pullCredentials(ctx context.Context, pod *corev1.Pod, image string) []*runtimeapi.AuthConfig {
 	var keyring []registryCredential
 	for _, ref := range pod.Spec.ImagePullSecrets {
-		secret, err := w.m.client.CoreV1().Secrets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		secret, err := w.m.objects.secret(ctx, w.uid, pod.Namespace, ref.Name)
 		if err == nil {
 			var creds []registryCredential
 			creds, err = parseDockerConfig(secret)
