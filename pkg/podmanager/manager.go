@@ -122,6 +122,8 @@ type Manager struct {
 	mirrorKick chan struct{}
 	// objects are the watched ConfigMaps and Secrets that pods mount.
 	objects *objectWatches
+	// appArmorHost says why the host cannot enforce AppArmor profiles, nil when it can.
+	appArmorHost error
 
 	mu      sync.Mutex
 	workers map[types.UID]*worker
@@ -139,7 +141,7 @@ func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Inte
 	m := &Manager{cfg: cfg, runtime: runtime, cgroups: cgroups, client: client, pods: sources.Pods,
 		services: sources.Services, static: sources.Static, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}, evictions: map[types.UID]string{},
 		logRemovals: map[string]time.Time{},
-		mirrorKick:  make(chan struct{}, 1), objects: newObjectWatches(client)}
+		mirrorKick:  make(chan struct{}, 1), objects: newObjectWatches(client), appArmorHost: appArmorHostError()}
 	m.pullSlots, m.sandboxSlots = newLimiter(cfg.MaxParallelImagePulls), newLimiter(cfg.MaxParallelSandboxes)
 	return m
 }

@@ -89,6 +89,9 @@ func (w *worker) containerSecurityContext(pod *corev1.Pod, c *corev1.Container, 
 		SupplementalGroups: supplementalGroups(pod),
 		SelinuxOptions:     selinuxOptions(sc.SELinuxOptions),
 	}
+	// The string too, as the kubelet sends it: runtimes older than the SecurityProfile field read only it.
+	//lint:ignore SA1019 older runtimes read only the deprecated string
+	out.Apparmor, out.ApparmorProfile = criAppArmor(appArmorProfile(pod, c))
 	if sc.Capabilities != nil {
 		out.Capabilities = &runtimeapi.Capability{
 			AddCapabilities:  capabilityNames(sc.Capabilities.Add),
@@ -137,11 +140,9 @@ func (w *worker) sandboxSecurityContext(pod *corev1.Pod) *runtimeapi.LinuxSandbo
 }
 
 func anyPrivileged(pod *corev1.Pod) bool {
-	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for i := range list {
-			if sc := list[i].SecurityContext; sc != nil && isTrue(sc.Privileged) {
-				return true
-			}
+	for _, c := range allContainers(pod) {
+		if c.SecurityContext != nil && isTrue(c.SecurityContext.Privileged) {
+			return true
 		}
 	}
 	return false

@@ -148,6 +148,9 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 		if err := sysctlsAllowed(pod, w.m.cfg.AllowedUnsafeSysctls); err != nil {
 			return false, w.reject(ctx, pod, "SysctlForbidden", err.Error())
 		}
+		if err := appArmorAdmission(pod, w.m.appArmorHost); err != nil {
+			return false, w.reject(ctx, pod, "AppArmor", "Cannot enforce AppArmor: "+err.Error())
+		}
 	}
 	if w.volumes, err = w.setUpVolumes(ctx, pod); err != nil {
 		return false, errors.Join(err, w.writeStatus(ctx, pod, nil))

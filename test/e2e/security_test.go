@@ -176,3 +176,32 @@ func TestSecurityRefusals(t *testing.T) {
 		t.Errorf("no SysctlForbidden event: %v", err)
 	}
 }
+
+// An AppArmor profile is enforced where the host can (the container runs confined) and refused where it
+// cannot, as the kubelet's admission does: Failed with reason AppArmor, nothing started.
+func TestAppArmorProfile(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	confined := busyboxPod("confined", 1, "echo profile=$(cat /proc/self/attr/current); exec sleep 3600")
+	confined.Spec.SecurityContext = &corev1.PodSecurityContext{
+		AppArmorProfile: &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeRuntimeDefault}}
+	pod, err := stack.client.CoreV1().Pods(ns).Create(ctx, confined, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enabled, _ := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+	if strings.HasPrefix(string(enabled), "Y") {
+		waitForLog(ctx, t, logFile(pod, "c"), "(enforce)")
+		return
+	}
+	p := waitForPod(ctx, t, ns, "confined", "Failed with AppArmor", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodFailed
+	})
+	if want := "Pod was rejected: Cannot enforce AppArmor: AppArmor is not enabled on the host"; p.Status.Reason != "AppArmor" || p.Status.Message != want {
+		t.Errorf("status reason %q message %q, want AppArmor and %q", p.Status.Reason, p.Status.Message, want)
+	}
+	if ids := crictl(t, "pods", "-q", "--label", "io.kubernetes.pod.uid="+string(p.UID)); len(ids) != 0 {
+		t.Errorf("the rejected pod has sandboxes %v", ids)
+	}
+}
