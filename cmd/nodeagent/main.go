@@ -391,10 +391,15 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	if err != nil {
 		return fmt.Errorf("evictionHard: %w", err)
 	}
+	softThresholds, err := eviction.ParseSoftThresholds(cfg.EvictionSoft, cfg.EvictionSoftGracePeriod)
+	if err != nil {
+		return fmt.Errorf("evictionSoft: %w", err)
+	}
 	imageGC := imagegc.New(imagegc.Config{HighThresholdPercent: int(cfg.ImageGCHighThresholdPercent),
 		LowThresholdPercent: int(cfg.ImageGCLowThresholdPercent), MinAge: cfg.ImageMinimumGCAge.Duration, Interval: 5 * time.Minute},
 		runtime, imagegc.FilesystemUsage(func(ctx context.Context) (string, error) { return cri.ImageFsPath(ctx, runtime.ImageManagerService) }))
-	evictor = eviction.New(eviction.Config{Hard: thresholds, Interval: 10 * time.Second,
+	evictor = eviction.New(eviction.Config{Hard: thresholds, Soft: softThresholds,
+		MaxPodGracePeriodSeconds: int64(cfg.EvictionMaxPodGracePeriod), Interval: 10 * time.Second,
 		PressureTransitionPeriod: cfg.EvictionPressureTransitionPeriod.Duration, ReclaimDisk: imageGC.DeleteUnused,
 	}, &eviction.NodeStats{RootDir: cfg.RootDir, PodDirs: pods.PodDirs, ImageFs: func() (string, error) {
 		return cri.ImageFsPath(ctx, runtime.ImageManagerService)

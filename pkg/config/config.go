@@ -91,6 +91,11 @@ type Configuration struct {
 	// EvictionHard are the hard eviction thresholds, signal → quantity or percentage, as the kubelet's
 	// (memory.available, nodefs.available, nodefs.inodesFree).
 	EvictionHard map[string]string `json:"evictionHard,omitempty"`
+	// EvictionSoft are thresholds that evict only once met for their EvictionSoftGracePeriod (signal →
+	// duration, one each), giving the pod its terminationGracePeriodSeconds up to EvictionMaxPodGracePeriod.
+	EvictionSoft              map[string]string `json:"evictionSoft,omitempty"`
+	EvictionSoftGracePeriod   map[string]string `json:"evictionSoftGracePeriod,omitempty"`
+	EvictionMaxPodGracePeriod int32             `json:"evictionMaxPodGracePeriod"`
 	// ImageGCHighThresholdPercent of the image filesystem used starts the removal of unused images, down to
 	// ImageGCLowThresholdPercent; images are kept at least ImageMinimumGCAge after they were first seen.
 	ImageGCHighThresholdPercent int32           `json:"imageGCHighThresholdPercent"`
@@ -221,7 +226,8 @@ type ProxyConfiguration struct {
 	HealthzBindAddress string `json:"healthzBindAddress"`
 }
 
-// evictionFlag is --eviction-hard in the kubelet's "signal<value,..." form; setting it replaces the map.
+// evictionFlag is --eviction-hard or --eviction-soft in the kubelet's "signal<value,..." form; setting it
+// replaces the map.
 type evictionFlag struct{ m *map[string]string }
 
 func (f *evictionFlag) String() string {
@@ -337,6 +343,11 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.ImageMinimumGCAge.Duration, "minimum-image-ttl-duration", c.ImageMinimumGCAge.Duration,
 		"How long an image stays after it was first seen, used or not.")
 	fs.Var(&evictionFlag{&c.EvictionHard}, "eviction-hard", `Hard eviction thresholds, e.g. "memory.available<100Mi,nodefs.available<10%".`)
+	fs.Var(&evictionFlag{&c.EvictionSoft}, "eviction-soft", `Soft eviction thresholds, e.g. "memory.available<500Mi".`)
+	fs.StringToStringVar(&c.EvictionSoftGracePeriod, "eviction-soft-grace-period", c.EvictionSoftGracePeriod,
+		`How long each soft threshold must be met before it evicts, e.g. "memory.available=1m30s".`)
+	fs.Int32Var(&c.EvictionMaxPodGracePeriod, "eviction-max-pod-grace-period", c.EvictionMaxPodGracePeriod,
+		"Longest termination grace period (seconds) a pod gets when a soft threshold evicts it.")
 	fs.BoolVar(&c.CgroupsPerQOS, "cgroups-per-qos", c.CgroupsPerQOS, "Create the kubepods cgroup tree with QoS class and pod cgroups.")
 	fs.StringVar(&c.CgroupRoot, "cgroup-root", c.CgroupRoot, "Cgroup under which the kubepods tree is created.")
 	fs.Int32Var(&c.MaxParallelImagePulls, "max-parallel-image-pulls", c.MaxParallelImagePulls,
@@ -474,6 +485,12 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	if _, err := eviction.ParseThresholds(c.EvictionHard); err != nil {
 		errs = append(errs, field.Invalid(field.NewPath("evictionHard"), c.EvictionHard, err.Error()))
+	}
+	if _, err := eviction.ParseSoftThresholds(c.EvictionSoft, c.EvictionSoftGracePeriod); err != nil {
+		errs = append(errs, field.Invalid(field.NewPath("evictionSoft"), c.EvictionSoft, err.Error()))
+	}
+	if c.EvictionMaxPodGracePeriod < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("evictionMaxPodGracePeriod"), c.EvictionMaxPodGracePeriod, "must not be negative"))
 	}
 	if !strings.HasPrefix(c.CgroupRoot, "/") {
 		errs = append(errs, field.Invalid(field.NewPath("cgroupRoot"), c.CgroupRoot, "must be an absolute cgroup path"))

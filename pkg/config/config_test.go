@@ -63,6 +63,7 @@ func TestValidateNamesEachBadField(t *testing.T) {
 	c.ImageGCHighThresholdPercent, c.ImageGCLowThresholdPercent = 101, 90
 	c.ContainerLogLinksDir = "containers"
 	c.RuntimeRequestTimeout.Duration = -time.Second
+	c.EvictionSoft = map[string]string{"memory.available": "500Mi"}
 	got := c.Validate().ToAggregate().Error()
 	for _, want := range []string{
 		`kubeconfig: Invalid value: "/does/not/exist": file does not exist`,
@@ -74,6 +75,7 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`containerLogLinksDir: Invalid value: "containers": must be an absolute path or empty`,
 		`rootDir: Invalid value: "relative": must be an absolute path`,
 		`runtimeRequestTimeout: Invalid value: "-1s": must be positive`,
+		`memory.available: a soft threshold needs a grace period in evictionSoftGracePeriod`,
 		`allowedUnsafeSysctls[1]: Invalid value: "net.*.foo"`,
 		`proxy.nodePortAddresses[1]: Invalid value: "primary": want "primary" alone, or CIDRs`,
 		`proxy.clusterCIDR: Invalid value: "10.244.0.0": not a CIDR`,

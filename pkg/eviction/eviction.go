@@ -8,6 +8,7 @@ package eviction
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -39,15 +40,23 @@ type Usage struct {
 // resourcePIDs names process IDs as a resource of the node, as the kubelet's PID pressure does.
 const resourcePIDs corev1.ResourceName = "pids"
 
-// Pods is what the manager needs of the pod manager: the pods that run, and a way to evict one.
+// Pods is what the manager needs of the pod manager: the pods that run, and a way to evict one, giving its
+// containers grace seconds to stop.
 type Pods interface {
 	ActivePods() []*corev1.Pod
-	Evict(ctx context.Context, pod *corev1.Pod, message string) error
+	Evict(ctx context.Context, pod *corev1.Pod, message string, grace int64) error
 }
+
+// hardEvictionGrace is the kubelet's grace period, in seconds, for pods evicted on a hard threshold.
+const hardEvictionGrace = 1
 
 // Config is the eviction policy.
 type Config struct {
 	Hard []Threshold
+	// Soft thresholds evict only once met for their grace period, and give the pod its own termination grace
+	// period, at most MaxPodGracePeriodSeconds.
+	Soft                     []Threshold
+	MaxPodGracePeriodSeconds int64
 	// PressureTransitionPeriod keeps a pressure condition on after its threshold is no longer met, so the
 	// condition does not flap.
 	PressureTransitionPeriod time.Duration
@@ -68,6 +77,9 @@ type Manager struct {
 	mu sync.Mutex
 	// lastMet is when a threshold of each resource (memory, disk) was last met.
 	lastMet map[corev1.ResourceName]time.Time
+	// firstObserved is when each soft threshold (by String) started being met, for its grace period; only
+	// Run's goroutine uses it.
+	firstObserved map[string]time.Time
 	// reported is the memory, disk and PID pressure last announced through onChange; only Run's goroutine
 	// uses it.
 	reported [3]bool
@@ -75,7 +87,8 @@ type Manager struct {
 
 // New returns a manager; onChange is called when a pressure condition changes (to post the node status).
 func New(cfg Config, stats Stats, pods Pods, onChange func()) *Manager {
-	return &Manager{cfg: cfg, stats: stats, pods: pods, onChange: onChange, lastMet: map[corev1.ResourceName]time.Time{}}
+	return &Manager{cfg: cfg, stats: stats, pods: pods, onChange: onChange, lastMet: map[corev1.ResourceName]time.Time{},
+		firstObserved: map[string]time.Time{}}
 }
 
 // MemoryPressure, DiskPressure and PIDPressure are the node conditions: a threshold was met within the transition period.
@@ -111,15 +124,27 @@ func (m *Manager) synchronize(ctx context.Context, now time.Time) {
 		klog.ErrorS(err, "Eviction manager: unable to observe the node")
 		return
 	}
-	var met []Threshold
-	for _, t := range m.cfg.Hard {
+	var met []Threshold // hard ones first
+	for _, t := range slices.Concat(m.cfg.Hard, m.cfg.Soft) {
 		o, ok := obs[t.Signal]
-		if ok && o.Available < t.limit(o.Capacity) {
-			met = append(met, t)
-			m.mu.Lock()
-			m.lastMet[resourceOf(t.Signal)] = now
-			m.mu.Unlock()
+		if !ok || o.Available >= t.limit(o.Capacity) {
+			delete(m.firstObserved, t.String())
+			continue
 		}
+		if t.GracePeriod > 0 {
+			first, seen := m.firstObserved[t.String()]
+			if !seen {
+				m.firstObserved[t.String()], first = now, now
+			}
+			if now.Sub(first) < t.GracePeriod {
+				klog.V(2).InfoS("Eviction manager: soft threshold met, its grace period not yet", "threshold", t.String(), "since", first)
+				continue
+			}
+		}
+		met = append(met, t)
+		m.mu.Lock()
+		m.lastMet[resourceOf(t.Signal)] = now
+		m.mu.Unlock()
 	}
 	// The conditions also end by time passing, so compare with what was last reported.
 	if pressure := [3]bool{m.under(corev1.ResourceMemory, now), m.under(corev1.ResourceEphemeralStorage, now),
@@ -145,7 +170,15 @@ func (m *Manager) synchronize(ctx context.Context, now time.Time) {
 	}
 	message := fmt.Sprintf("The node was low on resource: %s. Threshold quantity: %s, available: %s. ", resourceOf(t.Signal),
 		formatAmount(t.Signal, t.limit(o.Capacity)), formatAmount(t.Signal, o.Available))
-	if err := m.pods.Evict(ctx, victim, message); err != nil {
+	grace := int64(hardEvictionGrace)
+	if t.GracePeriod > 0 {
+		grace = m.cfg.MaxPodGracePeriodSeconds
+		if tgps := victim.Spec.TerminationGracePeriodSeconds; tgps != nil {
+			grace = min(grace, *tgps)
+		}
+		grace = max(grace, hardEvictionGrace)
+	}
+	if err := m.pods.Evict(ctx, victim, message, grace); err != nil {
 		klog.ErrorS(err, "Eviction manager: unable to evict pod", "pod", klog.KObj(victim))
 	}
 }

@@ -50,11 +50,12 @@ type fakePods struct {
 	pods    []*corev1.Pod
 	evicted []string
 	message string
+	grace   int64
 }
 
 func (f *fakePods) ActivePods() []*corev1.Pod { return f.pods }
-func (f *fakePods) Evict(_ context.Context, pod *corev1.Pod, message string) error {
-	f.evicted, f.message = append(f.evicted, pod.Name), message
+func (f *fakePods) Evict(_ context.Context, pod *corev1.Pod, message string, grace int64) error {
+	f.evicted, f.message, f.grace = append(f.evicted, pod.Name), message, grace
 	return nil
 }
 
@@ -110,6 +111,57 @@ func TestMemoryPressureEvictsBestEffortFirstAndTheConditionLingers(t *testing.T)
 	m.synchronize(context.Background(), start.Add(2*time.Minute))
 	if m.under("memory", start.Add(2*time.Minute)) || changes != 2 {
 		t.Errorf("pressure still on after the transition period (%d changes)", changes)
+	}
+}
+
+// A soft threshold counts (pressure and eviction) only once met for its whole grace period, starts over when
+// it stops being met, and its eviction gives the pod its own grace period up to the maximum; a hard one
+// evicts at once with one second.
+func TestSoftThresholdWaitsForItsGracePeriod(t *testing.T) {
+	stats := &fakeStats{obs: map[string]Observation{SignalMemoryAvailable: {Available: 300 << 20, Capacity: 4 << 30}},
+		usage: map[string][3]int64{"a": {200 << 20}}}
+	a := pod("a", "", false)
+	thirty := int64(30)
+	a.Spec.TerminationGracePeriodSeconds = &thirty
+	pods := &fakePods{pods: []*corev1.Pod{a}}
+	hard, _ := ParseThresholds(map[string]string{SignalMemoryAvailable: "100Mi"})
+	soft, err := ParseSoftThresholds(map[string]string{SignalMemoryAvailable: "500Mi"}, map[string]string{SignalMemoryAvailable: "1m30s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(Config{Hard: hard, Soft: soft, MaxPodGracePeriodSeconds: 20, PressureTransitionPeriod: time.Minute}, stats, pods, nil)
+	start := time.Now()
+	m.synchronize(context.Background(), start)
+	m.synchronize(context.Background(), start.Add(80*time.Second))
+	if len(pods.evicted) != 0 || m.under("memory", start.Add(80*time.Second)) {
+		t.Fatalf("within the grace period: evicted %v, pressure %v", pods.evicted, m.under("memory", start.Add(80*time.Second)))
+	}
+	stats.obs[SignalMemoryAvailable] = Observation{Available: 1 << 30, Capacity: 4 << 30} // recovers: the clock restarts
+	m.synchronize(context.Background(), start.Add(85*time.Second))
+	stats.obs[SignalMemoryAvailable] = Observation{Available: 300 << 20, Capacity: 4 << 30}
+	m.synchronize(context.Background(), start.Add(90*time.Second))
+	m.synchronize(context.Background(), start.Add(170*time.Second))
+	if len(pods.evicted) != 0 {
+		t.Fatalf("evicted %v before the threshold was met for 90 s in a row", pods.evicted)
+	}
+	m.synchronize(context.Background(), start.Add(180*time.Second))
+	if len(pods.evicted) != 1 || pods.grace != 20 || !m.under("memory", start.Add(180*time.Second)) {
+		t.Fatalf("after the grace period: evicted %v with %d s, pressure %v; want a with 20 s (max below its 30)",
+			pods.evicted, pods.grace, m.under("memory", start.Add(180*time.Second)))
+	}
+	stats.obs[SignalMemoryAvailable] = Observation{Available: 50 << 20, Capacity: 4 << 30}
+	m.synchronize(context.Background(), start.Add(190*time.Second))
+	if len(pods.evicted) != 2 || pods.grace != 1 {
+		t.Fatalf("on the hard threshold: evicted %v with %d s, want at once with 1 s", pods.evicted, pods.grace)
+	}
+	for _, bad := range []struct{ soft, grace map[string]string }{
+		{map[string]string{SignalMemoryAvailable: "500Mi"}, nil},
+		{map[string]string{SignalMemoryAvailable: "500Mi"}, map[string]string{SignalMemoryAvailable: "soon"}},
+		{nil, map[string]string{SignalNodeFsAvailable: "1m"}},
+	} {
+		if _, err := ParseSoftThresholds(bad.soft, bad.grace); err == nil {
+			t.Errorf("soft %v with grace periods %v accepted", bad.soft, bad.grace)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -23,12 +24,13 @@ const (
 var supportedSignals = []string{SignalMemoryAvailable, SignalNodeFsAvailable, SignalNodeFsInodes,
 	SignalImageFsAvailable, SignalImageFsInodes, SignalPIDAvailable}
 
-// Threshold is one hard eviction threshold: the signal falls below Quantity, or below Percentage of its
-// capacity.
+// Threshold is one eviction threshold: the signal falls below Quantity, or below Percentage of its
+// capacity. A soft threshold (GracePeriod above zero) must stay met for its grace period before it counts.
 type Threshold struct {
-	Signal     string
-	Quantity   *resource.Quantity
-	Percentage float64 // 0..1, when Quantity is nil
+	Signal      string
+	Quantity    *resource.Quantity
+	Percentage  float64 // 0..1, when Quantity is nil
+	GracePeriod time.Duration
 }
 
 // DefaultHard is the kubelet's default evictionHard for the signals the agent observes.
@@ -65,6 +67,32 @@ func ParseThresholds(hard map[string]string) ([]Threshold, error) {
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// ParseSoftThresholds reads evictionSoft and evictionSoftGracePeriod as the kubelet's config file has them:
+// every soft threshold needs a grace period, and every grace period a soft threshold.
+func ParseSoftThresholds(soft, gracePeriods map[string]string) ([]Threshold, error) {
+	thresholds, err := ParseThresholds(soft)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range thresholds {
+		value, ok := gracePeriods[t.Signal]
+		if !ok {
+			return nil, fmt.Errorf("%s: a soft threshold needs a grace period in evictionSoftGracePeriod", t.Signal)
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(value))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%s: grace period %q is not a positive duration", t.Signal, value)
+		}
+		thresholds[i].GracePeriod = d
+	}
+	for signal := range gracePeriods {
+		if _, ok := soft[signal]; !ok {
+			return nil, fmt.Errorf("%s: a grace period without a soft threshold", signal)
+		}
+	}
+	return thresholds, nil
 }
 
 // ParseFlag reads the kubelet's --eviction-hard form: "memory.available<100Mi,nodefs.available<10%".

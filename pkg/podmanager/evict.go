@@ -39,15 +39,15 @@ func (m *Manager) PodDirs(pod *corev1.Pod) []string {
 
 // Evict stops the pod for node pressure, as the kubelet does: its containers are killed and its status
 // becomes Failed with reason Evicted and a DisruptionTarget condition; the Pod object stays for its owner
-// (a ReplicaSet replaces it) to see and delete.
-func (m *Manager) Evict(_ context.Context, pod *corev1.Pod, message string) error {
+// (a ReplicaSet replaces it) to see and delete. Its containers get grace seconds to stop.
+func (m *Manager) Evict(_ context.Context, pod *corev1.Pod, message string, grace int64) error {
 	if source.IsStaticPod(pod) {
 		return fmt.Errorf("static pod %s/%s is not evicted", pod.Namespace, pod.Name)
 	}
 	m.mu.Lock()
 	w, ok := m.workers[pod.UID]
 	if ok {
-		m.evictions[pod.UID] = message
+		m.evictions[pod.UID] = eviction{message: message, grace: grace}
 	}
 	m.mu.Unlock()
 	if !ok {
@@ -59,18 +59,22 @@ func (m *Manager) Evict(_ context.Context, pod *corev1.Pod, message string) erro
 	return nil
 }
 
-// evictionOf is the eviction message of the pod with uid, "" if it is not being evicted.
-func (m *Manager) evictionOf(w *worker) string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.evictions[w.uid]
+// eviction is what Evict asked of a pod's worker.
+type eviction struct {
+	message string
+	grace   int64
 }
 
-// evictionGrace is the kubelet's grace period for pods evicted on a hard threshold.
-const evictionGrace = 1
+// evictionOf is the worker's pod's eviction; ok is false if it is not being evicted.
+func (m *Manager) evictionOf(w *worker) (ev eviction, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ev, ok = m.evictions[w.uid]
+	return ev, ok
+}
 
 // evict kills the pod's containers (keeping their records for the status) and writes the Failed status.
-func (w *worker) evict(ctx context.Context, pod *corev1.Pod, message string) error {
+func (w *worker) evict(ctx context.Context, pod *corev1.Pod, ev eviction) error {
 	w.stopProbers()
 	containers, err := w.containers(ctx)
 	if err != nil {
@@ -78,7 +82,7 @@ func (w *worker) evict(ctx context.Context, pod *corev1.Pod, message string) err
 	}
 	for _, c := range containers {
 		if c.State == runtimeRunning {
-			if err := w.m.runtime.StopContainer(ctx, c.Id, evictionGrace); err != nil {
+			if err := w.m.runtime.StopContainer(ctx, c.Id, ev.grace); err != nil {
 				return fmt.Errorf("stopping container %s: %w", c.Id, err)
 			}
 		}
@@ -91,6 +95,6 @@ func (w *worker) evict(ctx context.Context, pod *corev1.Pod, message string) err
 		return err
 	}
 	// Only now, with its containers stopped, does the status say Failed: a Failed pod is never synced again.
-	w.evicted = message
+	w.evicted = ev.message
 	return w.writeStatus(ctx, pod, nil)
 }

@@ -127,8 +127,8 @@ type Manager struct {
 
 	mu      sync.Mutex
 	workers map[types.UID]*worker
-	// evictions holds the eviction message of pods being evicted for node pressure.
-	evictions map[types.UID]string
+	// evictions holds the pods being evicted for node pressure.
+	evictions map[types.UID]eviction
 	// logRemovals holds when the logs of removed pods are due for removal, by pod UID.
 	logRemovals map[string]time.Time
 	wg          sync.WaitGroup
@@ -139,7 +139,7 @@ type Manager struct {
 func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Interface, sources Sources,
 	recorder record.EventRecorder) *Manager {
 	m := &Manager{cfg: cfg, runtime: runtime, cgroups: cgroups, client: client, pods: sources.Pods,
-		services: sources.Services, static: sources.Static, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}, evictions: map[types.UID]string{},
+		services: sources.Services, static: sources.Static, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}, evictions: map[types.UID]eviction{},
 		logRemovals: map[string]time.Time{},
 		mirrorKick:  make(chan struct{}, 1), objects: newObjectWatches(client), appArmorHost: appArmorHostError()}
 	m.pullSlots, m.sandboxSlots = newLimiter(cfg.MaxParallelImagePulls), newLimiter(cfg.MaxParallelSandboxes)

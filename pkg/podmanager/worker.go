@@ -132,8 +132,8 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 		w.stopProbers() // a pod shutting down is not probed (no Unhealthy noise, no liveness restarts)
 		return w.terminate(ctx, pod)
 	}
-	if message := w.m.evictionOf(w); message != "" && pod.Status.Phase != corev1.PodFailed {
-		return false, w.evict(ctx, pod, message)
+	if ev, ok := w.m.evictionOf(w); ok && pod.Status.Phase != corev1.PodFailed {
+		return false, w.evict(ctx, pod, ev)
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		// A finished pod keeps its containers' records but runs nothing and holds no emptyDir.

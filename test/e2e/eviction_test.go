@@ -120,3 +120,43 @@ func waitForNodeCondition(ctx context.Context, t *testing.T, typ string, want co
 		t.Fatalf("node condition %s never became %s", typ, want)
 	}
 }
+
+// A soft threshold evicts only once it has been met for its grace period, and gives the pod its own
+// termination grace period up to evictionMaxPodGracePeriod (here 5 s of the pod's 60; sleep ignores
+// SIGTERM, so the container dies when the grace period ends).
+func TestSoftEvictionWaitsForItsGracePeriod(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	obs, err := (&eviction.NodeStats{RootDir: runDir + "/root"}).Observe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	threshold := obs[eviction.SignalMemoryAvailable].Available - 300<<20
+	restartAgent(t, "--eviction-soft", fmt.Sprintf("%s<%d", eviction.SignalMemoryAvailable, threshold),
+		"--eviction-soft-grace-period", eviction.SignalMemoryAvailable+"=30s", "--eviction-max-pod-grace-period", "5")
+	t.Cleanup(func() { restartAgent(t) })
+	hog := busyboxPod("hog", 60, "dd if=/dev/zero of=/fill/data bs=1M count=700 && exec sleep 3600")
+	hog.Spec.Volumes = []corev1.Volume{{Name: "fill", VolumeSource: corev1.VolumeSource{
+		EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}}
+	hog.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "fill", MountPath: "/fill"}}
+	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, hog, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	evicted := waitForPod(ctx, t, ns, "hog", "evicted", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodFailed && len(p.Status.ContainerStatuses) == 1 &&
+			p.Status.ContainerStatuses[0].State.Terminated != nil
+	})
+	events, err := stack.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=hog,reason=Evicted"})
+	if err != nil || len(events.Items) == 0 {
+		t.Fatalf("no Evicted event: %v", err)
+	}
+	evictedAt := events.Items[0].FirstTimestamp.Time
+	state := evicted.Status.ContainerStatuses[0].State.Terminated
+	if met := evictedAt.Sub(state.StartedAt.Time); met < 29*time.Second {
+		t.Errorf("evicted %v after the hog started, before the 30 s grace period", met)
+	}
+	if grace := state.FinishedAt.Sub(evictedAt); grace < 3*time.Second || grace > 30*time.Second {
+		t.Errorf("the container stopped %v after the eviction, want about the 5 s maximum grace period", grace)
+	}
+}
