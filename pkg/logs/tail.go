@@ -187,7 +187,10 @@ func (t *Tailer) compressedCopy(rotated []string) int {
 		return -1
 	}
 	for i := len(rotated) - 1; i >= 0; i-- {
-		if size, ok := gzipSize(rotated[i]); isCompressed(rotated[i]) && ok && size == uint32(info.Size()) {
+		if !isCompressed(rotated[i]) {
+			continue
+		}
+		if size, ok := gzipSize(rotated[i]); ok && size == uint32(info.Size()) {
 			return i
 		}
 	}
