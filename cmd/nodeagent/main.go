@@ -395,14 +395,16 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	if err != nil {
 		return fmt.Errorf("evictionSoft: %w", err)
 	}
+	// The image filesystem is asked of the runtime each time: it may move with the runtime's config.
+	imageFs := func(ctx context.Context) (string, error) { return cri.ImageFsPath(ctx, runtime.ImageManagerService) }
 	imageGC := imagegc.New(imagegc.Config{HighThresholdPercent: int(cfg.ImageGCHighThresholdPercent),
 		LowThresholdPercent: int(cfg.ImageGCLowThresholdPercent), MinAge: cfg.ImageMinimumGCAge.Duration, Interval: 5 * time.Minute},
-		runtime, imagegc.FilesystemUsage(func(ctx context.Context) (string, error) { return cri.ImageFsPath(ctx, runtime.ImageManagerService) }))
+		runtime, imagegc.FilesystemUsage(imageFs))
 	evictor = eviction.New(eviction.Config{Hard: thresholds, Soft: softThresholds,
 		MaxPodGracePeriodSeconds: int64(cfg.EvictionMaxPodGracePeriod), Interval: 10 * time.Second,
 		PressureTransitionPeriod: cfg.EvictionPressureTransitionPeriod.Duration, ReclaimDisk: imageGC.DeleteUnused,
 	}, &eviction.NodeStats{RootDir: cfg.RootDir, PodDirs: pods.PodDirs, ImageFs: func() (string, error) {
-		return cri.ImageFsPath(ctx, runtime.ImageManagerService)
+		return imageFs(ctx)
 	}, PodCgroup: func(pod *corev1.Pod) string {
 		if cgroups == nil {
 			return ""
