@@ -257,11 +257,9 @@ func (s *Server) message(r *msgp.Reader, w *msgp.Writer, buf *[]byte) error {
 		return err
 	}
 	size := int64(len(entries))
-	options := map[string]any{}
-	if n == 3 {
-		if err := r.ReadMapStrIntf(options); err != nil {
-			return err
-		}
+	options, err := readOptions(r, n)
+	if err != nil {
+		return err
 	}
 	if options["compressed"] == "gzip" {
 		zr, err := gzip.NewReader(bytes.NewReader(entries))
@@ -308,11 +306,9 @@ func (s *Server) skipEntries(r *msgp.Reader, w *msgp.Writer, t msgp.Type, fields
 	if _, err := r.R.Skip(int(size)); err != nil {
 		return err
 	}
-	options := map[string]any{}
-	if fields == 3 {
-		if err := r.ReadMapStrIntf(options); err != nil {
-			return err
-		}
+	options, err := readOptions(r, fields)
+	if err != nil {
+		return err
 	}
 	records := 0
 	switch n := options["size"].(type) {
@@ -323,6 +319,17 @@ func (s *Server) skipEntries(r *msgp.Reader, w *msgp.Writer, t msgp.Type, fields
 	}
 	s.received(tag, nil, records, int64(size))
 	return ack(w, options)
+}
+
+// readOptions reads a message's option map, the third of its fields when there is one.
+func readOptions(r *msgp.Reader, fields uint32) (map[string]any, error) {
+	options := map[string]any{}
+	if fields == 3 {
+		if err := r.ReadMapStrIntf(options); err != nil {
+			return nil, err
+		}
+	}
+	return options, nil
 }
 
 func (s *Server) received(tag string, logs []string, records int, size int64) {
