@@ -50,7 +50,10 @@ func runtimeFloor(ctx context.Context, endpoint string, pods, rounds int, bounds
 // floorBurst starts n pods, at most parallel at once, then removes them.
 func floorBurst(ctx context.Context, rt *cri.Runtime, tag string, n, parallel int) ([]time.Duration, error) {
 	latencies := make([]time.Duration, n)
-	sandboxes, uids := make([]string, n), make([]string, n)
+	names, uids, sandboxes := make([]string, n), make([]string, n), make([]string, n)
+	for i := range n {
+		names[i], uids[i] = fmt.Sprintf("%s-%d", tag, i), uuid.NewString()
+	}
 	errs := make([]error, n)
 	slots := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
@@ -59,30 +62,26 @@ func floorBurst(ctx context.Context, rt *cri.Runtime, tag string, n, parallel in
 		wg.Go(func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			uids[i] = uuid.NewString()
-			sandboxes[i], errs[i] = startFloorPod(ctx, rt, fmt.Sprintf("%s-%d", tag, i), uids[i])
+			sandboxes[i], errs[i] = startFloorPod(ctx, rt, names[i], uids[i])
 			latencies[i] = time.Since(start)
 		})
 	}
 	wg.Wait()
 	for i := range n {
 		wg.Go(func() {
-			if sandboxes[i] == "" {
-				return
+			if sandboxes[i] != "" {
+				if err := rt.StopPodSandbox(ctx, sandboxes[i]); err != nil && errs[i] == nil {
+					errs[i] = err
+				}
+				if err := rt.RemovePodSandbox(ctx, sandboxes[i]); err != nil && errs[i] == nil {
+					errs[i] = err
+				}
 			}
-			if err := rt.StopPodSandbox(ctx, sandboxes[i]); err != nil && errs[i] == nil {
-				errs[i] = err
-			}
-			if err := rt.RemovePodSandbox(ctx, sandboxes[i]); err != nil && errs[i] == nil {
-				errs[i] = err
-			}
+			// The runtime leaves a pod's log directory to the node agent.
+			_ = os.RemoveAll(floorLogDir(names[i], uids[i]))
 		})
 	}
 	wg.Wait()
-	for i := range n {
-		// The runtime leaves a pod's log directory to the node agent.
-		_ = os.RemoveAll(floorLogDir(fmt.Sprintf("%s-%d", tag, i), uids[i]))
-	}
 	for _, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("runtime alone: %w", err)
