@@ -313,12 +313,14 @@ func (b *DiskBuffer) spill() error {
 // Added is signalled when a chunk was put in since the last receive.
 func (b *DiskBuffer) Added() <-chan struct{} { return b.added }
 
-// Oldest returns up to len(bufs) chunks to send next, oldest first, read into bufs (grown as needed and
-// returned for the next call, so a busy sender does not make a megabyte of garbage per chunk): a chunk's
-// entries are valid until its buffer is passed to Oldest again.
-func (b *DiskBuffer) Oldest(bufs [][]byte) ([]Chunk, error) {
+// Oldest returns up to len(bufs) chunks to send next, oldest first from sequence number from on (the
+// sender skips those it has written and waits for), read into bufs (grown as needed and returned for the
+// next call, so a busy sender does not make a megabyte of garbage per chunk): a chunk's entries are valid
+// until its buffer is passed to Oldest again.
+func (b *DiskBuffer) Oldest(from uint64, bufs [][]byte) ([]Chunk, error) {
 	b.mu.Lock()
-	files := slices.Clone(b.chunks[:min(len(bufs), len(b.chunks))])
+	first, _ := slices.BinarySearchFunc(b.chunks, from, func(c chunkFile, seq uint64) int { return cmp.Compare(c.seq, seq) })
+	files := slices.Clone(b.chunks[first:min(first+len(bufs), len(b.chunks))])
 	b.mu.Unlock()
 	var out []Chunk
 	for i, f := range files {

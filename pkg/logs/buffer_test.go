@@ -25,10 +25,15 @@ func TestDiskBufferKeepsOrderAcrossRestartsAndCountsWhatItDrops(t *testing.T) {
 	if st := b.Stats(); st.Chunks != 2 || st.DroppedChunks != 1 || st.DroppedRecords != 10 || st.Bytes > 300 {
 		t.Fatalf("stats %+v; want 2 chunks of at most 300 bytes, 1 chunk of 10 records dropped", st)
 	}
-	first, err := b.Oldest(make([][]byte, 1))
+	first, err := b.Oldest(0, make([][]byte, 1))
 	if err != nil || len(first) != 1 || first[0].Entries[0] != 'b' || first[0].Records != 11 || first[0].Path != "/logs/b" ||
 		first[0].End != (Position{Inode: 7, Offset: 11}) || first[0].Tag != "tag-11" {
 		t.Fatalf("oldest %+v %v, want the b chunk with 11 records", first, err)
+	}
+	// The sender, with "b" written and waiting for its ack, asks for what comes after it: "c".
+	after, err := b.Oldest(first[0].Seq+1, make([][]byte, 2))
+	if err != nil || len(after) != 1 || after[0].Path != "/logs/c" {
+		t.Fatalf("after the b chunk: %+v %v, want the c chunk alone", after, err)
 	}
 	// A write the agent did not finish leaves a temporary file: the next run ignores it.
 	if err := os.WriteFile(filepath.Join(dir, ".put-123"), []byte("half"), 0o600); err != nil {
@@ -49,7 +54,7 @@ func TestDiskBufferKeepsOrderAcrossRestartsAndCountsWhatItDrops(t *testing.T) {
 	}
 	var order []byte
 	for {
-		cs, err := again.Oldest(make([][]byte, 2))
+		cs, err := again.Oldest(0, make([][]byte, 2))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +104,7 @@ func TestDiskBufferKeepsChunksInMemoryUntilTheyDoNotFit(t *testing.T) {
 	if st := b.Stats(); onDisk() != 0 || st.Chunks != 2 || st.MemoryBytes != st.Bytes {
 		t.Fatalf("two small chunks: %d files, stats %+v; want both in memory", onDisk(), st)
 	}
-	sent, err := b.Oldest(make([][]byte, 1)) // "a" on its way to the receiver
+	sent, err := b.Oldest(0, make([][]byte, 1)) // "a" on its way to the receiver
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +127,7 @@ func TestDiskBufferKeepsChunksInMemoryUntilTheyDoNotFit(t *testing.T) {
 		t.Fatal(err)
 	}
 	var order []byte
-	cs, err := again.Oldest(make([][]byte, 8))
+	cs, err := again.Oldest(0, make([][]byte, 8))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +165,7 @@ func TestDiskBufferPutWaitsForRoomWhileTheSenderMoves(t *testing.T) {
 		t.Fatalf("Put returned (%v) with memory full and the sender moving", err)
 	case <-time.After(200 * time.Millisecond):
 	}
-	first, err := b.Oldest(make([][]byte, 1))
+	first, err := b.Oldest(0, make([][]byte, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +213,7 @@ func TestDiskBufferSpillKeepsWhatWaitsInMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := again.Oldest(make([][]byte, 4))
+	cs, err := again.Oldest(0, make([][]byte, 4))
 	if err != nil || len(cs) != 2 || string(cs[0].Entries) != "a" || string(cs[1].Entries) != "b" {
 		t.Fatalf("after a spill and a restart: %+v %v, want chunks a and b", cs, err)
 	}
@@ -233,7 +238,7 @@ func TestDiskBufferSpareMemoryNeverAliasesAWaitingChunk(t *testing.T) {
 		buf = b.Spare(4096)
 		buf = append(buf, strings.Repeat("z", 4096)...)[:0] // the follower fills its next buffer
 	}
-	got, err := b.Oldest(make([][]byte, 3))
+	got, err := b.Oldest(0, make([][]byte, 3))
 	if err != nil || len(got) != 3 {
 		t.Fatalf("oldest: %d chunks, %v", len(got), err)
 	}

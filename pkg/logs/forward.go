@@ -31,7 +31,7 @@ type ForwardClient struct {
 	SharedKey          string
 	SelfHostname       string
 	Username, Password string
-	// Timeout bounds the connection, the handshake, and the exchange of one Send.
+	// Timeout bounds the connection and the handshake, and each Write and Wait.
 	Timeout time.Duration
 
 	conn    net.Conn
@@ -39,43 +39,86 @@ type ForwardClient struct {
 	current int // index of the connected receiver, or of the one the next connection tries first
 	// closeAfterSend is set when the receiver's HELO said it does not keep connections.
 	closeAfterSend bool
+	// pending are the chunk ids of the messages written on conn whose acks are not read yet, oldest first.
+	pending []string
 }
 
-// Send sends msgs on one connection, one after the other without waiting, then reads their
-// acknowledgements in order; it returns once all are acknowledged. A receiver whose HELO refused keepalive
-// gets one message per connection. On an error the connection is closed and the next Send opens one to the
-// next receiver: the caller sends the same messages again, so one the receiver had taken before the error
-// arrives twice (at least once, never lost).
-func (c *ForwardClient) Send(ctx context.Context, msgs []Message) error {
-	for len(msgs) > 0 {
-		if c.conn == nil {
-			if err := c.connect(ctx); err != nil {
-				return fmt.Errorf("forwarding %d messages: %w", len(msgs), err)
-			}
+// Write writes msgs on the connection, opening one first if there is none, without waiting for their
+// acknowledgements: Wait reads them, so the receiver can read one batch while the next is written. It
+// returns how many of msgs it wrote: all, except to a receiver whose HELO refused keepalive, which gets one
+// message per connection (none while one is waiting for its ack). On an error the connection is closed and
+// the next Write opens one to the next receiver: the caller writes every unacknowledged message again, so
+// one the receiver had taken before the error arrives twice (at least once, never lost).
+func (c *ForwardClient) Write(ctx context.Context, msgs []Message) (int, error) {
+	if c.conn == nil {
+		if err := c.connect(ctx); err != nil {
+			return 0, fmt.Errorf("forwarding %d messages: %w", len(msgs), err)
 		}
-		batch := msgs
-		if c.closeAfterSend {
-			batch = msgs[:1]
+	}
+	if c.closeAfterSend && len(c.pending) > 0 {
+		return 0, nil
+	}
+	if c.closeAfterSend {
+		msgs = msgs[:min(len(msgs), 1)]
+	}
+	var frames [][]byte
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		parts, id, err := frame(m)
+		if err != nil {
+			return 0, err
 		}
-		if err := c.exchange(ctx, batch); err != nil {
-			addr := c.Receivers[c.current]
-			c.Close()
-			c.current = (c.current + 1) % len(c.Receivers)
-			return fmt.Errorf("forwarding %d messages to %s: %w", len(batch), addr, err)
+		frames, ids[i] = append(frames, parts...), id
+	}
+	if err := c.conn.SetWriteDeadline(c.deadline(ctx)); err != nil {
+		return 0, c.fail(len(msgs), err)
+	}
+	bufs := net.Buffers(frames)
+	if _, err := bufs.WriteTo(c.conn); err != nil {
+		return 0, c.fail(len(msgs), err)
+	}
+	c.pending = append(c.pending, ids...)
+	return len(msgs), nil
+}
+
+// Wait reads the acknowledgements of the n oldest messages written and not yet acknowledged, in order. On
+// an error the connection is closed, as for Write, and every message still pending must be written again.
+func (c *ForwardClient) Wait(ctx context.Context, n int) error {
+	if c.conn == nil || n > len(c.pending) {
+		return fmt.Errorf("waiting for %d acks with %d messages written", n, len(c.pending))
+	}
+	if err := c.conn.SetReadDeadline(c.deadline(ctx)); err != nil {
+		return c.fail(n, err)
+	}
+	for range n {
+		ack, err := readAck(c.reader)
+		if err != nil {
+			return c.fail(n, fmt.Errorf("waiting for the ack: %w", err))
 		}
-		if c.closeAfterSend {
-			c.Close()
+		if ack != c.pending[0] {
+			return c.fail(n, fmt.Errorf("ack for chunk %q, want %q", ack, c.pending[0]))
 		}
-		msgs = msgs[len(batch):]
+		c.pending = c.pending[1:]
+	}
+	if c.closeAfterSend && len(c.pending) == 0 {
+		c.Close()
 	}
 	return nil
 }
 
-// Close closes the connection, if one is open.
+// fail closes the connection after an error, so that the next Write tries the next receiver.
+func (c *ForwardClient) fail(messages int, err error) error {
+	addr := c.Receivers[c.current]
+	c.Close()
+	c.current = (c.current + 1) % len(c.Receivers)
+	return fmt.Errorf("forwarding %d messages to %s: %w", messages, addr, err)
+}
+
+// Close closes the connection, if one is open; messages waiting for their acks are then unacknowledged.
 func (c *ForwardClient) Close() {
 	if c.conn != nil {
 		c.conn.Close()
-		c.conn, c.reader = nil, nil
+		c.conn, c.reader, c.pending = nil, nil, nil
 	}
 }
 
@@ -85,36 +128,6 @@ func (c *ForwardClient) deadline(ctx context.Context) time.Time {
 		deadline = d
 	}
 	return deadline
-}
-
-// exchange writes msgs on the open connection and reads their acks.
-func (c *ForwardClient) exchange(ctx context.Context, msgs []Message) error {
-	var frames [][]byte
-	ids := make([]string, len(msgs))
-	for i, m := range msgs {
-		parts, id, err := frame(m)
-		if err != nil {
-			return err
-		}
-		frames, ids[i] = append(frames, parts...), id
-	}
-	if err := c.conn.SetDeadline(c.deadline(ctx)); err != nil {
-		return err
-	}
-	bufs := net.Buffers(frames)
-	if _, err := bufs.WriteTo(c.conn); err != nil {
-		return err
-	}
-	for _, id := range ids {
-		ack, err := readAck(c.reader)
-		if err != nil {
-			return fmt.Errorf("waiting for the ack: %w", err)
-		}
-		if ack != id {
-			return fmt.Errorf("ack for chunk %q, want %q", ack, id)
-		}
-	}
-	return nil
 }
 
 // connect opens a connection to the first receiver, from the current one on, that takes it.

@@ -1,7 +1,6 @@
 package logs
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -97,10 +96,10 @@ func TestForwardClientSpeaksTLSAndTheSharedKeyHandshake(t *testing.T) {
 			c := tc.client
 			c.Receivers, c.Timeout = []string{s.Addr()}, 5*time.Second
 			defer c.Close()
-			err := c.Send(context.Background(), []Message{message(t, "app", 0, 50, false), message(t, "app", 50, 50, true)})
+			err := sendAll(&c, []Message{message(t, "app", 0, 50, false), message(t, "app", 50, 50, true)})
 			if tc.refusal != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.refusal) {
-					t.Fatalf("Send: %v, want the receiver's refusal %q", err, tc.refusal)
+					t.Fatalf("sending: %v, want the receiver's refusal %q", err, tc.refusal)
 				}
 				if got := s.Refusals(); !slices.Equal(got, []string{tc.refusal}) {
 					t.Fatalf("receiver refusals %q", got)
@@ -110,7 +109,7 @@ func TestForwardClientSpeaksTLSAndTheSharedKeyHandshake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := c.Send(context.Background(), []Message{message(t, "app", 100, 10, false)}); err != nil {
+			if err := sendAll(&c, []Message{message(t, "app", 100, 10, false)}); err != nil {
 				t.Fatal(err)
 			}
 			wantLines(t, s, "app", 110)
@@ -126,9 +125,9 @@ func TestForwardClientRefusesAnUntrustedReceiver(t *testing.T) {
 	cert, _ := selfSigned(t)
 	s := startSpecReceiver(t, forwardspec.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	c := &ForwardClient{Receivers: []string{s.Addr()}, TLS: &tls.Config{}, Timeout: 5 * time.Second}
-	err := c.Send(context.Background(), []Message{message(t, "app", 0, 1, false)})
+	err := sendAll(c, []Message{message(t, "app", 0, 1, false)})
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
-		t.Fatalf("Send to an untrusted receiver: %v", err)
+		t.Fatalf("Sending to an untrusted receiver: %v", err)
 	}
 	if got := s.Logs("app"); len(got) != 0 {
 		t.Fatalf("the receiver got %q", got)
@@ -139,17 +138,17 @@ func TestForwardClientRefusesAnUntrustedReceiver(t *testing.T) {
 func TestForwardClientChecksTheReceiversDigest(t *testing.T) {
 	s := startSpecReceiver(t, forwardspec.Config{SharedKey: "other", Hostname: "impostor", Impostor: true})
 	c := &ForwardClient{Receivers: []string{s.Addr()}, SharedKey: "s3cret", SelfHostname: "node-a", Timeout: 5 * time.Second}
-	err := c.Send(context.Background(), []Message{message(t, "app", 0, 1, false)})
+	err := sendAll(c, []Message{message(t, "app", 0, 1, false)})
 	if err == nil || !strings.Contains(err.Error(), "digest does not match") {
-		t.Fatalf("Send to a receiver that does not know the key: %v", err)
+		t.Fatalf("Sending to a receiver that does not know the key: %v", err)
 	}
 	if got := s.Logs("app"); len(got) != 0 {
 		t.Fatalf("the receiver got %q", got)
 	}
 }
 
-// A receiver that takes the connection but never acknowledges makes Send fail after its timeout, so the
-// shipper tries again (and the next receiver), instead of waiting forever.
+// A receiver that takes the connection but never acknowledges makes the wait for its ack fail after the
+// timeout, so the shipper tries again (and the next receiver), instead of waiting forever.
 func TestForwardClientTimesOutWithoutAnAck(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -167,23 +166,23 @@ func TestForwardClientTimesOutWithoutAnAck(t *testing.T) {
 	}()
 	c := &ForwardClient{Receivers: []string{l.Addr().String()}, Timeout: 300 * time.Millisecond}
 	start := time.Now()
-	err = c.Send(context.Background(), []Message{message(t, "app", 0, 1, false)})
+	err = sendAll(c, []Message{message(t, "app", 0, 1, false)})
 	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) > 5*time.Second {
-		t.Fatalf("Send to a receiver that never acks: %v after %v, want a time-out", err, time.Since(start))
+		t.Fatalf("Sending to a receiver that never acks: %v after %v, want a time-out", err, time.Since(start))
 	}
 }
 
 // A receiver whose HELO says keepalive false takes one message per connection: the client sends each
-// message of a Send on a connection of its own, and none arrives twice.
+// message of a batch on a connection of its own, and none arrives twice.
 func TestForwardClientSendsOneMessagePerConnectionWithoutKeepalive(t *testing.T) {
 	s := startSpecReceiver(t, forwardspec.Config{SharedKey: "s3cret", Hostname: "aggregator", NoKeepalive: true})
 	c := &ForwardClient{Receivers: []string{s.Addr()}, SharedKey: "s3cret", SelfHostname: "node-a", Timeout: 5 * time.Second}
 	defer c.Close()
-	if err := c.Send(context.Background(), []Message{message(t, "app", 0, 50, false), message(t, "app", 50, 50, true),
+	if err := sendAll(c, []Message{message(t, "app", 0, 50, false), message(t, "app", 50, 50, true),
 		message(t, "app", 100, 10, false)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Send(context.Background(), []Message{message(t, "app", 110, 10, false)}); err != nil {
+	if err := sendAll(c, []Message{message(t, "app", 110, 10, false)}); err != nil {
 		t.Fatal(err)
 	}
 	wantLines(t, s, "app", 120)

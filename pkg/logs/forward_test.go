@@ -137,6 +137,22 @@ func message(t *testing.T, tag string, from, n int, compress bool) Message {
 	return m
 }
 
+// sendAll writes msgs and waits for their acks, batch after batch (one message a batch to a receiver that
+// does not keep connections).
+func sendAll(c *ForwardClient, msgs []Message) error {
+	for len(msgs) > 0 {
+		n, err := c.Write(context.Background(), msgs)
+		if err != nil {
+			return err
+		}
+		if err := c.Wait(context.Background(), n); err != nil {
+			return err
+		}
+		msgs = msgs[n:]
+	}
+	return nil
+}
+
 // checkLines fails unless the receiver holds exactly "line 0".."line n-1", in order.
 func checkLines(t *testing.T, out string, n int) []map[string]any {
 	t.Helper()
@@ -160,12 +176,12 @@ func TestForwardClientDeliversAcknowledgedChunksToAFluentForwardReceiver(t *test
 			c := &ForwardClient{Receivers: []string{r.addr}, Timeout: 5 * time.Second}
 			defer c.Close()
 			tag := "kube.var.log.containers.web-0"
-			// One message per Send, then three in one Send (written together, acknowledged in order).
-			if err := c.Send(context.Background(), []Message{message(t, tag, 0, 100, compressed)}); err != nil {
+			// One message, then three written together and acknowledged in order.
+			if err := sendAll(c, []Message{message(t, tag, 0, 100, compressed)}); err != nil {
 				t.Fatal(err)
 			}
 			batch := []Message{message(t, tag, 100, 100, compressed), message(t, tag, 200, 100, compressed), message(t, tag, 300, 100, compressed)}
-			if err := c.Send(context.Background(), batch); err != nil {
+			if err := sendAll(c, batch); err != nil {
 				t.Fatal(err)
 			}
 			got := checkLines(t, out, 400) // every chunk was acknowledged, so it is in the file
@@ -180,22 +196,54 @@ func TestForwardClientDeliversAcknowledgedChunksToAFluentForwardReceiver(t *test
 	}
 }
 
-// While the receiver is down, Send fails and says so; sent again once it is back, nothing is lost.
+// The shipper writes the next messages before it reads the acks of those it wrote last: the acks come back
+// in order, each for its own message, and the receiver gets every record once.
+func TestForwardClientWritesTheNextMessagesBeforeReadingTheAcks(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	r := startReceiver(t, freeLoopbackAddr(t), out)
+	c := &ForwardClient{Receivers: []string{r.addr}, Timeout: 5 * time.Second}
+	defer c.Close()
+	ctx := context.Background()
+	waiting := 0
+	for i, batch := range [][]Message{
+		{message(t, "t", 0, 10, false), message(t, "t", 10, 10, true)},
+		{message(t, "t", 20, 10, false)},
+		{message(t, "t", 30, 10, true), message(t, "t", 40, 10, false)},
+	} {
+		n, err := c.Write(ctx, batch)
+		if err != nil || n != len(batch) {
+			t.Fatalf("batch %d: %d of %d written: %v", i, n, len(batch), err)
+		}
+		if err := c.Wait(ctx, waiting); err != nil {
+			t.Fatalf("the acks of the batch before batch %d: %v", i, err)
+		}
+		waiting = n
+	}
+	if err := c.Wait(ctx, waiting); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx, 1); err == nil {
+		t.Fatal("waited for an ack with every message acknowledged")
+	}
+	checkLines(t, out, 50)
+}
+
+// While the receiver is down, sending fails and says so; sent again once it is back, nothing is lost.
 func TestForwardClientLosesNothingWhenTheReceiverRestarts(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	addr := freeLoopbackAddr(t)
 	r := startReceiver(t, addr, out)
 	c := &ForwardClient{Receivers: []string{addr}, Timeout: 2 * time.Second}
 	defer c.Close()
-	if err := c.Send(context.Background(), []Message{message(t, "t", 0, 10, false)}); err != nil {
+	if err := sendAll(c, []Message{message(t, "t", 0, 10, false)}); err != nil {
 		t.Fatal(err)
 	}
 	r.stop()
-	if err := c.Send(context.Background(), []Message{message(t, "t", 10, 10, false)}); err == nil {
-		t.Fatal("Send succeeded with the receiver down")
+	if err := sendAll(c, []Message{message(t, "t", 10, 10, false)}); err == nil {
+		t.Fatal("sending succeeded with the receiver down")
 	}
 	startReceiver(t, addr, out)
-	if err := c.Send(context.Background(), []Message{message(t, "t", 10, 10, false)}); err != nil {
+	if err := sendAll(c, []Message{message(t, "t", 10, 10, false)}); err != nil {
 		t.Fatalf("sending again after the receiver came back: %v", err)
 	}
 	checkLines(t, out, 20)
@@ -208,13 +256,13 @@ func TestForwardClientFailsOverToTheNextReceiver(t *testing.T) {
 	r2 := startReceiver(t, freeLoopbackAddr(t), second)
 	c := &ForwardClient{Receivers: []string{r1.addr, r2.addr}, Timeout: 2 * time.Second}
 	defer c.Close()
-	if err := c.Send(context.Background(), []Message{message(t, "t", 0, 10, false)}); err != nil {
+	if err := sendAll(c, []Message{message(t, "t", 0, 10, false)}); err != nil {
 		t.Fatal(err)
 	}
 	r1.stop()
 	var err error
 	for attempt := 0; attempt < 2; attempt++ { // the first attempt may fail on the broken connection
-		if err = c.Send(context.Background(), []Message{message(t, "t", 10, 10, false)}); err == nil {
+		if err = sendAll(c, []Message{message(t, "t", 10, 10, false)}); err == nil {
 			break
 		}
 	}

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -229,37 +231,8 @@ func waitForCount(t *testing.T, out string, n int, timeout time.Duration) {
 // repeats.
 func checkComplete(t *testing.T, out string, written map[string]int) (repeats int) {
 	t.Helper()
-	f, err := os.Open(out)
+	next, repeats, err := readProgress(out, written)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	next := map[string]int{} // the next new line expected of each container
-	for c := range written {
-		next[c] = 0
-	}
-	scanner := bufio.NewScanner(f)
-	scanner.Buffer(nil, 4<<20)
-	for scanner.Scan() {
-		var rec receivedBody
-		if err := json.Unmarshal(scanner.Bytes(), &rec); err != nil {
-			t.Fatalf("receiver output %q: %v", scanner.Text(), err)
-		}
-		container, seqText, _ := strings.Cut(rec.Body, " ")
-		seq, err := strconv.Atoi(seqText)
-		want, known := next[container]
-		switch {
-		case err != nil || !known:
-			t.Fatalf("unexpected record %q", rec.Body)
-		case seq == want:
-			next[container]++
-		case seq < want:
-			repeats++
-		default:
-			t.Fatalf("%s: line %d arrived before line %d", container, seq, want)
-		}
-	}
-	if err := scanner.Err(); err != nil {
 		t.Fatal(err)
 	}
 	for c, n := range written {
@@ -268,6 +241,62 @@ func checkComplete(t *testing.T, out string, written map[string]int) (repeats in
 		}
 	}
 	return repeats
+}
+
+// waitForComplete polls the receiver's output until each container's lines 0..written[c]-1 are there (a
+// count of records would be reached early by repeats); if they are not in time, it returns, so that
+// checkComplete can say what is missing.
+func waitForComplete(t *testing.T, out string, written map[string]int, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		next, _, err := readProgress(out, written)
+		if err != nil {
+			return
+		}
+		if maps.Equal(next, written) {
+			return
+		}
+	}
+}
+
+// readProgress reads what the receiver wrote and returns, for each container, the next new line it
+// expects (lines 0..next-1 arrived in order) and how many records repeated a line seen before; a new line
+// before an older one is an error.
+func readProgress(out string, written map[string]int) (next map[string]int, repeats int, err error) {
+	f, err := os.Open(out)
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil // nothing received yet
+	}
+	next = map[string]int{}
+	for c := range written {
+		next[c] = 0
+	}
+	if f == nil {
+		return next, 0, err
+	}
+	defer f.Close()
+	scanner := bufio.NewScanner(f)
+	scanner.Buffer(nil, 4<<20)
+	for scanner.Scan() {
+		var rec receivedBody
+		if err := json.Unmarshal(scanner.Bytes(), &rec); err != nil {
+			return nil, 0, fmt.Errorf("receiver output %q: %w", scanner.Text(), err)
+		}
+		container, seqText, _ := strings.Cut(rec.Body, " ")
+		seq, err := strconv.Atoi(seqText)
+		want, known := next[container]
+		switch {
+		case err != nil || !known:
+			return nil, 0, fmt.Errorf("unexpected record %q", rec.Body)
+		case seq == want:
+			next[container]++
+		case seq < want:
+			repeats++
+		default:
+			return nil, 0, fmt.Errorf("%s: line %d arrived before line %d", container, seq, want)
+		}
+	}
+	return next, repeats, scanner.Err()
 }
 
 // each is the same count for every container.
@@ -384,7 +413,7 @@ func TestScenarioReceiverDownForSixtySeconds(t *testing.T) {
 		want[c] = written[i]
 		total += written[i]
 	}
-	waitForCount(t, out, total, 2*time.Minute)
+	waitForComplete(t, out, want, 2*time.Minute)
 	repeats := checkComplete(t, out, want)
 	t.Logf("all %d lines arrived in order; %d repeated", total, repeats)
 }
@@ -411,7 +440,7 @@ func TestScenarioShipperKilledMinus9MidStream(t *testing.T) {
 		shipper = startShipperProcess(t, spec)
 	}
 	<-done
-	waitForCount(t, out, len(containers)*perContainer, 2*time.Minute)
+	waitForComplete(t, out, each(containers, perContainer), 2*time.Minute)
 	repeats := checkComplete(t, out, each(containers, perContainer))
 	t.Logf("killed -9 three times: all %d lines arrived in order; %d came twice", len(containers)*perContainer, repeats)
 }

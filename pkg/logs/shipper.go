@@ -41,7 +41,7 @@ type ShipperConfig struct {
 	// BufferLimit bounds the bytes waiting; past it the oldest chunks are dropped and counted.
 	// MemoryBufferLimit bounds the part kept in memory while the receivers keep up; past it chunks go to disk.
 	BufferLimit, MemoryBufferLimit int64
-	// InFlight is how many chunks one exchange with the receiver carries before it waits for their acks.
+	// InFlight is how many chunks the sender writes at once; it reads their acks after writing the next ones.
 	InFlight int
 	// Poll is how often the directory and idle files are looked at again.
 	Poll time.Duration
@@ -282,17 +282,24 @@ func (s *Shipper) putChunk(ctx context.Context, l ContainerLog, chunk *chunkBuil
 }
 
 // deliver sends the buffer's oldest chunks until ctx ends, trying again with back-off while the receivers
-// fail, and moves the checkpoints of acknowledged chunks' files.
+// fail, and moves the checkpoints of acknowledged chunks' files. It writes the next chunks before it reads
+// the acks of those written last, so the receiver always has something to read.
 func (s *Shipper) deliver(ctx context.Context) {
 	defer s.cfg.Client.Close()
 	backoff := 100 * time.Millisecond
-	bufs := make([][]byte, s.cfg.InFlight)
-	for {
-		chunks, err := s.buffer.Oldest(bufs)
+	// The chunks being written are read into one set of buffers while the other holds those waiting.
+	bufs := [2][][]byte{make([][]byte, s.cfg.InFlight), make([][]byte, s.cfg.InFlight)}
+	var waiting []Chunk // written, their acks not read yet
+	for turn := 0; ; turn = 1 - turn {
+		from := uint64(0)
+		if len(waiting) > 0 {
+			from = waiting[len(waiting)-1].Seq + 1
+		}
+		next, err := s.buffer.Oldest(from, bufs[turn])
 		if err != nil {
 			klog.ErrorS(err, "Reading the log buffer")
 		}
-		if len(chunks) == 0 {
+		if len(next) == 0 && len(waiting) == 0 {
 			select {
 			case <-ctx.Done():
 				return
@@ -301,13 +308,11 @@ func (s *Shipper) deliver(ctx context.Context) {
 			}
 			continue
 		}
-		msgs := make([]Message, len(chunks))
-		for i, c := range chunks {
-			msgs[i] = c.Message
-		}
-		if err := s.cfg.Client.Send(ctx, msgs); err != nil {
+		written, err := s.send(ctx, next, waiting)
+		if err != nil {
 			s.metrics.errors.Inc()
-			klog.V(2).InfoS("Log chunks not delivered, trying again", "chunks", len(msgs), "in", backoff, "err", err)
+			klog.V(2).InfoS("Log chunks not delivered, trying again", "chunks", len(waiting)+len(next), "in", backoff, "err", err)
+			waiting = nil // the connection is closed: the buffer's oldest chunks go again
 			select {
 			case <-ctx.Done():
 				return
@@ -318,10 +323,34 @@ func (s *Shipper) deliver(ctx context.Context) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		if err := s.acknowledged(chunks); err != nil {
-			klog.ErrorS(err, "Recording delivered log chunks")
+		waiting = next[:written]
+	}
+}
+
+// send writes next, then reads the acks of the chunks waiting and records their delivery; it returns how
+// many of next were written.
+func (s *Shipper) send(ctx context.Context, next, waiting []Chunk) (int, error) {
+	written := 0
+	if len(next) > 0 {
+		msgs := make([]Message, len(next))
+		for i, c := range next {
+			msgs[i] = c.Message
+		}
+		var err error
+		if written, err = s.cfg.Client.Write(ctx, msgs); err != nil {
+			return 0, err
 		}
 	}
+	if len(waiting) == 0 {
+		return written, nil
+	}
+	if err := s.cfg.Client.Wait(ctx, len(waiting)); err != nil {
+		return 0, err
+	}
+	if err := s.acknowledged(waiting); err != nil {
+		klog.ErrorS(err, "Recording delivered log chunks")
+	}
+	return written, nil
 }
 
 // acknowledged moves the checkpoints past the chunks, then removes them from the buffer: a crash between
