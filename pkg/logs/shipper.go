@@ -2,12 +2,10 @@ package logs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -93,6 +91,7 @@ func (s *Shipper) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer func() {
 		wg.Wait()
+		s.checkpoints.close()
 		if err := s.buffer.Spill(); err != nil {
 			klog.ErrorS(err, "Keeping undelivered log chunks on disk")
 		}
@@ -413,73 +412,4 @@ func containerID(pod *corev1.Pod, container string) string {
 		}
 	}
 	return ""
-}
-
-// checkpoints are the acknowledged positions of every file, saved to one JSON file (temp + rename) on
-// each change.
-type checkpoints struct {
-	path string
-	mu   sync.Mutex
-	pos  map[string]Position
-}
-
-func loadCheckpoints(path string) (*checkpoints, error) {
-	c := &checkpoints{path: path, pos: map[string]Position{}}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return c, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading log checkpoints: %w", err)
-	}
-	if err := json.Unmarshal(data, &c.pos); err != nil {
-		return nil, fmt.Errorf("log checkpoints %s: %w", path, err)
-	}
-	return c, nil
-}
-
-func (c *checkpoints) get(path string) Position {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pos[path]
-}
-
-func (c *checkpoints) set(ends map[string]Position) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for path, p := range ends {
-		c.pos[path] = p
-	}
-	return c.save()
-}
-
-// keepOnly forgets the paths keep refuses, saving only when one was forgotten.
-func (c *checkpoints) keepOnly(keep func(path string) bool) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := len(c.pos)
-	for path := range c.pos {
-		if !keep(path) {
-			delete(c.pos, path)
-		}
-	}
-	if len(c.pos) == n {
-		return nil
-	}
-	return c.save()
-}
-
-func (c *checkpoints) save() error {
-	data, err := json.Marshal(c.pos)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
-		return err
-	}
-	tmp := c.path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, c.path)
 }
