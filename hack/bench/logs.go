@@ -365,5 +365,9 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	fmt.Printf("%-52s %12.0f\n", "nodeagent peak RSS, MiB", median(rss)/(1<<20))
 	fmt.Printf("%-52s %12.2f\n", fmt.Sprintf("nodeagent cores at %d MB/s written", steadyMBps), cores)
 	fmt.Printf("%-52s %12v\n", fmt.Sprintf("delivery lag after %d s at %d MB/s", steadySeconds, steadyMBps), lag.Round(time.Millisecond))
+	fmt.Println("each round: raw limit MB/s; nodeagent, nodeagent after start-up, raw limit writing the records' size, each / raw limit")
+	for i := range raw {
+		fmt.Printf("  %d: %5.0f  %.2f  %.2f  %.2f\n", i+1, raw[i]/1e6, shipped[i]/raw[i], afterStartup[i]/raw[i], ceiling[i]/raw[i])
+	}
 	return nil
 }
