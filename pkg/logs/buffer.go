@@ -75,7 +75,8 @@ type chunkFile struct {
 const senderStuckAfter = 5 * time.Second
 
 // A chunk's file is named <seq>.chunk, seq zero-padded so the names sort in order. It holds one msgpack
-// array: [tag, log path, end inode, end offset, records, compressed, entries].
+// array: [tag, log path, end inode, end offset, records, compressed, end head, entries] (without the end
+// head, the end position's Head, in the files of earlier versions).
 const chunkSuffix = ".chunk"
 
 func chunkName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, chunkSuffix) }
@@ -135,13 +136,14 @@ func readChunkHeader(name string) (chunkFile, error) {
 
 // chunkHeader is the start of a chunk's file, up to the entries' bin header: the entries follow as they are.
 func chunkHeader(c Chunk) []byte {
-	b := msgp.AppendArrayHeader(make([]byte, 0, len(c.Tag)+len(c.Path)+64), 7)
+	b := msgp.AppendArrayHeader(make([]byte, 0, len(c.Tag)+len(c.Path)+64), 8)
 	b = msgp.AppendString(b, c.Tag)
 	b = msgp.AppendString(b, c.Path)
 	b = msgp.AppendUint64(b, c.End.Inode)
 	b = msgp.AppendInt64(b, c.End.Offset)
 	b = msgp.AppendInt(b, c.Records)
 	b = msgp.AppendBool(b, c.Compressed)
+	b = msgp.AppendUint64(b, c.End.Head)
 	return msgp.AppendBytesHeader(b, uint32(len(c.Entries)))
 }
 
@@ -149,8 +151,8 @@ func chunkHeader(c Chunk) []byte {
 func decodeChunk(data []byte, withEntries bool) (Chunk, error) {
 	var c Chunk
 	n, rest, err := msgp.ReadArrayHeaderBytes(data)
-	if err == nil && n != 7 {
-		err = fmt.Errorf("%d fields, want 7", n)
+	if err == nil && n != 7 && n != 8 {
+		err = fmt.Errorf("%d fields, want 8", n)
 	}
 	if err == nil {
 		c.Tag, rest, err = msgp.ReadStringBytes(rest)
@@ -169,6 +171,9 @@ func decodeChunk(data []byte, withEntries bool) (Chunk, error) {
 	}
 	if err == nil {
 		c.Compressed, rest, err = msgp.ReadBoolBytes(rest)
+	}
+	if err == nil && n == 8 {
+		c.End.Head, rest, err = msgp.ReadUint64Bytes(rest)
 	}
 	if err == nil && withEntries {
 		c.Entries, _, err = msgp.ReadBytesZC(rest)

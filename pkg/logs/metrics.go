@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer, buffer *DiskBuffer) (*metrics, error)
 		malformed: prometheus.NewCounter(prometheus.CounterOpts{Name: "nodeagent_logs_malformed_lines_total",
 			Help: "Lines that were not in the CRI log format; each was forwarded raw."}),
 		skippedFiles: prometheus.NewCounter(prometheus.CounterOpts{Name: "nodeagent_logs_skipped_files_total",
-			Help: "Container log files the agent could not read to their end (compressed or removed while it was stopped, or damaged); their remaining lines were not shipped."}),
+			Help: "Container log files the agent could not read to their end (removed while it was stopped, or damaged); their remaining lines were not shipped."}),
 	}
 	collectors := []prometheus.Collector{m.inRecords, m.inBytes, m.outRecords, m.outBytes, m.retries, m.errors, m.malformed, m.skippedFiles,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fluentbit_output_dropped_records_total",

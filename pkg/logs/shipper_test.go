@@ -267,38 +267,56 @@ func TestShipperWaitsForTheContainerIDOfANewContainer(t *testing.T) {
 	}
 }
 
-// Rotations while the agent is stopped compress the file its checkpoint points into: the lines written
-// there after the checkpoint cannot be read any more, and the metric counts the file; the newer rotated
-// file and the live one are shipped.
-func TestShipperCountsALogFileRotatedAwayWhileItWasStopped(t *testing.T) {
-	logsDir, state := t.TempDir(), t.TempDir()
-	out := filepath.Join(t.TempDir(), "records.jsonl")
-	r := startReceiver(t, freeLoopbackAddr(t), out)
-	l := newRuntimeLog(t, logsDir, "pod-away", "app", 0)
-	if err := l.write(criLines("app", 0, 10)); err != nil {
-		t.Fatal(err)
-	}
-	stop := runShipper(t, testShipperConfig(logsDir, state, r.addr))
-	waitForCount(t, out, 10, 20*time.Second)
-	stop()
+// Rotations while the agent is stopped compress the file its checkpoint points into: it is found by its
+// first bytes and read from the checkpoint on, then the newer rotated file and the live one, nothing lost.
+// When the compressed file is removed too (the kubelet keeps a few rotated files), its lines after the
+// checkpoint cannot be read any more, and the metric counts the file.
+func TestShipperResumesInALogFileRotatedAwayWhileItWasStopped(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		removed bool
+		want    []string
+		skipped float64
+	}{
+		{name: "compressed", want: []string{"app 10", "app 11", "app 12", "app 13", "app 14", "app 15", "app 16"}},
+		{name: "removed", removed: true, want: []string{"app 15", "app 16"}, skipped: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logsDir, state := t.TempDir(), t.TempDir()
+			out := filepath.Join(t.TempDir(), "records.jsonl")
+			r := startReceiver(t, freeLoopbackAddr(t), out)
+			l := newRuntimeLog(t, logsDir, "pod-away", "app", 0)
+			if err := l.write(criLines("app", 0, 10)); err != nil {
+				t.Fatal(err)
+			}
+			stop := runShipper(t, testShipperConfig(logsDir, state, r.addr))
+			waitForCount(t, out, 10, 20*time.Second)
+			stop()
 
-	if err := l.write(criLines("app", 10, 15)); err != nil { // after the checkpoint: lost below
-		t.Fatal(err)
-	}
-	rotate(t, l.path, "20261201-200000", strings.TrimSuffix(string(criLines("app", 15, 16)), "\n"))
-	rotate(t, l.path, "20261201-200010", strings.TrimSuffix(string(criLines("app", 16, 17)), "\n"))
-	cfg := testShipperConfig(logsDir, state, r.addr)
-	stop = runShipper(t, cfg)
-	defer stop()
-	waitForCount(t, out, 12, 20*time.Second)
-	var bodies []string
-	for _, rec := range received(t, out)[10:] {
-		bodies = append(bodies, fmt.Sprint(rec["body"]))
-	}
-	if !slices.Equal(bodies, []string{"app 15", "app 16"}) {
-		t.Errorf("after the restart %q arrived, want app 15 and app 16", bodies)
-	}
-	if n := metricValue(t, cfg.Metrics.(*prometheus.Registry), "nodeagent_logs_skipped_files_total"); n != 1 {
-		t.Errorf("nodeagent_logs_skipped_files_total = %v, want 1", n)
+			if err := l.write(criLines("app", 10, 15)); err != nil { // after the checkpoint
+				t.Fatal(err)
+			}
+			rotate(t, l.path, "20261201-200000", strings.TrimSuffix(string(criLines("app", 15, 16)), "\n"))
+			rotate(t, l.path, "20261201-200010", strings.TrimSuffix(string(criLines("app", 16, 17)), "\n"))
+			if tc.removed {
+				if err := os.Remove(l.path + ".20261201-200000.gz"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := testShipperConfig(logsDir, state, r.addr)
+			stop = runShipper(t, cfg)
+			defer stop()
+			waitForCount(t, out, 10+len(tc.want), 20*time.Second)
+			var bodies []string
+			for _, rec := range received(t, out)[10:] {
+				bodies = append(bodies, fmt.Sprint(rec["body"]))
+			}
+			if !slices.Equal(bodies, tc.want) {
+				t.Errorf("after the restart %q arrived, want %q", bodies, tc.want)
+			}
+			if n := metricValue(t, cfg.Metrics.(*prometheus.Registry), "nodeagent_logs_skipped_files_total"); n != tc.skipped {
+				t.Errorf("nodeagent_logs_skipped_files_total = %v, want %v", n, tc.skipped)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -23,6 +24,21 @@ import (
 type Position struct {
 	Inode  uint64
 	Offset int64
+	// Head is a hash of the file's first min(headBytes, Offset) bytes (zero in checkpoints of earlier
+	// versions: not checked). It tells the file from one that got its inode number after it was removed
+	// while the agent was stopped (ext4 reuses them), which the inode alone cannot.
+	Head uint64 `json:",omitempty"`
+}
+
+// headBytes is how much of a file's start its Position's Head covers: more than a CRI line's timestamp,
+// stream and tag, so the first line's time tells two files of one container apart.
+const headBytes = 64
+
+// hashHead is the Head of a file that starts with b.
+func hashHead(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
 }
 
 // Tailer returns the lines of one container log path in order, across rotations: when the path is renamed
@@ -48,17 +64,21 @@ type Tailer struct {
 	compressed bool
 	// skipped counts the files the tailer could not read to their end.
 	skipped int
+	// head holds the open file's first headLen bytes, as far as read (up to headBytes), for pos.Head.
+	head    [headBytes]byte
+	headLen int
 }
 
 // Skipped is how many files the tailer could not read to their end: a checkpointed file gone when it opened
-// (compressed or removed while the agent was stopped), or a damaged compressed file.
+// (removed while the agent was stopped, or compressed, for a checkpoint without a Head), or a damaged
+// compressed file.
 func (t *Tailer) Skipped() int { return t.skipped }
 
 // removedAfter is how long a path must stay missing before its file counts as removed (its pod deleted or
 // its container's logs collected) rather than caught between a rotation's rename and the new file.
 const removedAfter = time.Second
 
-// OpenTailer opens path at pos: at pos.Offset of the file that was pos.Inode, which is the file at path or,
+// OpenTailer opens path at pos: at pos.Offset of the file pos was taken in, which is the file at path or,
 // when a rotation happened since pos was taken, one of its rotated files beside it (read to its end first,
 // so the lines after the checkpoint are not lost; compressed since, it is read through gzip). Without a
 // position (a container the shipper has not read yet), it starts at the beginning of the oldest rotated
@@ -69,51 +89,88 @@ func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) 
 	if err := t.openFile(path); err != nil {
 		return nil, err
 	}
-	start, gone := "", false
-	if pos.Inode != 0 && pos.Inode != t.pos.Inode {
-		start = findInode(path, pos.Inode)
-		gone = start == ""
+	start, found := "", false
+	if pos.Inode != 0 {
+		if start, found = checkpointedFile(path, pos); !found {
+			t.skipped++
+			klog.InfoS("The file of a log checkpoint is gone (removed by rotation): its lines after the checkpoint are not shipped",
+				"path", path, "checkpoint", pos)
+		}
 	}
-	// A new container, or one whose checkpointed file has been compressed or removed since (compression
-	// gives it a new inode): the uncompressed rotated files left are all newer, so reading starts at the
-	// oldest of them.
-	if uncompressed := slices.DeleteFunc(rotatedFiles(path), isCompressed); (pos.Inode == 0 || gone) && len(uncompressed) > 0 {
+	// A new container, or one whose checkpointed file has been removed since: the uncompressed rotated files
+	// left are all newer, so reading starts at the oldest of them.
+	if uncompressed := slices.DeleteFunc(rotatedFiles(path), isCompressed); !found && len(uncompressed) > 0 {
 		start = uncompressed[0]
 	}
-	if gone {
-		t.skipped++
-		klog.InfoS("The file of a log checkpoint is gone (compressed or removed by rotation): its lines after the checkpoint are not shipped",
-			"path", path, "checkpoint", pos)
-	}
-	if start != "" {
+	if start != "" && start != path {
 		if err := t.openFile(start); err != nil {
 			t.Close()
 			return nil, err
 		}
 	}
-	if pos.Inode == t.pos.Inode && pos.Offset > 0 && t.compressed {
-		if _, err := t.reader.Discard(int(pos.Offset)); err != nil {
-			t.Close()
-			return nil, fmt.Errorf("resuming %s at %d: %w", t.file.Name(), pos.Offset, err)
-		}
-		t.pos.Offset = pos.Offset
+	if !found || pos.Offset == 0 {
 		return t, nil
 	}
-	if pos.Inode == t.pos.Inode && pos.Offset > 0 {
-		if info, err := t.file.Stat(); err == nil && info.Size() < pos.Offset {
-			// Shorter than the checkpoint: another file that got the inode number of the checkpointed one
-			// (removed since), or the file was truncated. Its lines are all new.
-			klog.InfoS("A log file is shorter than its checkpoint: reading it from the start", "path", path, "checkpoint", pos, "size", info.Size())
-			return t, nil
-		}
-		if _, err := t.file.Seek(pos.Offset, io.SeekStart); err != nil {
-			t.Close()
-			return nil, fmt.Errorf("resuming %s at %d: %w", path, pos.Offset, err)
-		}
-		t.pos.Offset = pos.Offset
-		t.reader.Reset(t.file)
+	pos.Inode = t.pos.Inode // a compressed copy has an inode of its own
+	if err := t.resume(pos); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("resuming %s at %d: %w", t.file.Name(), pos.Offset, err)
 	}
 	return t, nil
+}
+
+// resume moves the tailer, at the start of the file pos was taken in, to pos.Offset, unless the file is
+// shorter than that (truncated since): then its lines are all new, and it is read from its start.
+func (t *Tailer) resume(pos Position) error {
+	n := int(min(headBytes, pos.Offset))
+	head := t.head[:n]
+	var err error
+	if t.compressed {
+		_, err = io.ReadFull(t.reader, head)
+	} else {
+		_, err = t.file.ReadAt(head, 0)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		klog.InfoS("A log file is shorter than its checkpoint: reading it from the start", "path", t.path, "checkpoint", pos)
+		return t.restart()
+	}
+	if err != nil {
+		return err
+	}
+	t.headLen, t.pos.Head = n, hashHead(head)
+	if t.compressed {
+		if _, err := t.reader.Discard(int(pos.Offset) - n); err != nil {
+			return err
+		}
+		t.pos.Offset = pos.Offset
+		return nil
+	}
+	if info, err := t.file.Stat(); err == nil && info.Size() < pos.Offset {
+		klog.InfoS("A log file is shorter than its checkpoint: reading it from the start", "path", t.path, "checkpoint", pos, "size", info.Size())
+		return t.restart()
+	}
+	if _, err := t.file.Seek(pos.Offset, io.SeekStart); err != nil {
+		return err
+	}
+	t.pos.Offset = pos.Offset
+	t.reader.Reset(t.file)
+	return nil
+}
+
+// restart reads the open file again from its start.
+func (t *Tailer) restart() error {
+	if _, err := t.file.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	f := t.file
+	t.file = nil // use would close it
+	return t.use(f)
+}
+
+// keepHead adds the start of b, read after the first headLen bytes of the file, to the file's head.
+func (t *Tailer) keepHead(b []byte) {
+	t.headLen += copy(t.head[t.headLen:], b)
+	t.pos.Head = hashHead(t.head[:t.headLen])
 }
 
 // rotatedFiles are path's rotated files, path.<time> and path.<time>.gz once compressed, oldest first: the
@@ -132,14 +189,47 @@ func rotatedFiles(path string) []string {
 
 func isCompressed(name string) bool { return strings.HasSuffix(name, ".gz") }
 
-// findInode returns the rotated file of path that has inode, or "".
-func findInode(path string, inode uint64) string {
-	for _, r := range rotatedFiles(path) {
-		if info, err := os.Stat(r); err == nil && inodeOfInfo(info) == inode {
-			return r
+// checkpointedFile returns the file pos was taken in: the file at path or a rotated one that has pos's
+// inode and, when pos has a Head, starts as that file did (else it is another that got the inode number
+// after the first was removed); or else a compressed rotated file that starts so (compression gives a file
+// a new inode; positions in it count uncompressed bytes).
+func checkpointedFile(path string, pos Position) (string, bool) {
+	rotated := rotatedFiles(path)
+	for _, name := range append([]string{path}, rotated...) {
+		if info, err := os.Stat(name); err == nil && inodeOfInfo(info) == pos.Inode && (pos.Head == 0 || startsAs(name, pos)) {
+			return name, true
 		}
 	}
-	return ""
+	if pos.Head == 0 {
+		return "", false // a checkpoint of an earlier version
+	}
+	for _, name := range rotated {
+		if isCompressed(name) && startsAs(name, pos) {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// startsAs reports whether the file name (read through gzip if compressed) starts with bytes whose hash is
+// pos.Head: its first min(headBytes, pos.Offset) bytes.
+func startsAs(name string, pos Position) bool {
+	f, err := os.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if isCompressed(name) {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return false
+		}
+		r = zr
+	}
+	head := make([]byte, min(headBytes, pos.Offset))
+	_, err = io.ReadFull(r, head)
+	return err == nil && hashHead(head) == pos.Head
 }
 
 // openNext moves to the file after the one read to its end. The file at the path is opened before the
@@ -243,7 +333,7 @@ func (t *Tailer) use(f *os.File) error {
 		}
 		src = zr
 	}
-	t.file, t.pos = f, Position{Inode: inode}
+	t.file, t.pos, t.headLen = f, Position{Inode: inode}, 0
 	if t.reader == nil {
 		t.reader = bufio.NewReaderSize(src, 64*1024)
 	} else {
@@ -300,6 +390,9 @@ func (t *Tailer) readLine() ([]byte, Position, error) {
 	for {
 		chunk, err := t.reader.ReadSlice('\n')
 		if len(chunk) > 0 {
+			if t.headLen < headBytes {
+				t.keepHead(chunk)
+			}
 			t.pos.Offset += int64(len(chunk))
 			if err == nil {
 				if len(t.partial) == 0 {

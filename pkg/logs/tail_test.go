@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -178,16 +179,12 @@ func TestTailerCatchesUpAcrossSeveralRotationsAndEndsWhenTheFileIsRemoved(t *tes
 	}
 }
 
-// When the file of a checkpoint has been compressed away, reading resumes at the oldest rotated file left
-// (all newer than it), not at the current file, so the rotated ones are not skipped.
+// When the file of a checkpoint has been removed, reading resumes at the oldest rotated file left (all
+// newer than it), not at the current file, so the rotated ones are not skipped.
 func TestTailerResumesAtTheOldestRotatedFileWhenTheCheckpointsFileIsGone(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "0.log")
-	appendTo(t, path, "old\n")
-	tl := openTailer(t, path, Position{})
-	_, checkpoint := next(t, tl)
-	tl.Close()
-	// Two rotations: the checkpoint's file is compressed (gone), "kept" is in the newest rotated file. The
-	// old file goes last, so that its inode number is not given to one of the new files.
+	path, checkpoint := checkpointAfter(t, "old\n", 1)
+	// Two rotations: the checkpoint's file is removed, "kept" is in the newest rotated file. The old file
+	// goes last, so that its inode number is not given to one of the new files.
 	if err := os.Rename(path, path+".20261201-200000"); err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +202,32 @@ func TestTailerResumesAtTheOldestRotatedFileWhenTheCheckpointsFileIsGone(t *test
 	}
 }
 
+// The checkpoint's file compressed while the agent was stopped (a new inode, the same first bytes): reading
+// resumes inside its compressed copy at the checkpoint, then goes on through the files after it, none
+// skipped.
+func TestTailerResumesInTheCompressedCopyOfTheCheckpointsFile(t *testing.T) {
+	path, checkpoint := checkpointAfter(t, "a1\na2\na3\n", 2)
+	// Two rotations while stopped: a's file and b's are compressed, c's is the newest rotated file.
+	for _, r := range []struct{ name, lines string }{{"20261201-200000", ""}, {"20261201-200001", "b1\n"}, {"20261201-200002", "c1\n"}} {
+		if r.lines != "" {
+			appendTo(t, path, r.lines)
+		}
+		if err := os.Rename(path, path+"."+r.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gzipInto(t, path+".20261201-200000")
+	gzipInto(t, path+".20261201-200001")
+	appendTo(t, path, "d1\n")
+	again := openTailer(t, path, checkpoint)
+	if got := nextLines(t, again, 4); !slices.Equal(got, []string{"a3", "b1", "c1", "d1"}) {
+		t.Errorf("resumed with %q, want a3 b1 c1 d1", got)
+	}
+	if again.Skipped() != 0 {
+		t.Errorf("%d files skipped, want none", again.Skipped())
+	}
+}
+
 // A file shorter than its checkpoint (a new file that got the old one's inode number, or a truncated one)
 // is read from its start, not from past its end.
 func TestTailerReadsAFileShorterThanItsCheckpointFromTheStart(t *testing.T) {
@@ -217,6 +240,33 @@ func TestTailerReadsAFileShorterThanItsCheckpointFromTheStart(t *testing.T) {
 	tl := openTailer(t, path, Position{Inode: inodeOfInfo(info), Offset: 1000})
 	if line, _ := next(t, tl); string(line) != "short" {
 		t.Errorf("read %q, want short", line)
+	}
+}
+
+// A file with the checkpoint's inode but other first bytes (a file that got the inode number of the
+// checkpointed one after it was removed, as ext4 does, here made by rewriting the file in place) is read
+// from its start, even when it is longer than the checkpoint: resuming at the checkpoint's offset would
+// skip its first lines. The checkpoint's own file, longer since, resumes at the offset.
+func TestTailerReadsAnotherFileWithTheCheckpointsInodeFromTheStart(t *testing.T) {
+	path, checkpoint := checkpointAfter(t, "2026-12-01T20:00:00.000000001Z stdout F first file, line 1\n"+
+		"2026-12-01T20:00:00.000000002Z stdout F first file, line 2\n", 1)
+	if checkpoint.Head == 0 {
+		t.Fatalf("checkpoint %+v without the file's head", checkpoint)
+	}
+	appendTo(t, path, "2026-12-01T20:00:00.000000003Z stdout F first file, line 3\n")
+	same := openTailer(t, path, checkpoint)
+	if line, _ := next(t, same); !strings.HasSuffix(string(line), "line 2") {
+		t.Errorf("the checkpoint's own file resumed at %q, want line 2", line)
+	}
+	same.Close()
+
+	second := "2026-12-01T21:00:00.000000001Z stdout F second file, line 1\n2026-12-01T21:00:00.000000002Z stdout F second file, line 2\n"
+	if err := os.WriteFile(path, []byte(second+second), 0o644); err != nil { // same inode, other bytes, longer
+		t.Fatal(err)
+	}
+	other := openTailer(t, path, checkpoint)
+	if line, pos := next(t, other); !strings.HasSuffix(string(line), "second file, line 1") || pos.Head == checkpoint.Head {
+		t.Errorf("another file with the checkpoint's inode: started at %q (head %x), want its first line", line, pos.Head)
 	}
 }
 
@@ -282,6 +332,21 @@ func rotate(t *testing.T, path, stamp, line string) {
 		t.Fatal(err)
 	}
 	appendTo(t, path, line+"\n")
+}
+
+// checkpointAfter writes content to a new log file, reads its first n lines and returns the file's path
+// and the position after them, the tailer closed: the checkpoint of an agent stopped there.
+func checkpointAfter(t *testing.T, content string, n int) (string, Position) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "0.log")
+	appendTo(t, path, content)
+	tl := openTailer(t, path, Position{})
+	var pos Position
+	for range n {
+		_, pos = next(t, tl)
+	}
+	tl.Close()
+	return path, pos
 }
 
 // tailerAfterFirstLine returns a log path with lines a1 and a2, and a tailer that has read a1.
