@@ -27,7 +27,7 @@ func BenchmarkReadJoinEncode(b *testing.B) {
 	b.SetBytes(int64(sb.Len()))
 	meta := []byte{0x80} // an empty map
 	for b.Loop() {
-		tl, err := OpenTailer(path, Position{}, time.Millisecond)
+		tl, err := OpenTailer(path, Position{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -35,7 +35,7 @@ func BenchmarkReadJoinEncode(b *testing.B) {
 		chunk := &chunkBuilder{meta: meta, capacity: 1<<20 + 16<<10}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 		for {
-			line, _, err := tl.Next(ctx)
+			line, _, err := nextLine(ctx, tl)
 			if err != nil {
 				break
 			}

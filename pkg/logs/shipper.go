@@ -170,7 +170,7 @@ func (s *Shipper) stopFollowing(path string) {
 // is removed (its pod deleted) and read to its end.
 func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 	defer s.stopFollowing(l.Path)
-	tailer, err := OpenTailer(l.Path, start, s.cfg.Poll)
+	tailer, err := OpenTailer(l.Path, start)
 	if err != nil {
 		klog.ErrorS(err, "Cannot follow a container log", "path", l.Path)
 		return

@@ -3,7 +3,6 @@ package logs
 import (
 	"bufio"
 	"compress/gzip"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -46,7 +45,6 @@ func hashHead(b []byte) uint64 {
 // no line is lost, including the last part of a line split across the two files.
 type Tailer struct {
 	path string
-	poll time.Duration
 
 	file   *os.File
 	reader *bufio.Reader
@@ -83,9 +81,9 @@ const removedAfter = time.Second
 // so the lines after the checkpoint are not lost; compressed since, it is read through gzip). Without a
 // position (a container the shipper has not read yet), it starts at the beginning of the oldest rotated
 // file that is not compressed, so output written shortly before the container was discovered is not lost
-// either. poll is how often an idle tailer looks for more.
-func OpenTailer(path string, pos Position, poll time.Duration) (*Tailer, error) {
-	t := &Tailer{path: path, poll: poll}
+// either.
+func OpenTailer(path string, pos Position) (*Tailer, error) {
+	t := &Tailer{path: path}
 	if err := t.openFile(path); err != nil {
 		return nil, err
 	}
@@ -368,24 +366,10 @@ func (t *Tailer) Close() error { return t.file.Close() }
 // errNoLine says that no whole line is there yet.
 var errNoLine = errors.New("no whole line yet")
 
-// Next returns the next whole line (without its newline) and the Position after it, waiting for one until
-// ctx ends. The line is valid until the next call: it is read in place, not copied. Once the path has been
-// gone for removedAfter and the open file is read to its end, Next returns io.EOF.
-func (t *Tailer) Next(ctx context.Context) ([]byte, Position, error) {
-	for {
-		line, pos, err := t.readLine()
-		if !errors.Is(err, errNoLine) {
-			return line, pos, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, t.pos, ctx.Err()
-		case <-time.After(t.poll):
-		}
-	}
-}
-
-// readLine is Next without the wait: errNoLine when no whole line is there yet.
+// readLine returns the next whole line (without its newline) and the Position after it, or errNoLine when
+// no whole line is there yet (the caller waits and asks again). The line is valid until the next call: it
+// is read in place, not copied. Once the path has been gone for removedAfter and the open file is read to
+// its end, it returns io.EOF.
 func (t *Tailer) readLine() ([]byte, Position, error) {
 	for {
 		chunk, err := t.reader.ReadSlice('\n')

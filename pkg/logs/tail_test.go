@@ -27,10 +27,10 @@ func appendTo(t *testing.T, path, s string) {
 	}
 }
 
-// openTailer opens a tailer on path at pos, polling every 10 ms, closed when the test ends.
+// openTailer opens a tailer on path at pos, closed when the test ends.
 func openTailer(t *testing.T, path string, pos Position) *Tailer {
 	t.Helper()
-	tl, err := OpenTailer(path, pos, 10*time.Millisecond)
+	tl, err := OpenTailer(path, pos)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,11 +42,27 @@ func next(t *testing.T, tl *Tailer) ([]byte, Position) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	line, pos, err := tl.Next(ctx)
+	line, pos, err := nextLine(ctx, tl)
 	if err != nil {
-		t.Fatalf("Next: %v", err)
+		t.Fatalf("next line: %v", err)
 	}
 	return line, pos
+}
+
+// nextLine waits for the tailer's next line as the shipper's follower does, asking again every 10 ms
+// until ctx ends.
+func nextLine(ctx context.Context, tl *Tailer) ([]byte, Position, error) {
+	for {
+		line, pos, err := tl.readLine()
+		if !errors.Is(err, errNoLine) {
+			return line, pos, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, pos, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // nextLines returns the next n lines.
@@ -120,8 +136,8 @@ func TestTailerWaitsForTheEndOfALine(t *testing.T) {
 	tl := openTailer(t, path, Position{})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if line, _, err := tl.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Next returned %q, %v before the line ended", line, err)
+	if line, _, err := nextLine(ctx, tl); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the tailer returned %q, %v before the line ended", line, err)
 	}
 	appendTo(t, path, "def\n")
 	if line, pos := next(t, tl); string(line) != "abcdef" || pos.Offset != 7 {
@@ -174,7 +190,7 @@ func TestTailerCatchesUpAcrossSeveralRotationsAndEndsWhenTheFileIsRemoved(t *tes
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, _, err := tl.Next(ctx); !errors.Is(err, io.EOF) {
+	if _, _, err := nextLine(ctx, tl); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the file was removed: %v, want io.EOF", err)
 	}
 }
