@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -309,20 +310,33 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	if err != nil {
 		return err
 	}
-	var raw, ceiling, shipped, afterStartup, cpu, rss []float64
+	var raw, ceiling, shipped, afterStartup, cpu, rss, rawBusy, agentBusy []float64
 	var sent int64
 	for round := range rounds {
 		fmt.Fprintf(os.Stderr, "bench: round %d, raw limit\n", round+1)
+		before, err := readCPUTimes()
+		if err != nil {
+			return err
+		}
 		elapsed, err := rawLimit(d, 1)
 		if err != nil {
 			return err
 		}
-		raw = append(raw, float64(d.bytes)/elapsed.Seconds())
+		after, err := readCPUTimes()
+		if err != nil {
+			return err
+		}
+		raw, rawBusy = append(raw, float64(d.bytes)/elapsed.Seconds()), append(rawBusy, busyCores(before, after))
 		fmt.Fprintf(os.Stderr, "bench: round %d, nodeagent\n", round+1)
+		before = after
 		run, err := shipDataset(ctx, agentBin, d)
 		if err != nil {
 			return fmt.Errorf("nodeagent: %w (log: %s)", err, filepath.Join(logsRunDir, "nodeagent.log"))
 		}
+		if after, err = readCPUTimes(); err != nil {
+			return err
+		}
+		agentBusy = append(agentBusy, busyCores(before, after))
 		shipped = append(shipped, float64(d.bytes)/run.elapsed.Seconds())
 		afterStartup = append(afterStartup, run.afterStartup)
 		cpu = append(cpu, run.cpuSeconds)
@@ -363,6 +377,8 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	fmt.Printf("%-52s %12.2f\n", "bytes sent to the receiver per byte of log", inflate)
 	fmt.Printf("%-52s %12.2f\n", "nodeagent CPU seconds per GB", median(cpu)/(float64(d.bytes)/1e9))
 	fmt.Printf("%-52s %12.0f\n", "nodeagent peak RSS, MiB", median(rss)/(1<<20))
+	fmt.Printf("%-52s %12.2f\n", fmt.Sprintf("machine's busy cores (of %d) during the raw limit", runtime.NumCPU()), median(rawBusy))
+	fmt.Printf("%-52s %12.2f\n", fmt.Sprintf("machine's busy cores (of %d) during nodeagent", runtime.NumCPU()), median(agentBusy))
 	fmt.Printf("%-52s %12.2f\n", fmt.Sprintf("nodeagent cores at %d MB/s written", steadyMBps), cores)
 	fmt.Printf("%-52s %12v\n", fmt.Sprintf("delivery lag after %d s at %d MB/s", steadySeconds, steadyMBps), lag.Round(time.Millisecond))
 	fmt.Println("each round: raw limit MB/s; nodeagent, nodeagent after start-up, raw limit writing the records' size, each / raw limit")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -99,4 +100,43 @@ func buildAgent(repo, runDir string) (string, error) {
 		return "", err
 	}
 	return agentBin, nil
+}
+
+// cpuTimes are the machine's CPU times from /proc/stat, in clock ticks: all of them, and idle (with iowait).
+type cpuTimes struct{ total, idle uint64 }
+
+func readCPUTimes() (cpuTimes, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(fields) < 6 || fields[0] != "cpu" {
+		return cpuTimes{}, fmt.Errorf("/proc/stat starts with %q", line)
+	}
+	var t cpuTimes
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return cpuTimes{}, fmt.Errorf("/proc/stat: %w", err)
+		}
+		if i < 8 { // guest times are counted in user and nice already
+			t.total += v
+		}
+		if i == 3 || i == 4 {
+			t.idle += v
+		}
+	}
+	return t, nil
+}
+
+// busyCores is how many of the machine's cores were busy on average between two readings.
+func busyCores(before, after cpuTimes) float64 {
+	total := after.total - before.total
+	if total == 0 {
+		return 0
+	}
+	busy := float64(total-(after.idle-before.idle)) / float64(total)
+	return busy * float64(runtime.NumCPU())
 }
