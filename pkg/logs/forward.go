@@ -55,10 +55,10 @@ func (c *ForwardClient) Write(ctx context.Context, msgs []Message) (int, error) 
 			return 0, fmt.Errorf("forwarding %d messages: %w", len(msgs), err)
 		}
 	}
-	if c.closeAfterSend && len(c.pending) > 0 {
-		return 0, nil
-	}
 	if c.closeAfterSend {
+		if len(c.pending) > 0 {
+			return 0, nil
+		}
 		msgs = msgs[:min(len(msgs), 1)]
 	}
 	var frames [][]byte
