@@ -207,7 +207,8 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *corev1.Pod) (string, *r
 	if len(list) > 0 {
 		attempt = list[0].GetMetadata().GetAttempt()
 		if list[0].State == runtimeapi.PodSandboxState_SANDBOX_READY {
-			return list[0].Id, w.sandboxConfig(pod, attempt), nil
+			config, err := w.sandboxConfig(pod, attempt)
+			return list[0].Id, config, err
 		}
 		// The sandbox died (its network or pause process is gone): start over in a new one, as the kubelet does.
 		klog.InfoS("Pod sandbox is not ready, creating a new one", "pod", w.key, "sandbox", list[0].Id)
@@ -216,7 +217,10 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *corev1.Pod) (string, *r
 		}
 		attempt++
 	}
-	config := w.sandboxConfig(pod, attempt)
+	config, err := w.sandboxConfig(pod, attempt)
+	if err != nil {
+		return "", nil, err
+	}
 	if err := mkdirAll(config.LogDirectory); err != nil {
 		return "", nil, err
 	}
@@ -237,7 +241,7 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *corev1.Pod) (string, *r
 	return id, config, nil
 }
 
-func (w *worker) sandboxConfig(pod *corev1.Pod, attempt uint32) *runtimeapi.PodSandboxConfig {
+func (w *worker) sandboxConfig(pod *corev1.Pod, attempt uint32) (*runtimeapi.PodSandboxConfig, error) {
 	sbLabels := map[string]string{}
 	for k, v := range pod.Labels {
 		sbLabels[k] = v
@@ -247,12 +251,16 @@ func (w *worker) sandboxConfig(pod *corev1.Pod, attempt uint32) *runtimeapi.PodS
 	sbLabels[cri.LabelPodUID] = string(pod.UID)
 	sbLabels[LabelNode] = w.m.cfg.NodeName
 
-	hostname := pod.Name
-	if pod.Spec.Hostname != "" {
-		hostname = pod.Spec.Hostname
-	}
-	if pod.Spec.HostNetwork {
-		hostname = ""
+	// On the host network the pod has the node's UTS namespace and so its name.
+	var hostname string
+	if !pod.Spec.HostNetwork {
+		name, domain, err := podHostnameAndDomain(pod, w.m.cfg.ClusterDomain)
+		if err != nil {
+			return nil, err
+		}
+		if hostname, err = kernelHostname(pod, name, domain); err != nil {
+			return nil, err
+		}
 	}
 	var ports []*runtimeapi.PortMapping
 	for _, c := range pod.Spec.Containers {
@@ -278,7 +286,7 @@ func (w *worker) sandboxConfig(pod *corev1.Pod, attempt uint32) *runtimeapi.PodS
 	if w.m.cgroups != nil {
 		config.Linux.CgroupParent = w.m.cgroups.PodPath(pod)
 	}
-	return config
+	return config, nil
 }
 
 // namespaceOptions says which of the pod's namespaces are the node's and which the pod's own.
