@@ -70,6 +70,8 @@ type Config struct {
 	ClusterDomain string
 	// ResolvConf is the node's resolver file (pods with dnsPolicy Default); "" means none.
 	ResolvConf string
+	// NodeHostsFile is the node's hosts file (/etc/hosts), which host-network pods see under the kubelet's header.
+	NodeHostsFile string
 	// RuntimeType prefixes container IDs in the status ("containerd://..."), from the runtime's version.
 	RuntimeType string
 	// LogRotation is the container log policy; a zero MaxSize turns rotation off.

@@ -19,25 +19,37 @@ import (
 
 func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
 
+// podIPs are the pod's addresses: its sandbox's, or the node's on the host network. sandboxID is nil when
+// the pod has no sandbox.
+func (w *worker) podIPs(ctx context.Context, pod *corev1.Pod, sandboxID *string) ([]string, error) {
+	if pod.Spec.HostNetwork {
+		return []string{w.m.nodeIP()}, nil
+	}
+	if sandboxID == nil {
+		return nil, nil
+	}
+	st, err := w.m.runtime.PodSandboxStatus(ctx, *sandboxID, false)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox status: %w", err)
+	}
+	net := st.GetStatus().GetNetwork()
+	if net == nil || net.Ip == "" {
+		return nil, nil
+	}
+	podIPs := []string{net.Ip}
+	for _, ip := range net.AdditionalIps {
+		podIPs = append(podIPs, ip.Ip)
+	}
+	return podIPs, nil
+}
+
 // writeStatus computes the pod's status from the runtime and patches it when it differs from the cached one.
 // sandboxID is nil when the pod has no sandbox.
 func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *string) error {
 	status := pod.Status.DeepCopy()
-	var podIPs []string
-	if sandboxID != nil {
-		st, err := w.m.runtime.PodSandboxStatus(ctx, *sandboxID, false)
-		if err != nil {
-			return fmt.Errorf("sandbox status: %w", err)
-		}
-		if net := st.GetStatus().GetNetwork(); net != nil && net.Ip != "" {
-			podIPs = append(podIPs, net.Ip)
-			for _, ip := range net.AdditionalIps {
-				podIPs = append(podIPs, ip.Ip)
-			}
-		}
-	}
-	if pod.Spec.HostNetwork {
-		podIPs = []string{w.m.nodeIP()}
+	podIPs, err := w.podIPs(ctx, pod, sandboxID)
+	if err != nil {
+		return err
 	}
 	all, err := w.containers(ctx)
 	if err != nil {

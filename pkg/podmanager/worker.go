@@ -438,7 +438,7 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 	if err != nil {
 		return outcomePending, err
 	}
-	config, err := w.containerConfig(ctx, pod, c, attempt, image)
+	config, err := w.containerConfig(ctx, pod, c, attempt, image, sandboxID)
 	if err != nil {
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
@@ -561,7 +561,7 @@ func (w *worker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 }
 
 func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1.Container, attempt uint32,
-	image *runtimeapi.Image) (*runtimeapi.ContainerConfig, error) {
+	image *runtimeapi.Image, sandboxID string) (*runtimeapi.ContainerConfig, error) {
 	sc := effectiveSecurityContext(pod, c)
 	user := userOf(image)
 	if err := verifyRunAsNonRoot(pod, c, sc, user); err != nil {
@@ -578,6 +578,13 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 	}
 	if messageMount != nil {
 		mounts = append(mounts, messageMount)
+	}
+	hostsMount, err := w.etcHostsMount(ctx, pod, c, sandboxID)
+	if err != nil {
+		return nil, err
+	}
+	if hostsMount != nil {
+		mounts = append(mounts, hostsMount)
 	}
 	mounts = append(mounts, volumeMounts(c, w.volumes)...)
 	return &runtimeapi.ContainerConfig{
