@@ -3,6 +3,9 @@ package podmanager
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,7 +22,7 @@ func (w *worker) runHook(ctx context.Context, pod *corev1.Pod, c *corev1.Contain
 		}
 		return w.execProbe(ctx, containerID, h.Exec.Command, timeout)
 	case h.HTTPGet != nil:
-		return probeHTTP(ctx, h.HTTPGet, probeTarget{podIP: pod.Status.PodIP, ports: c.Ports})
+		return w.httpHook(ctx, pod, c, h.HTTPGet)
 	case h.Sleep != nil:
 		select {
 		case <-time.After(time.Duration(h.Sleep.Seconds) * time.Second):
@@ -29,6 +32,56 @@ func (w *worker) runHook(ctx context.Context, pod *corev1.Pod, c *corev1.Contain
 		}
 	}
 	return fmt.Errorf("lifecycle handler has no exec, httpGet or sleep action")
+}
+
+// httpHook is the kubelet's httpGet hook: to the pod's address as the runtime has it (the posted status may
+// not have it yet), any certificate accepted; only a failed request fails the hook, whatever the status code.
+// An HTTPS hook answered in plain HTTP is retried over HTTP, with a LifecycleHTTPFallback event.
+func (w *worker) httpHook(ctx context.Context, pod *corev1.Pod, c *corev1.Container, get *corev1.HTTPGetAction) error {
+	var podIP string
+	if get.Host == "" {
+		sandboxes, err := w.sandboxes(ctx)
+		if err != nil {
+			return err
+		}
+		if len(sandboxes) == 0 {
+			return fmt.Errorf("the pod has no sandbox")
+		}
+		ips, err := w.podIPs(ctx, pod, &sandboxes[0].Id)
+		if err != nil {
+			return err
+		}
+		if len(ips) == 0 {
+			return fmt.Errorf("failed to find the pod's address for the hook")
+		}
+		podIP = ips[0]
+	}
+	req, err := httpGetRequest(ctx, get, probeTarget{podIP: podIP, ports: c.Ports}, "lifecycle")
+	if err != nil {
+		return err
+	}
+	resp, err := probeHTTPClient.Do(req)
+	if err == nil {
+		return drain(resp)
+	}
+	if !strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return err
+	}
+	plain := req.Clone(ctx)
+	plain.URL.Scheme = "http"
+	plain.Header.Del("Authorization")
+	resp, fallbackErr := probeHTTPClient.Do(plain)
+	if fallbackErr != nil {
+		return err
+	}
+	w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "LifecycleHTTPFallback",
+		"request to HTTPS lifecycle hook %s got HTTP response, retry with HTTP succeeded", req.URL.Host)
+	return drain(resp)
+}
+
+func drain(resp *http.Response) error {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
+	return resp.Body.Close()
 }
 
 // specOf finds the spec of a container (app or init) by name.

@@ -2,9 +2,13 @@ package podmanager
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -54,7 +58,11 @@ type probeTarget struct {
 	exec func(ctx context.Context, containerID string, cmd []string, timeout time.Duration) error
 }
 
-func startProber(kind probeKind, probe *corev1.Probe, target probeTarget, onChange func(kind probeKind, msg string)) *prober {
+// probeNotice is what a prober tells its worker: an event to record (reason Unhealthy or ProbeWarning, with
+// its message), or with an empty reason that its verdict changed.
+type probeNotice func(kind probeKind, reason, msg string)
+
+func startProber(kind probeKind, probe *corev1.Probe, target probeTarget, onChange probeNotice) *prober {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &prober{kind: kind, containerID: target.containerID, probe: probe, cancel: cancel, done: make(chan struct{})}
 	go p.run(ctx, target, onChange)
@@ -68,7 +76,7 @@ func (p *prober) stop() {
 
 func (p *prober) current() probeResult { return probeResult(p.result.Load()) }
 
-func (p *prober) run(ctx context.Context, target probeTarget, onChange func(kind probeKind, msg string)) {
+func (p *prober) run(ctx context.Context, target probeTarget, onChange probeNotice) {
 	defer close(p.done)
 	period := time.Duration(max(p.probe.PeriodSeconds, 1)) * time.Second
 	timeout := time.Duration(max(p.probe.TimeoutSeconds, 1)) * time.Second
@@ -87,6 +95,11 @@ func (p *prober) run(ctx context.Context, target probeTarget, onChange func(kind
 			return
 		}
 		next := p.current()
+		var warning errProbeWarning
+		if errors.As(err, &warning) {
+			onChange(p.kind, "ProbeWarning", fmt.Sprintf("%s probe warning: %s", p.kind, warning.msg))
+			err = nil
+		}
 		if err == nil {
 			successes, failures = successes+1, 0
 			if successes >= successThreshold {
@@ -94,13 +107,13 @@ func (p *prober) run(ctx context.Context, target probeTarget, onChange func(kind
 			}
 		} else {
 			successes, failures = 0, failures+1
-			onChange(p.kind, fmt.Sprintf("%s probe failed: %v", p.kind, err))
+			onChange(p.kind, "Unhealthy", fmt.Sprintf("%s probe failed: %v", p.kind, err))
 			if failures >= failureThreshold {
 				next = probeFailure
 			}
 		}
 		if prev := probeResult(p.result.Swap(int32(next))); prev != next {
-			onChange(p.kind, "")
+			onChange(p.kind, "", "")
 		}
 		if p.kind == startupProbe && next == probeSuccess {
 			return // a startup probe stops once it succeeded
@@ -143,51 +156,94 @@ func runProbe(ctx context.Context, probe *corev1.Probe, target probeTarget, time
 	return fmt.Errorf("probe has no handler")
 }
 
+// errProbeWarning wraps what a probe that passed wants said: an HTTP probe whose redirect to another host was
+// not followed passes with a ProbeWarning event, as in the kubelet.
+type errProbeWarning struct{ msg string }
+
+func (e errProbeWarning) Error() string { return e.msg }
+
+// probeHTTP is the kubelet's HTTP probe: any certificate is accepted, redirects are followed on the same host
+// (up to 10) and end the probe otherwise; 2xx passes, an unfollowed 3xx passes with a warning, the rest fails.
 func probeHTTP(ctx context.Context, get *corev1.HTTPGetAction, target probeTarget) error {
-	port, err := resolvePort(get.Port, target.ports)
+	req, err := httpGetRequest(ctx, get, target, "probe")
 	if err != nil {
 		return err
+	}
+	resp, err := probeHTTPClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody))
+	switch {
+	case resp.StatusCode < 200 || resp.StatusCode >= 400:
+		return fmt.Errorf("HTTP probe failed with statuscode: %d", resp.StatusCode)
+	case resp.StatusCode >= 300:
+		return errProbeWarning{fmt.Sprintf("Probe terminated redirects, Response body: %s", body)}
+	}
+	return nil
+}
+
+// maxProbeBody is how much of a response the kubelet reads (10 KiB).
+const maxProbeBody = 10 << 10
+
+// httpGetRequest is the kubelet's request of an httpGet probe or hook (purpose "probe" or "lifecycle"): to the
+// pod's address unless the action names a host; the action's headers, where a Host header sets the request's
+// host, and User-Agent kube-<purpose>/1.37 and Accept */* unless the action sets them (an empty Accept is
+// dropped).
+func httpGetRequest(ctx context.Context, get *corev1.HTTPGetAction, target probeTarget, purpose string) (*http.Request, error) {
+	port, err := resolvePort(get.Port, target.ports)
+	if err != nil {
+		return nil, err
 	}
 	host, scheme := get.Host, strings.ToLower(string(get.Scheme))
 	if host == "" {
 		host = target.podIP
 	}
+	if host == "" {
+		return nil, fmt.Errorf("the pod has no IP address yet")
+	}
 	if scheme == "" {
 		scheme = "http"
 	}
-	path := get.Path
-	if !strings.HasPrefix(path, "/") {
-		path = "/" + path
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(host, strconv.Itoa(port)), path), nil)
+	u, err := url.Parse(get.Path)
 	if err != nil {
-		return err
+		u = &url.URL{Path: get.Path} // too late to refuse a bad path: pass it on, as the kubelet does
 	}
-	req.Header.Set("User-Agent", "kube-probe/1.37")
+	u.Scheme, u.Host = scheme, net.JoinHostPort(host, strconv.Itoa(port))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	headers := http.Header{}
 	for _, h := range get.HTTPHeaders {
-		if strings.EqualFold(h.Name, "Host") {
-			req.Host = h.Value
-			continue
-		}
-		req.Header.Add(h.Name, h.Value)
+		headers.Add(h.Name, h.Value)
 	}
-	// The kubelet does not verify serving certificates of probed pods, nor follow redirects off the pod.
-	resp, err := probeHTTPClient.Do(req)
-	if err != nil {
-		return err
+	if _, ok := headers["User-Agent"]; !ok {
+		headers.Set("User-Agent", "kube-"+purpose+"/1.37")
 	}
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-		return fmt.Errorf("HTTP probe failed with statuscode: %d", resp.StatusCode)
+	if _, ok := headers["Accept"]; !ok {
+		headers.Set("Accept", "*/*")
+	} else if headers.Get("Accept") == "" {
+		headers.Del("Accept")
 	}
-	return nil
+	req.Header, req.Host = headers, headers.Get("Host")
+	return req, nil
 }
 
+// probeHTTPClient is shared by probes and hooks. The kubelet does not verify the serving certificates of the
+// pods it probes (they are rarely signed for the pod's address), and does not follow redirects off the host.
 var probeHTTPClient = &http.Client{
-	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
-	CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse // a redirect answer counts as success (3xx), as in the kubelet
+	Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true, Proxy: nil,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // as the kubelet
+	CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if req.URL.Hostname() != via[0].URL.Hostname() {
+			return http.ErrUseLastResponse
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
 	},
 }
 

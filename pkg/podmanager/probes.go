@@ -93,12 +93,12 @@ func (w *worker) stopProbers() {
 	}
 }
 
-// onProbeChange is called from a prober's goroutine: failures become Unhealthy events, and a changed
+// onProbeChange is called from a prober's goroutine: failures and warnings become events, and a changed
 // verdict makes the worker sync.
-func (w *worker) onProbeChange(pod *corev1.Pod, container string) func(kind probeKind, msg string) {
-	return func(kind probeKind, msg string) {
-		if msg != "" {
-			w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Unhealthy", "%s (container %s)", msg, container)
+func (w *worker) onProbeChange(pod *corev1.Pod, container string) probeNotice {
+	return func(kind probeKind, reason, msg string) {
+		if reason != "" {
+			w.m.recorder.Eventf(pod, corev1.EventTypeWarning, reason, "%s (container %s)", msg, container)
 			return
 		}
 		w.poke()

@@ -403,7 +403,7 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 			// Killed here, restarted (per restart rule, with back-off) by the next sync.
 			w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Killing",
 				"Container %s failed %s probe, will be restarted", c.Name, strings.ToLower(string(kind)))
-			grace := w.preStop(ctx, pod, c.Name, latest.Id, terminationGrace(pod))
+			grace := w.preStop(ctx, pod, c.Name, latest.Id, probeKillGrace(pod, c, kind))
 			if err := w.m.runtime.StopContainer(ctx, latest.Id, grace); err != nil {
 				return outcomePending, fmt.Errorf("stopping unhealthy container: %w", err)
 			}
@@ -616,6 +616,19 @@ func (w *worker) removePodDir() {
 		klog.ErrorS(err, "Unable to remove the pod's files", "pod", w.key)
 	}
 	w.m.scheduleLogRemoval(string(w.uid))
+}
+
+// probeKillGrace is the grace period of a container killed for a failed liveness or startup probe: the
+// probe's own terminationGracePeriodSeconds when it has one, else the pod's, as the kubelet's.
+func probeKillGrace(pod *corev1.Pod, c *corev1.Container, kind probeKind) int64 {
+	probe := c.LivenessProbe
+	if kind == startupProbe {
+		probe = c.StartupProbe
+	}
+	if probe != nil && probe.TerminationGracePeriodSeconds != nil && pod.DeletionGracePeriodSeconds == nil {
+		return *probe.TerminationGracePeriodSeconds
+	}
+	return terminationGrace(pod)
 }
 
 func terminationGrace(pod *corev1.Pod) int64 {

@@ -24,12 +24,13 @@ import (
 )
 
 // fakeRuntime joins the CRI fakes into the one interface the manager consumes, and records the configs of
-// the containers it created and the names of those it was asked to stop, in order.
+// the containers it created, the names of those it was asked to stop, in order, and each one's last grace period.
 type fakeRuntime struct {
 	*critest.FakeRuntimeService
 	*critest.FakeImageService
 	created *[]*runtimeapi.ContainerConfig
 	stopped *[]string
+	graces  map[string]int64
 }
 
 func (f fakeRuntime) CreateContainer(ctx context.Context, sandboxID string, config *runtimeapi.ContainerConfig,
@@ -42,6 +43,7 @@ func (f fakeRuntime) StopContainer(ctx context.Context, id string, timeout int64
 	f.FakeRuntimeService.Lock()
 	if c, ok := f.Containers[id]; ok {
 		*f.stopped = append(*f.stopped, c.Metadata.Name)
+		f.graces[c.Metadata.Name] = timeout
 	}
 	f.FakeRuntimeService.Unlock()
 	return f.FakeRuntimeService.StopContainer(ctx, id, timeout)
@@ -58,7 +60,7 @@ func newFixture(t *testing.T, pod *corev1.Pod) *fixture {
 	t.Helper()
 	f := &fixture{
 		runtime: fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService(),
-			new([]*runtimeapi.ContainerConfig), new([]string)},
+			new([]*runtimeapi.ContainerConfig), new([]string), map[string]int64{}},
 		client:  fake.NewClientset(pod),
 		indexer: cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
 	}
