@@ -50,7 +50,7 @@ func (e *environment) expandAll(in []string) []string {
 // ConfigMaps and Secrets are read when a container is created,
 // which the Node authorizer allows for objects the pod references. A missing non-optional source is an
 // error that the pod shows as CreateContainerConfigError.
-func (w *worker) environment(ctx context.Context, pod *corev1.Pod, c *corev1.Container) (*environment, error) {
+func (w *worker) environment(ctx context.Context, pod *corev1.Pod, c *corev1.Container, addrs podAddresses) (*environment, error) {
 	env := &environment{values: map[string]string{}}
 	services, err := serviceEnv(w.m.services, pod)
 	if err != nil {
@@ -74,11 +74,6 @@ func (w *worker) environment(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 			env.set(from.Prefix+k, data[k])
 		}
 	}
-	fields := map[string]string{
-		"metadata.name": pod.Name, "metadata.namespace": pod.Namespace, "metadata.uid": string(pod.UID),
-		"spec.nodeName": pod.Spec.NodeName, "spec.serviceAccountName": pod.Spec.ServiceAccountName,
-		"status.hostIP": w.m.nodeIP(), "status.podIP": pod.Status.PodIP,
-	}
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
 			env.set(e.Name, expand(e.Value, env.values))
@@ -92,7 +87,7 @@ func (w *worker) environment(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 			env.set(e.Name, value)
 			continue
 		}
-		value, skip, err := src.valueFrom(ctx, e, fields)
+		value, skip, err := src.valueFrom(ctx, e, pod, addrs)
 		if err != nil {
 			return nil, err
 		}
@@ -145,13 +140,13 @@ func (s *envSources) envFrom(ctx context.Context, from corev1.EnvFromSource) (ma
 }
 
 // valueFrom resolves one env entry's valueFrom; skip is true for an optional reference that does not exist.
-func (s *envSources) valueFrom(ctx context.Context, e corev1.EnvVar, fields map[string]string) (value string, skip bool, err error) {
+func (s *envSources) valueFrom(ctx context.Context, e corev1.EnvVar, pod *corev1.Pod, addrs podAddresses) (value string, skip bool, err error) {
 	from := e.ValueFrom
 	switch {
 	case from.FieldRef != nil:
-		v, ok := fields[from.FieldRef.FieldPath]
-		if !ok {
-			return "", false, fmt.Errorf("env %s: fieldRef %q is not supported", e.Name, from.FieldRef.FieldPath)
+		v, err := podFieldValue(pod, from.FieldRef.FieldPath, addrs)
+		if err != nil {
+			return "", false, fmt.Errorf("env %s: %w", e.Name, err)
 		}
 		return v, false, nil
 	case from.ConfigMapKeyRef != nil:

@@ -2,6 +2,8 @@ package podmanager
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,7 +59,7 @@ func TestEnvironmentFromConfigMapsSecretsAndExpansion(t *testing.T) {
 		},
 		Command: []string{"run", "--mode=$(CFG_mode)", "$$(CFG_mode)"},
 	}
-	env, err := f.worker.environment(ctx, pod, c)
+	env, err := f.worker.environment(ctx, pod, c, podAddresses{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +96,58 @@ func TestMissingRequiredEnvSourceIsAConfigError(t *testing.T) {
 	}
 	if all, _ := f.runtime.ListContainers(context.Background(), nil); len(all) != 0 {
 		t.Errorf("a container was created without its environment: %v", all)
+	}
+}
+
+// Every fieldRef the API accepts for env reaches the container, the addresses as the runtime has them (the
+// first container is created before the status with the pod's IP is posted).
+func TestEnvFieldRefs(t *testing.T) {
+	pod := testPod("busybox")
+	pod.Labels = map[string]string{"app": "web", "tier": "front"}
+	pod.Annotations = map[string]string{"note": "hi"}
+	pod.Spec.ServiceAccountName = "robot"
+	f := newFixture(t, pod)
+	paths := map[string]string{
+		"NAME": "metadata.name", "NS": "metadata.namespace", "UID": "metadata.uid",
+		"APP": "metadata.labels['app']", "NOTE": "metadata.annotations['note']", "MISSING": "metadata.labels['nope']",
+		"LABELS": "metadata.labels", "NODE": "spec.nodeName", "SA": "spec.serviceAccountName",
+		"POD_IP": "status.podIP", "POD_IPS": "status.podIPs", "HOST_IP": "status.hostIP", "HOST_IPS": "status.hostIPs",
+	}
+	c := &corev1.Container{Name: "app"}
+	for _, name := range slices.Sorted(maps.Keys(paths)) {
+		c.Env = append(c.Env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{FieldPath: paths[name]}}})
+	}
+	env, err := f.worker.environment(context.Background(), pod, c, podAddresses{
+		podIPs: []string{"10.244.0.5", "fd00::5"}, hostIPs: []string{"192.0.2.10", "2001:db8::10"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"NAME": "web", "NS": "default", "UID": "uid-1", "APP": "web", "NOTE": "hi", "MISSING": "",
+		"LABELS": "app=\"web\"\ntier=\"front\"", "NODE": "node-a", "SA": "robot",
+		"POD_IP": "10.244.0.5", "POD_IPS": "10.244.0.5,fd00::5", "HOST_IP": "192.0.2.10", "HOST_IPS": "192.0.2.10,2001:db8::10"}
+	got := map[string]string{}
+	for _, kv := range env.keyValues() {
+		got[kv.Key] = string(kv.Value)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s (%s) = %q, want %q", k, paths[k], got[k], v)
+		}
+	}
+}
+
+// The node's first InternalIP of each family are the pod's hostIPs.
+func TestHostIPsAreTheNodesFirstInternalIPOfEachFamily(t *testing.T) {
+	f := newFixture(t, testPod("busybox"))
+	f.worker.m.node = func() *corev1.Node {
+		return &corev1.Node{Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeHostName, Address: "node-a"}, {Type: corev1.NodeInternalIP, Address: "2001:db8::10"},
+			{Type: corev1.NodeInternalIP, Address: "192.0.2.10"}, {Type: corev1.NodeInternalIP, Address: "192.0.2.11"},
+			{Type: corev1.NodeExternalIP, Address: "203.0.113.1"},
+		}}}
+	}
+	if got := f.worker.m.hostIPs(); !slices.Equal(got, []string{"2001:db8::10", "192.0.2.10"}) {
+		t.Errorf("hostIPs %v", got)
 	}
 }

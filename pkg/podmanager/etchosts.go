@@ -2,7 +2,6 @@ package podmanager
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,15 +21,14 @@ const (
 // that does not mount something of its own at /etc/hosts. It is nil while the pod has no address (the
 // kubelet mounts none then either). The file is rewritten for every container created, as the kubelet does,
 // so a new sandbox's addresses reach it.
-func (w *worker) etcHostsMount(ctx context.Context, pod *corev1.Pod, c *corev1.Container, sandboxID string) (*runtimeapi.Mount, error) {
+func (w *worker) etcHostsMount(pod *corev1.Pod, c *corev1.Container, podIPs []string) (*runtimeapi.Mount, error) {
 	for _, vm := range c.VolumeMounts {
 		if vm.MountPath == etcHostsPath {
 			return nil, nil
 		}
 	}
-	podIPs, err := w.podIPs(ctx, pod, &sandboxID)
-	if err != nil || len(podIPs) == 0 {
-		return nil, err
+	if len(podIPs) == 0 {
+		return nil, nil
 	}
 	var content []byte
 	if pod.Spec.HostNetwork {

@@ -148,20 +148,6 @@ func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Inte
 	return m
 }
 
-// nodeIP is the node's InternalIP, the pods' hostIP; empty while the Node is not known.
-func (m *Manager) nodeIP() string {
-	n := m.node()
-	if n == nil {
-		return ""
-	}
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			return a.Address
-		}
-	}
-	return ""
-}
-
 // allocatable is the node's allocatable resources, what the downward API reports for unset limits.
 func (m *Manager) allocatable() corev1.ResourceList {
 	if n := m.node(); n != nil {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"slices"
-	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -105,34 +103,11 @@ func downwardAPIFiles(pod *corev1.Pod, items []corev1.DownwardAPIVolumeFile, mod
 		if it.FieldRef == nil {
 			return nil, fmt.Errorf("downwardAPI %s: neither fieldRef nor resourceFieldRef", it.Path)
 		}
-		var value string
-		switch path := it.FieldRef.FieldPath; path {
-		case "metadata.name":
-			value = pod.Name
-		case "metadata.namespace":
-			value = pod.Namespace
-		case "metadata.uid":
-			value = string(pod.UID)
-		case "metadata.labels":
-			value = formatMap(pod.Labels)
-		case "metadata.annotations":
-			value = formatMap(pod.Annotations)
-		default:
-			return nil, fmt.Errorf("downwardAPI %s: fieldRef %q is not supported", it.Path, path)
+		value, err := podFieldValue(pod, it.FieldRef.FieldPath, podAddresses{})
+		if err != nil {
+			return nil, fmt.Errorf("downwardAPI %s: %w", it.Path, err)
 		}
 		files[it.Path] = projectedFile{data: []byte(value), mode: itemMode(it.Mode, mode)}
 	}
 	return files, nil
-}
-
-// formatMap writes labels or annotations as the kubelet does: key="value" lines, sorted, quoted.
-func formatMap(m map[string]string) string {
-	var b strings.Builder
-	for i, k := range slices.Sorted(maps.Keys(m)) {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		fmt.Fprintf(&b, "%s=%q", k, m[k])
-	}
-	return b.String()
 }

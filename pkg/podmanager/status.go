@@ -23,7 +23,7 @@ func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
 // the pod has no sandbox.
 func (w *worker) podIPs(ctx context.Context, pod *corev1.Pod, sandboxID *string) ([]string, error) {
 	if pod.Spec.HostNetwork {
-		return []string{w.m.nodeIP()}, nil
+		return w.m.hostIPs(), nil
 	}
 	if sandboxID == nil {
 		return nil, nil
@@ -85,8 +85,11 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 	default:
 		status.Phase = podPhase(pod, containers)
 	}
-	if hostIP := w.m.nodeIP(); hostIP != "" {
-		status.HostIP, status.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
+	if hostIPs := w.m.hostIPs(); len(hostIPs) > 0 {
+		status.HostIP, status.HostIPs = hostIPs[0], nil
+		for _, ip := range hostIPs {
+			status.HostIPs = append(status.HostIPs, corev1.HostIP{IP: ip})
+		}
 	}
 	status.PodIP, status.PodIPs = "", nil
 	for _, ip := range podIPs {

@@ -567,7 +567,11 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 	if err := verifyRunAsNonRoot(pod, c, sc, user); err != nil {
 		return nil, err
 	}
-	env, err := w.environment(ctx, pod, c)
+	podIPs, err := w.podIPs(ctx, pod, &sandboxID)
+	if err != nil {
+		return nil, err
+	}
+	env, err := w.environment(ctx, pod, c, podAddresses{podIPs: podIPs, hostIPs: w.m.hostIPs()})
 	if err != nil {
 		return nil, err
 	}
@@ -579,7 +583,7 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 	if messageMount != nil {
 		mounts = append(mounts, messageMount)
 	}
-	hostsMount, err := w.etcHostsMount(ctx, pod, c, sandboxID)
+	hostsMount, err := w.etcHostsMount(pod, c, podIPs)
 	if err != nil {
 		return nil, err
 	}
