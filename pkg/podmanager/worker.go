@@ -145,6 +145,9 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 	}
 	if pod.Status.StartTime == nil {
 		// Admission, once, before anything of the pod runs.
+		if reason, message := osAdmission(pod); reason != "" {
+			return false, w.reject(ctx, pod, reason, message)
+		}
 		if err := sysctlsAllowed(pod, w.m.cfg.AllowedUnsafeSysctls); err != nil {
 			return false, w.reject(ctx, pod, "SysctlForbidden", err.Error())
 		}
