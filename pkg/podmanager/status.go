@@ -102,32 +102,13 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 		now := metav1.Now()
 		status.StartTime = &now
 	}
-	// Sidecars count for readiness as app containers do; completed init containers do not.
-	allReady := initialized
-	for _, cs := range containers {
-		allReady = allReady && cs.Ready
-	}
-	for i, cs := range inits {
-		if isSidecar(&pod.Spec.InitContainers[i]) {
-			allReady = allReady && cs.Ready
-		}
-	}
-	setCondition(status, corev1.PodReadyToStartContainers, sandboxID != nil && (len(podIPs) > 0 || pod.Spec.HostNetwork), "")
-	notInitialized := ""
-	if !initialized {
-		notInitialized = "ContainersNotInitialized"
-	}
-	setCondition(status, corev1.PodInitialized, initialized, notInitialized)
-	notReady := ""
-	if !allReady {
-		notReady = "ContainersNotReady"
-	}
-	setCondition(status, corev1.ContainersReady, allReady, notReady)
-	setCondition(status, corev1.PodReady, allReady, notReady)
+	status.ObservedGeneration = pod.Generation
+	setConditions(status, pod, sandboxID != nil && (len(podIPs) > 0 || pod.Spec.HostNetwork), inits, containers)
 
 	if message := w.evicted; message != "" {
 		status.Phase, status.Reason, status.Message = corev1.PodFailed, "Evicted", message
-		setCondition(status, corev1.DisruptionTarget, true, "TerminationByKubelet")
+		setCondition(status, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
+			Reason: "TerminationByKubelet", Message: message, ObservedGeneration: pod.Generation})
 	}
 	return w.patchStatus(ctx, pod, status)
 }
@@ -138,6 +119,7 @@ func (w *worker) reject(ctx context.Context, pod *corev1.Pod, reason, message st
 	w.m.recorder.Event(pod, corev1.EventTypeWarning, reason, message)
 	status := pod.Status.DeepCopy()
 	status.Phase, status.Reason, status.Message = corev1.PodFailed, reason, "Pod was rejected: "+message
+	status.ObservedGeneration = pod.Generation
 	return w.patchStatus(ctx, pod, status)
 }
 
@@ -164,27 +146,6 @@ func (w *worker) patchStatus(ctx context.Context, pod *corev1.Pod, status *corev
 		return fmt.Errorf("patching pod status: %w", err)
 	}
 	return nil
-}
-
-// setCondition sets a condition, keeping its transition time when its status did not change.
-func setCondition(status *corev1.PodStatus, typ corev1.PodConditionType, ok bool, reason string) {
-	want := corev1.ConditionFalse
-	if ok {
-		want = corev1.ConditionTrue
-	}
-	for i := range status.Conditions {
-		c := &status.Conditions[i]
-		if c.Type != typ {
-			continue
-		}
-		if c.Status != want {
-			c.Status, c.LastTransitionTime = want, metav1.Now()
-		}
-		c.Reason = reason
-		return
-	}
-	status.Conditions = append(status.Conditions, corev1.PodCondition{Type: typ, Status: want, Reason: reason,
-		LastTransitionTime: metav1.Now()})
 }
 
 // initProgress reports whether every regular init container succeeded and sidecars are running, and whether

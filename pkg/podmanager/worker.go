@@ -427,7 +427,7 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 			}
 			return outcomeFailed, nil
 		}
-		if w.inBackoff(c.Name, time.Unix(0, st.GetStatus().GetFinishedAt()).Sub(time.Unix(0, st.GetStatus().GetStartedAt()))) {
+		if w.inBackoff(c.Name, ranFor(st.GetStatus())) {
 			w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
 				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
 					w.backoff[c.Name].delay, c.Name, pod.Name, pod.Namespace, pod.UID)}
@@ -487,6 +487,15 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container
 		}
 	}
 	return outcomeRunning, nil
+}
+
+// ranFor is how long an exited container ran: nothing when it never started (a failed start leaves no start
+// time, and must not count as a long healthy run that resets the back-off).
+func ranFor(st *runtimeapi.ContainerStatus) time.Duration {
+	if st.GetStartedAt() == 0 {
+		return 0
+	}
+	return time.Unix(0, st.GetFinishedAt()).Sub(time.Unix(0, st.GetStartedAt()))
 }
 
 func shouldRestart(policy corev1.RestartPolicy, exitCode int32) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -392,5 +393,33 @@ func TestRemovedPodLogsStayForTheRetentionPeriod(t *testing.T) {
 	m.removeExpiredLogs(time.Now().Add(logRetention + time.Second))
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("logs still there after the retention period (%v)", err)
+	}
+}
+
+// A container whose start keeps failing (the runtime leaves it exited, 128, with no start time) backs off
+// longer each time, as one that crashes does; it is not taken for a long healthy run that resets the back-off.
+func TestFailingStartBacksOffLongerEachTime(t *testing.T) {
+	f := newFixture(t, testPod("localhost/testserver:local"))
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.syncAndRefresh(t)
+	var delays []time.Duration
+	for range 3 {
+		f.runtime.FakeRuntimeService.Lock()
+		for _, c := range f.runtime.Containers {
+			if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+				c.State, c.ExitCode, c.StartedAt, c.FinishedAt = runtimeapi.ContainerState_CONTAINER_EXITED, 128, 0, time.Now().UnixNano()
+			}
+		}
+		f.runtime.FakeRuntimeService.Unlock()
+		if b, ok := f.worker.backoff["server"]; ok {
+			b.until = time.Now().Add(-time.Second) // the back-off period has passed
+			f.worker.backoff["server"] = b
+		}
+		f.syncAndRefresh(t)
+		delays = append(delays, f.worker.backoff["server"].delay)
+	}
+	want := []time.Duration{initialBackoff, 2 * initialBackoff, 4 * initialBackoff}
+	if !slices.Equal(delays, want) {
+		t.Errorf("back-off after each failed start %v, want %v", delays, want)
 	}
 }

@@ -1,0 +1,68 @@
+package podmanager
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// While an init container runs, the conditions say which containers hold the pod back, in the kubelet's
+// words, and every condition and the status carry the generation they were computed for.
+func TestConditionsNameTheContainersThatHoldThePodBack(t *testing.T) {
+	pod := testPod("busybox")
+	pod.Generation = 3
+	pod.Spec.InitContainers = []corev1.Container{{Name: "setup", Image: "busybox"}}
+	pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: "example.com/lb"}}
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"busybox"})
+	if _, err := f.worker.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	status := f.postedStatus(t)
+	if status.ObservedGeneration != 3 {
+		t.Errorf("status.observedGeneration %d, want 3", status.ObservedGeneration)
+	}
+	want := map[corev1.PodConditionType]corev1.PodCondition{
+		corev1.PodReadyToStartContainers: {Status: corev1.ConditionTrue},
+		corev1.PodInitialized: {Status: corev1.ConditionFalse, Reason: "ContainersNotInitialized",
+			Message: "containers with incomplete status: [setup]"},
+		corev1.ContainersReady: {Status: corev1.ConditionFalse, Reason: "ContainersNotReady",
+			Message: "containers with unready status: [server]"},
+		corev1.PodReady: {Status: corev1.ConditionFalse, Reason: "ContainersNotReady",
+			Message: "containers with unready status: [server]"},
+	}
+	for _, c := range status.Conditions {
+		w, ok := want[c.Type]
+		if !ok {
+			t.Errorf("unexpected condition %+v", c)
+			continue
+		}
+		delete(want, c.Type)
+		if c.Status != w.Status || c.Reason != w.Reason || c.Message != w.Message || c.ObservedGeneration != 3 {
+			t.Errorf("%s: %s %q %q generation %d; want %s %q %q generation 3", c.Type, c.Status, c.Reason, c.Message,
+				c.ObservedGeneration, w.Status, w.Reason, w.Message)
+		}
+	}
+	for typ := range want {
+		t.Errorf("no %s condition", typ)
+	}
+}
+
+// Once the containers are ready, a readiness gate whose condition is missing keeps the pod unready.
+func TestReadinessGateHoldsAReadyPod(t *testing.T) {
+	pod := testPod("busybox")
+	pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: "example.com/lb"}}
+	ok, reason, message := readinessGates(pod, nil)
+	if ok || reason != "ReadinessGatesNotReady" ||
+		message != `corresponding condition of pod readiness gate "example.com/lb" does not exist.` {
+		t.Errorf("readinessGates = %v %q %q", ok, reason, message)
+	}
+	ok, _, message = readinessGates(pod, []corev1.PodCondition{{Type: "example.com/lb", Status: corev1.ConditionFalse}})
+	if ok || message != `the status of pod readiness gate "example.com/lb" is not "True", but False` {
+		t.Errorf("readinessGates = %v %q", ok, message)
+	}
+	if ok, _, _ = readinessGates(pod, []corev1.PodCondition{{Type: "example.com/lb", Status: corev1.ConditionTrue}}); !ok {
+		t.Error("a True gate condition holds the pod")
+	}
+}
