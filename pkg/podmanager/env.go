@@ -186,6 +186,14 @@ func (s *envSources) valueFrom(ctx context.Context, e corev1.EnvVar, pod *corev1
 // expand replaces $(NAME) with its value when NAME is defined and turns $$ into $, leaving everything else
 // as written: the kubelet's (and so Kubernetes') expansion rules for env values, command and args.
 func expand(in string, vars map[string]string) string {
+	return expandWith(in, func(name string) (string, bool) {
+		v, ok := vars[name]
+		return v, ok
+	})
+}
+
+// expandWith is expand with the values looked up by a function; a name it does not know stays as written.
+func expandWith(in string, lookup func(name string) (string, bool)) string {
 	if !strings.Contains(in, "$") {
 		return in
 	}
@@ -206,7 +214,7 @@ func expand(in string, vars map[string]string) string {
 				return b.String()
 			}
 			name := in[i+2 : i+2+end]
-			if v, ok := vars[name]; ok {
+			if v, ok := lookup(name); ok {
 				b.WriteString(v)
 			} else {
 				b.WriteString(in[i : i+3+end])

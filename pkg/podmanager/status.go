@@ -15,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/source"
 )
 
 func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
@@ -276,7 +277,14 @@ func podPhase(pod *corev1.Pod, statuses []corev1.ContainerStatus) corev1.PodPhas
 			waiting++
 		}
 	}
+	// A deleted pod whose containers all stopped is terminal, as the kubelet reports it before the Pod is
+	// removed (static pods excepted, as there).
+	terminal := pod.DeletionTimestamp != nil && !source.IsStaticPod(pod) && running == 0
 	switch {
+	case terminal && waiting == 0 && failed == 0 && succeeded > 0:
+		return corev1.PodSucceeded
+	case terminal:
+		return corev1.PodFailed
 	case waiting > 0:
 		return corev1.PodPending
 	case running > 0:

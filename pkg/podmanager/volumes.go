@@ -442,7 +442,7 @@ func sameContent(dir string, files map[string]projectedFile) bool {
 }
 
 // volumeMounts turns a container's volumeMounts into CRI mounts of the set-up volumes.
-func volumeMounts(c *corev1.Container, volumes map[string]hostVolume) []*runtimeapi.Mount {
+func volumeMounts(c *corev1.Container, volumes map[string]hostVolume, env map[string]string) ([]*runtimeapi.Mount, error) {
 	var out []*runtimeapi.Mount
 	for _, vm := range c.VolumeMounts {
 		hv, ok := volumes[vm.Name]
@@ -450,13 +450,72 @@ func volumeMounts(c *corev1.Container, volumes map[string]hostVolume) []*runtime
 			continue // an unsupported volume, already reported by an event
 		}
 		host := hv.path
-		if vm.SubPath != "" {
-			host = filepath.Join(host, vm.SubPath)
+		subPath := vm.SubPath
+		if vm.SubPathExpr != "" {
+			var err error
+			if subPath, err = expandSubPath(vm.SubPathExpr, env); err != nil {
+				return nil, err
+			}
+		}
+		if subPath != "" {
+			var err error
+			if host, err = ensureSubPath(hv.path, subPath); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, &runtimeapi.Mount{ContainerPath: vm.MountPath, HostPath: host,
 			Readonly: vm.ReadOnly || hv.readOnly})
 	}
-	return out
+	return out, nil
+}
+
+// expandSubPath expands a subPathExpr with the container's environment, as the kubelet does: a variable that
+// is not set or empty is an error.
+func expandSubPath(expr string, env map[string]string) (string, error) {
+	var missing []string
+	expanded := expandWith(expr, func(name string) (string, bool) {
+		v, ok := env[name]
+		if !ok || v == "" {
+			missing = append(missing, name)
+		}
+		return v, true
+	})
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return "", fmt.Errorf("missing value for %s", strings.Join(slices.Compact(missing), ", "))
+	}
+	return expanded, nil
+}
+
+// ensureSubPath is the host directory of a volume's subPath, created with the volume's mode when missing (as
+// the kubelet does, so it is not left to the runtime with another owner or mode). A subPath may not leave the
+// volume: absolute paths and '..' are refused with the kubelet's messages.
+func ensureSubPath(volume, subPath string) (string, error) {
+	if filepath.IsAbs(subPath) {
+		return "", fmt.Errorf("error SubPath `%s` must not be an absolute path", subPath)
+	}
+	if slices.Contains(strings.Split(filepath.ToSlash(subPath), "/"), "..") {
+		return "", fmt.Errorf("unable to provision SubPath `%s`: must not contain '..'", subPath)
+	}
+	host := filepath.Join(volume, subPath)
+	if _, err := os.Lstat(host); err == nil || !os.IsNotExist(err) {
+		return host, nil
+	}
+	st, err := os.Stat(volume)
+	if err != nil {
+		return "", fmt.Errorf("volume of SubPath `%s`: %w", subPath, err)
+	}
+	if !st.IsDir() {
+		return host, nil // a file volume (a hostPath file): the runtime reports what is wrong
+	}
+	if err := os.MkdirAll(host, st.Mode().Perm()); err != nil {
+		return "", fmt.Errorf("creating SubPath `%s`: %w", subPath, err)
+	}
+	// The umask may have narrowed the mode.
+	if err := os.Chmod(host, st.Mode().Perm()); err != nil {
+		return "", fmt.Errorf("creating SubPath `%s`: %w", subPath, err)
+	}
+	return host, nil
 }
 
 // tearDownVolumes unmounts the pod's memory-backed emptyDirs so its directory can be removed.

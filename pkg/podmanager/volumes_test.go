@@ -139,16 +139,51 @@ func TestVolumeMountsUseSubPathAndReadOnly(t *testing.T) {
 		{Name: "cfg", MountPath: "/etc/app"},
 		{Name: "token", MountPath: "/var/run/secrets"},
 	}}
-	mounts := volumeMounts(c, map[string]hostVolume{
-		"data": {path: "/host/data"}, "cfg": {path: "/host/cfg", readOnly: true},
-	})
-	if len(mounts) != 2 {
-		t.Fatalf("mounts = %v, want the two set-up volumes", mounts)
+	data := t.TempDir()
+	mounts, err := volumeMounts(c, map[string]hostVolume{
+		"data": {path: data}, "cfg": {path: "/host/cfg", readOnly: true},
+	}, nil)
+	if err != nil || len(mounts) != 2 {
+		t.Fatalf("mounts = %v, %v; want the two set-up volumes", mounts, err)
 	}
-	if mounts[0].HostPath != "/host/data/app" || mounts[0].Readonly || !strings.HasPrefix(mounts[0].ContainerPath, "/data") {
+	if mounts[0].HostPath != filepath.Join(data, "app") || mounts[0].Readonly || !strings.HasPrefix(mounts[0].ContainerPath, "/data") {
 		t.Errorf("subPath mount = %+v", mounts[0])
 	}
 	if !mounts[1].Readonly {
 		t.Errorf("configMap-like volume mounted read-write: %+v", mounts[1])
+	}
+}
+
+// subPathExpr is expanded with the container's environment; the result, as a subPath, may not leave the
+// volume, and a missing subdirectory is created with the volume's mode, as the kubelet does.
+func TestSubPathExpr(t *testing.T) {
+	volume := t.TempDir()
+	if err := os.Chmod(volume, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	volumes := map[string]hostVolume{"work": {path: volume}}
+	env := map[string]string{"POD_NAME": "web-1", "UP": "..", "ABS": "/etc", "EMPTY": ""}
+	for _, tc := range []struct {
+		expr, wantHost, wantErr string
+	}{
+		{expr: "logs/$(POD_NAME)", wantHost: filepath.Join(volume, "logs/web-1")},
+		{expr: "$(UP)", wantErr: "unable to provision SubPath `..`: must not contain '..'"},
+		{expr: "$(ABS)", wantErr: "error SubPath `/etc` must not be an absolute path"},
+		{expr: "$(EMPTY)/$(NOPE)", wantErr: "missing value for EMPTY, NOPE"},
+	} {
+		c := &corev1.Container{VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: "/data", SubPathExpr: tc.expr}}}
+		mounts, err := volumeMounts(c, volumes, env)
+		if tc.wantErr != "" {
+			if err == nil || err.Error() != tc.wantErr {
+				t.Errorf("%s: error %v, want %q", tc.expr, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || len(mounts) != 1 || mounts[0].HostPath != tc.wantHost {
+			t.Fatalf("%s: mounts %v, %v; want %s", tc.expr, mounts, err, tc.wantHost)
+		}
+		if st, err := os.Stat(tc.wantHost); err != nil || st.Mode().Perm() != 0o777 {
+			t.Errorf("%s: subPath directory %v, %v; want it created with the volume's mode 0777", tc.expr, st, err)
+		}
 	}
 }

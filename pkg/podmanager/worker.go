@@ -602,7 +602,11 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 	if hostsMount != nil {
 		mounts = append(mounts, hostsMount)
 	}
-	mounts = append(mounts, volumeMounts(c, w.volumes)...)
+	volumes, err := volumeMounts(c, w.volumes, env.values)
+	if err != nil {
+		return nil, err
+	}
+	mounts = append(mounts, volumes...)
 	return &runtimeapi.ContainerConfig{
 		Metadata:   &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: attempt},
 		Image:      &runtimeapi.ImageSpec{Image: image.GetId(), UserSpecifiedImage: c.Image},
@@ -654,17 +658,40 @@ func terminationGrace(pod *corev1.Pod) int64 {
 	return corev1.DefaultTerminationGracePeriodSeconds
 }
 
-// terminate stops the pod within its grace period, removes it from the runtime and finalises the Pod object,
-// as the kubelet does once a pod is marked for deletion.
+// terminate stops the pod within its grace period, writes its final status (each container terminated, a
+// terminal phase), removes it from the runtime and finalises the Pod object, as the kubelet does once a pod
+// is marked for deletion: a Pod that a finalizer keeps shows how its containers ended.
 func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) (bool, error) {
 	grace := terminationGrace(pod)
 	if pod.DeletionGracePeriodSeconds != nil {
 		grace = *pod.DeletionGracePeriodSeconds
 	}
-	if err := w.removeAll(ctx, pod, grace); err != nil {
+	containers, err := w.containers(ctx)
+	if err != nil {
 		return false, err
 	}
-	err := w.m.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+	// Without containers there is nothing new to report (a worker started again for a Pod a finalizer keeps
+	// must not overwrite its final status).
+	if len(containers) > 0 {
+		if err := w.stopAll(ctx, pod, containers, grace); err != nil {
+			return false, err
+		}
+		sandboxes, err := w.sandboxes(ctx)
+		if err != nil {
+			return false, err
+		}
+		var sandboxID *string
+		if len(sandboxes) > 0 {
+			sandboxID = &sandboxes[0].Id
+		}
+		if err := w.writeStatus(ctx, pod, sandboxID); err != nil {
+			return false, err
+		}
+	}
+	if err := w.removeAll(ctx, pod, 0); err != nil {
+		return false, err
+	}
+	err = w.m.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: new(int64), Preconditions: &metav1.Preconditions{UID: &pod.UID}})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return false, fmt.Errorf("finalising pod deletion: %w", err)
@@ -677,35 +704,20 @@ func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) (bool, error) {
 // minimumGrace is the least time a container gets between SIGTERM and SIGKILL, as in the kubelet.
 const minimumGrace = 2
 
-// removeAll stops every container of the pod (SIGTERM, then SIGKILL after grace seconds), stops the
-// sandboxes, then removes them all. Sidecars stop after the other containers, with the grace time left.
-// pod may be nil when the Pod object is already gone.
+// removeAll stops the pod's containers within grace (see stopAll) and removes them and its sandboxes from the
+// runtime. pod may be nil when the Pod is gone: then no hooks run.
 func (w *worker) removeAll(ctx context.Context, pod *corev1.Pod, grace int64) error {
 	containers, err := w.containers(ctx)
 	if err != nil {
 		return err
 	}
-	sidecars := map[string]bool{}
-	if pod != nil {
-		for i := range pod.Spec.InitContainers {
-			sidecars[pod.Spec.InitContainers[i].Name] = isSidecar(&pod.Spec.InitContainers[i])
-		}
+	if err := w.stopAll(ctx, pod, containers, grace); err != nil {
+		return err
 	}
-	var first, last []*runtimeapi.Container
 	for _, ct := range containers {
-		if sidecars[ct.GetMetadata().GetName()] {
-			last = append(last, ct)
-		} else {
-			first = append(first, ct)
+		if err := w.m.runtime.RemoveContainer(ctx, ct.Id); err != nil {
+			return fmt.Errorf("removing container %s: %w", ct.Id, err)
 		}
-	}
-	started := time.Now()
-	if err := w.stopAndRemove(ctx, pod, first, grace); err != nil {
-		return err
-	}
-	remaining := max(grace-int64(time.Since(started).Seconds()), minimumGrace)
-	if err := w.stopAndRemove(ctx, pod, last, remaining); err != nil {
-		return err
 	}
 	sandboxes, err := w.sandboxes(ctx)
 	if err != nil {
@@ -722,10 +734,39 @@ func (w *worker) removeAll(ctx context.Context, pod *corev1.Pod, grace int64) er
 	return nil
 }
 
-// stopAndRemove stops the containers in parallel with the given grace period, then removes them.
-func (w *worker) stopAndRemove(ctx context.Context, pod *corev1.Pod, containers []*runtimeapi.Container, grace int64) error {
+// stopAll stops containers within grace, as the kubelet does: app and regular init containers first, then
+// sidecars with what is left of it.
+func (w *worker) stopAll(ctx context.Context, pod *corev1.Pod, containers []*runtimeapi.Container, grace int64) error {
+	sidecars := map[string]bool{}
+	if pod != nil {
+		for i := range pod.Spec.InitContainers {
+			sidecars[pod.Spec.InitContainers[i].Name] = isSidecar(&pod.Spec.InitContainers[i])
+		}
+	}
+	var first, last []*runtimeapi.Container
+	for _, ct := range containers {
+		if sidecars[ct.GetMetadata().GetName()] {
+			last = append(last, ct)
+		} else {
+			first = append(first, ct)
+		}
+	}
+	started := time.Now()
+	if err := w.stopContainers(ctx, pod, first, grace); err != nil {
+		return err
+	}
+	remaining := max(grace-int64(time.Since(started).Seconds()), minimumGrace)
+	return w.stopContainers(ctx, pod, last, remaining)
+}
+
+// stopContainers stops containers in parallel, each after its preStop hook; exited ones need no stop.
+func (w *worker) stopContainers(ctx context.Context, pod *corev1.Pod, containers []*runtimeapi.Container, grace int64) error {
 	errs := make(chan error, len(containers))
 	for _, ct := range containers {
+		if ct.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+			errs <- nil
+			continue
+		}
 		go func() {
 			left := grace
 			if ct.State == runtimeapi.ContainerState_CONTAINER_RUNNING && pod != nil {
@@ -736,7 +777,7 @@ func (w *worker) stopAndRemove(ctx context.Context, pod *corev1.Pod, containers 
 				errs <- fmt.Errorf("stopping container %s: %w", ct.Id, err)
 				return
 			}
-			errs <- w.m.runtime.RemoveContainer(ctx, ct.Id)
+			errs <- nil
 		}()
 	}
 	var all []error
@@ -746,7 +787,6 @@ func (w *worker) stopAndRemove(ctx context.Context, pod *corev1.Pod, containers 
 	return errors.Join(all...)
 }
 
-// stopSandboxes stops (but keeps) the pod's sandboxes, for pods that finished.
 func (w *worker) stopSandboxes(ctx context.Context) error {
 	sandboxes, err := w.sandboxes(ctx)
 	if err != nil {

@@ -2,6 +2,7 @@ package podmanager
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -421,5 +423,38 @@ func TestFailingStartBacksOffLongerEachTime(t *testing.T) {
 	want := []time.Duration{initialBackoff, 2 * initialBackoff, 4 * initialBackoff}
 	if !slices.Equal(delays, want) {
 		t.Errorf("back-off after each failed start %v, want %v", delays, want)
+	}
+}
+
+// Before a deleted pod is finalised, its final status is written: each container terminated and a terminal
+// phase, as the kubelet writes it, so a Pod that a finalizer keeps does not show running containers forever.
+func TestDeletionWritesTheFinalStatusBeforeFinalising(t *testing.T) {
+	pod := testPod("localhost/testserver:local")
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.syncAndRefresh(t)
+	f.client.ClearActions()
+	f.deleteAndSync(t, 0)
+
+	var final *corev1.Pod
+	for _, a := range f.client.Actions() {
+		if a.GetVerb() == "delete" {
+			break
+		}
+		if patch, ok := a.(k8stesting.PatchAction); ok && a.GetSubresource() == "status" {
+			final = &corev1.Pod{}
+			if err := json.Unmarshal(patch.GetPatch(), final); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if final == nil {
+		t.Fatal("no status was written before the Pod was finalised")
+	}
+	if final.Status.Phase != corev1.PodSucceeded && final.Status.Phase != corev1.PodFailed {
+		t.Errorf("final phase %s, want a terminal one", final.Status.Phase)
+	}
+	if cs := final.Status.ContainerStatuses; len(cs) != 1 || cs[0].State.Terminated == nil {
+		t.Errorf("final container statuses %+v, want server terminated", cs)
 	}
 }

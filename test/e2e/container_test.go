@@ -248,3 +248,40 @@ func TestServiceLinksAndResourceFieldRefs(t *testing.T) {
 		svc.Spec.ClusterIP, svc.Spec.ClusterIP, api.Spec.ClusterIP, cpus)
 	waitForLog(ctx, t, logFile(created, "c"), want)
 }
+
+// A deleted Pod that a finalizer keeps shows how its container ended and a terminal phase, as the kubelet
+// writes it before the Pod is removed, instead of a running container forever.
+func TestDeletedPodHeldByAFinalizerShowsItsFinalStatus(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	pods := stack.client.CoreV1().Pods(ns)
+	spec := busyboxPod("held", 1, "exec sleep 3600")
+	spec.Finalizers = []string{"e2e.nodeagent.io/hold"}
+	if _, err := pods.Create(ctx, spec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitForPod(ctx, t, ns, "held", "Running", podRunningAndReady)
+	if err := pods.Delete(ctx, "held", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	final := waitForPod(ctx, t, ns, "held", "terminal with its container terminated", func(p *corev1.Pod) bool {
+		return (p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded) &&
+			len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Terminated != nil
+	})
+	// sleep as PID 1 ignores SIGTERM: SIGKILL after the grace period, exit code 137.
+	if term := final.Status.ContainerStatuses[0].State.Terminated; term.ExitCode != 137 || final.Status.Phase != corev1.PodFailed {
+		t.Errorf("phase %s, container exit code %d; want Failed, 137", final.Status.Phase, term.ExitCode)
+	}
+	final.Finalizers = nil
+	if _, err := pods.Update(ctx, final, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := pollUntil(ctx, func() (bool, error) {
+		_, err := pods.Get(ctx, "held", metav1.GetOptions{})
+		return err != nil, nil
+	})
+	if err != nil {
+		t.Errorf("pod not removed after its finalizer was: %v", err)
+	}
+}
