@@ -15,10 +15,18 @@ const (
 	fqdnMaxLen     = 64
 )
 
-// podHostnameAndDomain is the host name and domain the kubelet gives a pod: spec.hostname or else the pod's
-// name, cut to 63 characters without a trailing '-' or '.' (a generated name can be longer, and runc refuses
-// such a host name), and <subdomain>.<namespace>.svc.<cluster domain> when the pod has a subdomain.
+// podHostnameAndDomain is the host name and domain the kubelet gives a pod: spec.hostnameOverride as it is
+// (no domain), else spec.hostname or the pod's name, and <subdomain>.<namespace>.svc.<cluster domain> when the
+// pod has a subdomain. The name is cut to 63 characters without a trailing '-' or '.' (a generated name can be
+// longer, and runc refuses such a host name).
 func podHostnameAndDomain(pod *corev1.Pod, clusterDomain string) (hostname, domain string, err error) {
+	if override := pod.Spec.HostnameOverride; override != nil {
+		if msgs := validation.IsDNS1123Subdomain(*override); len(msgs) != 0 {
+			return "", "", fmt.Errorf("pod HostnameOverride %q is not a valid DNS subdomain: %s", *override, strings.Join(msgs, ";"))
+		}
+		hostname, err := truncateHostname(pod, *override)
+		return hostname, "", err
+	}
 	hostname = pod.Name
 	if pod.Spec.Hostname != "" {
 		if msgs := validation.IsDNS1123Label(pod.Spec.Hostname); len(msgs) != 0 {
@@ -26,14 +34,8 @@ func podHostnameAndDomain(pod *corev1.Pod, clusterDomain string) (hostname, doma
 		}
 		hostname = pod.Spec.Hostname
 	}
-	if len(hostname) > hostnameMaxLen {
-		truncated := strings.TrimRight(hostname[:hostnameMaxLen], "-.")
-		klog.InfoS("Hostname for pod was too long, truncated it", "pod", klog.KObj(pod), "hostnameMaxLen", hostnameMaxLen,
-			"truncatedHostname", truncated)
-		if truncated == "" {
-			return "", "", fmt.Errorf("hostname for pod %q was invalid: %q", pod.Name, hostname)
-		}
-		hostname = truncated
+	if hostname, err = truncateHostname(pod, hostname); err != nil {
+		return "", "", err
 	}
 	if pod.Spec.Subdomain != "" {
 		if msgs := validation.IsDNS1123Label(pod.Spec.Subdomain); len(msgs) != 0 {
@@ -42,6 +44,20 @@ func podHostnameAndDomain(pod *corev1.Pod, clusterDomain string) (hostname, doma
 		domain = fmt.Sprintf("%s.%s.svc.%s", pod.Spec.Subdomain, pod.Namespace, clusterDomain)
 	}
 	return hostname, domain, nil
+}
+
+// truncateHostname cuts a host name to the kernel's 63 characters, without a trailing '-' or '.'.
+func truncateHostname(pod *corev1.Pod, hostname string) (string, error) {
+	if len(hostname) > hostnameMaxLen {
+		truncated := strings.TrimRight(hostname[:hostnameMaxLen], "-.")
+		klog.InfoS("Hostname for pod was too long, truncated it", "pod", klog.KObj(pod), "hostnameMaxLen", hostnameMaxLen,
+			"truncatedHostname", truncated)
+		if truncated == "" {
+			return "", fmt.Errorf("hostname for pod %q was invalid: %q", pod.Name, hostname)
+		}
+		hostname = truncated
+	}
+	return hostname, nil
 }
 
 // kernelHostname is the name the pod's UTS namespace gets: the host name, or with setHostnameAsFQDN and a

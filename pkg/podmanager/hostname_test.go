@@ -29,6 +29,10 @@ func TestSandboxHostnameIsCutToWhatTheKernelTakes(t *testing.T) {
 		{name: "FQDN over 64", edit: func(p *corev1.Pod) {
 			p.Name, p.Spec.Subdomain, p.Spec.SetHostnameAsFQDN = strings.Repeat("c", 40), "db", &fqdn
 		}, wantErr: "is too long (64 characters is the max, 69 characters requested)"},
+		{name: "hostnameOverride wins over hostname and subdomain", edit: func(p *corev1.Pod) {
+			override := "my.custom.host"
+			p.Spec.Hostname, p.Spec.Subdomain, p.Spec.HostnameOverride = "db-0", "db", &override
+		}, want: "my.custom.host"},
 		{name: "host network", edit: func(p *corev1.Pod) { p.Name, p.Spec.HostNetwork = long, true }, want: ""},
 		{name: "invalid hostname", edit: func(p *corev1.Pod) { p.Spec.Hostname = "Not_A_Label" }, wantErr: `pod Hostname "Not_A_Label" is not a valid DNS label`},
 	} {
