@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := /var/cache/nodeagent/bin:/usr/local/go/bin:$(PATH)
 VERSION ?= v0.1.0-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: build run stop test unit e2e lint images bench-pods bench-proxy bench-dns bench-logs
+.PHONY: build run stop test unit e2e lint images conformance bench-pods bench-proxy bench-dns bench-logs
 
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/nodeagent ./cmd/nodeagent
@@ -30,6 +30,10 @@ e2e:
 
 lint:
 	hack/lint.sh
+
+# The upstream node conformance specs against the cluster of make run (not part of make test; see docs/CONFORMANCE.md).
+conformance:
+	hack/conformance.sh
 
 bench-pods:
 	go run ./hack/bench pods

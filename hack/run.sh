@@ -23,8 +23,10 @@ if running_pidfile "$AGENT_PID"; then
   stop_pidfile "$AGENT_PID"
 fi
 log "starting nodeagent as node $NODE_NAME (log: $AGENT_LOG)"
+# NODEAGENT_ARGS adds flags (make conformance keeps the pods' DNS on this machine with one).
+# shellcheck disable=SC2086
 setsid "$NODEAGENT_REPO/bin/nodeagent" --kubeconfig "$NODEAGENT_RUN/cluster/pki/$NODE_NAME.kubeconfig" \
-  --hostname-override "$NODE_NAME" >>"$AGENT_LOG" 2>&1 < /dev/null &
+  --hostname-override "$NODE_NAME" ${NODEAGENT_ARGS:-} >>"$AGENT_LOG" 2>&1 < /dev/null &
 echo $! > "$AGENT_PID"
 
 log "waiting for node $NODE_NAME to be Ready"

@@ -3,7 +3,12 @@
 // localhost/testserver (busybox plus test/images/testserver). It writes each as an image tarball and
 // imports it into containerd's k8s.io namespace with ctr.
 //
+// With --conformance-images it builds instead the images that the upstream e2e suite's specs use (make
+// conformance): see conformance.go.
+//
 // Run it from the repository root: go run ./hack/imagebuild [--out DIR] [--no-import]
+//
+//	[--conformance-images LIST --k8s-bin DIR]
 package main
 
 import (
@@ -39,49 +44,36 @@ func main() {
 	busybox := flag.String("busybox", "/bin/busybox", "a static busybox binary")
 	address := flag.String("containerd-address", "/run/containerd/containerd.sock", "containerd socket to import into")
 	noImport := flag.Bool("no-import", false, "only write the tarballs")
+	conformanceList := flag.String("conformance-images", "", "a file listing the images of e2e.test --list-images, one a line: build those")
+	k8sBin := flag.String("k8s-bin", "", "with --conformance-images: where hack/build-k8s.sh put agnhost and nnp")
 	flag.Parse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := run(ctx, *out, *busybox, *address, !*noImport); err != nil {
+	build := func() ([]image, error) { return testImages(ctx, *out, *busybox) }
+	if *conformanceList != "" {
+		build = func() ([]image, error) { return conformanceImages(ctx, *conformanceList, *k8sBin, *out, *busybox) }
+	}
+	if err := run(ctx, *out, *address, !*noImport, build); err != nil {
 		fmt.Fprintf(os.Stderr, "imagebuild: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, out, busyboxPath, address string, doImport bool) error {
+// image is one image to write: its name, its layers (the first at the bottom) and its run configuration.
+type image struct {
+	tag    string
+	layers []v1.Layer
+	config v1.Config
+}
+
+func run(ctx context.Context, out, address string, doImport bool, build func() ([]image, error)) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	pauseBin, err := goBuild(ctx, out, "./test/images/pause")
+	images, err := build()
 	if err != nil {
 		return err
-	}
-	serverBin, err := goBuild(ctx, out, "./test/images/testserver")
-	if err != nil {
-		return err
-	}
-	busyboxLayer, err := busyboxLayer(ctx, busyboxPath)
-	if err != nil {
-		return err
-	}
-	pauseLayer, err := fileLayer(map[string]string{"/pause": pauseBin})
-	if err != nil {
-		return err
-	}
-	serverLayer, err := fileLayer(map[string]string{"/testserver": serverBin})
-	if err != nil {
-		return err
-	}
-
-	images := []struct {
-		tag    string
-		layers []v1.Layer
-		config v1.Config
-	}{
-		{PauseImage, []v1.Layer{pauseLayer}, v1.Config{Entrypoint: []string{"/pause"}}},
-		{BusyboxImage, []v1.Layer{busyboxLayer}, v1.Config{Cmd: []string{"sh"}}},
-		{TestserverImage, []v1.Layer{busyboxLayer, serverLayer}, v1.Config{Entrypoint: []string{"/testserver"}}},
 	}
 	for _, im := range images {
 		path := filepath.Join(out, strings.NewReplacer("/", "_", ":", "_").Replace(im.tag)+".tar")
@@ -101,6 +93,36 @@ func run(ctx context.Context, out, busyboxPath, address string, doImport bool) e
 	return nil
 }
 
+// testImages are the project's own test and demo images.
+func testImages(ctx context.Context, out, busyboxPath string) ([]image, error) {
+	pauseBin, err := goBuild(ctx, out, "./test/images/pause")
+	if err != nil {
+		return nil, err
+	}
+	serverBin, err := goBuild(ctx, out, "./test/images/testserver")
+	if err != nil {
+		return nil, err
+	}
+	busyboxLayer, err := busyboxLayer(ctx, busyboxPath)
+	if err != nil {
+		return nil, err
+	}
+	pauseLayer, err := fileLayer(map[string]string{"/pause": pauseBin})
+	if err != nil {
+		return nil, err
+	}
+	serverLayer, err := fileLayer(map[string]string{"/testserver": serverBin})
+	if err != nil {
+		return nil, err
+	}
+
+	return []image{
+		{PauseImage, []v1.Layer{pauseLayer}, v1.Config{Entrypoint: []string{"/pause"}}},
+		{BusyboxImage, []v1.Layer{busyboxLayer}, v1.Config{Cmd: []string{"sh"}}},
+		{TestserverImage, []v1.Layer{busyboxLayer, serverLayer}, v1.Config{Entrypoint: []string{"/testserver"}}},
+	}, nil
+}
+
 // goBuild compiles a static binary of pkg into dir and returns its path.
 func goBuild(ctx context.Context, dir, pkg string) (string, error) {
 	bin := filepath.Join(dir, filepath.Base(pkg))
@@ -111,6 +133,12 @@ func goBuild(ctx context.Context, dir, pkg string) (string, error) {
 	}
 	return bin, nil
 }
+
+// The users and groups of the busybox layer.
+const (
+	busyboxPasswd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
+	busyboxGroup  = "root:x:0:\nnobody:x:65534:\n"
+)
 
 // busyboxLayer holds busybox with a link for each applet, a passwd/group with root and nobody, and /tmp.
 func busyboxLayer(ctx context.Context, busyboxPath string) (v1.Layer, error) {
@@ -132,11 +160,7 @@ func busyboxLayer(ctx context.Context, busyboxPath string) (v1.Layer, error) {
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777}); err != nil {
 		return nil, err
 	}
-	files := map[string]string{
-		"etc/passwd":  "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-		"etc/group":   "root:x:0:\nnobody:x:65534:\n",
-		"bin/busybox": string(bin),
-	}
+	files := map[string]string{"etc/passwd": busyboxPasswd, "etc/group": busyboxGroup, "bin/busybox": string(bin)}
 	for _, n := range []string{"etc/passwd", "etc/group", "bin/busybox"} {
 		if err := writeTarFile(tw, n, []byte(files[n]), 0o755); err != nil {
 			return nil, err
@@ -159,14 +183,23 @@ func busyboxLayer(ctx context.Context, busyboxPath string) (v1.Layer, error) {
 
 // fileLayer holds the given host files at the given image paths, executable.
 func fileLayer(files map[string]string) (v1.Layer, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	contents := map[string][]byte{}
 	for dest, src := range files {
 		data, err := os.ReadFile(src)
 		if err != nil {
 			return nil, err
 		}
-		if err := writeTarFile(tw, strings.TrimPrefix(dest, "/"), data, 0o755); err != nil {
+		contents[strings.TrimPrefix(dest, "/")] = data
+	}
+	return contentLayer(contents, 0o755)
+}
+
+// contentLayer holds files with the given contents and mode.
+func contentLayer(files map[string][]byte, mode int64) (v1.Layer, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, content := range files {
+		if err := writeTarFile(tw, name, content, mode); err != nil {
 			return nil, err
 		}
 	}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// conformanceImages are the images that the upstream e2e suite's specs run, under the names in listPath (the
+// output of e2e.test --list-images with make conformance's registry list), built from what this machine has:
+//   - agnhost: the suite's own test server (built by hack/build-k8s.sh) on busybox, with the image's user
+//     and group that security specs look for;
+//   - busybox: Debian's busybox-static, as for the project's own tests;
+//   - pause: the project's pause;
+//   - nonewprivs: the suite's nnp program, setuid, on busybox;
+//   - nonroot: busybox whose default user is 1234, as the upstream image;
+//   - kitten, nautilus: agnhost serving test-webserver, as upstream (without their pictures);
+//   - nginx: a stand-in, busybox httpd serving a page on port 80 (docs/CONFORMANCE.md names it).
+//
+// Any other name is listed on stderr as not built; specs that use it fail with ErrImageNeverPull or
+// ErrImagePull from a loopback registry, and the report shows them.
+func conformanceImages(ctx context.Context, listPath, k8sBin, out, busyboxPath string) ([]image, error) {
+	list, err := os.ReadFile(listPath)
+	if err != nil {
+		return nil, err
+	}
+	pauseBin, err := goBuild(ctx, out, "./test/images/pause")
+	if err != nil {
+		return nil, err
+	}
+	busybox, err := busyboxLayer(ctx, busyboxPath)
+	if err != nil {
+		return nil, err
+	}
+	pause, err := fileLayer(map[string]string{"/pause": pauseBin})
+	if err != nil {
+		return nil, err
+	}
+	agnhost, err := agnhostLayer(filepath.Join(k8sBin, "agnhost"))
+	if err != nil {
+		return nil, err
+	}
+	nnp, err := nnpLayer(filepath.Join(k8sBin, "nnp"))
+	if err != nil {
+		return nil, err
+	}
+	nginx, err := contentLayer(map[string][]byte{"usr/share/nginx/html/index.html": []byte("<h1>Welcome to nginx!</h1>\n")}, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	agnhostConfig := v1.Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}}
+	var images []image
+	for _, name := range strings.Fields(string(list)) {
+		repo, _, _ := strings.Cut(name, ":")
+		switch path.Base(repo) {
+		case "agnhost":
+			images = append(images, image{name, []v1.Layer{busybox, agnhost}, agnhostConfig})
+		case "busybox":
+			images = append(images, image{name, []v1.Layer{busybox}, v1.Config{Cmd: []string{"sh"}}})
+		case "pause":
+			images = append(images, image{name, []v1.Layer{pause}, v1.Config{Entrypoint: []string{"/pause"}}})
+		case "nonewprivs":
+			images = append(images, image{name, []v1.Layer{busybox, nnp}, v1.Config{Cmd: []string{"nnp"}}})
+		case "nonroot":
+			images = append(images, image{name, []v1.Layer{busybox}, v1.Config{Cmd: []string{"sh"}, User: "1234"}})
+		case "kitten", "nautilus":
+			images = append(images, image{name, []v1.Layer{busybox, agnhost},
+				v1.Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"test-webserver"}}})
+		case "nginx":
+			images = append(images, image{name, []v1.Layer{busybox, nginx},
+				v1.Config{Cmd: []string{"httpd", "-f", "-p", "80", "-h", "/usr/share/nginx/html"}}})
+		default:
+			fmt.Fprintf(os.Stderr, "imagebuild: not built (no local source): %s\n", name)
+		}
+	}
+	return images, nil
+}
+
+// agnhostLayer holds /agnhost and its /agnhost-2 link, the /uploads directory, and the user and group that the
+// upstream image defines (user-defined-in-image, uid 1000, in group-defined-in-image, gid 50000).
+func agnhostLayer(agnhostPath string) (v1.Layer, error) {
+	bin, err := os.ReadFile(agnhostPath)
+	if err != nil {
+		return nil, fmt.Errorf("agnhost (built by hack/build-k8s.sh agnhost): %w", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := writeTarFile(tw, "agnhost", bin, 0o755); err != nil {
+		return nil, err
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "agnhost-2", Linkname: "agnhost", Mode: 0o777}); err != nil {
+		return nil, err
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "uploads/", Mode: 0o755}); err != nil {
+		return nil, err
+	}
+	files := map[string]string{
+		"etc/passwd": busyboxPasswd + "user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n",
+		"etc/group":  busyboxGroup + "user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n",
+	}
+	for _, n := range []string{"etc/passwd", "etc/group"} {
+		if err := writeTarFile(tw, n, []byte(files[n]), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return layerFromBytes(buf.Bytes())
+}
+
+// nnpLayer holds the suite's nnp program setuid and setgid root, as the upstream nonewprivs image.
+func nnpLayer(nnpPath string) (v1.Layer, error) {
+	bin, err := os.ReadFile(nnpPath)
+	if err != nil {
+		return nil, fmt.Errorf("nnp (built by hack/build-k8s.sh nnp): %w", err)
+	}
+	return contentLayer(map[string][]byte{"usr/local/bin/nnp": bin}, 0o6755)
+}
