@@ -442,6 +442,14 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	if err := serveEndpoints(ctx, &wg, cfg, registry, proxier, src); err != nil {
 		return err
 	}
+	internalIPs, err := nodeCtl.InternalIPs()
+	if err != nil {
+		return err
+	}
+	nodeAPI, err := newNodeAPI(cfg, nodeName, internalIPs, src.Pods(), client)
+	if err != nil {
+		return err
+	}
 
 	if err := src.OnNodeChange(func(*corev1.Node) {
 		nodeCtl.Kick()
@@ -464,6 +472,13 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	go func() { defer wg.Done(); evictor.Run(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); imageGC.Run(ctx) }()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := nodeAPI.Run(ctx); err != nil {
+			klog.ErrorS(err, "The node API stopped")
+		}
+	}()
 	if proxier != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); proxier.Run(ctx) }()

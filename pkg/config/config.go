@@ -72,8 +72,16 @@ type Configuration struct {
 	NodeStatusReportFrequency metav1.Duration `json:"nodeStatusReportFrequency"`
 	// NodeLeaseDurationSeconds is the Lease's duration; it is renewed every quarter of it.
 	NodeLeaseDurationSeconds int32 `json:"nodeLeaseDurationSeconds"`
-	// KubeletPort is the port the node advertises for its node API.
+	// KubeletPort is the node API's port, which the node advertises.
 	KubeletPort int32 `json:"port"`
+	// Address is the IP address the node API listens on (the kubelet's address; all by default).
+	Address string `json:"address"`
+	// TLSCertFile and TLSPrivateKeyFile are the node API's serving certificate; when both are empty a
+	// self-signed one for the node's addresses and host name is made in <rootDir>/pki.
+	TLSCertFile       string `json:"tlsCertFile,omitempty"`
+	TLSPrivateKeyFile string `json:"tlsPrivateKeyFile,omitempty"`
+	// Authentication says which clients the node API knows.
+	Authentication NodeAPIAuthentication `json:"authentication"`
 	// StaticPodPath is a directory of Pod manifests that the agent runs without the API server (static pods),
 	// showing each in the API as a mirror pod; empty means none.
 	StaticPodPath string `json:"staticPodPath,omitempty"`
@@ -191,6 +199,17 @@ func (c *Configuration) LogsBufferBytes() int64 {
 	return q.Value()
 }
 
+// NodeAPIAuthentication is the node API's authentication, as the kubelet's: client certificates signed by
+// a CA of X509.ClientCAFile, and bearer tokens through TokenReview. Anonymous requests are refused.
+type NodeAPIAuthentication struct {
+	X509 NodeAPIX509Authentication `json:"x509"`
+}
+
+// NodeAPIX509Authentication names the CA bundle of client certificates; "" means the kubeconfig's cluster CA.
+type NodeAPIX509Authentication struct {
+	ClientCAFile string `json:"clientCAFile,omitempty"`
+}
+
 // DNSConfiguration is the node-local cluster DNS server's part.
 type DNSConfiguration struct {
 	// Enabled makes the agent answer cluster DNS for its pods. Pods use it when clusterDNS is empty.
@@ -282,6 +301,7 @@ func Default() *Configuration {
 		NodeStatusReportFrequency:        metav1.Duration{Duration: 5 * time.Minute},
 		NodeLeaseDurationSeconds:         40,
 		KubeletPort:                      10250,
+		Address:                          "0.0.0.0",
 		MaxParallelImagePulls:            5,
 		FileCheckFrequency:               metav1.Duration{Duration: 20 * time.Second},
 		RuntimeRequestTimeout:            metav1.Duration{Duration: 2 * time.Minute},
@@ -332,7 +352,12 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.ClusterDNS, "cluster-dns", c.ClusterDNS, "Comma-separated DNS server addresses for pods.")
 	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "Cluster DNS domain.")
 	fs.DurationVar(&c.NodeStatusUpdateFrequency.Duration, "node-status-update-frequency", c.NodeStatusUpdateFrequency.Duration, "How often node status is computed.")
-	fs.Int32Var(&c.KubeletPort, "port", c.KubeletPort, "Port advertised for the node API.")
+	fs.Int32Var(&c.KubeletPort, "port", c.KubeletPort, "Port of the node API, advertised in the Node.")
+	fs.StringVar(&c.Address, "address", c.Address, "IP address the node API listens on.")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "The node API's serving certificate (default: self-signed in <root-dir>/pki).")
+	fs.StringVar(&c.TLSPrivateKeyFile, "tls-private-key-file", c.TLSPrivateKeyFile, "The key of --tls-cert-file.")
+	fs.StringVar(&c.Authentication.X509.ClientCAFile, "client-ca-file", c.Authentication.X509.ClientCAFile,
+		"CA bundle of the node API's client certificates (default: the kubeconfig's cluster CA).")
 	fs.StringVar(&c.StaticPodPath, "pod-manifest-path", c.StaticPodPath, "Directory of static pod manifests.")
 	fs.StringVar(&c.ContainerLogMaxSize, "container-log-max-size", c.ContainerLogMaxSize, "Size at which a container log is rotated.")
 	fs.Int32Var(&c.ContainerLogMaxFiles, "container-log-max-files", c.ContainerLogMaxFiles, "Log files kept per container, the live one included.")
@@ -536,6 +561,12 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	if c.KubeletPort <= 0 || c.KubeletPort > 65535 {
 		errs = append(errs, field.Invalid(field.NewPath("port"), c.KubeletPort, "must be a port number"))
+	}
+	if net.ParseIP(c.Address) == nil {
+		errs = append(errs, field.Invalid(field.NewPath("address"), c.Address, "not an IP address"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSPrivateKeyFile == "") {
+		errs = append(errs, field.Invalid(field.NewPath("tlsCertFile"), c.TLSCertFile, "tlsCertFile and tlsPrivateKeyFile go together"))
 	}
 	return errs
 }

@@ -131,6 +131,21 @@ func osImage() string {
 	return "Linux"
 }
 
+// InternalIPs are the node's InternalIP addresses, as its status reports them.
+func (c *Controller) InternalIPs() ([]string, error) {
+	addrs, err := c.addresses()
+	if err != nil {
+		return nil, err
+	}
+	var ips []string
+	for _, a := range addrs {
+		if a.Type == corev1.NodeInternalIP {
+			ips = append(ips, a.Address)
+		}
+	}
+	return ips, nil
+}
+
 // addresses returns the InternalIP (configured, or the default-route interface's) and the Hostname.
 func (c *Controller) addresses() ([]corev1.NodeAddress, error) {
 	ip := c.cfg.NodeIP

@@ -285,3 +285,30 @@ func TestDeletedPodHeldByAFinalizerShowsItsFinalStatus(t *testing.T) {
 		t.Errorf("pod not removed after its finalizer was: %v", err)
 	}
 }
+
+// kubectl logs works: the API server reaches the node API with its kubelet client certificate, and the agent
+// serves the container's log with the kubelet's options.
+func TestPodLogsThroughTheAPIServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	pods := stack.client.CoreV1().Pods(ns)
+	if _, err := pods.Create(ctx, busyboxPod("talker", 0, `echo one; echo two; echo three; exec sleep 3600`),
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitForPod(ctx, t, ns, "talker", "Running", podRunningAndReady)
+	tail := int64(2)
+	var got string
+	err := pollUntil(ctx, func() (bool, error) {
+		out, err := pods.GetLogs("talker", &corev1.PodLogOptions{Container: "c", TailLines: &tail}).DoRaw(ctx)
+		got = string(out)
+		if err != nil {
+			got = err.Error()
+		}
+		return err == nil && got == "two\nthree\n", nil
+	})
+	if err != nil {
+		t.Fatalf("logs through the API server: %q, want the last two lines", got)
+	}
+}

@@ -1,0 +1,267 @@
+// Package server owns the node API listener (:10250 by default), as the kubelet serves it: TLS with the
+// node's serving certificate, clients authenticated by a certificate of the cluster's client CA or by a
+// bearer token (TokenReview), each request authorized by a SubjectAccessReview with the kubelet's mapping
+// of paths to node subresources. Behind it, the handlers read what the other components own (pod log files
+// in the kubelet's layout); the package changes nothing of the node.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/klog/v2"
+)
+
+// NodeAPIConfig is what the node API needs to know.
+type NodeAPIConfig struct {
+	// Address is where it listens (host:port).
+	Address string
+	// NodeName names the node in authorization checks (nodes/<name>).
+	NodeName string
+	// CertFile and KeyFile are the serving certificate; when both are empty a self-signed one is made (see
+	// ensureServingCert) in CertDir.
+	CertFile, KeyFile, CertDir string
+	// HostIPs and Hostname are the serving certificate's subject alternative names when it is self-signed.
+	HostIPs  []string
+	Hostname string
+	// ClientCA is the PEM bundle of the CAs that sign client certificates (the API server's kubelet client
+	// certificate among them).
+	ClientCA []byte
+	// PodLogsDir is where the container logs are, in the kubelet's layout.
+	PodLogsDir string
+}
+
+// NodeAPI serves the node API until its context ends.
+type NodeAPI struct {
+	cfg      NodeAPIConfig
+	listener net.Listener
+	pods     corelisters.PodLister
+	client   kubernetes.Interface
+	tls      *tls.Config
+	mux      *http.ServeMux
+	// decisions caches authentication and authorization answers, as the kubelet's webhook caches do.
+	decisions *decisionCache
+}
+
+// NewNodeAPI loads (or makes) the serving certificate and the client CAs; an unreadable file stops start-up.
+func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, client kubernetes.Interface) (*NodeAPI, error) {
+	cert, err := servingCert(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cas := x509.NewCertPool()
+	if !cas.AppendCertsFromPEM(cfg.ClientCA) {
+		return nil, fmt.Errorf("node API client CA: no PEM certificate in it")
+	}
+	s := &NodeAPI{cfg: cfg, pods: pods, client: client, mux: http.NewServeMux(), decisions: newDecisionCache(),
+		tls: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: cas,
+			ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	s.mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", s.containerLogs)
+	return s, nil
+}
+
+// Listen opens the port, so that one in use stops start-up before anything runs.
+func (s *NodeAPI) Listen() error {
+	listener, err := net.Listen("tcp", s.cfg.Address)
+	if err != nil {
+		return fmt.Errorf("node API: %w", err)
+	}
+	s.listener = listener
+	return nil
+}
+
+// Run serves on the port Listen opened until ctx ends.
+func (s *NodeAPI) Run(ctx context.Context) error {
+	listener := s.listener
+	srv := &http.Server{Handler: s.Handler(), TLSConfig: s.tls, ReadHeaderTimeout: 30 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}()
+	klog.InfoS("Serving the node API", "address", listener.Addr().String())
+	err := srv.ServeTLS(listener, "", "")
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Handler is the node API behind authentication and authorization (without TLS, which Run adds).
+func (s *NodeAPI) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, groups, err := s.authenticate(r)
+		if err != nil {
+			klog.V(2).InfoS("Node API request not authenticated", "path", r.URL.Path, "err", err)
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		verb, subresource := requestAttributes(r)
+		allowed, reason, err := s.authorize(r.Context(), user, groups, verb, subresource)
+		if err != nil {
+			klog.ErrorS(err, "Node API authorization failed", "user", user, "path", r.URL.Path)
+			http.Error(w, "Authorization error (user="+user+", verb="+verb+", resource=nodes, subresource="+subresource+")",
+				http.StatusInternalServerError)
+			return
+		}
+		if !allowed {
+			msg := fmt.Sprintf("Forbidden (user=%s, verb=%s, resource=nodes, subresource=%s)", user, verb, subresource)
+			klog.V(2).InfoS("Node API request forbidden", "user", user, "verb", verb, "subresource", subresource, "reason", reason)
+			http.Error(w, msg, http.StatusForbidden)
+			return
+		}
+		s.mux.ServeHTTP(w, r)
+	})
+}
+
+// authenticate returns the client's user and groups: a verified client certificate's common name and
+// organizations, or a bearer token's user as the API server's TokenReview says. Anonymous is refused.
+func (s *NodeAPI) authenticate(r *http.Request) (string, []string, error) {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		leaf := r.TLS.VerifiedChains[0][0]
+		return leaf.Subject.CommonName, leaf.Subject.Organization, nil
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		return "", nil, errors.New("no client certificate and no bearer token")
+	}
+	key := "token/" + token
+	if d, ok := s.decisions.get(key); ok {
+		return d.user, d.groups, d.err
+	}
+	review, err := s.client.AuthenticationV1().TokenReviews().Create(r.Context(), &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", nil, fmt.Errorf("token review: %w", err)
+	}
+	d := decision{user: review.Status.User.Username, groups: review.Status.User.Groups}
+	if !review.Status.Authenticated {
+		d.err = fmt.Errorf("token not authenticated: %s", review.Status.Error)
+	}
+	s.decisions.put(key, d, d.err == nil)
+	return d.user, d.groups, d.err
+}
+
+// requestAttributes maps a request to the verb and the subresource of nodes/<name> that authorize it, as the
+// kubelet does: GET → get, POST → create (and so on); /stats → stats, /metrics → metrics, /logs → log,
+// /pods → pods, /healthz → healthz, /configz → configz, anything else → proxy.
+func requestAttributes(r *http.Request) (verb, subresource string) {
+	switch r.Method {
+	case http.MethodPost:
+		verb = "create"
+	case http.MethodPut:
+		verb = "update"
+	case http.MethodPatch:
+		verb = "patch"
+	case http.MethodDelete:
+		verb = "delete"
+	default:
+		verb = "get"
+	}
+	subresource = "proxy"
+	for prefix, sub := range map[string]string{"/stats": "stats", "/metrics": "metrics", "/logs": "log",
+		"/pods": "pods", "/healthz": "healthz", "/configz": "configz"} {
+		if r.URL.Path == prefix || strings.HasPrefix(r.URL.Path, prefix+"/") {
+			subresource = sub
+		}
+	}
+	return verb, subresource
+}
+
+// authorize asks the API server whether the user may do verb on nodes/<name>/<subresource>. The fine-grained
+// subresources (pods, healthz, configz; KEP-2862) fall back to proxy, which implies them, as with the kubelet.
+func (s *NodeAPI) authorize(ctx context.Context, user string, groups []string, verb, subresource string) (bool, string, error) {
+	allowed, reason, err := s.review(ctx, user, groups, verb, subresource)
+	if err != nil || allowed {
+		return allowed, reason, err
+	}
+	switch subresource {
+	case "pods", "healthz", "configz":
+		return s.review(ctx, user, groups, verb, "proxy")
+	}
+	return false, reason, nil
+}
+
+func (s *NodeAPI) review(ctx context.Context, user string, groups []string, verb, subresource string) (bool, string, error) {
+	key := strings.Join([]string{"sar", user, strings.Join(groups, ","), verb, subresource}, "/")
+	if d, ok := s.decisions.get(key); ok {
+		return d.allowed, d.reason, nil
+	}
+	sar, err := s.client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+		Spec: authorizationv1.SubjectAccessReviewSpec{User: user, Groups: groups,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Version: "v1", Resource: "nodes",
+				Subresource: subresource, Name: s.cfg.NodeName}}}, metav1.CreateOptions{})
+	if err != nil {
+		return false, "", fmt.Errorf("subject access review: %w", err)
+	}
+	s.decisions.put(key, decision{allowed: sar.Status.Allowed, reason: sar.Status.Reason}, sar.Status.Allowed)
+	return sar.Status.Allowed, sar.Status.Reason, nil
+}
+
+// decision is a cached answer: of a TokenReview (user, groups, err) or of a SubjectAccessReview (allowed,
+// reason).
+type decision struct {
+	user    string
+	groups  []string
+	err     error
+	allowed bool
+	reason  string
+	expires time.Time
+}
+
+// The kubelet's webhook cache times: allowed and authenticated answers for 5 minutes (2 for tokens in the
+// kubelet; 5 here for both), denials for 30 seconds. At most maxDecisions are kept.
+const (
+	allowedTTL   = 5 * time.Minute
+	deniedTTL    = 30 * time.Second
+	maxDecisions = 4096
+)
+
+type decisionCache struct {
+	mu      sync.Mutex
+	entries map[string]decision
+}
+
+func newDecisionCache() *decisionCache { return &decisionCache{entries: map[string]decision{}} }
+
+func (c *decisionCache) get(key string) (decision, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.entries[key]
+	if !ok || time.Now().After(d.expires) {
+		return decision{}, false
+	}
+	return d, true
+}
+
+func (c *decisionCache) put(key string, d decision, positive bool) {
+	d.expires = time.Now().Add(deniedTTL)
+	if positive {
+		d.expires = time.Now().Add(allowedTTL)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= maxDecisions {
+		clear(c.entries) // simple and bounded: the next requests ask again
+	}
+	c.entries[key] = d
+}
