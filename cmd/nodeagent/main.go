@@ -446,7 +446,7 @@ func run(ctx context.Context, cfg *config.Configuration) error {
 	if err != nil {
 		return err
 	}
-	nodeAPI, err := newNodeAPI(cfg, nodeName, internalIPs, src.Pods(), client)
+	nodeAPI, err := newNodeAPI(cfg, nodeName, internalIPs, src.Pods(), runtime, client)
 	if err != nil {
 		return err
 	}

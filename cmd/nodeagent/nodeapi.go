@@ -17,7 +17,7 @@ import (
 
 // newNodeAPI makes the node API server of the full node and opens its port.
 func newNodeAPI(cfg *config.Configuration, nodeName string, internalIPs []string, pods corelisters.PodLister,
-	client kubernetes.Interface) (*server.NodeAPI, error) {
+	runtime server.StreamingRuntime, client kubernetes.Interface) (*server.NodeAPI, error) {
 	ca, err := nodeAPIClientCA(cfg)
 	if err != nil {
 		return nil, err
@@ -27,7 +27,7 @@ func newNodeAPI(cfg *config.Configuration, nodeName string, internalIPs []string
 		NodeName: nodeName, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSPrivateKeyFile,
 		CertDir: filepath.Join(cfg.RootDir, "pki"), HostIPs: internalIPs, Hostname: nodeName,
 		ClientCA: ca, PodLogsDir: cfg.PodLogsDir,
-	}, pods, client)
+	}, pods, runtime, client)
 	if err != nil {
 		return nil, err
 	}

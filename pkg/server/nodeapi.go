@@ -48,6 +48,7 @@ type NodeAPIConfig struct {
 type NodeAPI struct {
 	cfg      NodeAPIConfig
 	listener net.Listener
+	runtime  StreamingRuntime
 	pods     corelisters.PodLister
 	client   kubernetes.Interface
 	tls      *tls.Config
@@ -57,7 +58,7 @@ type NodeAPI struct {
 }
 
 // NewNodeAPI loads (or makes) the serving certificate and the client CAs; an unreadable file stops start-up.
-func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, client kubernetes.Interface) (*NodeAPI, error) {
+func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, runtime StreamingRuntime, client kubernetes.Interface) (*NodeAPI, error) {
 	cert, err := servingCert(cfg)
 	if err != nil {
 		return nil, err
@@ -66,11 +67,12 @@ func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, client kubernetes
 	if !cas.AppendCertsFromPEM(cfg.ClientCA) {
 		return nil, fmt.Errorf("node API client CA: no PEM certificate in it")
 	}
-	s := &NodeAPI{cfg: cfg, pods: pods, client: client, mux: http.NewServeMux(), decisions: newDecisionCache(),
+	s := &NodeAPI{cfg: cfg, pods: pods, runtime: runtime, client: client, mux: http.NewServeMux(), decisions: newDecisionCache(),
 		tls: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: cas,
 			ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	s.mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", s.containerLogs)
+	s.handleStreaming()
 	return s, nil
 }
 
@@ -163,8 +165,13 @@ func (s *NodeAPI) authenticate(r *http.Request) (string, []string, error) {
 
 // requestAttributes maps a request to the verb and the subresource of nodes/<name> that authorize it, as the
 // kubelet does: GET → get, POST → create (and so on); /stats → stats, /metrics → metrics, /logs → log,
-// /pods → pods, /healthz → healthz, /configz → configz, anything else → proxy.
+// /pods → pods, /healthz → healthz, /configz → configz, anything else → proxy. Beyond the kubelet, exec,
+// attach, portForward and run need create whatever the method: the kubelet lets get nodes/proxy exec over a
+// WebSocket GET, so a read-only monitoring role could run commands in every pod.
 func requestAttributes(r *http.Request) (verb, subresource string) {
+	if isStreamingPath(r.URL.Path) {
+		return "create", "proxy"
+	}
 	switch r.Method {
 	case http.MethodPost:
 		verb = "create"
@@ -185,6 +192,15 @@ func requestAttributes(r *http.Request) (verb, subresource string) {
 		}
 	}
 	return verb, subresource
+}
+
+func isStreamingPath(path string) bool {
+	for _, prefix := range []string{"/exec/", "/attach/", "/portForward/", "/run/"} {
+		if strings.HasPrefix(path, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // authorize asks the API server whether the user may do verb on nodes/<name>/<subresource>. The fine-grained

@@ -95,7 +95,7 @@ func newFixture(t *testing.T, allowedUsers ...string) *fixture {
 	}
 	api, err := NewNodeAPI(NodeAPIConfig{NodeName: "node-a", CertDir: t.TempDir(), Hostname: "node-a",
 		HostIPs: []string{"127.0.0.1"}, ClientCA: f.ca.pem, PodLogsDir: f.logDir},
-		corelisters.NewPodLister(f.indexer), client)
+		corelisters.NewPodLister(f.indexer), nil, client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,4 +255,26 @@ func appendLine(t *testing.T, path, line string) {
 	}
 	defer file.Close()
 	_, _ = file.WriteString(line)
+}
+
+// The kubelet's mapping of requests to authorization checks, with exec and its kin needing create whatever
+// the method (a WebSocket exec is a GET).
+func TestRequestAttributes(t *testing.T) {
+	for _, tc := range []struct{ method, path, verb, subresource string }{
+		{"GET", "/containerLogs/ns/p/c", "get", "proxy"},
+		{"GET", "/stats/summary", "get", "stats"},
+		{"GET", "/metrics/resource", "get", "metrics"},
+		{"GET", "/logs/syslog", "get", "log"},
+		{"GET", "/pods", "get", "pods"},
+		{"GET", "/healthz", "get", "healthz"},
+		{"POST", "/exec/ns/p/c", "create", "proxy"},
+		{"GET", "/exec/ns/p/c", "create", "proxy"},
+		{"GET", "/portForward/ns/p", "create", "proxy"},
+		{"GET", "/attach/ns/p/c", "create", "proxy"},
+	} {
+		r := httptest.NewRequest(tc.method, tc.path, nil)
+		if verb, sub := requestAttributes(r); verb != tc.verb || sub != tc.subresource {
+			t.Errorf("%s %s: %s nodes/%s, want %s nodes/%s", tc.method, tc.path, verb, sub, tc.verb, tc.subresource)
+		}
+	}
 }

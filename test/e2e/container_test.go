@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/remotecommand"
 )
 
 // A busybox container shows that command, args and env reach the process and its output reaches the CRI log
@@ -310,5 +312,31 @@ func TestPodLogsThroughTheAPIServer(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("logs through the API server: %q, want the last two lines", got)
+	}
+}
+
+// kubectl exec works: the API server upgrades to the node API, which hands the stream to the runtime's.
+func TestExecThroughTheAPIServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, busyboxPod("shell", 0, "exec sleep 3600"),
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitForPod(ctx, t, ns, "shell", "Running", podRunningAndReady)
+	req := stack.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("shell").
+		SubResource("exec").VersionedParams(&corev1.PodExecOptions{Container: "c",
+		Command: []string{"sh", "-c", "echo out-$((6*7)); echo err >&2"}, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	exec, err := remotecommand.NewSPDYExecutor(stack.restConfig, "POST", req.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	if err := exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}); err != nil {
+		t.Fatalf("exec: %v (stderr %q)", err, stderr.String())
+	}
+	if stdout.String() != "out-42\n" || stderr.String() != "err\n" {
+		t.Errorf("exec printed %q and %q, want out-42 and err", stdout.String(), stderr.String())
 	}
 }

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodeagent/nodeagent/pkg/node"
@@ -43,6 +44,8 @@ type harness struct {
 	repo   string
 	env    []string
 	client kubernetes.Interface
+	// restConfig is the admin's, for clients beyond the typed one (exec streams).
+	restConfig *rest.Config
 	// agentBin is the nodeagent binary built from this tree; agent is its running process.
 	agentBin string
 	agent    *exec.Cmd
@@ -103,11 +106,10 @@ func startHarness() (*harness, error) {
 	}
 	h.kubectl = filepath.Join(strings.TrimSpace(string(out)), "kubectl")
 	h.admin = filepath.Join(runDir, "cluster/pki/admin.kubeconfig")
-	restConfig, err := clientcmd.BuildConfigFromFlags("", h.admin)
-	if err != nil {
+	if h.restConfig, err = clientcmd.BuildConfigFromFlags("", h.admin); err != nil {
 		return h, err
 	}
-	if h.client, err = kubernetes.NewForConfig(restConfig); err != nil {
+	if h.client, err = kubernetes.NewForConfig(h.restConfig); err != nil {
 		return h, err
 	}
 

@@ -1,0 +1,178 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/proxy"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+)
+
+// StreamingRuntime is what the streaming paths need of the container runtime: the URLs of its streaming
+// server for an exec, an attach or a port forward.
+type StreamingRuntime interface {
+	Exec(ctx context.Context, req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error)
+	Attach(ctx context.Context, req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error)
+	PortForward(ctx context.Context, req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error)
+	ListPodSandbox(ctx context.Context, filter *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error)
+}
+
+// handleStreaming registers /exec, /attach and /portForward, as the kubelet serves them: the runtime gives a
+// URL on its own streaming server and the request (SPDY or WebSocket upgrade) is proxied to it.
+func (s *NodeAPI) handleStreaming() {
+	for _, path := range []string{"/exec/{namespace}/{pod}/{container}", "/exec/{namespace}/{pod}/{uid}/{container}"} {
+		s.mux.HandleFunc(path, s.exec)
+	}
+	for _, path := range []string{"/attach/{namespace}/{pod}/{container}", "/attach/{namespace}/{pod}/{uid}/{container}"} {
+		s.mux.HandleFunc(path, s.attach)
+	}
+	for _, path := range []string{"/portForward/{namespace}/{pod}", "/portForward/{namespace}/{pod}/{uid}"} {
+		s.mux.HandleFunc(path, s.portForward)
+	}
+}
+
+// streamOptions are the kubelet's query parameters of exec and attach: input, output, error and tty ("1"
+// for on); a terminal merges stderr into stdout.
+type streamOptions struct{ stdin, stdout, stderr, tty bool }
+
+func parseStreamOptions(r *http.Request) (streamOptions, error) {
+	q := r.URL.Query()
+	o := streamOptions{stdin: q.Get("input") == "1", stdout: q.Get("output") == "1", stderr: q.Get("error") == "1",
+		tty: q.Get("tty") == "1"}
+	if o.tty {
+		o.stderr = false
+	}
+	if !o.stdin && !o.stdout && !o.stderr {
+		return o, fmt.Errorf("you must specify at least 1 of stdin, stdout, stderr")
+	}
+	return o, nil
+}
+
+func (s *NodeAPI) exec(w http.ResponseWriter, r *http.Request) {
+	opts, err := parseStreamOptions(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	id, ok := s.containerID(w, r)
+	if !ok {
+		return
+	}
+	resp, err := s.runtime.Exec(r.Context(), &runtimeapi.ExecRequest{ContainerId: id, Cmd: r.URL.Query()["command"],
+		Tty: opts.tty, Stdin: opts.stdin, Stdout: opts.stdout, Stderr: opts.stderr})
+	if err != nil {
+		http.Error(w, fmt.Sprintf("exec in container %s: %v", id, err), http.StatusInternalServerError)
+		return
+	}
+	proxyStream(w, r, resp.Url)
+}
+
+func (s *NodeAPI) attach(w http.ResponseWriter, r *http.Request) {
+	opts, err := parseStreamOptions(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	id, ok := s.containerID(w, r)
+	if !ok {
+		return
+	}
+	resp, err := s.runtime.Attach(r.Context(), &runtimeapi.AttachRequest{ContainerId: id, Tty: opts.tty,
+		Stdin: opts.stdin, Stdout: opts.stdout, Stderr: opts.stderr})
+	if err != nil {
+		http.Error(w, fmt.Sprintf("attach to container %s: %v", id, err), http.StatusInternalServerError)
+		return
+	}
+	proxyStream(w, r, resp.Url)
+}
+
+func (s *NodeAPI) portForward(w http.ResponseWriter, r *http.Request) {
+	pod, ok := s.pod(w, r)
+	if !ok {
+		return
+	}
+	var ports []int32
+	for _, p := range r.URL.Query()["port"] { // WebSocket clients name the ports; SPDY streams carry them
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			http.Error(w, fmt.Sprintf("invalid port %q", p), http.StatusBadRequest)
+			return
+		}
+		ports = append(ports, int32(n))
+	}
+	sandboxes, err := s.runtime.ListPodSandbox(r.Context(), &runtimeapi.PodSandboxFilter{
+		State:         &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY},
+		LabelSelector: map[string]string{"io.kubernetes.pod.uid": string(pod.UID)}})
+	if err != nil || len(sandboxes) == 0 {
+		http.Error(w, fmt.Sprintf("pod %q has no running sandbox: %v", pod.Name, err), http.StatusNotFound)
+		return
+	}
+	resp, err := s.runtime.PortForward(r.Context(), &runtimeapi.PortForwardRequest{PodSandboxId: sandboxes[0].Id, Port: ports})
+	if err != nil {
+		http.Error(w, fmt.Sprintf("port forward to pod %s: %v", pod.Name, err), http.StatusInternalServerError)
+		return
+	}
+	proxyStream(w, r, resp.Url)
+}
+
+// pod finds the request's pod (and checks its UID when the path has one), or answers 404.
+func (s *NodeAPI) pod(w http.ResponseWriter, r *http.Request) (*corev1.Pod, bool) {
+	name := r.PathValue("pod")
+	pod, err := s.pods.Pods(r.PathValue("namespace")).Get(name)
+	if apierrors.IsNotFound(err) || err == nil && r.PathValue("uid") != "" && string(pod.UID) != r.PathValue("uid") {
+		http.Error(w, fmt.Sprintf("pod %q does not exist", name), http.StatusNotFound)
+		return nil, false
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return nil, false
+	}
+	return pod, true
+}
+
+// containerID is the runtime ID of the request's running container, as the pod's status has it.
+func (s *NodeAPI) containerID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	pod, ok := s.pod(w, r)
+	if !ok {
+		return "", false
+	}
+	name := r.PathValue("container")
+	for _, cs := range allStatuses(pod) {
+		if cs.Name != name {
+			continue
+		}
+		if cs.State.Running == nil || cs.ContainerID == "" {
+			http.Error(w, fmt.Sprintf("container %q in pod %q is not running", name, pod.Name), http.StatusBadRequest)
+			return "", false
+		}
+		_, id, _ := strings.Cut(cs.ContainerID, "://")
+		return id, true
+	}
+	http.Error(w, fmt.Sprintf("container %q not found in pod %q", name, pod.Name), http.StatusNotFound)
+	return "", false
+}
+
+// proxyStream hands the client's upgrade request to the runtime's streaming server, as the kubelet does.
+func proxyStream(w http.ResponseWriter, r *http.Request, rawURL string) {
+	location, err := url.Parse(rawURL)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("the runtime's streaming URL %q: %v", rawURL, err), http.StatusInternalServerError)
+		return
+	}
+	handler := proxy.NewUpgradeAwareHandler(location, nil, false, true, streamErrors{})
+	handler.ServeHTTP(w, r)
+}
+
+type streamErrors struct{}
+
+func (streamErrors) Error(w http.ResponseWriter, _ *http.Request, err error) {
+	klog.ErrorS(err, "Proxying a stream to the runtime failed")
+	http.Error(w, err.Error(), http.StatusInternalServerError)
+}
