@@ -12,7 +12,7 @@ import (
 func TestConditionsNameTheContainersThatHoldThePodBack(t *testing.T) {
 	pod := testPod("busybox")
 	pod.Generation = 3
-	pod.Spec.InitContainers = []corev1.Container{{Name: "setup", Image: "busybox"}}
+	pod.Spec.InitContainers = []corev1.Container{{Name: "setup", Image: "busybox"}, {Name: "setup2", Image: "busybox"}}
 	pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: "example.com/lb"}}
 	f := newFixture(t, pod)
 	f.runtime.SetFakeImages([]string{"busybox"})
@@ -26,7 +26,7 @@ func TestConditionsNameTheContainersThatHoldThePodBack(t *testing.T) {
 	want := map[corev1.PodConditionType]corev1.PodCondition{
 		corev1.PodReadyToStartContainers: {Status: corev1.ConditionTrue},
 		corev1.PodInitialized: {Status: corev1.ConditionFalse, Reason: "ContainersNotInitialized",
-			Message: "containers with incomplete status: [setup]"},
+			Message: "containers with incomplete status: [setup setup2]"},
 		corev1.ContainersReady: {Status: corev1.ConditionFalse, Reason: "ContainersNotReady",
 			Message: "containers with unready status: [server]"},
 		corev1.PodReady: {Status: corev1.ConditionFalse, Reason: "ContainersNotReady",
@@ -46,6 +46,12 @@ func TestConditionsNameTheContainersThatHoldThePodBack(t *testing.T) {
 	}
 	for typ := range want {
 		t.Errorf("no %s condition", typ)
+	}
+	// The containers not made yet wait as the kubelet says, in a pod with init containers.
+	for _, cs := range []corev1.ContainerStatus{status.InitContainerStatuses[1], status.ContainerStatuses[0]} {
+		if cs.State.Waiting == nil || cs.State.Waiting.Reason != "PodInitializing" {
+			t.Errorf("%s: state %+v, want waiting PodInitializing", cs.Name, cs.State)
+		}
 	}
 }
 

@@ -71,10 +71,14 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 	w.applyProbes(pod, probeIP, inits, containers)
 	status.InitContainerStatuses, status.ContainerStatuses = inits, containers
 	initialized, initFailed := initProgress(pod, inits)
-	if !initialized {
-		for i := range containers {
-			if w := containers[i].State.Waiting; w != nil && w.Reason == "ContainerCreating" {
-				w.Reason = "PodInitializing"
+	if len(pod.Spec.InitContainers) > 0 {
+		// The kubelet's default state of a container the runtime has not made yet, in a pod with init
+		// containers: the init containers after the first as well as the app containers.
+		for _, list := range [][]corev1.ContainerStatus{inits, containers} {
+			for i := range list {
+				if w := list[i].State.Waiting; w != nil && w.Reason == "ContainerCreating" && list[i].ContainerID == "" {
+					w.Reason = "PodInitializing"
+				}
 			}
 		}
 	}
