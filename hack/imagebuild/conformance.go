@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -15,8 +16,8 @@ import (
 
 // conformanceImages are the images that the upstream e2e suite's specs run, under the names in listPath (the
 // output of e2e.test --list-images with make conformance's registry list), built from what this machine has:
-//   - agnhost: the suite's own test server (built by hack/build-k8s.sh) on busybox, with the image's user
-//     and group that security specs look for;
+//   - agnhost: the suite's own test server (built by hack/build-k8s.sh) on busybox, with the host's curl,
+//     dig, ip and bash (with their libraries), and the image's user and group that security specs look for;
 //   - busybox: Debian's busybox-static, as for the project's own tests;
 //   - pause: the project's pause;
 //   - nonewprivs: the suite's nnp program, setuid, on busybox;
@@ -47,6 +48,10 @@ func conformanceImages(ctx context.Context, listPath, k8sBin, out, busyboxPath s
 	if err != nil {
 		return nil, err
 	}
+	tools, err := hostToolsLayer(ctx, []string{"curl", "dig", "ip", "bash"})
+	if err != nil {
+		return nil, err
+	}
 	nnp, err := nnpLayer(filepath.Join(k8sBin, "nnp"))
 	if err != nil {
 		return nil, err
@@ -61,7 +66,7 @@ func conformanceImages(ctx context.Context, listPath, k8sBin, out, busyboxPath s
 		repo, _, _ := strings.Cut(name, ":")
 		switch path.Base(repo) {
 		case "agnhost":
-			images = append(images, image{name, []v1.Layer{busybox, agnhost}, agnhostConfig})
+			images = append(images, image{name, []v1.Layer{busybox, tools, agnhost}, agnhostConfig})
 		case "busybox":
 			images = append(images, image{name, []v1.Layer{busybox}, v1.Config{Cmd: []string{"sh"}}})
 		case "pause":
@@ -123,4 +128,38 @@ func nnpLayer(nnpPath string) (v1.Layer, error) {
 		return nil, fmt.Errorf("nnp (built by hack/build-k8s.sh nnp): %w", err)
 	}
 	return contentLayer(map[string][]byte{"usr/local/bin/nnp": bin}, 0o6755)
+}
+
+// hostToolsLayer holds host programs with every shared library ldd names for them, at the paths it names, so
+// they run in an image without the host's root: the upstream agnhost image has curl, dig, ip and bash, which
+// the suite's specs run in it (lifecycle hooks curl, network specs dial with curl).
+func hostToolsLayer(ctx context.Context, programs []string) (v1.Layer, error) {
+	files := map[string][]byte{}
+	for _, program := range programs {
+		path, err := exec.LookPath(program)
+		if err != nil {
+			return nil, fmt.Errorf("%s (needed in the agnhost image): %w", program, err)
+		}
+		out, err := exec.CommandContext(ctx, "ldd", path).Output()
+		if err != nil {
+			return nil, fmt.Errorf("ldd %s: %w", path, err)
+		}
+		needed := []string{path}
+		for _, line := range strings.Split(string(out), "\n") {
+			for _, field := range strings.Fields(line) {
+				if strings.HasPrefix(field, "/") {
+					needed = append(needed, field)
+				}
+			}
+		}
+		for _, file := range needed {
+			data, err := os.ReadFile(file) // follows links: the image gets the library under the name it is asked by
+			if err != nil {
+				return nil, err
+			}
+			files[strings.TrimPrefix(file, "/")] = data
+		}
+		files["bin/"+program] = files[strings.TrimPrefix(path, "/")] // scripts name /bin/bash
+	}
+	return contentLayer(files, 0o755)
 }
