@@ -266,17 +266,25 @@ func unixNano(ns int64) metav1.Time {
 // podPhase follows the kubelet: Pending until every container has run, Succeeded/Failed once every
 // container terminated for good, Running otherwise.
 func podPhase(pod *corev1.Pod, statuses []corev1.ContainerStatus) corev1.PodPhase {
-	running, waiting, succeeded, failed := 0, 0, 0, 0
-	for _, cs := range statuses {
+	// As the kubelet's getPhase with ContainerRestartRules: a stopped container counts as restarting unless
+	// its own rules and policy (or the pod's) say it stays stopped.
+	running, waiting, stopped, stoppedForGood, succeeded := 0, 0, 0, 0, 0
+	for i, cs := range statuses {
+		last := cs.State.Terminated
+		if last == nil && cs.State.Waiting != nil {
+			last = cs.LastTerminationState.Terminated // waiting to restart after a run
+		}
 		switch {
 		case cs.State.Running != nil:
 			running++
-		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
-			succeeded++
-		case cs.State.Terminated != nil:
-			failed++
-		case cs.LastTerminationState.Terminated != nil:
-			running++ // waiting to restart after a run: the pod has been running
+		case last != nil:
+			stopped++
+			if !containerShouldRestart(&pod.Spec.Containers[i], &pod.Spec, last.ExitCode) {
+				stoppedForGood++
+			}
+			if cs.State.Terminated != nil && last.ExitCode == 0 {
+				succeeded++
+			}
 		default:
 			waiting++
 		}
@@ -285,7 +293,7 @@ func podPhase(pod *corev1.Pod, statuses []corev1.ContainerStatus) corev1.PodPhas
 	// removed (static pods excepted, as there).
 	terminal := pod.DeletionTimestamp != nil && !source.IsStaticPod(pod) && running == 0
 	switch {
-	case terminal && waiting == 0 && failed == 0 && succeeded > 0:
+	case terminal && waiting == 0 && stopped > 0 && succeeded == stopped:
 		return corev1.PodSucceeded
 	case terminal:
 		return corev1.PodFailed
@@ -293,12 +301,10 @@ func podPhase(pod *corev1.Pod, statuses []corev1.ContainerStatus) corev1.PodPhas
 		return corev1.PodPending
 	case running > 0:
 		return corev1.PodRunning
-	case pod.Spec.RestartPolicy == corev1.RestartPolicyAlways:
-		return corev1.PodRunning // every container will be restarted
-	case failed > 0 && pod.Spec.RestartPolicy == corev1.RestartPolicyNever:
-		return corev1.PodFailed
-	case failed > 0:
-		return corev1.PodRunning // OnFailure restarts the failed ones
+	case stopped != stoppedForGood:
+		return corev1.PodRunning // restarting
+	case succeeded == stopped:
+		return corev1.PodSucceeded
 	}
-	return corev1.PodSucceeded
+	return corev1.PodFailed
 }

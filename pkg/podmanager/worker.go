@@ -167,9 +167,10 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 		return false, errors.Join(err, w.writeStatus(ctx, pod, nil))
 	}
 	if w.runInitContainers(ctx, pod, sandboxID, sandboxConfig) {
-		appRestart := func(exitCode int32) bool { return shouldRestart(pod.Spec.RestartPolicy, exitCode) }
 		for i := range pod.Spec.Containers {
-			w.ensureContainer(ctx, pod, &pod.Spec.Containers[i], appRestart, sandboxID, sandboxConfig)
+			c := &pod.Spec.Containers[i]
+			restart := func(exitCode int32) bool { return containerShouldRestart(c, &pod.Spec, exitCode) }
+			w.ensureContainer(ctx, pod, c, restart, sandboxID, sandboxConfig)
 		}
 	}
 	if pod, err = w.m.getPod(w.key); err != nil {
@@ -496,16 +497,6 @@ func ranFor(st *runtimeapi.ContainerStatus) time.Duration {
 		return 0
 	}
 	return time.Unix(0, st.GetFinishedAt()).Sub(time.Unix(0, st.GetStartedAt()))
-}
-
-func shouldRestart(policy corev1.RestartPolicy, exitCode int32) bool {
-	switch policy {
-	case corev1.RestartPolicyNever:
-		return false
-	case corev1.RestartPolicyOnFailure:
-		return exitCode != 0
-	}
-	return true
 }
 
 // inBackoff reports whether key must wait before its next attempt, and otherwise starts the next back-off

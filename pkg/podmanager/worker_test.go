@@ -267,9 +267,19 @@ func TestPodPhase(t *testing.T) {
 		{"on failure, one failed", corev1.RestartPolicyOnFailure, []corev1.ContainerStatus{exited(0), exited(2)}, corev1.PodRunning},
 		{"on failure, all succeeded", corev1.RestartPolicyOnFailure, []corev1.ContainerStatus{exited(0)}, corev1.PodSucceeded},
 		{"always, exited", corev1.RestartPolicyAlways, []corev1.ContainerStatus{exited(0)}, corev1.PodRunning},
+		// Container-level policies and rules (ContainerRestartRules) decide for their container.
+		{"always, the container's Never, exited 3", corev1.RestartPolicyAlways, []corev1.ContainerStatus{exited(3)}, corev1.PodFailed},
+		{"always, the container's Never, exited 0", corev1.RestartPolicyAlways, []corev1.ContainerStatus{exited(0)}, corev1.PodSucceeded},
+		{"never, the container's rule restarts on 42", corev1.RestartPolicyNever, []corev1.ContainerStatus{exited(42)}, corev1.PodRunning},
 	}
+	never := corev1.ContainerRestartPolicyNever
 	for _, tt := range tests {
-		pod := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: tt.policy}}
+		pod := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: tt.policy, Containers: make([]corev1.Container, len(tt.statuses))}}
+		if strings.Contains(tt.name, "container's") {
+			pod.Spec.Containers[0].RestartPolicy = &never
+			pod.Spec.Containers[0].RestartPolicyRules = []corev1.ContainerRestartRule{{Action: corev1.ContainerRestartRuleActionRestart,
+				ExitCodes: &corev1.ContainerRestartRuleOnExitCodes{Operator: corev1.ContainerRestartRuleOnExitCodesOpIn, Values: []int32{42}}}}
+		}
 		if got := podPhase(pod, tt.statuses); got != tt.want {
 			t.Errorf("%s: phase = %s, want %s", tt.name, got, tt.want)
 		}
@@ -456,5 +466,32 @@ func TestDeletionWritesTheFinalStatusBeforeFinalising(t *testing.T) {
 	}
 	if cs := final.Status.ContainerStatuses; len(cs) != 1 || cs[0].State.Terminated == nil {
 		t.Errorf("final container statuses %+v, want server terminated", cs)
+	}
+}
+
+// A container's own restartPolicy and restartPolicyRules decide whether it runs again (ContainerRestartRules,
+// beta and on by default in v1.37): a rule that matches the exit code restarts it even in a Never pod.
+func TestContainerRestartRules(t *testing.T) {
+	never := corev1.ContainerRestartPolicyNever
+	pod := testPod("localhost/testserver:local")
+	pod.Spec.RestartPolicy = corev1.RestartPolicyAlways
+	pod.Spec.Containers[0].RestartPolicy = &never
+	pod.Spec.Containers[0].RestartPolicyRules = []corev1.ContainerRestartRule{{Action: corev1.ContainerRestartRuleActionRestart,
+		ExitCodes: &corev1.ContainerRestartRuleOnExitCodes{Operator: corev1.ContainerRestartRuleOnExitCodesOpIn, Values: []int32{42}}}}
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.syncAndRefresh(t)
+
+	f.exitAll(42)
+	if cs := f.syncAndRefresh(t).ContainerStatuses[0]; cs.RestartCount != 1 || cs.State.Running == nil {
+		t.Fatalf("after exit 42: restartCount=%d state=%+v, want restarted by the rule", cs.RestartCount, cs.State)
+	}
+	f.exitAll(3)
+	status := f.syncAndRefresh(t)
+	if cs := status.ContainerStatuses[0]; cs.RestartCount != 1 || cs.State.Terminated == nil {
+		t.Errorf("after exit 3: restartCount=%d state=%+v, want it left terminated (its own policy Never)", cs.RestartCount, cs.State)
+	}
+	if status.Phase != corev1.PodFailed {
+		t.Errorf("phase %s, want Failed", status.Phase)
 	}
 }
