@@ -115,3 +115,32 @@ func TestSidecarsStopAfterAppContainers(t *testing.T) {
 		t.Errorf("stop order = %v, want the app, then the sidecar proxy (the exited setup needs no stop)", stopped)
 	}
 }
+
+// A sidecar with a startup probe holds the next containers until the probe succeeds, as with the kubelet.
+func TestSidecarWithAStartupProbeHoldsTheAppUntilStarted(t *testing.T) {
+	pod := podWithInitAndSidecar()
+	pod.Spec.InitContainers = pod.Spec.InitContainers[1:] // the sidecar alone
+	pod.Spec.InitContainers[0].StartupProbe = &corev1.Probe{PeriodSeconds: 3600,
+		ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"check"}}}}
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.syncAndRefresh(t)
+	f.worker.stopProbers() // the probe has not succeeded yet
+	f.syncAndRefresh(t)
+	f.worker.stopProbers()
+	if got := f.containerNames(t); !slices.Equal(got, []string{"proxy"}) {
+		t.Fatalf("containers %v before the sidecar's startup probe succeeded, want only proxy", got)
+	}
+	var sidecarID string
+	for _, c := range f.runtime.Containers {
+		sidecarID = c.Id
+	}
+	started := &prober{kind: startupProbe, containerID: sidecarID, cancel: func() {}, done: make(chan struct{})}
+	close(started.done)
+	started.result.Store(int32(probeSuccess))
+	f.worker.probers[proberKey(startupProbe, "proxy")] = started
+	f.syncAndRefresh(t)
+	if got := f.containerNames(t); !slices.Equal(got, []string{"proxy", "server"}) {
+		t.Errorf("containers %v after the startup probe succeeded, want proxy and server", got)
+	}
+}

@@ -335,7 +335,8 @@ type containerOutcome int
 
 const (
 	outcomePending   containerOutcome = iota // not running yet: pulling, creating, backing off, failing
-	outcomeRunning                           // running
+	outcomeStarting                          // running, but its startup probe has not succeeded yet
+	outcomeRunning                           // running (and started)
 	outcomeSucceeded                         // exited 0 and will not be restarted
 	outcomeFailed                            // exited non-zero and will not be restarted
 )
@@ -346,7 +347,8 @@ type restartRule func(exitCode int32) bool
 func alwaysRestart(int32) bool { return true }
 
 // runInitContainers runs the pod's init containers in order and reports whether they let the app containers
-// start: each regular init container must have succeeded, each sidecar (restartPolicy Always) must be running.
+// start: each regular init container must have succeeded, each sidecar (restartPolicy Always) must be running
+// and, with a startup probe, started (as the kubelet, which starts the next container only then).
 // A regular init container that fails is retried unless the pod's restartPolicy is Never.
 func (w *worker) runInitContainers(ctx context.Context, pod *corev1.Pod, sandboxID string,
 	sandboxConfig *runtimeapi.PodSandboxConfig) bool {
@@ -401,6 +403,9 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 		switch latest.State {
 		case runtimeapi.ContainerState_CONTAINER_RUNNING:
 			kind, failed := w.probeFailed(c.Name, latest.Id)
+			if !failed && !w.probeOK(c.Name, latest.Id, startupProbe, c.StartupProbe) {
+				return outcomeStarting, nil
+			}
 			if !failed {
 				return outcomeRunning, nil
 			}
@@ -486,6 +491,9 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container
 			}
 			return outcomePending, errors.New(msg)
 		}
+	}
+	if c.StartupProbe != nil {
+		return outcomeStarting, nil // its prober starts with the next status
 	}
 	return outcomeRunning, nil
 }
