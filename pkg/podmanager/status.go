@@ -69,7 +69,11 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 		probeIP = podIPs[0]
 	}
 	w.applyProbes(pod, probeIP, inits, containers)
-	status.InitContainerStatuses, status.ContainerStatuses = inits, containers
+	ephemerals, err := w.containerStatuses(ctx, all, ephemeralSpecs(pod), false)
+	if err != nil {
+		return err
+	}
+	status.InitContainerStatuses, status.ContainerStatuses, status.EphemeralContainerStatuses = inits, containers, ephemerals
 	initialized, initFailed := initProgress(pod, inits)
 	if len(pod.Spec.InitContainers) > 0 {
 		// The kubelet's default state of a container the runtime has not made yet, in a pod with init

@@ -173,6 +173,7 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 			w.ensureContainer(ctx, pod, c, restart, sandboxID, sandboxConfig)
 		}
 	}
+	w.runEphemeralContainers(ctx, pod, sandboxID, sandboxConfig)
 	if pod, err = w.m.getPod(w.key); err != nil {
 		return false, err
 	}
@@ -453,6 +454,7 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 		return outcomePending, err
 	}
+	shareTargetProcesses(pod, c.Name, config, sandboxID, all)
 	id, err := w.m.runtime.CreateContainer(ctx, sandboxID, config, sandboxConfig)
 	if err != nil {
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
