@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib/common.sh"
 [[ $(id -u) == 0 ]] || die "run as root: the node needs containerd, network namespaces and nftables"
 
 PACKAGES=(containerd runc containernetworking-plugins nftables iptables etcd-server iproute2 curl busybox-static
-  dnsutils ca-certificates)
+  dnsutils ca-certificates netcat-openbsd) # netcat-openbsd: make conformance's agnhost image has it, as upstream's
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

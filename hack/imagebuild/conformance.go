@@ -17,7 +17,8 @@ import (
 // conformanceImages are the images that the upstream e2e suite's specs run, under the names in listPath (the
 // output of e2e.test --list-images with make conformance's registry list), built from what this machine has:
 //   - agnhost: the suite's own test server (built by hack/build-k8s.sh) on busybox, with the host's curl,
-//     dig, ip and bash (with their libraries), and the image's user and group that security specs look for;
+//     dig, ip, bash and netcat-openbsd's nc (with their libraries), and the image's user and group that
+//     security specs look for;
 //   - busybox: Debian's busybox-static, as for the project's own tests;
 //   - pause: the project's pause;
 //   - nonewprivs: the suite's nnp program, setuid, on busybox;
@@ -48,7 +49,7 @@ func conformanceImages(ctx context.Context, listPath, k8sBin, out, busyboxPath s
 	if err != nil {
 		return nil, err
 	}
-	tools, err := hostToolsLayer(ctx, []string{"curl", "dig", "ip", "bash"})
+	tools, err := hostToolsLayer(ctx, []string{"curl", "dig", "ip", "bash", "nc"})
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +132,7 @@ func nnpLayer(nnpPath string) (v1.Layer, error) {
 }
 
 // hostToolsLayer holds host programs with every shared library ldd names for them, at the paths it names, so
-// they run in an image without the host's root: the upstream agnhost image has curl, dig, ip and bash, which
+// they run in an image without the host's root: the upstream agnhost image has curl, dig, ip, bash and nc, which
 // the suite's specs run in it (lifecycle hooks curl, network specs dial with curl).
 func hostToolsLayer(ctx context.Context, programs []string) (v1.Layer, error) {
 	files := map[string][]byte{}
