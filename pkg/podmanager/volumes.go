@@ -128,9 +128,9 @@ func (w *worker) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vol
 	return hostVolume{}, errUnsupportedVolume
 }
 
-// setUpEmptyDir creates the directory; medium Memory mounts a tmpfs there, sized by sizeLimit. Any container
-// user may write in it, as with the kubelet; with an fsGroup the directory is the group's, setgid, so what
-// containers create there is the group's too.
+// setUpEmptyDir creates the directory; medium Memory mounts a tmpfs there, sized by sizeLimit, whose root
+// keeps tmpfs's sticky bit (1777). Any container user may write in it, as with the kubelet; with an fsGroup
+// the directory is the group's, setgid, so what containers create there is the group's too.
 func setUpEmptyDir(dir string, ed *corev1.EmptyDirVolumeSource, fsGroup *int64) error {
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return err
@@ -141,9 +141,9 @@ func setUpEmptyDir(dir string, ed *corev1.EmptyDirVolumeSource, fsGroup *int64) 
 			return err
 		}
 		if !mounted {
-			opts := "mode=0777"
+			var opts string // tmpfs's own root mode, 1777, as with the kubelet
 			if ed.SizeLimit != nil && !ed.SizeLimit.IsZero() {
-				opts += ",size=" + strconv.FormatInt(ed.SizeLimit.Value(), 10)
+				opts = "size=" + strconv.FormatInt(ed.SizeLimit.Value(), 10)
 			}
 			if err := unix.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
 				return fmt.Errorf("mounting tmpfs at %s: %w", dir, err)
@@ -151,6 +151,9 @@ func setUpEmptyDir(dir string, ed *corev1.EmptyDirVolumeSource, fsGroup *int64) 
 		}
 	}
 	mode := os.FileMode(0o777)
+	if ed.Medium == corev1.StorageMediumMemory {
+		mode |= os.ModeSticky
+	}
 	if fsGroup != nil {
 		if err := os.Chown(dir, -1, int(*fsGroup)); err != nil {
 			return fmt.Errorf("giving %s to fsGroup %d: %w", dir, *fsGroup, err)
@@ -487,7 +490,8 @@ func expandSubPath(expr string, env map[string]string) (string, error) {
 	return expanded, nil
 }
 
-// ensureSubPath is the host directory of a volume's subPath, created with the volume's mode when missing (as
+// ensureSubPath is the host directory of a volume's subPath, created with the volume's mode (special bits
+// included) when missing (as
 // the kubelet does, so it is not left to the runtime with another owner or mode). A subPath may not leave the
 // volume: absolute paths and '..' are refused with the kubelet's messages.
 func ensureSubPath(volume, subPath string) (string, error) {
@@ -508,11 +512,12 @@ func ensureSubPath(volume, subPath string) (string, error) {
 	if !st.IsDir() {
 		return host, nil // a file volume (a hostPath file): the runtime reports what is wrong
 	}
-	if err := os.MkdirAll(host, st.Mode().Perm()); err != nil {
+	mode := st.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
+	if err := os.MkdirAll(host, mode.Perm()); err != nil {
 		return "", fmt.Errorf("creating SubPath `%s`: %w", subPath, err)
 	}
-	// The umask may have narrowed the mode.
-	if err := os.Chmod(host, st.Mode().Perm()); err != nil {
+	// The umask may have narrowed the mode, and MkdirAll sets no special bits (setgid of an fsGroup volume).
+	if err := os.Chmod(host, mode); err != nil {
 		return "", fmt.Errorf("creating SubPath `%s`: %w", subPath, err)
 	}
 	return host, nil

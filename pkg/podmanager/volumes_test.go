@@ -158,7 +158,9 @@ func TestVolumeMountsUseSubPathAndReadOnly(t *testing.T) {
 // volume, and a missing subdirectory is created with the volume's mode, as the kubelet does.
 func TestSubPathExpr(t *testing.T) {
 	volume := t.TempDir()
-	if err := os.Chmod(volume, 0o777); err != nil {
+	// An fsGroup tmpfs volume's root: setgid, and tmpfs's sticky bit.
+	volumeMode := 0o777 | os.ModeSetgid | os.ModeSticky
+	if err := os.Chmod(volume, volumeMode); err != nil {
 		t.Fatal(err)
 	}
 	volumes := map[string]hostVolume{"work": {path: volume}}
@@ -182,8 +184,8 @@ func TestSubPathExpr(t *testing.T) {
 		if err != nil || len(mounts) != 1 || mounts[0].HostPath != tc.wantHost {
 			t.Fatalf("%s: mounts %v, %v; want %s", tc.expr, mounts, err, tc.wantHost)
 		}
-		if st, err := os.Stat(tc.wantHost); err != nil || st.Mode().Perm() != 0o777 {
-			t.Errorf("%s: subPath directory %v, %v; want it created with the volume's mode 0777", tc.expr, st, err)
+		if st, err := os.Stat(tc.wantHost); err != nil || st.Mode()&^os.ModeDir != volumeMode {
+			t.Errorf("%s: subPath directory %v, %v; want it created with the volume's mode %v", tc.expr, st, err, volumeMode)
 		}
 	}
 }
