@@ -11,6 +11,7 @@
 # of parallel ginkgo processes (default 4).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
+cd "$NODEAGENT_REPO"
 
 CONF=$NODEAGENT_RUN/conformance
 KUBECONFIG=$NODEAGENT_RUN/cluster/pki/admin.kubeconfig
@@ -39,8 +40,9 @@ LIST
 export KUBE_TEST_REPO_LIST=$CONF/repo-list.yaml
 "$K8S_BIN/e2e.test" --list-images > "$CONF/images.txt"
 log "building the suite's images ($(wc -l < "$CONF/images.txt") names)"
+k8s_src=$(cd hack/k8s && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
 go run ./hack/imagebuild --out "$NODEAGENT_CACHE/images/conformance" --conformance-images "$CONF/images.txt" \
-  --k8s-bin "$K8S_BIN"
+  --k8s-bin "$K8S_BIN" --k8s-src "$k8s_src"
 
 # The node of make run, restarted with a resolver file that keeps DNS on this machine.
 echo "nameserver 127.0.0.254" > "$CONF/resolv.conf"

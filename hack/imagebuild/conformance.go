@@ -28,7 +28,7 @@ import (
 //
 // Any other name is listed on stderr as not built; specs that use it fail with ErrImageNeverPull or
 // ErrImagePull from a loopback registry, and the report shows them.
-func conformanceImages(ctx context.Context, listPath, k8sBin, out, busyboxPath string) ([]image, error) {
+func conformanceImages(ctx context.Context, listPath, k8sBin, k8sSrc, out, busyboxPath string) ([]image, error) {
 	list, err := os.ReadFile(listPath)
 	if err != nil {
 		return nil, err
@@ -45,7 +45,7 @@ func conformanceImages(ctx context.Context, listPath, k8sBin, out, busyboxPath s
 	if err != nil {
 		return nil, err
 	}
-	agnhost, err := agnhostLayer(filepath.Join(k8sBin, "agnhost"))
+	agnhost, err := agnhostLayer(filepath.Join(k8sBin, "agnhost"), filepath.Join(k8sSrc, "test/images/agnhost/porter"))
 	if err != nil {
 		return nil, err
 	}
@@ -89,9 +89,11 @@ func conformanceImages(ctx context.Context, listPath, k8sBin, out, busyboxPath s
 	return images, nil
 }
 
-// agnhostLayer holds /agnhost and its /agnhost-2 link, the /uploads directory, and the user and group that the
-// upstream image defines (user-defined-in-image, uid 1000, in group-defined-in-image, gid 50000).
-func agnhostLayer(agnhostPath string) (v1.Layer, error) {
+// agnhostLayer holds /agnhost and its /agnhost-2 link, the /uploads directory, the serving certificate the
+// suite's HTTPS specs start netexec with (/localhost.crt and .key, from the module's porter directory), and
+// the user and group that the upstream image defines (user-defined-in-image, uid 1000, in
+// group-defined-in-image, gid 50000).
+func agnhostLayer(agnhostPath, porterDir string) (v1.Layer, error) {
 	bin, err := os.ReadFile(agnhostPath)
 	if err != nil {
 		return nil, fmt.Errorf("agnhost (built by hack/build-k8s.sh agnhost): %w", err)
@@ -106,6 +108,15 @@ func agnhostLayer(agnhostPath string) (v1.Layer, error) {
 	}
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "uploads/", Mode: 0o755}); err != nil {
 		return nil, err
+	}
+	for _, name := range []string{"localhost.crt", "localhost.key"} {
+		data, err := os.ReadFile(filepath.Join(porterDir, name))
+		if err != nil {
+			return nil, fmt.Errorf("agnhost's certificate (from the k8s.io/kubernetes module): %w", err)
+		}
+		if err := writeTarFile(tw, name, data, 0o644); err != nil {
+			return nil, err
+		}
 	}
 	files := map[string]string{
 		"etc/passwd": busyboxPasswd + "user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n",

@@ -8,7 +8,7 @@
 //
 // Run it from the repository root: go run ./hack/imagebuild [--out DIR] [--no-import]
 //
-//	[--conformance-images LIST --k8s-bin DIR]
+//	[--conformance-images LIST --k8s-bin DIR --k8s-src DIR]
 package main
 
 import (
@@ -46,13 +46,14 @@ func main() {
 	noImport := flag.Bool("no-import", false, "only write the tarballs")
 	conformanceList := flag.String("conformance-images", "", "a file listing the images of e2e.test --list-images, one a line: build those")
 	k8sBin := flag.String("k8s-bin", "", "with --conformance-images: where hack/build-k8s.sh put agnhost and nnp")
+	k8sSrc := flag.String("k8s-src", "", "with --conformance-images: the k8s.io/kubernetes module's directory")
 	flag.Parse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	build := func() ([]image, error) { return testImages(ctx, *out, *busybox) }
 	if *conformanceList != "" {
-		build = func() ([]image, error) { return conformanceImages(ctx, *conformanceList, *k8sBin, *out, *busybox) }
+		build = func() ([]image, error) { return conformanceImages(ctx, *conformanceList, *k8sBin, *k8sSrc, *out, *busybox) }
 	}
 	if err := run(ctx, *out, *address, !*noImport, build); err != nil {
 		fmt.Fprintf(os.Stderr, "imagebuild: %v\n", err)
