@@ -24,6 +24,8 @@ import (
 //   - nonewprivs: the suite's nnp program, setuid, on busybox;
 //   - nonroot: busybox whose default user is 1234, as the upstream image;
 //   - kitten, nautilus: agnhost serving test-webserver, as upstream (without their pictures);
+//   - glibc-dns-testing: Debian bookworm's sh (dash), hostname, dig, nslookup and getent with glibc, from this
+//     machine (Debian bookworm too), on busybox;
 //   - nginx: a stand-in, busybox httpd serving a page on port 80 (docs/CONFORMANCE.md names it).
 //
 // Any other name is listed on stderr as not built; specs that use it fail with ErrImageNeverPull or
@@ -53,6 +55,15 @@ func conformanceImages(ctx context.Context, listPath, k8sBin, k8sSrc, out, busyb
 	if err != nil {
 		return nil, err
 	}
+	// glibc-dns-testing is Debian bookworm with dnsutils upstream: this machine's glibc programs are the same.
+	glibc, err := hostToolsLayer(ctx, []string{"sh", "hostname", "dig", "nslookup", "getent"})
+	if err != nil {
+		return nil, err
+	}
+	nsswitch, err := contentLayer(map[string][]byte{"etc/nsswitch.conf": []byte("hosts: files dns\n")}, 0o644)
+	if err != nil {
+		return nil, err
+	}
 	nnp, err := nnpLayer(filepath.Join(k8sBin, "nnp"))
 	if err != nil {
 		return nil, err
@@ -79,6 +90,8 @@ func conformanceImages(ctx context.Context, listPath, k8sBin, k8sSrc, out, busyb
 		case "kitten", "nautilus":
 			images = append(images, image{name, []v1.Layer{busybox, agnhost},
 				v1.Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"test-webserver"}}})
+		case "glibc-dns-testing":
+			images = append(images, image{name, []v1.Layer{busybox, glibc, nsswitch}, v1.Config{Cmd: []string{"sh"}}})
 		case "nginx":
 			images = append(images, image{name, []v1.Layer{busybox, nginx},
 				v1.Config{Cmd: []string{"httpd", "-f", "-p", "80", "-h", "/usr/share/nginx/html"}}})
