@@ -38,7 +38,7 @@ func TestEnvironmentFromConfigMapsSecretsAndExpansion(t *testing.T) {
 	optional := true
 	_, _ = f.client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "settings"},
-		Data:       map[string]string{"mode": "fast", "level": "3"},
+		Data:       map[string]string{"mode": "fast", "level": "3", "data-1": "value-1"},
 	}, metav1.CreateOptions{})
 	_, _ = f.client.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "creds"}, Data: map[string][]byte{"password": []byte("s3cret")},
@@ -67,7 +67,8 @@ func TestEnvironmentFromConfigMapsSecretsAndExpansion(t *testing.T) {
 	for _, kv := range env.keyValues() {
 		got[kv.Key] = string(kv.Value)
 	}
-	want := map[string]string{"CFG_mode": "fast", "CFG_level": "overridden", "PASSWORD": "s3cret",
+	// Keys that are not shell identifiers (data-1) are variables too (relaxed names, GA since v1.34).
+	want := map[string]string{"CFG_mode": "fast", "CFG_level": "overridden", "CFG_data-1": "value-1", "PASSWORD": "s3cret",
 		"URL": "db://s3cret@fast/$(NOPE)"}
 	for k, v := range want {
 		if got[k] != v {
