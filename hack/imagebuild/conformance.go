@@ -17,8 +17,9 @@ import (
 // conformanceImages are the images that the upstream e2e suite's specs run, under the names in listPath (the
 // output of e2e.test --list-images with make conformance's registry list), built from what this machine has:
 //   - agnhost: the suite's own test server (built by hack/build-k8s.sh) on busybox, with the host's curl,
-//     dig, ip, bash and netcat-openbsd's nc (with their libraries), and the image's user and group that
-//     security specs look for;
+//     dig, ip, bash, netcat-openbsd's nc and dash as /bin/sh (with their libraries; Debian's busybox sh runs
+//     its own applets before programs on the PATH, so its nc would shadow netcat's), and the image's user
+//     and group that security specs look for;
 //   - busybox: Debian's busybox-static, as for the project's own tests;
 //   - pause: the project's pause;
 //   - nonewprivs: the suite's nnp program, setuid, on busybox;
@@ -51,7 +52,7 @@ func conformanceImages(ctx context.Context, listPath, k8sBin, k8sSrc, out, busyb
 	if err != nil {
 		return nil, err
 	}
-	tools, err := hostToolsLayer(ctx, []string{"curl", "dig", "ip", "bash", "nc"})
+	tools, err := hostToolsLayer(ctx, []string{"curl", "dig", "ip", "bash", "nc", "sh"})
 	if err != nil {
 		return nil, err
 	}
