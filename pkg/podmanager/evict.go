@@ -65,6 +65,14 @@ type eviction struct {
 	grace   int64
 }
 
+// podKill is why the node stopped a pod for good: its status becomes Failed with this reason and message;
+// disruption adds the DisruptionTarget condition (an eviction for node pressure).
+type podKill struct {
+	reason, message string
+	disruption      bool
+	grace           int64
+}
+
 // evictionOf is the worker's pod's eviction; ok is false if it is not being evicted.
 func (m *Manager) evictionOf(w *worker) (ev eviction, ok bool) {
 	m.mu.Lock()
@@ -73,8 +81,9 @@ func (m *Manager) evictionOf(w *worker) (ev eviction, ok bool) {
 	return ev, ok
 }
 
-// evict kills the pod's containers (keeping their records for the status) and writes the Failed status.
-func (w *worker) evict(ctx context.Context, pod *corev1.Pod, ev eviction) error {
+// kill stops the pod's containers within the kill's grace period (keeping their records for the status) and
+// writes the Failed status with its reason.
+func (w *worker) kill(ctx context.Context, pod *corev1.Pod, k podKill) error {
 	w.stopProbers()
 	containers, err := w.containers(ctx)
 	if err != nil {
@@ -82,7 +91,7 @@ func (w *worker) evict(ctx context.Context, pod *corev1.Pod, ev eviction) error 
 	}
 	for _, c := range containers {
 		if c.State == runtimeRunning {
-			if err := w.m.runtime.StopContainer(ctx, c.Id, ev.grace); err != nil {
+			if err := w.m.runtime.StopContainer(ctx, c.Id, k.grace); err != nil {
 				return fmt.Errorf("stopping container %s: %w", c.Id, err)
 			}
 		}
@@ -90,11 +99,11 @@ func (w *worker) evict(ctx context.Context, pod *corev1.Pod, ev eviction) error 
 	if err := w.stopSandboxes(ctx); err != nil {
 		return err
 	}
-	// The pod's emptyDirs hold what the eviction means to free.
+	// The pod's emptyDirs hold what an eviction means to free.
 	if err := w.releaseEmptyDirs(); err != nil {
 		return err
 	}
 	// Only now, with its containers stopped, does the status say Failed: a Failed pod is never synced again.
-	w.evicted = ev.message
+	w.killed = &k
 	return w.writeStatus(ctx, pod, nil)
 }

@@ -114,10 +114,12 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 	status.ObservedGeneration = pod.Generation
 	setConditions(status, pod, sandboxID != nil && (len(podIPs) > 0 || pod.Spec.HostNetwork), inits, containers)
 
-	if message := w.evicted; message != "" {
-		status.Phase, status.Reason, status.Message = corev1.PodFailed, "Evicted", message
-		setCondition(status, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
-			Reason: "TerminationByKubelet", Message: message, ObservedGeneration: pod.Generation})
+	if k := w.killed; k != nil {
+		status.Phase, status.Reason, status.Message = corev1.PodFailed, k.reason, k.message
+		if k.disruption {
+			setCondition(status, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
+				Reason: "TerminationByKubelet", Message: k.message, ObservedGeneration: pod.Generation})
+		}
 	}
 	return w.patchStatus(ctx, pod, status)
 }

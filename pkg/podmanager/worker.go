@@ -62,8 +62,8 @@ type worker struct {
 	tokens map[string]serviceAccountToken
 	// last is the pod as the previous sync saw it.
 	last *corev1.Pod
-	// evicted is the eviction message once the pod's containers were stopped for node pressure.
-	evicted string
+	// killed says why, once the node stopped the pod's containers for good (eviction, active deadline).
+	killed *podKill
 }
 
 type backoffState struct {
@@ -133,7 +133,11 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 		return w.terminate(ctx, pod)
 	}
 	if ev, ok := w.m.evictionOf(w); ok && pod.Status.Phase != corev1.PodFailed {
-		return false, w.evict(ctx, pod, ev)
+		return false, w.kill(ctx, pod, podKill{reason: "Evicted", message: ev.message, disruption: true, grace: ev.grace})
+	}
+	if activeDeadlinePassed(pod, time.Now()) && pod.Status.Phase != corev1.PodFailed && pod.Status.Phase != corev1.PodSucceeded {
+		w.m.recorder.Event(pod, corev1.EventTypeNormal, "DeadlineExceeded", deadlineMessage)
+		return false, w.kill(ctx, pod, podKill{reason: "DeadlineExceeded", message: deadlineMessage, grace: terminationGrace(pod)})
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		// A finished pod keeps its containers' records but runs nothing and holds no emptyDir.
@@ -637,6 +641,17 @@ func (w *worker) removePodDir() {
 		klog.ErrorS(err, "Unable to remove the pod's files", "pod", w.key)
 	}
 	w.m.scheduleLogRemoval(string(w.uid))
+}
+
+const deadlineMessage = "Pod was active on the node longer than the specified deadline"
+
+// activeDeadlinePassed says whether the pod ran longer on the node than its activeDeadlineSeconds, counted
+// from its start time, as the kubelet's active deadline handler.
+func activeDeadlinePassed(pod *corev1.Pod, now time.Time) bool {
+	if pod.Spec.ActiveDeadlineSeconds == nil || pod.Status.StartTime == nil {
+		return false
+	}
+	return now.Sub(pod.Status.StartTime.Time) >= time.Duration(*pod.Spec.ActiveDeadlineSeconds)*time.Second
 }
 
 // probeKillGrace is the grace period of a container killed for a failed liveness or startup probe: the

@@ -495,3 +495,28 @@ func TestContainerRestartRules(t *testing.T) {
 		t.Errorf("phase %s, want Failed", status.Phase)
 	}
 }
+
+// A pod that ran on the node longer than its activeDeadlineSeconds is stopped and Failed with reason
+// DeadlineExceeded, as the kubelet's active deadline handler does (the deadline may be shortened later).
+func TestActiveDeadlineStopsThePod(t *testing.T) {
+	f := newFixture(t, testPod("localhost/testserver:local"))
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.syncAndRefresh(t)
+	pod := mustGetPod(t, f)
+	deadline := int64(5)
+	pod.Spec.ActiveDeadlineSeconds = &deadline
+	pod.Status.StartTime = &metav1.Time{Time: time.Now().Add(-10 * time.Second)}
+	if err := f.indexer.Update(pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.worker.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	status := f.postedStatus(t)
+	if status.Phase != corev1.PodFailed || status.Reason != "DeadlineExceeded" {
+		t.Errorf("phase %s reason %q, want Failed DeadlineExceeded", status.Phase, status.Reason)
+	}
+	if c, _ := f.runtime.ListContainers(context.Background(), nil); len(c) != 1 || c[0].State != runtimeapi.ContainerState_CONTAINER_EXITED {
+		t.Errorf("containers %v, want the one stopped", c)
+	}
+}
