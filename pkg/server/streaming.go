@@ -56,25 +56,25 @@ func parseStreamOptions(r *http.Request) (streamOptions, error) {
 }
 
 func (s *NodeAPI) exec(w http.ResponseWriter, r *http.Request) {
-	opts, err := parseStreamOptions(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	id, ok := s.containerID(w, r)
-	if !ok {
-		return
-	}
-	resp, err := s.runtime.Exec(r.Context(), &runtimeapi.ExecRequest{ContainerId: id, Cmd: r.URL.Query()["command"],
-		Tty: opts.tty, Stdin: opts.stdin, Stdout: opts.stdout, Stderr: opts.stderr})
-	if err != nil {
-		http.Error(w, fmt.Sprintf("exec in container %s: %v", id, err), http.StatusInternalServerError)
-		return
-	}
-	proxyStream(w, r, resp.Url)
+	s.streamContainer(w, r, "exec in", func(ctx context.Context, id string, o streamOptions) (string, error) {
+		resp, err := s.runtime.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: id, Cmd: r.URL.Query()["command"],
+			Tty: o.tty, Stdin: o.stdin, Stdout: o.stdout, Stderr: o.stderr})
+		return resp.GetUrl(), err
+	})
 }
 
 func (s *NodeAPI) attach(w http.ResponseWriter, r *http.Request) {
+	s.streamContainer(w, r, "attach to", func(ctx context.Context, id string, o streamOptions) (string, error) {
+		resp, err := s.runtime.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: id, Tty: o.tty,
+			Stdin: o.stdin, Stdout: o.stdout, Stderr: o.stderr})
+		return resp.GetUrl(), err
+	})
+}
+
+// streamContainer serves an exec or attach: the request's options and running container, the runtime's
+// streaming URL for them, and the client's stream handed to it.
+func (s *NodeAPI) streamContainer(w http.ResponseWriter, r *http.Request, what string,
+	streamURL func(ctx context.Context, containerID string, opts streamOptions) (string, error)) {
 	opts, err := parseStreamOptions(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -84,13 +84,12 @@ func (s *NodeAPI) attach(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	resp, err := s.runtime.Attach(r.Context(), &runtimeapi.AttachRequest{ContainerId: id, Tty: opts.tty,
-		Stdin: opts.stdin, Stdout: opts.stdout, Stderr: opts.stderr})
+	url, err := streamURL(r.Context(), id, opts)
 	if err != nil {
-		http.Error(w, fmt.Sprintf("attach to container %s: %v", id, err), http.StatusInternalServerError)
+		http.Error(w, fmt.Sprintf("%s container %s: %v", what, id, err), http.StatusInternalServerError)
 		return
 	}
-	proxyStream(w, r, resp.Url)
+	proxyStream(w, r, url)
 }
 
 func (s *NodeAPI) portForward(w http.ResponseWriter, r *http.Request) {
