@@ -20,7 +20,7 @@ import (
 //     dig, ip, bash, netcat-openbsd's nc and dash as /bin/sh (with their libraries; Debian's busybox sh runs
 //     its own applets before programs on the PATH, so its nc would shadow netcat's), and the image's user
 //     and group that security specs look for;
-//   - busybox: Debian's busybox-static, as for the project's own tests;
+//   - busybox: Debian's busybox-static, as for the project's own tests, with bash as /bin/sh (see bashAsSh);
 //   - pause: the project's pause;
 //   - nonewprivs: the suite's nnp program, setuid, on busybox;
 //   - nonroot: busybox whose default user is 1234, as the upstream image;
@@ -52,12 +52,19 @@ func conformanceImages(ctx context.Context, listPath, k8sBin, k8sSrc, out, busyb
 	if err != nil {
 		return nil, err
 	}
-	tools, err := hostToolsLayer(ctx, []string{"curl", "dig", "ip", "bash", "nc", "sh"})
+	tools, err := hostToolsLayer(ctx, []string{"curl", "dig", "ip", "bash", "nc", "sh"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	// Debian's busybox 1.35 sh drops environment variables whose names are not shell identifiers (data-1)
+	// before it runs a program; upstream's busybox 1.37 sh keeps them, and the ConfigMap and Secret env specs
+	// look for them. bash, as sh, keeps them too.
+	bashAsSh, err := hostToolsLayer(ctx, []string{"bash"}, map[string]string{"bin/sh": "bash"})
 	if err != nil {
 		return nil, err
 	}
 	// glibc-dns-testing is Debian bookworm with dnsutils upstream: this machine's glibc programs are the same.
-	glibc, err := hostToolsLayer(ctx, []string{"sh", "hostname", "dig", "nslookup", "getent"})
+	glibc, err := hostToolsLayer(ctx, []string{"sh", "hostname", "dig", "nslookup", "getent"}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +88,7 @@ func conformanceImages(ctx context.Context, listPath, k8sBin, k8sSrc, out, busyb
 		case "agnhost":
 			images = append(images, image{name, []v1.Layer{busybox, tools, agnhost}, agnhostConfig})
 		case "busybox":
-			images = append(images, image{name, []v1.Layer{busybox}, v1.Config{Cmd: []string{"sh"}}})
+			images = append(images, image{name, []v1.Layer{busybox, bashAsSh}, v1.Config{Cmd: []string{"sh"}}})
 		case "pause":
 			images = append(images, image{name, []v1.Layer{pause}, v1.Config{Entrypoint: []string{"/pause"}}})
 		case "nonewprivs":
@@ -159,7 +166,8 @@ func nnpLayer(nnpPath string) (v1.Layer, error) {
 // hostToolsLayer holds host programs with every shared library ldd names for them, at the paths it names, so
 // they run in an image without the host's root: the upstream agnhost image has curl, dig, ip, bash and nc, which
 // the suite's specs run in it (lifecycle hooks curl, network specs dial with curl).
-func hostToolsLayer(ctx context.Context, programs []string) (v1.Layer, error) {
+// aliases puts a program under another name too (image path → program).
+func hostToolsLayer(ctx context.Context, programs []string, aliases map[string]string) (v1.Layer, error) {
 	files := map[string][]byte{}
 	for _, program := range programs {
 		path, err := exec.LookPath(program)
@@ -186,6 +194,11 @@ func hostToolsLayer(ctx context.Context, programs []string) (v1.Layer, error) {
 			files[strings.TrimPrefix(file, "/")] = data
 		}
 		files["bin/"+program] = files[strings.TrimPrefix(path, "/")] // scripts name /bin/bash
+		for alias, target := range aliases {
+			if target == program {
+				files[alias] = files[strings.TrimPrefix(path, "/")]
+			}
+		}
 	}
 	return contentLayer(files, 0o755)
 }

@@ -53,7 +53,9 @@ func main() {
 	defer cancel()
 	build := func() ([]image, error) { return testImages(ctx, *out, *busybox) }
 	if *conformanceList != "" {
-		build = func() ([]image, error) { return conformanceImages(ctx, *conformanceList, *k8sBin, *k8sSrc, *out, *busybox) }
+		build = func() ([]image, error) {
+			return conformanceImages(ctx, *conformanceList, *k8sBin, *k8sSrc, *out, *busybox)
+		}
 	}
 	if err := run(ctx, *out, *address, !*noImport, build); err != nil {
 		fmt.Fprintf(os.Stderr, "imagebuild: %v\n", err)
