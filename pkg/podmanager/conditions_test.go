@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // While an init container runs, the conditions say which containers hold the pod back, in the kubelet's
@@ -70,5 +71,51 @@ func TestReadinessGateHoldsAReadyPod(t *testing.T) {
 	}
 	if ok, _, _ = readinessGates(pod, []corev1.PodCondition{{Type: "example.com/lb", Status: corev1.ConditionTrue}}); !ok {
 		t.Error("a True gate condition holds the pod")
+	}
+}
+
+// A condition that someone else set (a readiness gate's) survives the node's status writes even when the
+// node's cached copy of the pod does not have it yet.
+func TestStatusWritesKeepOthersConditions(t *testing.T) {
+	pod := testPod("busybox")
+	pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: "example.com/lb"}}
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"busybox"})
+	inAPI := pod.DeepCopy()
+	inAPI.Status.Conditions = []corev1.PodCondition{{Type: "example.com/lb", Status: corev1.ConditionTrue}}
+	if _, err := f.client.CoreV1().Pods("default").UpdateStatus(context.Background(), inAPI, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.worker.sync(context.Background()); err != nil { // the cache still has the pod without it
+		t.Fatal(err)
+	}
+	status := f.postedStatus(t)
+	var gate, ready corev1.ConditionStatus
+	for _, c := range status.Conditions {
+		switch c.Type {
+		case "example.com/lb":
+			gate = c.Status
+		case corev1.PodReady:
+			ready = c.Status
+		}
+	}
+	if gate != corev1.ConditionTrue || ready == "" {
+		t.Errorf("conditions %+v: want the gate's kept True beside the node's Ready", status.Conditions)
+	}
+}
+
+// A new sandbox's address replaces the old one in podIPs (a list the API merges by IP): the patch says
+// what to remove, not only what to add.
+func TestStatusWritesReplaceThePodIPs(t *testing.T) {
+	pod := testPod("busybox")
+	pod.Status.PodIP, pod.Status.PodIPs = "10.0.0.1", []corev1.PodIP{{IP: "10.0.0.1"}}
+	f := newFixture(t, pod)
+	status := pod.Status.DeepCopy()
+	status.PodIP, status.PodIPs = "10.0.0.2", []corev1.PodIP{{IP: "10.0.0.2"}}
+	if err := f.worker.patchStatus(context.Background(), pod, status); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.postedStatus(t); got.PodIP != "10.0.0.2" || len(got.PodIPs) != 1 || got.PodIPs[0].IP != "10.0.0.2" {
+		t.Errorf("podIP %q podIPs %v, want only 10.0.0.2", got.PodIP, got.PodIPs)
 	}
 }
