@@ -32,6 +32,9 @@ type testCase struct {
 		Message string `xml:"message,attr"`
 		Text    string `xml:",chardata"`
 	} `xml:"error"`
+	Skipped *struct {
+		Message string `xml:"message,attr"`
+	} `xml:"skipped"`
 }
 
 func main() {
@@ -88,7 +91,7 @@ func writeTable(w io.Writer, suites testSuites) {
 				run++
 				passed++
 			case "skipped":
-				if c.Failure == nil && c.Error == nil && skippedByFilter(c) {
+				if skippedByFilter(c) {
 					continue
 				}
 				skipped++
@@ -111,8 +114,9 @@ func writeTable(w io.Writer, suites testSuites) {
 	}
 }
 
-// skippedByFilter tells specs that --focus/--skip left out (never run) from those that ran and skipped.
-func skippedByFilter(c testCase) bool { return c.Status == "skipped" && c.Failure == nil }
+// skippedByFilter tells specs that --focus/--skip left out (never run; ginkgo's message is just "skipped")
+// from those that ran and skipped themselves ("skipped - <why>").
+func skippedByFilter(c testCase) bool { return c.Skipped != nil && c.Skipped.Message == "skipped" }
 
 // cause is the first meaningful lines of a failure, on one line.
 func cause(c testCase) string {
