@@ -115,7 +115,9 @@ func TestFSGroupOwnsThePodsVolumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitForLog(ctx, t, logFile(pod, "c"), "scratch=2000:2777 new=2000 mem=2000:2777 memnew=2000 key=2000:440 read=s3cret")
+	// The memory emptyDir keeps tmpfs's sticky bit (3777), as with the kubelet (upstream's EmptyDir FSGroup
+	// specs expect dgtrwxrwxrwx).
+	waitForLog(ctx, t, logFile(pod, "c"), "scratch=2000:2777 new=2000 mem=2000:3777 memnew=2000 key=2000:440 read=s3cret")
 }
 
 // statusField reads one field of a /proc/<pid>/status file.
