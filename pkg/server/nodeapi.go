@@ -2,7 +2,8 @@
 // node's serving certificate, clients authenticated by a certificate of the cluster's client CA or by a
 // bearer token (TokenReview), each request authorized by a SubjectAccessReview with the kubelet's mapping
 // of paths to node subresources. Behind it, the handlers read what the other components own (pod log files
-// in the kubelet's layout); the package changes nothing of the node.
+// in the kubelet's layout, pods from the shared cache) and hand exec, attach and port-forward streams to the
+// runtime's streaming server; the package itself changes no pod and no file of the node.
 package server
 
 import (
@@ -32,7 +33,7 @@ type NodeAPIConfig struct {
 	// NodeName names the node in authorization checks (nodes/<name>).
 	NodeName string
 	// CertFile and KeyFile are the serving certificate; when both are empty a self-signed one is made (see
-	// ensureServingCert) in CertDir.
+	// servingCert) in CertDir.
 	CertFile, KeyFile, CertDir string
 	// HostIPs and Hostname are the serving certificate's subject alternative names when it is self-signed.
 	HostIPs  []string
