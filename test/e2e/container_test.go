@@ -279,13 +279,7 @@ func TestDeletedPodHeldByAFinalizerShowsItsFinalStatus(t *testing.T) {
 	if _, err := pods.Update(ctx, final, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	err := pollUntil(ctx, func() (bool, error) {
-		_, err := pods.Get(ctx, "held", metav1.GetOptions{})
-		return err != nil, nil
-	})
-	if err != nil {
-		t.Errorf("pod not removed after its finalizer was: %v", err)
-	}
+	waitForPodGone(ctx, t, ns, "held") // removed once its finalizer is
 }
 
 // kubectl logs works: the API server reaches the node API with its kubelet client certificate, and the agent

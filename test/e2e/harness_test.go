@@ -341,14 +341,20 @@ func deletePod(ctx context.Context, t *testing.T, ns, name string) time.Duration
 	if err := pods.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	waitForPodGone(ctx, t, ns, name)
+	return time.Since(started)
+}
+
+// waitForPodGone polls until the API no longer has the pod, and fails the test if it stays.
+func waitForPodGone(ctx context.Context, t *testing.T, ns, name string) {
+	t.Helper()
 	err := pollUntil(ctx, func() (bool, error) {
-		_, err := pods.Get(ctx, name, metav1.GetOptions{})
+		_, err := stack.client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		return err != nil, nil
 	})
 	if err != nil {
 		t.Fatalf("pod %s/%s not finalised: %v\n%s", ns, name, err, describe(ns))
 	}
-	return time.Since(started)
 }
 
 // waitForPod polls a pod until cond holds and returns it; the test fails with what kubectl shows if it never does.
