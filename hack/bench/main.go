@@ -11,6 +11,10 @@
 // node agent). The two nodes run one after the other, never together: a kubelet kills every pod in its
 // runtime that it does not own. Run it as root after `make test` or `make images` has set up the node.
 //
+// idle: on the same cluster as pods, runs N pods (110, the maxPods default) on each node and, once they run
+// and nothing changes, counts for a window the CRI calls each agent makes (at a gRPC proxy of the
+// benchmark's in front of the runtime's socket, the same for both) and its CPU.
+//
 // proxy: against a control plane of its own (NODEAGENT_RUN=/var/run/nodeagent-bench-proxy), creates N
 // selectorless Services with an EndpointSlice of M endpoints each, then runs `nodeagent --proxy-only` and
 // kube-proxy v1.37 --proxy-mode=nftables one after the other, each alone in a network namespace of the
@@ -44,6 +48,7 @@ import (
 )
 
 const usage = `usage: bench pods [--pods N] [--rounds R] [--runtime containerd|containerd2]
+       bench idle [--pods 110] [--seconds 60] [--runtime containerd|containerd2]
        bench proxy [--services 10,1000,10000] [--endpoints 10] [--changes 40] [--connects 2000] [--rounds 3]
        bench dns [--services 1000] [--seconds 10] [--rounds 3]
        bench logs [--containers 8] [--megabytes 1024] [--line-bytes 200] [--rounds 3] [--steady-mbps 50] [--steady-seconds 20]`
@@ -65,6 +70,13 @@ func main() {
 		rounds := fs.Int("rounds", 3, "rounds per node")
 		runtime := fs.String("runtime", "containerd", "containerd (the machine's 1.6) or containerd2 (v2, hack/setup-containerd2.sh)")
 		run = func() error { return runPods(ctx, *pods, *rounds, *runtime) }
+	case "idle":
+		pods := fs.Int("pods", 110, "running pods (110 is the maxPods default)")
+		seconds := fs.Int("seconds", 60, "length of the counted window per node")
+		runtime := fs.String("runtime", "containerd", "containerd (the machine's 1.6) or containerd2 (v2, hack/setup-containerd2.sh)")
+		run = func() error {
+			return runIdle(ctx, max(*pods, 1), time.Duration(max(*seconds, 1))*time.Second, *runtime)
+		}
 	case "proxy":
 		services := fs.String("services", "10,1000,10000", "numbers of Services, ascending")
 		endpoints := fs.Int("endpoints", 10, "endpoints per Service")

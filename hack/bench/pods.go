@@ -64,41 +64,77 @@ type burstResult struct {
 }
 
 func runPods(ctx context.Context, pods, rounds int, runtimeName string) error {
-	rt, ok := runtimes[runtimeName]
-	if !ok {
-		return fmt.Errorf("--runtime %q: want containerd or containerd2", runtimeName)
-	}
-	repo, err := os.Getwd()
+	c, err := startPodCluster(ctx, runtimeName)
 	if err != nil {
 		return err
 	}
+	defer c.down()
+	agent, err := benchNode(ctx, c.client, agentNode, pods, rounds, func() (*process, error) { return c.startAgent(c.rt.endpoint) })
+	if err != nil {
+		return fmt.Errorf("nodeagent: %w", err)
+	}
+	// Between the two nodes, when neither owns the runtime's pods; the agent's CNI conflist is in place.
+	bounds := []int{1, 2, 2 * runtime.NumCPU(), pods}
+	slices.Sort(bounds)
+	floor, err := runtimeFloor(ctx, c.rt.endpoint, pods, rounds, slices.Compact(bounds))
+	if err != nil {
+		return err
+	}
+	kubelet, err := benchNode(ctx, c.client, kubeletNode, pods, rounds, func() (*process, error) { return c.startKubelet(c.rt.endpoint) })
+	if err != nil {
+		return fmt.Errorf("kubelet: %w", err)
+	}
+	report(pods, rounds, c.rt.description, agent, kubelet, floor)
+	return nil
+}
+
+// podCluster is what the pod benchmarks share: a control plane of their own with the benchmark namespace,
+// the runtime, and the two node agents built.
+type podCluster struct {
+	repo, pki, agentBin, kubeletBin string
+	rt                              runtimeTarget
+	client                          kubernetes.Interface
+	down                            func() // removes the pods left in the runtime and the control plane
+}
+
+// startPodCluster checks that the runtime runs no pods (the kubelet peer would kill them), builds both
+// agents and starts the control plane.
+func startPodCluster(ctx context.Context, runtimeName string) (*podCluster, error) {
+	rt, ok := runtimes[runtimeName]
+	if !ok {
+		return nil, fmt.Errorf("--runtime %q: want containerd or containerd2", runtimeName)
+	}
+	repo, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
 	if rt.setup != "" {
 		if _, err := shell(repo, nil, rt.setup); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	crictl := "source hack/lib/common.sh && crictl --runtime-endpoint " + rt.endpoint
 	if out, err := shell(repo, nil, crictl+" pods --state ready -q"); err != nil || strings.TrimSpace(out) != "" {
-		return fmt.Errorf("containerd already runs pods (or crictl failed: %v): stop them first (`make stop`); "+
+		return nil, fmt.Errorf("containerd already runs pods (or crictl failed: %v): stop them first (`make stop`); "+
 			"the kubelet peer would kill them", err)
 	}
 	k8sBin, err := shell(repo, nil, "source hack/lib/common.sh && echo $K8S_BIN")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := shell(repo, nil, "hack/build-k8s.sh kubelet"); err != nil {
-		return err
+		return nil, err
 	}
 	agentBin, err := buildAgent(repo, runDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := shell(repo, clusterEnv, "hack/controlplane.sh up"); err != nil {
-		return err
+		return nil, err
 	}
 	cniConfFile := filepath.Join(rt.cniDir, "10-nodeagent.conflist")
 	_, hadCNIConf := os.Stat(cniConfFile)
-	defer func() {
+	down := func() {
 		// The kubelet leaves its pods' stopped sandboxes to its garbage collector, which stopped with it.
 		_, _ = shell(repo, nil, crictl+` pods --namespace `+namespace+` -q | xargs -r `+
 			strings.TrimPrefix(crictl, "source hack/lib/common.sh && ")+` rmp -f >/dev/null`)
@@ -110,48 +146,35 @@ func runPods(ctx context.Context, pods, rounds int, runtimeName string) error {
 			_ = root.Destroy()
 		}
 		_, _ = shell(repo, append(clusterEnv, "CLEAN=1"), "hack/controlplane.sh down")
-	}()
-	pki := filepath.Join(runDir, "cluster", "pki")
-	restConfig, err := clientcmd.BuildConfigFromFlags("", filepath.Join(pki, "admin.kubeconfig"))
+	}
+	c := &podCluster{repo: repo, rt: rt, agentBin: agentBin, kubeletBin: filepath.Join(strings.TrimSpace(k8sBin), "kubelet"),
+		pki: filepath.Join(runDir, "cluster", "pki"), down: down}
+	restConfig, err := clientcmd.BuildConfigFromFlags("", filepath.Join(c.pki, "admin.kubeconfig"))
 	if err != nil {
-		return err
+		down()
+		return nil, err
 	}
 	restConfig.QPS, restConfig.Burst = 200, 400 // creating the burst must not be throttled by the client
-	client, err := kubernetes.NewForConfig(restConfig)
-	if err != nil {
-		return err
+	if c.client, err = kubernetes.NewForConfig(restConfig); err != nil {
+		down()
+		return nil, err
 	}
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
+	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
 		metav1.CreateOptions{}); err != nil {
-		return err
+		down()
+		return nil, err
 	}
+	return c, nil
+}
 
-	agent, err := benchNode(ctx, client, agentNode, pods, rounds, func() (*process, error) {
-		return startProcess("nodeagent", filepath.Join(runDir, "nodeagent.log"), agentBin,
-			"--kubeconfig", filepath.Join(pki, agentNode+".kubeconfig"), "--hostname-override", agentNode,
-			"--root-dir", filepath.Join(runDir, "agent"), "--container-runtime-endpoint", rt.endpoint,
-			"--cni-conf-dir", rt.cniDir, "--cni-bridge", rt.bridge,
-			"--enable-proxy=false", "--enable-dns=false", // the kubelet beside it proxies and serves DNS for nothing either
-			"--image-gc-high-threshold=100") // the benchmark's images are imported, not pullable
-	})
-	if err != nil {
-		return fmt.Errorf("nodeagent: %w", err)
-	}
-	// Between the two nodes, when neither owns the runtime's pods; the agent's CNI conflist is in place.
-	bounds := []int{1, 2, 2 * runtime.NumCPU(), pods}
-	slices.Sort(bounds)
-	floor, err := runtimeFloor(ctx, rt.endpoint, pods, rounds, slices.Compact(bounds))
-	if err != nil {
-		return err
-	}
-	kubelet, err := benchNode(ctx, client, kubeletNode, pods, rounds, func() (*process, error) {
-		return startKubelet(filepath.Join(strings.TrimSpace(k8sBin), "kubelet"), pki, rt.endpoint)
-	})
-	if err != nil {
-		return fmt.Errorf("kubelet: %w", err)
-	}
-	report(pods, rounds, rt.description, agent, kubelet, floor)
-	return nil
+// startAgent runs nodeagent as the benchmark's agent node on the CRI socket endpoint.
+func (c *podCluster) startAgent(endpoint string) (*process, error) {
+	return startProcess("nodeagent", filepath.Join(runDir, "nodeagent.log"), c.agentBin,
+		"--kubeconfig", filepath.Join(c.pki, agentNode+".kubeconfig"), "--hostname-override", agentNode,
+		"--root-dir", filepath.Join(runDir, "agent"), "--container-runtime-endpoint", endpoint,
+		"--cni-conf-dir", c.rt.cniDir, "--cni-bridge", c.rt.bridge,
+		"--enable-proxy=false", "--enable-dns=false", // the kubelet beside it proxies and serves DNS for nothing either
+		"--image-gc-high-threshold=100") // the benchmark's images are imported, not pullable
 }
 
 // shell runs a bash command line in the repository with extra environment and returns its output; the
@@ -168,7 +191,8 @@ func shell(repo string, env []string, command string) (string, error) {
 
 // startKubelet runs the kubelet peer as a node of the benchmark cluster, on this machine's containerd with
 // the cgroupfs driver and its pods' cgroups under a root of its own.
-func startKubelet(bin, pki, endpoint string) (*process, error) {
+func (c *podCluster) startKubelet(endpoint string) (*process, error) {
+	bin, pki := c.kubeletBin, c.pki
 	root, err := manager.New(&cgroups.Cgroup{Path: kubeletCgroupRoot, Resources: &cgroups.Resources{SkipDevices: true}})
 	if err != nil {
 		return nil, err
@@ -258,8 +282,21 @@ func benchNode(ctx context.Context, client kubernetes.Interface, node string, po
 // burst creates n pods on node at once and returns, per pod, the time from just before its create request
 // to the watch event that showed it Running and Ready; then deletes them and waits until they are gone.
 func burst(ctx context.Context, client kubernetes.Interface, node, tag string, n int) ([]time.Duration, error) {
+	lat, err := createReady(ctx, client, node, tag, n)
+	if err != nil {
+		return nil, err
+	}
+	return lat, deleteBenchPods(ctx, client, node, tag)
+}
+
+// benchSelector labels the pods of one burst.
+func benchSelector(node, tag string) string { return "bench=" + node + "-" + tag }
+
+// createReady creates n pods on node at once and returns, per pod, the time from just before its create
+// request to the watch event that showed it Running and Ready.
+func createReady(ctx context.Context, client kubernetes.Interface, node, tag string, n int) ([]time.Duration, error) {
 	pods := client.CoreV1().Pods(namespace)
-	selector := "bench=" + node + "-" + tag
+	selector := benchSelector(node, tag)
 	var mu sync.Mutex
 	created := map[string]time.Time{}
 	ready := map[string]time.Duration{}
@@ -316,15 +353,6 @@ func burst(ctx context.Context, client kubernetes.Interface, node, tag string, n
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if err := pods.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: selector}); err != nil {
-		return nil, err
-	}
-	if err := poll(ctx, 3*time.Minute, func() bool {
-		list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: selector})
-		return err == nil && len(list.Items) == 0
-	}); err != nil {
-		return nil, fmt.Errorf("pods not deleted: %w", err)
-	}
 	mu.Lock()
 	defer mu.Unlock()
 	out := make([]time.Duration, 0, n)
@@ -332,6 +360,22 @@ func burst(ctx context.Context, client kubernetes.Interface, node, tag string, n
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// deleteBenchPods deletes the pods of one burst and waits until they are gone.
+func deleteBenchPods(ctx context.Context, client kubernetes.Interface, node, tag string) error {
+	pods := client.CoreV1().Pods(namespace)
+	selector := benchSelector(node, tag)
+	if err := pods.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: selector}); err != nil {
+		return err
+	}
+	if err := poll(ctx, 3*time.Minute, func() bool {
+		list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: selector})
+		return err == nil && len(list.Items) == 0
+	}); err != nil {
+		return fmt.Errorf("pods not deleted: %w", err)
+	}
+	return nil
 }
 
 // benchPod is the measured pod: one busybox container from the local image, no probes, so Ready means

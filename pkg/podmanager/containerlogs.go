@@ -105,7 +105,7 @@ func (w *worker) removeOldContainers(ctx context.Context, all []*runtimeapi.Cont
 		if seen[name] <= 2 || ct.State != runtimeapi.ContainerState_CONTAINER_EXITED || now.Sub(time.Unix(0, successor)) < logRetention {
 			continue
 		}
-		if err := w.m.runtime.RemoveContainer(ctx, ct.Id); err != nil {
+		if err := w.runtime.RemoveContainer(ctx, ct.Id); err != nil {
 			klog.ErrorS(err, "Unable to remove an old container", "pod", w.key, "containerID", ct.Id)
 			continue
 		}

@@ -16,7 +16,7 @@ const maxEventsBackoff = 30 * time.Second
 
 // runContainerEvents turns the runtime's container events (CRI GetContainerEvents) into worker pokes, so a
 // container that starts, exits or is removed is seen at once. A runtime without them (containerd 1.6
-// answers Unimplemented) leaves it to the workers' periodic resync, the relist, as the kubelet's generic
+// answers Unimplemented) leaves it to the runtime cache's relist every second, as the kubelet's generic
 // PLEG does. It returns when ctx ends or the runtime has no events.
 func (m *Manager) runContainerEvents(ctx context.Context) {
 	events := make(chan *runtimeapi.ContainerEventResponse, 64)
@@ -44,10 +44,12 @@ func (m *Manager) runContainerEvents(ctx context.Context) {
 	}
 }
 
-// handleContainerEvent wakes the worker of the event's pod.
+// handleContainerEvent wakes the worker of the event's pod, which reads the pod's state from the runtime
+// rather than wait for the next relist.
 func (m *Manager) handleContainerEvent(ev *runtimeapi.ContainerEventResponse) {
 	uid := ev.GetPodSandboxStatus().GetMetadata().GetUid()
 	klog.V(2).InfoS("Container event", "type", ev.GetContainerEventType(), "containerID", ev.GetContainerId(), "podUID", uid)
+	m.rtcache.invalidate(types.UID(uid))
 	m.pokeWorker(types.UID(uid))
 }
 
@@ -65,8 +67,8 @@ func (m *Manager) streamContainerEvents(ctx context.Context, events chan *runtim
 		case ctx.Err() != nil:
 			return
 		case status.Code(err) == codes.Unimplemented:
-			klog.InfoS("The container runtime offers no container events; pod workers relist instead",
-				"interval", m.cfg.ResyncInterval)
+			klog.InfoS("The container runtime offers no container events; changes are seen by the relist",
+				"interval", relistInterval)
 			return
 		case connected:
 			backoff = time.Second // the stream worked: start the back-off over

@@ -91,7 +91,7 @@ func (w *worker) kill(ctx context.Context, pod *corev1.Pod, k podKill) error {
 	}
 	for _, c := range containers {
 		if c.State == runtimeRunning {
-			if err := w.m.runtime.StopContainer(ctx, c.Id, k.grace); err != nil {
+			if err := w.runtime.StopContainer(ctx, c.Id, k.grace); err != nil {
 				return fmt.Errorf("stopping container %s: %w", c.Id, err)
 			}
 		}

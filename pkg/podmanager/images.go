@@ -41,13 +41,13 @@ func (m *Manager) pullImage(ctx context.Context, spec *runtimeapi.ImageSpec, cre
 }
 
 // runPodSandbox creates a sandbox, at most cfg.MaxParallelSandboxes at a time.
-func (m *Manager) runPodSandbox(ctx context.Context, config *runtimeapi.PodSandboxConfig) (string, error) {
+func (m *Manager) runPodSandbox(ctx context.Context, runtime Runtime, config *runtimeapi.PodSandboxConfig) (string, error) {
 	release, err := m.sandboxSlots.acquire(ctx)
 	if err != nil {
 		return "", err
 	}
 	defer release()
-	return m.runtime.RunPodSandbox(ctx, config, "")
+	return runtime.RunPodSandbox(ctx, config, "")
 }
 
 // limiter bounds how many callers hold it at once; a nil limiter bounds nothing.

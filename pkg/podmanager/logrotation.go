@@ -13,10 +13,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
-
-	"github.com/nodeagent/nodeagent/pkg/cri"
 )
 
 // LogRotation is the kubelet's container log policy: a log over MaxSize bytes is rotated, and at most
@@ -51,28 +48,16 @@ func (m *Manager) runLogRotation(ctx context.Context) {
 	}
 }
 
-// rotateLogs rotates the log of every running container of this node's pods that outgrew MaxSize.
+// rotateLogs rotates the log of every running container of this node's pods that outgrew MaxSize. The
+// containers and their log paths come from the runtime cache: no CRI call unless one is due.
 func (m *Manager) rotateLogs(ctx context.Context) error {
-	containers, err := m.runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{
-		State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}})
-	if err != nil {
-		return fmt.Errorf("listing running containers: %w", err)
-	}
 	var errs []error
-	for _, c := range containers {
-		if !m.hasWorker(types.UID(c.Labels[cri.LabelPodUID])) {
-			continue // another node's container, in a shared runtime
-		}
-		st, err := m.runtime.ContainerStatus(ctx, c.Id, false)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("container %s status: %w", c.Id, err))
-			continue
-		}
-		log := st.GetStatus().GetLogPath()
+	for _, st := range m.rtcache.runningContainers() {
+		log := st.GetLogPath()
 		if info, err := os.Stat(log); err != nil || info.Size() < m.cfg.LogRotation.MaxSize {
 			continue
 		}
-		if err := m.rotateLog(ctx, c.Id, log); err != nil {
+		if err := m.rotateLog(ctx, st.Id, log); err != nil {
 			errs = append(errs, fmt.Errorf("rotating %s: %w", log, err))
 		}
 	}

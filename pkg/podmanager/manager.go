@@ -126,6 +126,8 @@ type Manager struct {
 	objects *objectWatches
 	// appArmorHost says why the host cannot enforce AppArmor profiles, nil when it can.
 	appArmorHost error
+	// rtcache is the runtime state of the node's pods, relisted every second; workers read it.
+	rtcache *runtimeCache
 
 	mu      sync.Mutex
 	workers map[types.UID]*worker
@@ -145,6 +147,7 @@ func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Inte
 		logRemovals: map[string]time.Time{},
 		mirrorKick:  make(chan struct{}, 1), objects: newObjectWatches(client), appArmorHost: appArmorHostError()}
 	m.pullSlots, m.sandboxSlots = newLimiter(cfg.MaxParallelImagePulls), newLimiter(cfg.MaxParallelSandboxes)
+	m.rtcache = newRuntimeCache(runtime, cfg.NodeName, m.pokeWorker)
 	return m
 }
 
@@ -159,7 +162,8 @@ func (m *Manager) allocatable() corev1.ResourceList {
 // Run adopts what the runtime already runs, then cleans up orphans periodically, until ctx ends; it returns
 // after every worker has stopped.
 func (m *Manager) Run(ctx context.Context) {
-	m.wg.Add(2)
+	m.wg.Add(3)
+	go func() { defer m.wg.Done(); m.rtcache.run(ctx) }()
 	go func() { defer m.wg.Done(); m.runMirrorPods(ctx) }()
 	go func() { defer m.wg.Done(); m.runContainerEvents(ctx) }()
 	if m.cfg.LogRotation.MaxSize > 0 {
@@ -246,6 +250,7 @@ func (m *Manager) dispatch(ctx context.Context, uid types.UID, key types.Namespa
 		go func() {
 			defer m.wg.Done()
 			w.run(ctx)
+			m.rtcache.forget(uid)
 			m.objects.release(uid)
 			m.mu.Lock()
 			delete(m.workers, uid)

@@ -30,19 +30,7 @@ func (w *worker) podIPs(ctx context.Context, pod *corev1.Pod, sandboxID *string)
 	if sandboxID == nil {
 		return nil, nil
 	}
-	st, err := w.m.runtime.PodSandboxStatus(ctx, *sandboxID, false)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox status: %w", err)
-	}
-	net := st.GetStatus().GetNetwork()
-	if net == nil || net.Ip == "" {
-		return nil, nil
-	}
-	podIPs := []string{net.Ip}
-	for _, ip := range net.AdditionalIps {
-		podIPs = append(podIPs, ip.Ip)
-	}
-	return podIPs, nil
+	return w.m.rtcache.podIPs(ctx, *sandboxID)
 }
 
 // writeStatus computes the pod's status from the runtime and patches it when it differs from the cached one.
@@ -200,11 +188,11 @@ func (w *worker) containerStatuses(ctx context.Context, all []*runtimeapi.Contai
 			if ct.GetMetadata().GetName() != c.Name || len(found) == 2 {
 				continue
 			}
-			st, err := w.m.runtime.ContainerStatus(ctx, ct.Id, false)
+			st, err := w.containerStatus(ctx, ct.Id)
 			if err != nil {
-				return nil, fmt.Errorf("container status %s: %w", ct.Id, err)
+				return nil, err
 			}
-			found = append(found, st.GetStatus())
+			found = append(found, st)
 		}
 		if len(found) > 0 {
 			cur := found[0]

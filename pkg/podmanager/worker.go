@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +44,8 @@ type worker struct {
 	uid     types.UID
 	key     types.NamespacedName
 	updates chan struct{}
+	// runtime is the manager's runtime with each change to this pod marking its runtime cache entry stale.
+	runtime changingRuntime
 
 	// waiting holds why a container has not been created yet (image pull failures, back-off).
 	waiting map[string]*corev1.ContainerStateWaiting
@@ -62,6 +63,12 @@ type worker struct {
 	tokens map[string]serviceAccountToken
 	// last is the pod as the previous sync saw it.
 	last *corev1.Pod
+	// sandbox is the config of the pod's current sandbox, computed when it was created (or adopted): the
+	// containers created in it later get the same one, and the node's resolv.conf is not reread each sync.
+	sandbox struct {
+		id     string
+		config *runtimeapi.PodSandboxConfig
+	}
 	// killed says why, once the node stopped the pod's containers for good (eviction, active deadline).
 	killed *podKill
 }
@@ -73,6 +80,7 @@ type backoffState struct {
 
 func newWorker(m *Manager, uid types.UID, key types.NamespacedName) *worker {
 	return &worker{m: m, uid: uid, key: key, updates: make(chan struct{}, 1),
+		runtime: changingRuntime{Runtime: m.runtime, cache: m.rtcache, uid: uid},
 		waiting: map[string]*corev1.ContainerStateWaiting{}, backoff: map[string]backoffState{},
 		probers: map[string]*prober{}, projected: map[string]time.Time{}, warnedVolumes: map[string]bool{},
 		tokens: map[string]serviceAccountToken{}}
@@ -184,26 +192,34 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 	return false, w.writeStatus(ctx, pod, &sandboxID)
 }
 
-// sandboxes lists the runtime's sandboxes of this pod, newest first.
+// sandboxes are the runtime's sandboxes of this pod, newest first, from the runtime cache.
 func (w *worker) sandboxes(ctx context.Context) ([]*runtimeapi.PodSandbox, error) {
-	list, err := w.m.runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{
-		LabelSelector: map[string]string{cri.LabelPodUID: string(w.uid), LabelNode: w.m.cfg.NodeName}})
+	p, err := w.m.rtcache.get(ctx, w.uid)
 	if err != nil {
-		return nil, fmt.Errorf("listing sandboxes: %w", err)
+		return nil, err
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt > list[j].CreatedAt })
-	return list, nil
+	return p.sandboxes, nil
 }
 
-// containers lists the runtime's containers of this pod (every sandbox), newest first.
+// containers are the runtime's containers of this pod (every sandbox), newest first, from the runtime cache.
 func (w *worker) containers(ctx context.Context) ([]*runtimeapi.Container, error) {
-	list, err := w.m.runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{
-		LabelSelector: map[string]string{cri.LabelPodUID: string(w.uid)}})
+	p, err := w.m.rtcache.get(ctx, w.uid)
 	if err != nil {
-		return nil, fmt.Errorf("listing containers: %w", err)
+		return nil, err
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt > list[j].CreatedAt })
-	return list, nil
+	return p.containers, nil
+}
+
+// containerStatus is the runtime's status of the pod's container with id, from the runtime cache.
+func (w *worker) containerStatus(ctx context.Context, id string) (*runtimeapi.ContainerStatus, error) {
+	p, err := w.m.rtcache.get(ctx, w.uid)
+	if err != nil {
+		return nil, err
+	}
+	if st := p.statuses[id]; st != nil {
+		return st, nil
+	}
+	return nil, fmt.Errorf("container %s is not in the runtime's state of the pod", id)
 }
 
 // ensureSandbox returns the pod's ready sandbox, creating one (and clearing dead ones) when there is none.
@@ -216,8 +232,15 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *corev1.Pod) (string, *r
 	if len(list) > 0 {
 		attempt = list[0].GetMetadata().GetAttempt()
 		if list[0].State == runtimeapi.PodSandboxState_SANDBOX_READY {
+			if w.sandbox.id == list[0].Id {
+				return list[0].Id, w.sandbox.config, nil
+			}
 			config, err := w.sandboxConfig(pod, attempt)
-			return list[0].Id, config, err
+			if err != nil {
+				return "", nil, err
+			}
+			w.sandbox.id, w.sandbox.config = list[0].Id, config
+			return list[0].Id, config, nil
 		}
 		// The sandbox died (its network or pause process is gone): start over in a new one, as the kubelet does.
 		klog.InfoS("Pod sandbox is not ready, creating a new one", "pod", w.key, "sandbox", list[0].Id)
@@ -241,11 +264,12 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *corev1.Pod) (string, *r
 			return "", nil, err
 		}
 	}
-	id, err := w.m.runPodSandbox(ctx, config)
+	id, err := w.m.runPodSandbox(ctx, w.runtime, config)
 	if err != nil {
 		return "", nil, fmt.Errorf("RunPodSandbox: %w", err)
 	}
 	delete(w.backoff, sandboxBackoffKey)
+	w.sandbox.id, w.sandbox.config = id, config
 	klog.InfoS("Created pod sandbox", "pod", w.key, "sandbox", id)
 	return id, config, nil
 }
@@ -418,7 +442,7 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 			w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Killing",
 				"Container %s failed %s probe, will be restarted", c.Name, strings.ToLower(string(kind)))
 			grace := w.preStop(ctx, pod, c.Name, latest.Id, probeKillGrace(pod, c, kind))
-			if err := w.m.runtime.StopContainer(ctx, latest.Id, grace); err != nil {
+			if err := w.runtime.StopContainer(ctx, latest.Id, grace); err != nil {
 				return outcomePending, fmt.Errorf("stopping unhealthy container: %w", err)
 			}
 			w.stopProber(proberKey(kind, c.Name))
@@ -427,18 +451,18 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 		case runtimeapi.ContainerState_CONTAINER_CREATED:
 			return w.start(ctx, pod, c, latest.Id)
 		}
-		st, err := w.m.runtime.ContainerStatus(ctx, latest.Id, false)
+		st, err := w.containerStatus(ctx, latest.Id)
 		if err != nil {
-			return outcomePending, fmt.Errorf("container status: %w", err)
+			return outcomePending, err
 		}
-		exitCode := st.GetStatus().GetExitCode()
+		exitCode := st.GetExitCode()
 		if !restart(exitCode) {
 			if exitCode == 0 {
 				return outcomeSucceeded, nil
 			}
 			return outcomeFailed, nil
 		}
-		if w.inBackoff(c.Name, ranFor(st.GetStatus())) {
+		if w.inBackoff(c.Name, ranFor(st)) {
 			w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
 				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
 					w.backoff[c.Name].delay, c.Name, pod.Name, pod.Namespace, pod.UID)}
@@ -459,7 +483,7 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 		return outcomePending, err
 	}
 	shareTargetProcesses(pod, c.Name, config, sandboxID, all)
-	id, err := w.m.runtime.CreateContainer(ctx, sandboxID, config, sandboxConfig)
+	id, err := w.runtime.CreateContainer(ctx, sandboxID, config, sandboxConfig)
 	if err != nil {
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
@@ -475,7 +499,7 @@ func (w *worker) ensureContainerOnce(ctx context.Context, pod *corev1.Pod, c *co
 }
 
 func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container, id string) (containerOutcome, error) {
-	if err := w.m.runtime.StartContainer(ctx, id); err != nil {
+	if err := w.runtime.StartContainer(ctx, id); err != nil {
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 		return outcomePending, fmt.Errorf("StartContainer: %w", err)
@@ -492,7 +516,7 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container
 			msg := fmt.Sprintf("PostStartHook failed: %v", err)
 			w.m.recorder.Event(pod, corev1.EventTypeWarning, "FailedPostStartHook", msg)
 			w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "PostStartHookError", Message: msg}
-			if stopErr := w.m.runtime.StopContainer(ctx, id, minimumGrace); stopErr != nil {
+			if stopErr := w.runtime.StopContainer(ctx, id, minimumGrace); stopErr != nil {
 				return outcomePending, fmt.Errorf("stopping container after failed postStart: %w", stopErr)
 			}
 			return outcomePending, errors.New(msg)
@@ -731,7 +755,7 @@ func (w *worker) removeAll(ctx context.Context, pod *corev1.Pod, grace int64) er
 		return err
 	}
 	for _, ct := range containers {
-		if err := w.m.runtime.RemoveContainer(ctx, ct.Id); err != nil {
+		if err := w.runtime.RemoveContainer(ctx, ct.Id); err != nil {
 			return fmt.Errorf("removing container %s: %w", ct.Id, err)
 		}
 	}
@@ -740,10 +764,10 @@ func (w *worker) removeAll(ctx context.Context, pod *corev1.Pod, grace int64) er
 		return err
 	}
 	for _, sb := range sandboxes {
-		if err := w.m.runtime.StopPodSandbox(ctx, sb.Id); err != nil {
+		if err := w.runtime.StopPodSandbox(ctx, sb.Id); err != nil {
 			return fmt.Errorf("stopping sandbox %s: %w", sb.Id, err)
 		}
-		if err := w.m.runtime.RemovePodSandbox(ctx, sb.Id); err != nil {
+		if err := w.runtime.RemovePodSandbox(ctx, sb.Id); err != nil {
 			return fmt.Errorf("removing sandbox %s: %w", sb.Id, err)
 		}
 	}
@@ -789,7 +813,7 @@ func (w *worker) stopContainers(ctx context.Context, pod *corev1.Pod, containers
 				w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Killing", "Stopping container %s", ct.GetMetadata().GetName())
 				left = w.preStop(ctx, pod, ct.GetMetadata().GetName(), ct.Id, grace)
 			}
-			if err := w.m.runtime.StopContainer(ctx, ct.Id, left); err != nil {
+			if err := w.runtime.StopContainer(ctx, ct.Id, left); err != nil {
 				errs <- fmt.Errorf("stopping container %s: %w", ct.Id, err)
 				return
 			}
@@ -810,7 +834,7 @@ func (w *worker) stopSandboxes(ctx context.Context) error {
 	}
 	for _, sb := range sandboxes {
 		if sb.State == runtimeapi.PodSandboxState_SANDBOX_READY {
-			if err := w.m.runtime.StopPodSandbox(ctx, sb.Id); err != nil {
+			if err := w.runtime.StopPodSandbox(ctx, sb.Id); err != nil {
 				return err
 			}
 		}

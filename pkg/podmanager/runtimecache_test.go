@@ -1,0 +1,83 @@
+package podmanager
+
+import (
+	"context"
+	"slices"
+	"testing"
+)
+
+// runtimeReads are the CRI calls that read a pod's state, which the runtime cache saves the workers.
+var runtimeReads = []string{"ListPodSandbox", "ListContainers", "ContainerStatus", "PodSandboxStatus"}
+
+func (f *fixture) readCalls() []string {
+	f.runtime.FakeRuntimeService.Lock()
+	defer f.runtime.FakeRuntimeService.Unlock()
+	var reads []string
+	for _, c := range f.runtime.FakeRuntimeService.Called {
+		if slices.Contains(runtimeReads, c) {
+			reads = append(reads, c)
+		}
+	}
+	f.runtime.FakeRuntimeService.Called = nil
+	return reads
+}
+
+func TestWorkerReadsTheRelistedStateWithoutCallingTheRuntime(t *testing.T) {
+	f := newFixture(t, testPod("localhost/testserver:local"))
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.syncAndRefresh(t)
+	cache := f.worker.m.rtcache
+	if err := cache.relist(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.readCalls()
+
+	status := f.syncAndRefresh(t)
+	if reads := f.readCalls(); len(reads) != 0 {
+		t.Errorf("a sync of a running pod after a relist read the runtime: %v", reads)
+	}
+	if status.Phase != "Running" || status.PodIP == "" || len(status.ContainerStatuses) != 1 || status.ContainerStatuses[0].State.Running == nil {
+		t.Errorf("status from the cache = %+v, want the running pod with its IP", status)
+	}
+	// A relist that finds nothing changed asks the runtime for no container's status.
+	if err := cache.relist(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if reads := f.readCalls(); !slices.Equal(reads, []string{"ListPodSandbox", "ListContainers"}) {
+		t.Errorf("an unchanged relist made %v, want one ListPodSandbox and one ListContainers", reads)
+	}
+}
+
+func TestRelistWakesTheWorkerOfAChangedPodWhichRestartsItsContainer(t *testing.T) {
+	f := newFixture(t, testPod("localhost/testserver:local"))
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.worker.m.workers[f.worker.uid] = f.worker // as dispatch registers it, so the relist can wake it
+	f.syncAndRefresh(t)
+	cache := f.worker.m.rtcache
+	if err := cache.relist(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select { // the sync's own pokes
+	case <-f.worker.updates:
+	default:
+	}
+
+	f.exitAll(3)
+	if err := cache.relist(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-f.worker.updates:
+	default:
+		t.Fatal("the relist saw the container exit but did not wake the pod's worker")
+	}
+	cs := f.syncAndRefresh(t).ContainerStatuses[0]
+	if cs.RestartCount != 1 || cs.State.Running == nil || cs.LastTerminationState.Terminated == nil ||
+		cs.LastTerminationState.Terminated.ExitCode != 3 {
+		t.Errorf("after the exit seen by the relist: %+v, want restarted once, the exit code 3 as the last state", cs)
+	}
+	// The worker's own change is what the next read sees, not the relist from before it.
+	if reads := f.readCalls(); !slices.Contains(reads, "ListContainers") {
+		t.Errorf("after restarting the container the worker did not read the runtime again: %v", reads)
+	}
+}
