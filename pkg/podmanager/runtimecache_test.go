@@ -81,3 +81,19 @@ func TestRelistWakesTheWorkerOfAChangedPodWhichRestartsItsContainer(t *testing.T
 		t.Errorf("after restarting the container the worker did not read the runtime again: %v", reads)
 	}
 }
+
+// A pod whose state has not changed gets no status patch: the status the API server returned (its times cut
+// to seconds by the JSON the patch travels in) equals the one the worker computes again.
+func TestUnchangedRunningPodIsNotPatchedAgain(t *testing.T) {
+	f := newFixture(t, testPod("localhost/testserver:local"))
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.syncAndRefresh(t)
+	f.syncAndRefresh(t) // the first status may still change (conditions' transition after the start)
+	f.client.ClearActions()
+	f.syncAndRefresh(t)
+	for _, a := range f.client.Actions() {
+		if a.GetVerb() == "patch" {
+			t.Errorf("a sync with nothing changed patched the pod's status: %v", a)
+		}
+	}
+}

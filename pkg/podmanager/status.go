@@ -125,6 +125,7 @@ func (w *worker) reject(ctx context.Context, pod *corev1.Pod, reason, message st
 
 // patchStatus writes status to the API unless the cached Pod already has it.
 func (w *worker) patchStatus(ctx context.Context, pod *corev1.Pod, status *corev1.PodStatus) error {
+	normalizeTimes(status)
 	if apiequality.Semantic.DeepEqual(&pod.Status, status) {
 		return nil
 	}
@@ -310,4 +311,33 @@ func podPhase(pod *corev1.Pod, statuses []corev1.ContainerStatus) corev1.PodPhas
 		return corev1.PodSucceeded
 	}
 	return corev1.PodFailed
+}
+
+// normalizeTimes cuts the status's times to whole seconds, as the API server keeps them (RFC 3339 in the JSON
+// of the patch), so a status computed again from the same runtime state equals the cached one and is not sent
+// again: the kubelet's status manager normalizes the same way.
+func normalizeTimes(status *corev1.PodStatus) {
+	cut := func(t *metav1.Time) {
+		if t != nil {
+			*t = t.Rfc3339Copy()
+		}
+	}
+	cut(status.StartTime)
+	for i := range status.Conditions {
+		cut(&status.Conditions[i].LastProbeTime)
+		cut(&status.Conditions[i].LastTransitionTime)
+	}
+	for _, list := range [][]corev1.ContainerStatus{status.InitContainerStatuses, status.ContainerStatuses, status.EphemeralContainerStatuses} {
+		for i := range list {
+			for _, state := range []*corev1.ContainerState{&list[i].State, &list[i].LastTerminationState} {
+				if state.Running != nil {
+					cut(&state.Running.StartedAt)
+				}
+				if state.Terminated != nil {
+					cut(&state.Terminated.StartedAt)
+					cut(&state.Terminated.FinishedAt)
+				}
+			}
+		}
+	}
 }
