@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodeagent/nodeagent/internal/agent"
 	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
@@ -87,10 +88,11 @@ func TestFlagsOverrideTheConfigFile(t *testing.T) {
 	kubeconfig := testutil.WriteFile(t, "kubeconfig", testutil.ValidKubeconfig)
 	file := testutil.WriteFile(t, "c.yaml", "apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\nkubeconfig: "+
 		kubeconfig+"\nmaxPods: 20\nclusterDomain: file.local\n")
-	cfg, _, err := loadConfig([]string{"--config", file, "--max-pods", "7"})
+	completed, _, err := loadConfig([]string{"--config", file, "--max-pods", "7"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := completed.Config()
 	if cfg.MaxPods != 7 {
 		t.Errorf("maxPods = %d, want the flag's 7", cfg.MaxPods)
 	}
@@ -101,8 +103,8 @@ func TestFlagsOverrideTheConfigFile(t *testing.T) {
 
 func TestProxyOnlyNeedsTheProxy(t *testing.T) {
 	kubeconfig := testutil.WriteFile(t, "kubeconfig", testutil.ValidKubeconfig)
-	if _, m, err := loadConfig([]string{"--kubeconfig", kubeconfig, "--proxy-only"}); err != nil || m != modeProxyOnly {
-		t.Errorf("--proxy-only: mode %v, error %v; want the proxy-only mode", m, err)
+	if c, _, err := loadConfig([]string{"--kubeconfig", kubeconfig, "--proxy-only"}); err != nil || c.Mode() != agent.ModeProxyOnly {
+		t.Errorf("--proxy-only: %v, error %v; want the proxy-only mode", c, err)
 	}
 	_, _, err := loadConfig([]string{"--kubeconfig", kubeconfig, "--proxy-only", "--enable-proxy=false"})
 	if err == nil || !strings.Contains(err.Error(), "proxy.enabled: Invalid value: false: --proxy-only runs the proxy") {
@@ -113,8 +115,8 @@ func TestProxyOnlyNeedsTheProxy(t *testing.T) {
 // --logs-only runs without a kubeconfig (records then carry what the log paths say), but not without a
 // receiver, and not with another --*-only.
 func TestLogsOnlyNeedsAReceiverButNoKubeconfig(t *testing.T) {
-	if _, m, err := loadConfig([]string{"--logs-only", "--enable-log-shipping", "--log-receivers", "127.0.0.1:24224"}); err != nil || m != modeLogsOnly {
-		t.Errorf("--logs-only: mode %v, error %v; want the logs-only mode", m, err)
+	if c, _, err := loadConfig([]string{"--logs-only", "--enable-log-shipping", "--log-receivers", "127.0.0.1:24224"}); err != nil || c.Mode() != agent.ModeLogsOnly {
+		t.Errorf("--logs-only: %v, error %v; want the logs-only mode", c, err)
 	}
 	for args, want := range map[string]string{
 		"--logs-only --enable-log-shipping": "logs.receivers: Required value",

@@ -24,9 +24,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
-
-	"github.com/nodeagent/nodeagent/pkg/eviction"
-	"github.com/nodeagent/nodeagent/pkg/logs"
 )
 
 const (
@@ -261,7 +258,7 @@ func (f *evictionFlag) String() string {
 }
 
 func (f *evictionFlag) Set(s string) error {
-	m, err := eviction.ParseFlag(s)
+	m, err := parseEvictionFlag(s)
 	if err != nil {
 		return err
 	}
@@ -270,6 +267,34 @@ func (f *evictionFlag) Set(s string) error {
 }
 
 func (f *evictionFlag) Type() string { return "mapStringString" }
+
+// parseEvictionFlag reads the kubelet's --eviction-hard form: "memory.available<100Mi,nodefs.available<10%".
+// What the signals and values mean is the eviction manager's to check (agent.Complete).
+func parseEvictionFlag(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		signal, value, ok := strings.Cut(part, "<")
+		if !ok {
+			return nil, fmt.Errorf("%q: want signal<value", part)
+		}
+		out[strings.TrimSpace(signal)] = strings.TrimSpace(value)
+	}
+	return out, nil
+}
+
+// DefaultEvictionHard is the kubelet's default evictionHard for the signals the agent observes.
+func DefaultEvictionHard() map[string]string {
+	return map[string]string{"memory.available": "100Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%",
+		"imagefs.available": "15%", "imagefs.inodesFree": "5%"}
+}
+
+// DefaultLogTag is Fluent Bit's tag for a container's records with its kubernetes filter's usual setup
+// (tail on /var/log/containers/*.log, Tag kube.*), so receivers' routing rules written for Fluent Bit keep
+// working.
+const DefaultLogTag = "kube.var.log.containers.${pod}_${namespace}_${container}-${container_id}.log"
 
 // SandboxCreationLimit is MaxParallelSandboxCreations with 0 resolved to twice the CPUs.
 func (c *Configuration) SandboxCreationLimit() int {
@@ -308,7 +333,7 @@ func Default() *Configuration {
 		ContainerLogMaxSize:              "10Mi",
 		ContainerLogMaxFiles:             5,
 		ContainerLogMonitorInterval:      metav1.Duration{Duration: 10 * time.Second},
-		EvictionHard:                     maps.Clone(eviction.DefaultHard),
+		EvictionHard:                     DefaultEvictionHard(),
 		EvictionPressureTransitionPeriod: metav1.Duration{Duration: 5 * time.Minute},
 		ImageGCHighThresholdPercent:      85,
 		ImageGCLowThresholdPercent:       80,
@@ -325,7 +350,7 @@ func Default() *Configuration {
 		ResolvConf: "/etc/resolv.conf",
 		DNS:        DNSConfiguration{Enabled: true, LocalAddress: "169.254.20.10", Port: 53, CacheSize: 9984},
 		Logs: LogsConfiguration{
-			TagTemplate:      logs.DefaultTagTemplate,
+			TagTemplate:      DefaultLogTag,
 			FlushInterval:    metav1.Duration{Duration: time.Second},
 			ChunkSize:        "1Mi",
 			BufferLimit:      "512Mi",
@@ -508,12 +533,6 @@ func (c *Configuration) Validate() field.ErrorList {
 	if c.ContainerLogMonitorInterval.Duration < time.Second {
 		errs = append(errs, field.Invalid(field.NewPath("containerLogMonitorInterval"), c.ContainerLogMonitorInterval.Duration.String(), "must be at least 1s"))
 	}
-	if _, err := eviction.ParseThresholds(c.EvictionHard); err != nil {
-		errs = append(errs, field.Invalid(field.NewPath("evictionHard"), c.EvictionHard, err.Error()))
-	}
-	if _, err := eviction.ParseSoftThresholds(c.EvictionSoft, c.EvictionSoftGracePeriod); err != nil {
-		errs = append(errs, field.Invalid(field.NewPath("evictionSoft"), c.EvictionSoft, err.Error()))
-	}
 	if c.EvictionMaxPodGracePeriod < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("evictionMaxPodGracePeriod"), c.EvictionMaxPodGracePeriod, "must not be negative"))
 	}
@@ -645,9 +664,6 @@ func (l *LogsConfiguration) validate(path *field.Path) field.ErrorList {
 		if host, port, err := net.SplitHostPort(r); err != nil || host == "" || port == "" {
 			errs = append(errs, field.Invalid(path.Child("receivers").Index(i), r, `want host:port, e.g. "fluentd.logging:24224"`))
 		}
-	}
-	if _, err := logs.ParseTagTemplate(l.TagTemplate); err != nil {
-		errs = append(errs, field.Invalid(path.Child("tagTemplate"), l.TagTemplate, err.Error()))
 	}
 	for _, q := range []struct {
 		name, value string

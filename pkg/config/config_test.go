@@ -2,11 +2,13 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nodeagent/nodeagent/internal/testutil"
+	"github.com/spf13/pflag"
 )
 
 func TestLoadFileRejectsUnknownFieldNamingIt(t *testing.T) {
@@ -75,7 +77,6 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`containerLogLinksDir: Invalid value: "containers": must be an absolute path or empty`,
 		`rootDir: Invalid value: "relative": must be an absolute path`,
 		`runtimeRequestTimeout: Invalid value: "-1s": must be positive`,
-		`memory.available: a soft threshold needs a grace period in evictionSoftGracePeriod`,
 		`allowedUnsafeSysctls[1]: Invalid value: "net.*.foo"`,
 		`proxy.nodePortAddresses[1]: Invalid value: "primary": want "primary" alone, or CIDRs`,
 		`proxy.clusterCIDR: Invalid value: "10.244.0.0": not a CIDR`,
@@ -85,7 +86,6 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`dns.upstreams[1]: Invalid value: "dns.example:53": want an IP or IP:port`,
 		`dns.port: Invalid value: 0: must be 1-65535`,
 		`logs.receivers: Required value: log shipping needs at least one receiver`,
-		`logs.tagTemplate: Invalid value: "kube.${podname}": unknown placeholder ${podname}`,
 		`logs.bufferLimit: Invalid value: "lots": want a positive quantity`,
 		`logs.flushInterval: Invalid value: "0s": must be positive`,
 		`logs.passwordFile: Required value: username needs a password`,
@@ -149,5 +149,20 @@ func TestClusterCIDRTakesOneRangePerFamily(t *testing.T) {
 		if !strings.HasPrefix(got, want) {
 			t.Errorf("clusterCIDR %q: %s, want %s", value, got, want)
 		}
+	}
+}
+
+func TestEvictionFlagTakesTheKubeletsForm(t *testing.T) {
+	c := Default()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	c.AddFlags(fs)
+	if err := fs.Parse([]string{"--eviction-hard", "memory.available<200Mi, nodefs.available<5%"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"memory.available": "200Mi", "nodefs.available": "5%"}; !maps.Equal(c.EvictionHard, want) {
+		t.Errorf("evictionHard = %v, want %v (the flag replaces the defaults)", c.EvictionHard, want)
+	}
+	if err := fs.Parse([]string{"--eviction-hard", "memory.available=100Mi"}); err == nil || !strings.Contains(err.Error(), "want signal<value") {
+		t.Errorf("a value without < gave %v, want it refused naming the form", err)
 	}
 }

@@ -69,10 +69,11 @@ type Config struct {
 
 // Manager observes, reports pressure and evicts.
 type Manager struct {
-	cfg      Config
-	stats    Stats
-	pods     Pods
-	onChange func()
+	cfg   Config
+	stats Stats
+	pods  Pods
+	// changed holds a token when a pressure condition changed since the node status last took it.
+	changed chan struct{}
 
 	mu sync.Mutex
 	// lastMet is when a threshold of each resource (memory, disk) was last met.
@@ -80,16 +81,19 @@ type Manager struct {
 	// firstObserved is when each soft threshold (by String) started being met, for its grace period; only
 	// Run's goroutine uses it.
 	firstObserved map[string]time.Time
-	// reported is the memory, disk and PID pressure last announced through onChange; only Run's goroutine
+	// reported is the memory, disk and PID pressure last announced through changed; only Run's goroutine
 	// uses it.
 	reported [3]bool
 }
 
-// New returns a manager; onChange is called when a pressure condition changes (to post the node status).
-func New(cfg Config, stats Stats, pods Pods, onChange func()) *Manager {
-	return &Manager{cfg: cfg, stats: stats, pods: pods, onChange: onChange, lastMet: map[corev1.ResourceName]time.Time{},
+// New returns a manager; PressureChanged tells when a pressure condition changes (to post the node status).
+func New(cfg Config, stats Stats, pods Pods) *Manager {
+	return &Manager{cfg: cfg, stats: stats, pods: pods, changed: make(chan struct{}, 1), lastMet: map[corev1.ResourceName]time.Time{},
 		firstObserved: map[string]time.Time{}}
 }
+
+// PressureChanged receives when memory, disk or PID pressure began or ended; changes not yet received merge.
+func (m *Manager) PressureChanged() <-chan struct{} { return m.changed }
 
 // MemoryPressure, DiskPressure and PIDPressure are the node conditions: a threshold was met within the transition period.
 func (m *Manager) MemoryPressure() bool { return m.under(corev1.ResourceMemory, time.Now()) }
@@ -150,8 +154,9 @@ func (m *Manager) synchronize(ctx context.Context, now time.Time) {
 	if pressure := [3]bool{m.under(corev1.ResourceMemory, now), m.under(corev1.ResourceEphemeralStorage, now),
 		m.under(resourcePIDs, now)}; pressure != m.reported {
 		m.reported = pressure
-		if m.onChange != nil {
-			m.onChange()
+		select {
+		case m.changed <- struct{}{}:
+		default:
 		}
 	}
 	if len(met) == 0 {

@@ -12,11 +12,7 @@ import (
 )
 
 func TestParseThresholds(t *testing.T) {
-	flag, err := ParseFlag("memory.available<100Mi, nodefs.available<10%")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts, err := ParseThresholds(flag)
+	ts, err := ParseThresholds(map[string]string{"memory.available": "100Mi", "nodefs.available": "10%"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,9 +25,6 @@ func TestParseThresholds(t *testing.T) {
 		if _, err := ParseThresholds(bad); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
-	}
-	if _, err := ParseFlag("memory.available=100Mi"); err == nil {
-		t.Error("a flag without < accepted")
 	}
 }
 
@@ -80,9 +73,8 @@ func TestMemoryPressureEvictsBestEffortFirstAndTheConditionLingers(t *testing.T)
 	}
 	pods := &fakePods{pods: []*corev1.Pod{pod("static", "", true), pod("guaranteed", "100Mi", false),
 		pod("within-request", "500Mi", false), pod("besteffort-small", "", false), pod("besteffort-big", "", false)}}
-	changes := 0
 	hard, _ := ParseThresholds(map[string]string{SignalMemoryAvailable: "100Mi", SignalNodeFsAvailable: "10%"})
-	m := New(Config{Hard: hard, PressureTransitionPeriod: time.Minute}, stats, pods, func() { changes++ })
+	m := New(Config{Hard: hard, PressureTransitionPeriod: time.Minute}, stats, pods)
 	start := time.Now()
 
 	m.synchronize(context.Background(), start)
@@ -92,9 +84,9 @@ func TestMemoryPressureEvictsBestEffortFirstAndTheConditionLingers(t *testing.T)
 	if !strings.Contains(pods.message, "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi.") {
 		t.Errorf("eviction message %q", pods.message)
 	}
-	if !m.under("memory", start) || m.under("ephemeral-storage", start) || changes != 1 {
-		t.Errorf("memory pressure %v, disk pressure %v, %d changes; want true, false, 1",
-			m.under("memory", start), m.under("ephemeral-storage", start), changes)
+	if !m.under("memory", start) || m.under("ephemeral-storage", start) || !received(m.PressureChanged()) {
+		t.Errorf("memory pressure %v, disk pressure %v, change told %v; want true, false, true",
+			m.under("memory", start), m.under("ephemeral-storage", start), !m.under("memory", start))
 	}
 	pods.pods = pods.pods[:4] // the evicted one is gone
 	m.synchronize(context.Background(), start.Add(10*time.Second))
@@ -105,12 +97,12 @@ func TestMemoryPressureEvictsBestEffortFirstAndTheConditionLingers(t *testing.T)
 	// Recovered: the condition stays for the transition period, then clears; nothing more is evicted.
 	stats.obs[SignalMemoryAvailable] = Observation{Available: 2 << 30, Capacity: 4 << 30}
 	m.synchronize(context.Background(), start.Add(20*time.Second))
-	if !m.under("memory", start.Add(20*time.Second)) || len(pods.evicted) != 2 {
-		t.Errorf("pressure cleared before the transition period or more pods evicted (%v)", pods.evicted)
+	if !m.under("memory", start.Add(20*time.Second)) || len(pods.evicted) != 2 || received(m.PressureChanged()) {
+		t.Errorf("pressure cleared (or a change told) before the transition period, or more pods evicted (%v)", pods.evicted)
 	}
 	m.synchronize(context.Background(), start.Add(2*time.Minute))
-	if m.under("memory", start.Add(2*time.Minute)) || changes != 2 {
-		t.Errorf("pressure still on after the transition period (%d changes)", changes)
+	if m.under("memory", start.Add(2*time.Minute)) || !received(m.PressureChanged()) {
+		t.Errorf("pressure still on, or its end not told, after the transition period")
 	}
 }
 
@@ -129,7 +121,7 @@ func TestSoftThresholdWaitsForItsGracePeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := New(Config{Hard: hard, Soft: soft, MaxPodGracePeriodSeconds: 20, PressureTransitionPeriod: time.Minute}, stats, pods, nil)
+	m := New(Config{Hard: hard, Soft: soft, MaxPodGracePeriodSeconds: 20, PressureTransitionPeriod: time.Minute}, stats, pods)
 	start := time.Now()
 	m.synchronize(context.Background(), start)
 	m.synchronize(context.Background(), start.Add(80*time.Second))
@@ -172,7 +164,7 @@ func TestDiskPressureRanksByDiskUse(t *testing.T) {
 	}
 	pods := &fakePods{pods: []*corev1.Pod{pod("a", "", false), pod("b", "", false)}}
 	hard, _ := ParseThresholds(map[string]string{SignalNodeFsAvailable: "10%"})
-	m := New(Config{Hard: hard, PressureTransitionPeriod: time.Minute}, stats, pods, nil)
+	m := New(Config{Hard: hard, PressureTransitionPeriod: time.Minute}, stats, pods)
 	m.synchronize(context.Background(), time.Now())
 	if len(pods.evicted) != 1 || pods.evicted[0] != "b" || !m.DiskPressure() || m.MemoryPressure() {
 		t.Errorf("evicted %v, disk pressure %v", pods.evicted, m.DiskPressure())
@@ -203,7 +195,7 @@ func TestDiskPressureRemovesUnusedImagesBeforeEvicting(t *testing.T) {
 				o.Available += tc.freed
 				stats.obs[SignalImageFsAvailable] = o
 				return nil
-			}}, stats, pods, nil)
+			}}, stats, pods)
 			m.synchronize(context.Background(), time.Now())
 			if reclaims != 1 || len(pods.evicted) != tc.wantEvicted || !m.DiskPressure() {
 				t.Errorf("reclaimed %d times, evicted %v, disk pressure %v; want 1 reclaim, %d evicted, pressure reported",
@@ -238,12 +230,22 @@ func TestPIDPressureEvictsThePodWithTheMostProcesses(t *testing.T) {
 	}
 	pods := &fakePods{pods: []*corev1.Pod{pod("few", "", false), pod("forker", "", false)}}
 	hard, _ := ParseThresholds(map[string]string{SignalPIDAvailable: "1000"})
-	m := New(Config{Hard: hard, PressureTransitionPeriod: time.Minute}, stats, pods, nil)
+	m := New(Config{Hard: hard, PressureTransitionPeriod: time.Minute}, stats, pods)
 	m.synchronize(context.Background(), time.Now())
 	if len(pods.evicted) != 1 || pods.evicted[0] != "forker" || !m.PIDPressure() || m.MemoryPressure() || m.DiskPressure() {
 		t.Errorf("evicted %v, PID pressure %v", pods.evicted, m.PIDPressure())
 	}
 	if !strings.Contains(pods.message, "The node was low on resource: pids. Threshold quantity: 1k, available: 100.") {
 		t.Errorf("message %q", pods.message)
+	}
+}
+
+// received says whether ch has a value ready, taking it.
+func received(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }

@@ -33,10 +33,6 @@ type Threshold struct {
 	GracePeriod time.Duration
 }
 
-// DefaultHard is the kubelet's default evictionHard for the signals the agent observes.
-var DefaultHard = map[string]string{SignalMemoryAvailable: "100Mi", SignalNodeFsAvailable: "10%", SignalNodeFsInodes: "5%",
-	SignalImageFsAvailable: "15%", SignalImageFsInodes: "5%"}
-
 // ParseThresholds reads evictionHard as the kubelet's config file has it: signal → quantity or percentage.
 func ParseThresholds(hard map[string]string) ([]Threshold, error) {
 	var out []Threshold
@@ -93,22 +89,6 @@ func ParseSoftThresholds(soft, gracePeriods map[string]string) ([]Threshold, err
 		}
 	}
 	return thresholds, nil
-}
-
-// ParseFlag reads the kubelet's --eviction-hard form: "memory.available<100Mi,nodefs.available<10%".
-func ParseFlag(s string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part == "" {
-			continue
-		}
-		signal, value, ok := strings.Cut(part, "<")
-		if !ok {
-			return nil, fmt.Errorf("%q: want signal<value", part)
-		}
-		out[strings.TrimSpace(signal)] = strings.TrimSpace(value)
-	}
-	return out, nil
 }
 
 // limit is the threshold's value in the signal's unit for a resource of the given capacity.

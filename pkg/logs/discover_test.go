@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/nodeagent/nodeagent/pkg/config"
 )
 
 func TestDiscoverFindsEachContainersCurrentLog(t *testing.T) {
@@ -49,7 +51,7 @@ func TestDiscoverFindsEachContainersCurrentLog(t *testing.T) {
 func TestTagTemplates(t *testing.T) {
 	l, _ := ParseLogPath("/var/log/pods", "/var/log/pods/shop_web-0_0c5e7a44-1b2f-4c3d-9e8f-001122334455/server/1.log")
 	for template, want := range map[string]string{
-		DefaultTagTemplate:                   "kube.var.log.containers.web-0_shop_server-4f9d.log",
+		config.DefaultLogTag:                 "kube.var.log.containers.web-0_shop_server-4f9d.log",
 		"k8s.${node}.${namespace}.${pod_id}": "k8s.node-a.shop.0c5e7a44-1b2f-4c3d-9e8f-001122334455",
 		"plain":                              "plain",
 	} {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodeagent/nodeagent/pkg/config"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,7 +20,7 @@ import (
 // testShipperConfig ships logsDir to the receivers in small chunks, polling often; tests change what they
 // need.
 func testShipperConfig(logsDir, state string, receivers ...string) ShipperConfig {
-	tag, err := ParseTagTemplate(DefaultTagTemplate)
+	tag, err := ParseTagTemplate(config.DefaultLogTag)
 	if err != nil {
 		panic(err) // a constant the tag tests check
 	}

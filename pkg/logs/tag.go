@@ -6,11 +6,6 @@ import (
 	"strings"
 )
 
-// DefaultTagTemplate is Fluent Bit's tag for a container's records with its kubernetes filter's usual setup
-// (tail on /var/log/containers/*.log, Tag kube.*), so receivers' routing rules written for Fluent Bit keep
-// working.
-const DefaultTagTemplate = "kube.var.log.containers.${pod}_${namespace}_${container}-${container_id}.log"
-
 // tagFields are the placeholders a tag template may use.
 var tagFields = map[string]bool{"namespace": true, "pod": true, "pod_id": true, "container": true, "container_id": true, "node": true}
 

@@ -42,8 +42,17 @@ type Config struct {
 	CNIConfDir           string
 	CNIBridge            string // the Linux bridge of the node's pods
 	PodCIDR              string // used when the Node has no spec.podCIDR
-	// MemoryPressure, DiskPressure and PIDPressure report the eviction manager's conditions; nil means never.
-	MemoryPressure, DiskPressure, PIDPressure func() bool
+	// Pressure reports the node's resource pressure (the eviction manager); nil means never any.
+	Pressure Pressure
+}
+
+// Pressure is what the node status needs of the eviction manager: the three conditions, and a signal when
+// one of them changes so the status is posted at once.
+type Pressure interface {
+	MemoryPressure() bool
+	DiskPressure() bool
+	PIDPressure() bool
+	PressureChanged() <-chan struct{}
 }
 
 // Controller keeps the Node and its Lease current.
@@ -132,6 +141,10 @@ func (c *Controller) Run(ctx context.Context) {
 
 	ticker := time.NewTicker(c.cfg.StatusUpdateInterval)
 	defer ticker.Stop()
+	var pressureChanged <-chan struct{} // nil without a Pressure: never ready
+	if c.cfg.Pressure != nil {
+		pressureChanged = c.cfg.Pressure.PressureChanged()
+	}
 	for {
 		c.syncCNI()
 		if err := c.syncStatus(ctx); err != nil {
@@ -142,6 +155,7 @@ func (c *Controller) Run(ctx context.Context) {
 			return
 		case <-ticker.C:
 		case <-c.kick:
+		case <-pressureChanged:
 		}
 	}
 }

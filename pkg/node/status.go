@@ -199,18 +199,18 @@ func (c *Controller) conditions(ctx context.Context) []corev1.NodeCondition {
 	}
 	memory := corev1.NodeCondition{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse,
 		Reason: "KubeletHasSufficientMemory", Message: "nodeagent has sufficient memory available"}
-	if c.cfg.MemoryPressure != nil && c.cfg.MemoryPressure() {
+	if c.cfg.Pressure != nil && c.cfg.Pressure.MemoryPressure() {
 		memory.Status, memory.Reason, memory.Message = corev1.ConditionTrue, "KubeletHasInsufficientMemory",
 			"nodeagent has insufficient memory available"
 	}
 	disk := corev1.NodeCondition{Type: corev1.NodeDiskPressure, Status: corev1.ConditionFalse,
 		Reason: "KubeletHasNoDiskPressure", Message: "nodeagent has no disk pressure"}
-	if c.cfg.DiskPressure != nil && c.cfg.DiskPressure() {
+	if c.cfg.Pressure != nil && c.cfg.Pressure.DiskPressure() {
 		disk.Status, disk.Reason, disk.Message = corev1.ConditionTrue, "KubeletHasDiskPressure", "nodeagent has disk pressure"
 	}
 	pid := corev1.NodeCondition{Type: corev1.NodePIDPressure, Status: corev1.ConditionFalse,
 		Reason: "KubeletHasSufficientPID", Message: "nodeagent has sufficient PID available"}
-	if c.cfg.PIDPressure != nil && c.cfg.PIDPressure() {
+	if c.cfg.Pressure != nil && c.cfg.Pressure.PIDPressure() {
 		pid.Status, pid.Reason, pid.Message = corev1.ConditionTrue, "KubeletHasInsufficientPID", "nodeagent has insufficient PID available"
 	}
 	return []corev1.NodeCondition{

@@ -7,7 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/nodeagent/nodeagent/pkg/dns"
+	"github.com/nodeagent/nodeagent/pkg/resolvconf"
 )
 
 // The resolver's limits, which the kubelet also enforces: glibc reads three nameservers, and 32 search
@@ -21,7 +21,7 @@ const (
 // search path (ClusterFirst, and ClusterFirstWithHostNet), the node's resolv.conf (Default, and ClusterFirst
 // on the host network or without cluster DNS), or nothing (None); then the pod's own dnsConfig on top.
 // nil lets the runtime copy the node's resolv.conf.
-func podDNSConfig(pod *corev1.Pod, nameservers []string, domain string, host dns.ResolvConf) *runtimeapi.DNSConfig {
+func podDNSConfig(pod *corev1.Pod, nameservers []string, domain string, host resolvconf.File) *runtimeapi.DNSConfig {
 	var cfg runtimeapi.DNSConfig
 	cluster := pod.Spec.DNSPolicy == corev1.DNSClusterFirstWithHostNet ||
 		pod.Spec.DNSPolicy == corev1.DNSClusterFirst && !pod.Spec.HostNetwork

@@ -8,11 +8,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/nodeagent/nodeagent/pkg/dns"
+	"github.com/nodeagent/nodeagent/pkg/resolvconf"
 )
 
 func TestPodDNSConfigFollowsTheDNSPolicy(t *testing.T) {
-	host, err := dns.ParseResolvConf(strings.NewReader("# the node's\nnameserver 10.0.0.2\nnameserver 10.0.0.3 ; second\n" +
+	host, err := resolvconf.Parse(strings.NewReader("# the node's\nnameserver 10.0.0.2\nnameserver 10.0.0.3 ; second\n" +
 		"search corp.example\noptions edns0 ndots:2\n"))
 	if err != nil {
 		t.Fatal(err)

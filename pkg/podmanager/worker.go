@@ -17,7 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
-	"github.com/nodeagent/nodeagent/pkg/dns"
+	"github.com/nodeagent/nodeagent/pkg/resolvconf"
 	"github.com/nodeagent/nodeagent/pkg/source"
 )
 
@@ -342,7 +342,7 @@ func (w *worker) namespaceOptions(pod *corev1.Pod) *runtimeapi.NamespaceOption {
 // dnsConfig is the resolver the kubelet gives a pod. The node's resolv.conf is read for each sandbox, as the
 // kubelet does, so a change to it reaches new pods; an unreadable one is an Event and no host part.
 func (w *worker) dnsConfig(pod *corev1.Pod) *runtimeapi.DNSConfig {
-	host, err := dns.ReadResolvConf(w.m.cfg.ResolvConf)
+	host, err := resolvconf.Read(w.m.cfg.ResolvConf)
 	if err != nil {
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "DNSConfigForming", "Could not read the node's resolver config: %v", err)
 	}

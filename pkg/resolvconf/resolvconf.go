@@ -1,4 +1,6 @@
-package dns
+// Package resolvconf reads the node's resolver file (resolv.conf) as the kubelet does: the part pods'
+// resolvers and the DNS server's upstreams are made from. It only reads files.
+package resolvconf
 
 import (
 	"bufio"
@@ -8,30 +10,30 @@ import (
 	"strings"
 )
 
-// ResolvConf is what a resolv.conf file says, as far as the kubelet reads one.
-type ResolvConf struct {
+// File is what a resolv.conf file says, as far as the kubelet reads one.
+type File struct {
 	Nameservers []string
 	Searches    []string
 	Options     []string
 }
 
-// ReadResolvConf reads a resolv.conf file; "" reads nothing and says nothing.
-func ReadResolvConf(path string) (ResolvConf, error) {
+// Read reads a resolv.conf file; "" reads nothing and says nothing.
+func Read(path string) (File, error) {
 	if path == "" {
-		return ResolvConf{}, nil
+		return File{}, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return ResolvConf{}, fmt.Errorf("reading resolver config: %w", err)
+		return File{}, fmt.Errorf("reading resolver config: %w", err)
 	}
 	defer f.Close()
-	return ParseResolvConf(f)
+	return Parse(f)
 }
 
-// ParseResolvConf reads nameserver, search and options lines as resolv.conf(5) does: the last search
+// Parse reads nameserver, search and options lines as resolv.conf(5) does: the last search
 // line wins, comments start with # or ;.
-func ParseResolvConf(r io.Reader) (ResolvConf, error) {
-	var rc ResolvConf
+func Parse(r io.Reader) (File, error) {
+	var rc File
 	scanner := bufio.NewScanner(r)
 	for scanner.Scan() {
 		line := scanner.Text()
@@ -52,7 +54,7 @@ func ParseResolvConf(r io.Reader) (ResolvConf, error) {
 		}
 	}
 	if err := scanner.Err(); err != nil {
-		return ResolvConf{}, fmt.Errorf("reading resolver config: %w", err)
+		return File{}, fmt.Errorf("reading resolver config: %w", err)
 	}
 	return rc, nil
 }

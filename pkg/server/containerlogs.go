@@ -17,8 +17,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
-	"github.com/nodeagent/nodeagent/pkg/logs"
 )
 
 // logOptions are the query parameters of /containerLogs, as the API server passes PodLogOptions on.
@@ -26,6 +24,7 @@ type logOptions struct {
 	follow, previous, timestamps bool
 	tailLines, limitBytes        *int64
 	since                        time.Time
+	parse                        func(raw []byte) (LogLine, error)
 }
 
 func parseLogOptions(q map[string][]string) (logOptions, error) {
@@ -77,6 +76,7 @@ func parseLogOptions(q map[string][]string) (logOptions, error) {
 func (s *NodeAPI) containerLogs(w http.ResponseWriter, r *http.Request) {
 	ns, podName, container := r.PathValue("namespace"), r.PathValue("pod"), r.PathValue("container")
 	opts, err := parseLogOptions(r.URL.Query())
+	opts.parse = s.cfg.ParseLogLine
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -246,7 +246,7 @@ func streamLog(ctx context.Context, w *limitedWriter, path string, opts logOptio
 
 // writeLine writes one CRI line's message per the options; lines before the since time are skipped.
 func writeLine(w *limitedWriter, raw []byte, opts logOptions) error {
-	line, err := logs.ParseLine(raw)
+	line, err := opts.parse(raw)
 	if err != nil {
 		return nil // not a CRI line: the kubelet skips it too
 	}

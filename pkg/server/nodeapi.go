@@ -43,6 +43,16 @@ type NodeAPIConfig struct {
 	ClientCA []byte
 	// PodLogsDir is where the container logs are, in the kubelet's layout.
 	PodLogsDir string
+	// ParseLogLine reads one line of a CRI container log (the log shipper's parser); lines it refuses are
+	// skipped, as the kubelet skips them.
+	ParseLogLine func(raw []byte) (LogLine, error)
+}
+
+// LogLine is one line of a CRI container log, as /containerLogs writes it.
+type LogLine struct {
+	Time    time.Time
+	Partial bool // the runtime split a long line: no newline after this part
+	Message []byte
 }
 
 // NodeAPI serves the node API until its context ends.

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodeagent/nodeagent/pkg/logs"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,7 +94,7 @@ func newFixture(t *testing.T, allowedUsers ...string) *fixture {
 	if err := f.indexer.Add(pod); err != nil {
 		t.Fatal(err)
 	}
-	api, err := NewNodeAPI(NodeAPIConfig{NodeName: "node-a", CertDir: t.TempDir(), Hostname: "node-a",
+	api, err := NewNodeAPI(NodeAPIConfig{NodeName: "node-a", CertDir: t.TempDir(), Hostname: "node-a", ParseLogLine: parseLogLine,
 		HostIPs: []string{"127.0.0.1"}, ClientCA: f.ca.pem, PodLogsDir: f.logDir},
 		corelisters.NewPodLister(f.indexer), nil, client)
 	if err != nil {
@@ -277,4 +278,10 @@ func TestRequestAttributes(t *testing.T) {
 			t.Errorf("%s %s: %s nodes/%s, want %s nodes/%s", tc.method, tc.path, verb, sub, tc.verb, tc.subresource)
 		}
 	}
+}
+
+// parseLogLine is the agent's parser (pkg/logs) as the node API receives it.
+func parseLogLine(raw []byte) (LogLine, error) {
+	line, err := logs.ParseLine(raw)
+	return LogLine{Time: line.Time, Partial: line.Partial, Message: line.Message}, err
 }

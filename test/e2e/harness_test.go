@@ -16,13 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodeagent/nodeagent/pkg/dns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-
-	"github.com/nodeagent/nodeagent/pkg/node"
 )
 
 const (
@@ -221,7 +220,7 @@ func (h *harness) stop() {
 			fmt.Fprintf(os.Stderr, "e2e: nodeagent --cleanup-proxy: %v\n%s", err, out)
 		}
 		// And the link holding its DNS address.
-		_ = exec.Command("ip", "link", "del", node.LocalServiceLink).Run()
+		_ = exec.Command("ip", "link", "del", dns.LocalServiceLink).Run()
 	}
 	// Anything still in the runtime for this node (a failed test's pods) goes, by the agent's node label.
 	_ = exec.Command("bash", "-c", `ids=$(crictl pods --label io.nodeagent.node=`+nodeName+` -q);

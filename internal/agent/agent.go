@@ -1,0 +1,228 @@
+// Package agent assembles nodeagent from its components: the node (registration, status, pods, eviction,
+// image GC, the node API), the Service proxy, cluster DNS and the log shipper. It owns what they share (the
+// API client, the source of API objects, the metrics registry, the HTTP endpoints) and the order of start-up;
+// each component owns its config section's parsed values and its Run. It holds no component's logic: that
+// lives in the component's package under pkg/.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apiruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/nodeagent/nodeagent/pkg/config"
+	"github.com/nodeagent/nodeagent/pkg/metrics"
+	"github.com/nodeagent/nodeagent/pkg/source"
+)
+
+// Mode is which set of components the process runs.
+type Mode int
+
+const (
+	// ModeNode is the whole node: the node component and whichever of proxy, DNS and logs are enabled.
+	ModeNode Mode = iota
+	// ModeProxyOnly is the Service proxy alone, as kube-proxy beside another kubelet.
+	ModeProxyOnly
+	// ModeDNSOnly is cluster DNS alone, as CoreDNS.
+	ModeDNSOnly
+	// ModeLogsOnly is the log shipper alone, as Fluent Bit; it needs no kubeconfig.
+	ModeLogsOnly
+)
+
+func (m Mode) String() string {
+	return [...]string{"node", "proxy-only", "dns-only", "logs-only"}[m]
+}
+
+// Completed is a validated configuration with the values each component parsed from its section.
+type Completed struct {
+	cfg      *config.Configuration
+	mode     Mode
+	eviction evictionSettings
+	logs     logsSettings
+}
+
+// Complete checks what the configuration's own validation cannot: the sections that only their component
+// can parse, and what the mode needs. The errors name the field and the reason, as config.Validate's.
+func Complete(cfg *config.Configuration, mode Mode) (*Completed, field.ErrorList) {
+	c := &Completed{cfg: cfg, mode: mode}
+	var errs field.ErrorList
+	var more field.ErrorList
+	c.eviction, more = completeEviction(cfg)
+	errs = append(errs, more...)
+	c.logs, more = completeLogs(cfg)
+	errs = append(errs, more...)
+	enabled := map[Mode]struct {
+		on        bool
+		path      *field.Path
+		component string
+	}{
+		ModeProxyOnly: {cfg.Proxy.Enabled, field.NewPath("proxy", "enabled"), "the proxy"},
+		ModeDNSOnly:   {cfg.DNS.Enabled, field.NewPath("dns", "enabled"), "the DNS server"},
+		ModeLogsOnly:  {cfg.Logs.Enabled, field.NewPath("logs", "enabled"), "the log shipper"},
+	}
+	if need, ok := enabled[mode]; ok && !need.on {
+		errs = append(errs, field.Invalid(need.path, false, fmt.Sprintf("--%s runs %s: it must be enabled", mode, need.component)))
+	}
+	return c, errs
+}
+
+// Config is the configuration Complete checked.
+func (c *Completed) Config() *config.Configuration { return c.cfg }
+
+// Mode is the set of components Run runs.
+func (c *Completed) Mode() Mode { return c.mode }
+
+// NeedsKubeconfig says whether the mode cannot run without an API server.
+func (m Mode) NeedsKubeconfig() bool { return m != ModeLogsOnly }
+
+// component is one part of the agent. It is built before anything runs (so a port in use or a missing
+// permission stops start-up with a clear error), registers its handlers on the shared source while being
+// built, and runs once the source's caches are filled.
+type component interface {
+	// start does what must happen before the source starts (the node registers its Node); it may block.
+	start(ctx context.Context) error
+	// run works until ctx ends.
+	run(ctx context.Context)
+}
+
+// shared is what the components share.
+type shared struct {
+	cfg      *Completed
+	version  string
+	nodeName string
+	// client and src are nil only in logs-only mode without a kubeconfig.
+	client   kubernetes.Interface
+	src      *source.Source
+	registry *prometheus.Registry
+}
+
+// Run runs the mode's components until ctx ends; the error is why it could not start or had to stop.
+func Run(ctx context.Context, c *Completed, version string) error {
+	s := &shared{cfg: c, version: version, registry: metrics.NewRegistry()}
+	var err error
+	if s.nodeName, err = c.cfg.NodeName(); err != nil {
+		return fmt.Errorf("node name: %w", err)
+	}
+	if c.cfg.Kubeconfig != "" {
+		if s.client, err = connect(c.cfg, version); err != nil {
+			return err
+		}
+		s.src = source.New(s.client, s.nodeName, 0)
+	}
+	klog.InfoS("Starting nodeagent", "version", version, "node", s.nodeName, "mode", c.mode.String())
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs before wg.Wait: stop every component, then wait for them
+
+	components, healthz, err := s.build(ctx, &wg)
+	if err != nil {
+		return err
+	}
+	if err := s.serveEndpoints(ctx, &wg, healthz); err != nil {
+		return err
+	}
+	for _, comp := range components {
+		if err := comp.start(ctx); err != nil {
+			return err
+		}
+	}
+	if s.src != nil {
+		if err := s.src.Start(ctx); err != nil {
+			return err
+		}
+		defer s.src.Shutdown()
+	}
+	for _, comp := range components {
+		wg.Add(1)
+		go func() { defer wg.Done(); comp.run(ctx) }()
+	}
+	klog.InfoS("nodeagent running", "node", s.nodeName, "components", len(components))
+	<-ctx.Done()
+	if c.mode == ModeNode {
+		klog.InfoS("Shutting down: running pods are left to the runtime and adopted at the next start")
+	}
+	return nil
+}
+
+// build makes the mode's components, in the order they start. healthz is the proxy's health handler's
+// owner, nil without a proxy.
+func (s *shared) build(ctx context.Context, wg *sync.WaitGroup) ([]component, *proxyComponent, error) {
+	cfg := s.cfg.cfg
+	want := map[string]bool{
+		"node":  s.cfg.mode == ModeNode,
+		"proxy": s.cfg.mode == ModeProxyOnly || (s.cfg.mode == ModeNode && cfg.Proxy.Enabled),
+		"dns":   s.cfg.mode == ModeDNSOnly || (s.cfg.mode == ModeNode && cfg.DNS.Enabled),
+		"logs":  s.cfg.mode == ModeLogsOnly || (s.cfg.mode == ModeNode && cfg.Logs.Enabled),
+	}
+	var components []component
+	var proxier *proxyComponent
+	var node *nodeComponent
+	if want["node"] {
+		var err error
+		if node, err = newNodeComponent(ctx, s, wg); err != nil {
+			return nil, nil, err
+		}
+		components = append(components, node)
+	}
+	if want["proxy"] || want["dns"] {
+		if err := source.CheckServiceAccess(ctx, s.client); err != nil {
+			return nil, nil, err
+		}
+	}
+	if want["proxy"] {
+		var err error
+		if proxier, err = newProxyComponent(s); err != nil {
+			return nil, nil, err
+		}
+		components = append(components, proxier)
+	}
+	if want["dns"] {
+		d, err := newDNSComponent(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		components = append(components, d)
+	}
+	if want["logs"] {
+		var static *source.StaticPods
+		if node != nil {
+			static = node.static
+		}
+		l, err := newLogsComponent(s, static)
+		if err != nil {
+			return nil, nil, err
+		}
+		components = append(components, l)
+	}
+	return components, proxier, nil
+}
+
+// connect returns an API client with the kubeconfig's credentials.
+func connect(cfg *config.Configuration, version string) (kubernetes.Interface, error) {
+	restConfig, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", cfg.Kubeconfig, err)
+	}
+	restConfig.UserAgent = "nodeagent/" + version
+	restConfig.QPS, restConfig.Burst = 50, 100
+	// Protobuf, as the kubelet and kube-proxy ask for by default: much cheaper to decode than JSON, which
+	// shows in the Service and EndpointSlice lists and watches of a large cluster.
+	restConfig.ContentType = apiruntime.ContentTypeProtobuf
+	restConfig.AcceptContentTypes = apiruntime.ContentTypeProtobuf + "," + apiruntime.ContentTypeJSON
+	return kubernetes.NewForConfig(restConfig)
+}
+
+// nop is the start of a component with nothing to do before the source starts.
+type nop struct{}
+
+func (nop) start(context.Context) error { return nil }

@@ -1,0 +1,171 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/eviction"
+	"github.com/nodeagent/nodeagent/pkg/imagegc"
+	"github.com/nodeagent/nodeagent/pkg/node"
+	"github.com/nodeagent/nodeagent/pkg/podcgroup"
+	"github.com/nodeagent/nodeagent/pkg/podmanager"
+	"github.com/nodeagent/nodeagent/pkg/server"
+	"github.com/nodeagent/nodeagent/pkg/source"
+)
+
+// nodeComponent is what the kubelet does: the Node and its Lease, the pods through CRI, eviction, image
+// garbage collection, static pods and the node API on :10250.
+type nodeComponent struct {
+	status  *node.Controller
+	pods    *podmanager.Manager
+	evictor *eviction.Manager
+	imageGC *imagegc.Manager
+	nodeAPI *server.NodeAPI
+	// static is nil without a static pod directory.
+	static *source.StaticPods
+	events record.EventBroadcaster
+}
+
+// newNodeComponent connects to the runtime and builds the node's parts; the event broadcaster stops with
+// ctx, as one of wg's goroutines.
+func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*nodeComponent, error) {
+	cfg := s.cfg.cfg
+	runtime, err := cri.Connect(ctx, cfg.ContainerRuntimeEndpoint, cfg.RuntimeRequestTimeout.Duration)
+	if err != nil {
+		return nil, err
+	}
+	runtimeVersion, err := runtime.Version(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("runtime version: %w", err)
+	}
+	if err := os.MkdirAll(cfg.RootDir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating root dir: %w", err)
+	}
+	klog.InfoS("Container runtime", "runtime", runtimeVersion.RuntimeName+" "+runtimeVersion.RuntimeVersion)
+
+	n := &nodeComponent{}
+	n.events = record.NewBroadcaster(record.WithContext(ctx))
+	n.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
+	wg.Add(1)
+	go func() { defer wg.Done(); <-ctx.Done(); n.events.Shutdown() }()
+	recorder := n.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "nodeagent", Host: s.nodeName})
+
+	// The image filesystem is asked of the runtime each time: it may move with the runtime's config.
+	imageFs := func(ctx context.Context) (string, error) { return cri.ImageFsPath(ctx, runtime.ImageManagerService) }
+	n.imageGC = imagegc.New(imagegc.Config{HighThresholdPercent: int(cfg.ImageGCHighThresholdPercent),
+		LowThresholdPercent: int(cfg.ImageGCLowThresholdPercent), MinAge: cfg.ImageMinimumGCAge.Duration, Interval: 5 * time.Minute},
+		runtime, imagegc.FilesystemUsage(imageFs))
+
+	// Eviction reads the pods' usage and evicts through the pod manager, and the node status reads its
+	// pressure conditions: the pod cgroups come first, then the pod manager, eviction, and the status.
+	var cgroups *podcgroup.Manager // nil: pods run in the runtime's default cgroup (cgroupsPerQOS off)
+	var podCgroups podmanager.PodCgroups
+	if cfg.CgroupsPerQOS {
+		cgroups = podcgroup.New(cfg.CgroupRoot)
+		podCgroups = cgroups
+	}
+	sources := podmanager.Sources{Pods: s.src.Pods(), Services: s.src.Cluster.Core().V1().Services().Lister(), Node: s.src.Node}
+	if cfg.StaticPodPath != "" {
+		n.static = source.NewStaticPods(cfg.StaticPodPath, s.nodeName, cfg.FileCheckFrequency.Duration)
+		sources.Static = n.static
+	}
+	nodeMemory, err := node.MemoryCapacity()
+	if err != nil {
+		return nil, fmt.Errorf("reading memory capacity: %w", err)
+	}
+	n.pods = podmanager.New(podmanager.Config{
+		NodeName: s.nodeName, PodLogsDir: cfg.PodLogsDir, ContainerLogLinksDir: cfg.ContainerLogLinksDir, RootDir: cfg.RootDir, NodeMemory: nodeMemory,
+		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls, MaxParallelImagePulls: int(cfg.MaxParallelImagePulls),
+		MaxParallelSandboxes: cfg.SandboxCreationLimit(),
+		ClusterDNS:           cfg.PodNameservers(), ClusterDomain: cfg.ClusterDomain, ResolvConf: cfg.ResolvConf,
+		NodeHostsFile: "/etc/hosts",
+		RuntimeType:   runtimeVersion.RuntimeName,
+		LogRotation: podmanager.LogRotation{MaxSize: cfg.ContainerLogMaxBytes(), MaxFiles: int(cfg.ContainerLogMaxFiles),
+			Interval: cfg.ContainerLogMonitorInterval.Duration},
+		ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
+	}, runtime, podCgroups, s.client, sources, recorder)
+	n.evictor = eviction.New(eviction.Config{Hard: s.cfg.eviction.hard, Soft: s.cfg.eviction.soft,
+		MaxPodGracePeriodSeconds: int64(cfg.EvictionMaxPodGracePeriod), Interval: 10 * time.Second,
+		PressureTransitionPeriod: cfg.EvictionPressureTransitionPeriod.Duration, ReclaimDisk: n.imageGC.DeleteUnused,
+	}, &eviction.NodeStats{RootDir: cfg.RootDir, PodDirs: n.pods.PodDirs, ImageFs: func() (string, error) {
+		return imageFs(ctx)
+	}, PodCgroup: func(pod *corev1.Pod) string {
+		if cgroups == nil {
+			return ""
+		}
+		return cgroups.PodPath(pod)
+	}}, n.pods)
+	n.status = node.NewController(node.Config{
+		Name: s.nodeName, NodeIP: cfg.NodeIP, MaxPods: cfg.MaxPods, RootDir: cfg.RootDir,
+		KubeletPort: cfg.KubeletPort, AgentVersion: s.version,
+		StatusUpdateInterval: cfg.NodeStatusUpdateFrequency.Duration,
+		StatusReportInterval: cfg.NodeStatusReportFrequency.Duration,
+		LeaseDuration:        time.Duration(cfg.NodeLeaseDurationSeconds) * time.Second,
+		CNIConfDir:           cfg.CNIConfDir, CNIBridge: cfg.CNIBridge, PodCIDR: cfg.PodCIDR,
+		Pressure: n.evictor,
+	}, s.client, runtime, s.src.Node)
+	if cgroups != nil {
+		allocatable, err := n.status.Allocatable()
+		if err != nil {
+			return nil, fmt.Errorf("node allocatable: %w", err)
+		}
+		if err := cgroups.EnsureNode(allocatable); err != nil {
+			return nil, fmt.Errorf("pod cgroups: %w", err)
+		}
+	}
+	if err := s.src.OnPodChange(func(p *corev1.Pod) { n.pods.Update(ctx, p) }); err != nil {
+		return nil, err
+	}
+	if err := s.src.OnNodeChange(func(*corev1.Node) { n.status.Kick() }); err != nil {
+		return nil, err
+	}
+	internalIPs, err := n.status.InternalIPs()
+	if err != nil {
+		return nil, err
+	}
+	if n.nodeAPI, err = newNodeAPI(cfg, s.nodeName, internalIPs, s.src.Pods(), runtime, s.client); err != nil {
+		return nil, err
+	}
+	if n.static != nil {
+		n.static.OnChange(func() { n.pods.StaticPodsChanged(ctx) })
+	}
+	return n, nil
+}
+
+// start registers the Node before the caches fill, so the pods bound to it can be seen.
+func (n *nodeComponent) start(ctx context.Context) error { return n.status.Register(ctx) }
+
+func (n *nodeComponent) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	run := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	run(n.status.Run)
+	run(n.pods.Run)
+	run(n.evictor.Run)
+	run(n.imageGC.Run)
+	run(func(ctx context.Context) {
+		if err := n.nodeAPI.Run(ctx); err != nil {
+			klog.ErrorS(err, "The node API stopped")
+		}
+	})
+	if n.static != nil {
+		run(func(ctx context.Context) {
+			if err := n.static.Run(ctx); err != nil {
+				klog.ErrorS(err, "Static pods are not read")
+			}
+		})
+	}
+}

@@ -1,0 +1,88 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/nodeagent/nodeagent/pkg/proxy"
+)
+
+// proxyComponent is the Service proxy: the cluster's Service VIPs in the node's nftables.
+type proxyComponent struct {
+	nop
+	proxier *proxy.Proxier
+}
+
+// newProxyComponent sets up the proxy on the shared cache; it runs once the cache is filled.
+func newProxyComponent(s *shared) (*proxyComponent, error) {
+	cfg := s.cfg.cfg
+	conn, err := proxy.NewConn(0)
+	if err != nil {
+		return nil, err
+	}
+	clusterCIDRs, _ := cfg.Proxy.ClusterCIDRs() // validated; none when empty
+	proxier, err := proxy.New(proxy.Config{
+		NodeName: s.nodeName,
+		NodePortIPs: func() []netip.Addr {
+			ips, err := proxy.NodePortIPs(s.src.Node(), cfg.Proxy.NodePortAddresses, net.InterfaceAddrs)
+			if err != nil {
+				klog.ErrorS(err, "NodePorts are not served on some addresses")
+			}
+			return ips
+		},
+		LocalCIDRs: func() []netip.Prefix {
+			if len(clusterCIDRs) > 0 {
+				return clusterCIDRs
+			}
+			return s.podCIDRs()
+		},
+		FullSyncPeriod: cfg.Proxy.SyncPeriod.Duration,
+		Metrics:        s.registry,
+	}, conn, s.src.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.src.OnNodeChange(func(*corev1.Node) { proxier.NodeChanged() }); err != nil {
+		return nil, err
+	}
+	return &proxyComponent{proxier: proxier}, nil
+}
+
+func (p *proxyComponent) run(ctx context.Context) { p.proxier.Run(ctx) }
+
+// ProxyTable is the nftables table the proxy owns and CleanupProxy removes.
+const ProxyTable = "inet " + proxy.TableName
+
+// CleanupProxy removes the agent's nftables table from this host's network namespace, as kube-proxy
+// --cleanup.
+func CleanupProxy() error {
+	conn, err := proxy.NewConn(0)
+	if err != nil {
+		return err
+	}
+	if err := proxy.Cleanup(conn); err != nil {
+		return err
+	}
+	klog.InfoS("Removed the proxy's nftables table", "table", ProxyTable)
+	return nil
+}
+
+// podCIDRs are the node's pod ranges: those the API server assigned (the first is spec.podCIDR), then
+// podCIDR from the configuration, used when it assigns none.
+func (s *shared) podCIDRs() []netip.Prefix {
+	var cidrs []string
+	if n := s.src.Node(); n != nil {
+		cidrs = append(cidrs, n.Spec.PodCIDRs...)
+	}
+	var prefixes []netip.Prefix
+	for _, c := range append(cidrs, s.cfg.cfg.PodCIDR) {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			prefixes = append(prefixes, p)
+		}
+	}
+	return prefixes
+}

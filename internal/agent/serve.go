@@ -1,0 +1,47 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"k8s.io/klog/v2"
+
+	"github.com/nodeagent/nodeagent/pkg/metrics"
+)
+
+// serveEndpoints opens /metrics and, with a proxy, its /healthz and /livez, as goroutines of wg. The ports
+// are opened before anything runs, so one in use stops start-up with a clear error.
+func (s *shared) serveEndpoints(ctx context.Context, wg *sync.WaitGroup, proxier *proxyComponent) error {
+	cfg := s.cfg.cfg
+	if cfg.MetricsBindAddress != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(s.registry))
+		if err := serveHTTP(ctx, wg, cfg.MetricsBindAddress, mux); err != nil {
+			return fmt.Errorf("metricsBindAddress: %w", err)
+		}
+	}
+	if proxier != nil && cfg.Proxy.HealthzBindAddress != "" {
+		if err := serveHTTP(ctx, wg, cfg.Proxy.HealthzBindAddress, proxier.proxier.HealthHandler(s.src.Node)); err != nil {
+			return fmt.Errorf("proxy.healthzBindAddress: %w", err)
+		}
+	}
+	return nil
+}
+
+// serveHTTP serves handler on addr until ctx ends, as one of wg's goroutines.
+func serveHTTP(ctx context.Context, wg *sync.WaitGroup, addr string, handler http.Handler) error {
+	wait, err := metrics.Serve(ctx, addr, handler)
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := wait(); err != nil {
+			klog.ErrorS(err, "HTTP server stopped", "address", addr)
+		}
+	}()
+	return nil
+}
