@@ -8,8 +8,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // idleResult is one node agent's cost while its pods run and nothing changes.
@@ -63,17 +61,11 @@ func runIdle(ctx context.Context, pods int, window time.Duration, runtimeName st
 func idleNode(ctx context.Context, c *podCluster, proxy *criProxy, node string, pods int, window time.Duration,
 	start func() (*process, error)) (idleResult, error) {
 	var res idleResult
-	p, err := start()
+	p, err := startReadyNode(ctx, c.client, node, start)
 	if err != nil {
 		return res, err
 	}
 	defer p.stop()
-	if err := poll(ctx, 2*time.Minute, func() bool {
-		n, err := c.client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-		return err == nil && nodeReady(n)
-	}); err != nil {
-		return res, fmt.Errorf("node %s never became Ready: %w", node, err)
-	}
 	if _, err := createReady(ctx, c.client, node, "idle", pods); err != nil {
 		return res, err
 	}

@@ -235,17 +235,11 @@ imageGCHighThresholdPercent: 100
 func benchNode(ctx context.Context, client kubernetes.Interface, node string, pods, rounds int,
 	start func() (*process, error)) (burstResult, error) {
 	var res burstResult
-	p, err := start()
+	p, err := startReadyNode(ctx, client, node, start)
 	if err != nil {
 		return res, err
 	}
 	defer p.stop()
-	if err := poll(ctx, 2*time.Minute, func() bool {
-		n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-		return err == nil && nodeReady(n)
-	}); err != nil {
-		return res, fmt.Errorf("node %s never became Ready: %w", node, err)
-	}
 	if _, err := burst(ctx, client, node, "warmup", 1); err != nil {
 		return res, fmt.Errorf("warm-up: %w", err)
 	}
@@ -277,6 +271,22 @@ func benchNode(ctx context.Context, client kubernetes.Interface, node string, po
 			node, r, percentile(lat, 50), percentile(lat, 99), after-before, rss>>20)
 	}
 	return res, nil
+}
+
+// startReadyNode starts a node's agent and waits until its Node is Ready; the caller stops it.
+func startReadyNode(ctx context.Context, client kubernetes.Interface, node string, start func() (*process, error)) (*process, error) {
+	p, err := start()
+	if err != nil {
+		return nil, err
+	}
+	if err := poll(ctx, 2*time.Minute, func() bool {
+		n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		return err == nil && nodeReady(n)
+	}); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("node %s never became Ready: %w", node, err)
+	}
+	return p, nil
 }
 
 // burst creates n pods on node at once and returns, per pod, the time from just before its create request
