@@ -55,7 +55,7 @@ func newDNSComponent(s *shared) (*dnsComponent, error) {
 			return client.IsLoopback() || onNode(client, hostAddrs) || s.inPodCIDR(client)
 		},
 		Metrics: s.registry,
-	}, s.src.Cluster)
+	}, s.src)
 	if err != nil {
 		return nil, err
 	}

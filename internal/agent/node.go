@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	corelisters "k8s.io/client-go/listers/core/v1"
+
 	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/pkg/eviction"
 	"github.com/nodeagent/nodeagent/pkg/imagegc"
@@ -74,7 +76,7 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 		cgroups = podcgroup.New(cfg.CgroupRoot)
 		podCgroups = cgroups
 	}
-	sources := podmanager.Sources{Pods: s.src.Pods(), Services: s.src.Cluster.Core().V1().Services().Lister(), Node: s.src.Node}
+	sources := podmanager.Sources{Pods: s.src.Pods(), Services: corelisters.NewServiceLister(s.src.Services().GetIndexer()), Node: s.src.Node}
 	if cfg.StaticPodPath != "" {
 		n.static = source.NewStaticPods(cfg.StaticPodPath, s.nodeName, cfg.FileCheckFrequency.Duration)
 		sources.Static = n.static

@@ -42,7 +42,7 @@ func newProxyComponent(s *shared) (*proxyComponent, error) {
 		},
 		FullSyncPeriod: cfg.Proxy.SyncPeriod.Duration,
 		Metrics:        s.registry,
-	}, conn, s.src.Cluster)
+	}, conn, s.src)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -62,9 +61,16 @@ type Server struct {
 // serverBufferSize is the EDNS0 UDP size the server advertises to its clients.
 const serverBufferSize = 1232
 
-// New registers the server's informers (Services, EndpointSlices, with the indexes that PTR answers use) in
-// factory; the caller starts the factory and waits for its caches before serving.
-func New(cfg Config, factory informers.SharedInformerFactory) (*Server, error) {
+// Objects are the Services and EndpointSlices the server answers from (source.Source and
+// source.FactoryServices implement it).
+type Objects interface {
+	Services() cache.SharedIndexInformer
+	EndpointSlices() cache.SharedIndexInformer
+}
+
+// New adds the indexes that answers use (PTR among them) to the informers of objects; the caller starts
+// them and waits for their caches before serving.
+func New(cfg Config, objects Objects) (*Server, error) {
 	if cfg.Domain == "" {
 		return nil, errors.New("dns: the cluster domain is empty")
 	}
@@ -74,11 +80,11 @@ func New(cfg Config, factory informers.SharedInformerFactory) (*Server, error) {
 	if cfg.UpstreamTimeout == 0 {
 		cfg.UpstreamTimeout = 2 * time.Second
 	}
-	services := factory.Core().V1().Services().Informer()
+	services := objects.Services()
 	if err := services.AddIndexers(cache.Indexers{servicesByClusterIP: clusterIPs}); err != nil {
 		return nil, fmt.Errorf("indexing Services by ClusterIP: %w", err)
 	}
-	slices := factory.Discovery().V1().EndpointSlices().Informer()
+	slices := objects.EndpointSlices()
 	if err := source.IndexSlicesByService(slices); err != nil {
 		return nil, err
 	}

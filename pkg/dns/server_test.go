@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/nodeagent/nodeagent/pkg/source"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
@@ -160,7 +161,7 @@ func startServer(t testing.TB, cfg Config, objs ...runtime.Object) *testServer {
 	factory := informers.NewSharedInformerFactory(client, 0)
 	reg := prometheus.NewRegistry()
 	cfg.Domain, cfg.Listen, cfg.Metrics, cfg.CacheSize = "cluster.local", []string{"127.0.0.1:0"}, reg, 100
-	s, err := New(cfg, factory)
+	s, err := New(cfg, source.FactoryServices{Factory: factory})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodeagent/nodeagent/pkg/source"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
@@ -28,7 +29,7 @@ func probe(t *testing.T, h http.Handler, path string) (int, map[string]any) {
 }
 
 func TestHealthzFailsWhenAChangeWaitsTooLongOrTheNodeIsGoing(t *testing.T) {
-	p, err := New(Config{NodeName: testNode}, nil, informers.NewSharedInformerFactory(fake.NewClientset(), 0))
+	p, err := New(Config{NodeName: testNode}, nil, source.FactoryServices{Factory: informers.NewSharedInformerFactory(fake.NewClientset(), 0)})
 	must(t, err)
 	clock := time.Now() // New queued the first sync at the real time
 	p.health.now = func() time.Time { return clock }

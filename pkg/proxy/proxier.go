@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -74,9 +73,16 @@ type Proxier struct {
 	healthChecks map[string]healthCheck
 }
 
-// New registers the proxy's informers (Services, EndpointSlices) in factory; the caller starts the factory
-// and waits for its caches before Run.
-func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactory) (*Proxier, error) {
+// Objects are the Services and EndpointSlices the proxy programs (source.Source and
+// source.FactoryServices implement it).
+type Objects interface {
+	Services() cache.SharedIndexInformer
+	EndpointSlices() cache.SharedIndexInformer
+}
+
+// New adds the proxy's index and handlers to the informers of objects; the caller starts them and waits
+// for their caches before Run.
+func New(cfg Config, conn *nftables.Conn, objects Objects) (*Proxier, error) {
 	p := &Proxier{
 		cfg:          cfg,
 		table:        newTable(conn),
@@ -95,12 +101,12 @@ func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactor
 		}
 	}
 	p.health.queued() // not healthy until the first sync, if it takes too long
-	svcInformer := factory.Core().V1().Services()
-	sliceInformer := factory.Discovery().V1().EndpointSlices().Informer()
+	svcInformer := objects.Services()
+	sliceInformer := objects.EndpointSlices()
 	if err := source.IndexSlicesByService(sliceInformer); err != nil {
 		return nil, err
 	}
-	p.services = svcInformer.Lister()
+	p.services = corelisters.NewServiceLister(svcInformer.GetIndexer())
 	p.slices = sliceInformer.GetIndexer()
 	onService := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
@@ -111,7 +117,7 @@ func New(cfg Config, conn *nftables.Conn, factory informers.SharedInformerFactor
 	// The objects of the informers' first list are written by the first sync, a full one that reads the
 	// cache after it filled: marking them changed would only render them all again, and their change times
 	// (possibly days old) would be no network programming latency.
-	if _, err := svcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+	if _, err := svcInformer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
 			if !initial {
 				onService(obj)

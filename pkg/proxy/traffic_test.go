@@ -28,6 +28,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/nodeagent/nodeagent/pkg/source"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -65,7 +66,7 @@ func startProxy(t *testing.T, n *testNet, objects ...runtime.Object) *runningPro
 			return ln, err
 		},
 		Metrics: reg,
-	}, nftConn(t, n.node), factory)
+	}, nftConn(t, n.node), source.FactoryServices{Factory: factory})
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -1,6 +1,6 @@
 // Package source owns the agent's view of the API server: shared informers for the Pods bound to this node
 // and for the node's own Node object, one cache that every consumer reads. It never writes to the API.
-// Services, EndpointSlices, ConfigMaps and Secrets join as further informers of the cluster-wide factory.
+// Services and EndpointSlices are further informers of a cluster-wide factory, given out as ServiceObjects.
 package source
 
 import (
@@ -25,9 +25,9 @@ type Source struct {
 	podFactory informers.SharedInformerFactory
 	// nodeFactory watches only this node's Node object.
 	nodeFactory informers.SharedInformerFactory
-	// Cluster is the factory for cluster-wide objects (Services, EndpointSlices, ...). Consumers register the
-	// informers they need before Start.
-	Cluster informers.SharedInformerFactory
+	// cluster is the factory for cluster-wide objects (Services, EndpointSlices): consumers get their
+	// informers through Services and EndpointSlices before Start.
+	cluster informers.SharedInformerFactory
 
 	nodes cache.SharedIndexInformer
 }
@@ -56,7 +56,7 @@ func New(client kubernetes.Interface, nodeName string, resync time.Duration) *So
 		nodeName:    nodeName,
 		podFactory:  informers.NewSharedInformerFactoryWithOptions(client, resync, onNode, withoutManagedFields()),
 		nodeFactory: informers.NewSharedInformerFactoryWithOptions(client, resync, ownNode, withoutManagedFields()),
-		Cluster:     informers.NewSharedInformerFactoryWithOptions(client, resync, withoutManagedFields()),
+		cluster:     informers.NewSharedInformerFactoryWithOptions(client, resync, withoutManagedFields()),
 	}
 	s.nodes = s.nodeFactory.Core().V1().Nodes().Informer()
 	return s
@@ -64,10 +64,10 @@ func New(client kubernetes.Interface, nodeName string, resync time.Duration) *So
 
 // Start starts every registered informer and waits until their caches are filled.
 func (s *Source) Start(ctx context.Context) error {
-	for _, f := range []informers.SharedInformerFactory{s.podFactory, s.nodeFactory, s.Cluster} {
+	for _, f := range []informers.SharedInformerFactory{s.podFactory, s.nodeFactory, s.cluster} {
 		f.Start(ctx.Done())
 	}
-	for _, f := range []informers.SharedInformerFactory{s.podFactory, s.nodeFactory, s.Cluster} {
+	for _, f := range []informers.SharedInformerFactory{s.podFactory, s.nodeFactory, s.cluster} {
 		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
 			if !ok {
 				return fmt.Errorf("cache for %v did not sync", typ)
@@ -79,7 +79,7 @@ func (s *Source) Start(ctx context.Context) error {
 
 // Shutdown waits for the informers' goroutines after ctx passed to Start is cancelled.
 func (s *Source) Shutdown() {
-	for _, f := range []informers.SharedInformerFactory{s.podFactory, s.nodeFactory, s.Cluster} {
+	for _, f := range []informers.SharedInformerFactory{s.podFactory, s.nodeFactory, s.cluster} {
 		f.Shutdown()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
 )
 
 // A process that runs only the proxy or only DNS never asks for Pods, so it never lists or watches them;
@@ -42,7 +43,7 @@ func TestCachedObjectsHaveNoManagedFields(t *testing.T) {
 		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}}
 	client := fake.NewClientset(&corev1.Service{ObjectMeta: managed})
 	src := New(client, "node-a", 0)
-	services := src.Cluster.Core().V1().Services().Lister()
+	services := corelisters.NewServiceLister(src.Services().GetIndexer())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); src.Shutdown() }()
 	if err := src.Start(ctx); err != nil {
