@@ -76,7 +76,8 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 		cgroups = podcgroup.New(cfg.CgroupRoot)
 		podCgroups = cgroups
 	}
-	sources := podmanager.Sources{Pods: s.src.Pods(), Services: corelisters.NewServiceLister(s.src.Services().GetIndexer()), Node: s.src.Node}
+	sources := podmanager.Sources{Pods: s.src.Pods(), Services: corelisters.NewServiceLister(s.src.Services().GetIndexer()), Node: s.src.Node,
+		Status: podmanager.APIStatus{Client: s.client}}
 	if cfg.StaticPodPath != "" {
 		n.static = source.NewStaticPods(cfg.StaticPodPath, s.nodeName, cfg.FileCheckFrequency.Duration)
 		sources.Static = n.static

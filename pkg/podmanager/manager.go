@@ -104,6 +104,8 @@ type Sources struct {
 	Node func() *corev1.Node
 	// Static are the pods of the manifest directory; nil when there is none.
 	Static StaticPods
+	// Status is where pod status goes; nil means the API server, through the manager's client.
+	Status StatusSink
 }
 
 // Manager runs one worker per Pod.
@@ -116,6 +118,7 @@ type Manager struct {
 	static   StaticPods
 	node     func() *corev1.Node
 	recorder record.EventRecorder
+	status   StatusSink
 	// cgroups is nil when pods run without pod-level cgroups (cgroupsPerQOS off).
 	cgroups PodCgroups
 	// pullSlots and sandboxSlots bound the image pulls and the sandbox creations in flight.
@@ -148,6 +151,9 @@ func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Inte
 		mirrorKick:  make(chan struct{}, 1), objects: newObjectWatches(client), appArmorHost: appArmorHostError()}
 	m.pullSlots, m.sandboxSlots = newLimiter(cfg.MaxParallelImagePulls), newLimiter(cfg.MaxParallelSandboxes)
 	m.rtcache = newRuntimeCache(runtime, cfg.NodeName, m.pokeWorker)
+	if m.status = sources.Status; m.status == nil {
+		m.status = APIStatus{Client: client}
+	}
 	return m
 }
 

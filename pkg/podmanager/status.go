@@ -2,8 +2,6 @@ package podmanager
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"os"
 	"strconv"
 	"time"
@@ -11,8 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
@@ -133,28 +129,7 @@ func (w *worker) patchStatus(ctx context.Context, pod *corev1.Pod, status *corev
 	if target == nil {
 		return nil // a static pod without its mirror yet: written once the mirror exists
 	}
-	// As the kubelet: a two-way strategic merge patch from the status the node last saw to the new one, so
-	// it carries only what changed (conditions merge by type: those others set, readiness gates, are never
-	// overwritten by a stale copy), with the UID as a precondition (it fails if the Pod was replaced by
-	// another of the same name meanwhile).
-	oldJSON, err := json.Marshal(corev1.Pod{Status: target.Status})
-	if err != nil {
-		return err
-	}
-	newJSON, err := json.Marshal(corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: target.UID}, Status: *status})
-	if err != nil {
-		return err
-	}
-	patch, err := strategicpatch.CreateTwoWayMergePatch(oldJSON, newJSON, corev1.Pod{})
-	if err != nil {
-		return fmt.Errorf("pod status patch: %w", err)
-	}
-	_, err = w.m.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch,
-		metav1.PatchOptions{}, "status")
-	if err != nil {
-		return fmt.Errorf("patching pod status: %w", err)
-	}
-	return nil
+	return w.m.status.WriteStatus(ctx, target, status)
 }
 
 // initProgress reports whether every regular init container succeeded and sidecars are running, and whether
