@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/nodeagent/nodeagent/internal/dnsnet"
 )
 
 const (
@@ -80,11 +81,12 @@ func runDNSBench(ctx context.Context, services, seconds, rounds int) error {
 	if err := createServices(ctx, client, 0, services, 1); err != nil {
 		return err
 	}
-	upstream, stopUpstream, err := startExternalStub()
+	stub, err := startExternalStub()
 	if err != nil {
 		return err
 	}
-	defer stopUpstream()
+	defer stub.Stop()
+	upstream := stub.Addr
 	files, err := writeQueryFiles(services)
 	if err != nil {
 		return err
@@ -157,28 +159,15 @@ func buildCoreDNS(repo string) (string, error) {
 }
 
 // startExternalStub answers every name under externalZone with an address and a one-hour TTL, on loopback.
-func startExternalStub() (addr string, stop func(), err error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		resp := new(dns.Msg)
-		resp.SetReply(req)
-		resp.RecursionAvailable = true
+func startExternalStub() (*dnsnet.Stub, error) {
+	return dnsnet.StartStub(func(req, resp *dns.Msg) {
 		if q := req.Question[0]; dns.IsSubDomain(externalZone, strings.ToLower(q.Name)) && q.Qtype == dns.TypeA {
 			resp.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 3600},
 				A: net.IPv4(192, 0, 2, byte(len(q.Name)))}}
 		} else {
 			resp.Rcode = dns.RcodeNameError
 		}
-		_ = w.WriteMsg(resp)
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go func() { _ = srv.ActivateAndServe() }()
-	<-started
-	return pc.LocalAddr().String(), func() { _ = srv.Shutdown() }, nil
+	})
 }
 
 // writeQueryFiles writes dnsperf's inputs: every Service's name, and the external names.

@@ -1,5 +1,5 @@
-// Package netnsutil runs code inside a network namespace, for the tests and benchmarks that build their own
-// namespaces. It must not create or delete namespaces: its callers own them.
+// Package netnsutil is the one way tests and benchmarks make network namespaces (New, without a name) and run
+// code inside them (Do). The caller owns each namespace it made and closes it; nothing here touches the host's.
 package netnsutil
 
 import (

@@ -80,7 +80,7 @@ func FuzzQuery(f *testing.F) {
 // query to the answer handed to the writer.
 func BenchmarkQuery(b *testing.B) {
 	stub := startStubUpstream(b)
-	ts := startServer(b, Config{Upstreams: []string{stub.addr}}, clusterObjects()...)
+	ts := startServer(b, Config{Upstreams: []string{stub.Addr}}, clusterObjects()...)
 	h := ts.server.Handler(context.Background())
 	for _, c := range []struct{ name, qname string }{
 		{"cluster", "web.default.svc.cluster.local."}, {"headless", "db.default.svc.cluster.local."},

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/nodeagent/nodeagent/internal/dnsnet"
 	"github.com/nodeagent/nodeagent/pkg/source"
 )
 
@@ -116,7 +117,7 @@ func New(cfg Config, objects Objects) (*Server, error) {
 // Listen opens the UDP and TCP sockets, so that an address in use stops start-up with a clear error.
 func (s *Server) Listen() error {
 	for _, addr := range s.cfg.Listen {
-		pc, l, err := ListenUDPAndTCP(addr)
+		pc, l, err := dnsnet.ListenUDPAndTCP(addr)
 		if err != nil {
 			s.closeAll()
 			return err
@@ -124,34 +125,6 @@ func (s *Server) Listen() error {
 		s.packetConns, s.listeners = append(s.packetConns, pc), append(s.listeners, l)
 	}
 	return nil
-}
-
-// ListenUDPAndTCP opens UDP and TCP on addr, as a DNS server needs (tests' stub resolvers too). With port 0 the kernel picks a free UDP port and TCP takes the same
-// number, which another TCP socket may hold: then it tries again with another UDP port, a bounded number
-// of times.
-func ListenUDPAndTCP(addr string) (net.PacketConn, net.Listener, error) {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dns: listen address %q: %w", addr, err)
-	}
-	attempts := 1
-	if port == "0" {
-		attempts = 10
-	}
-	for {
-		pc, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("dns: listening on udp %s: %w", addr, err)
-		}
-		l, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			return pc, l, nil
-		}
-		pc.Close()
-		if attempts--; attempts == 0 {
-			return nil, nil, fmt.Errorf("dns: listening on tcp %s: %w", addr, err)
-		}
-	}
 }
 
 func (s *Server) closeAll() {

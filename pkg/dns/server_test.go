@@ -7,11 +7,11 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/nodeagent/nodeagent/internal/dnsnet"
 	"github.com/nodeagent/nodeagent/pkg/source"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -84,26 +84,10 @@ func readyEndpoint(ip, hostname string, ready bool) discoveryv1.Endpoint {
 	return ep
 }
 
-// stubUpstream is a resolver on loopback standing in for the node's upstream: it knows a few names, and
-// counts the questions it gets by transport, so tests see what the cache saved.
-type stubUpstream struct {
-	addr       string
-	udpQueries atomic.Int32
-	tcpQueries atomic.Int32
-}
-
-func startStubUpstream(t testing.TB) *stubUpstream {
+// startStubUpstream is the resolver on loopback standing in for the node's upstream: it knows a few names.
+func startStubUpstream(t testing.TB) *dnsnet.Stub {
 	t.Helper()
-	stub := &stubUpstream{}
-	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
-			stub.tcpQueries.Add(1)
-		} else {
-			stub.udpQueries.Add(1)
-		}
-		resp := new(dns.Msg)
-		resp.SetReply(req)
-		resp.RecursionAvailable = true
+	stub, err := dnsnet.StartStub(func(req, resp *dns.Msg) {
 		q := req.Question[0]
 		switch strings.ToLower(q.Name) {
 		case "www.example.org.":
@@ -118,23 +102,11 @@ func startStubUpstream(t testing.TB) *stubUpstream {
 			resp.Rcode = dns.RcodeNameError
 			resp.Ns = append(resp.Ns, mustRR(t, "example.org. 3600 IN SOA ns.example.org. hostmaster.example.org. 1 7200 900 1209600 60"))
 		}
-		if opt := req.IsEdns0(); opt != nil {
-			resp.SetEdns0(opt.UDPSize(), false)
-		}
-		if _, ok := w.RemoteAddr().(*net.UDPAddr); ok {
-			resp.Truncate(clientBufferSize(req))
-		}
-		_ = w.WriteMsg(resp)
 	})
-	pc, l, err := ListenUDPAndTCP("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	stub.addr = pc.LocalAddr().String()
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: l, Handler: handler}} {
-		go func() { _ = srv.ActivateAndServe() }()
-		t.Cleanup(func() { _ = srv.Shutdown() })
-	}
+	t.Cleanup(stub.Stop)
 	return stub
 }
 
@@ -232,7 +204,7 @@ const soa = "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.lo
 
 func TestClusterRecordsAsDigSeesThem(t *testing.T) {
 	stub := startStubUpstream(t)
-	ts := startServer(t, Config{Upstreams: []string{stub.addr}}, clusterObjects()...)
+	ts := startServer(t, Config{Upstreams: []string{stub.Addr}}, clusterObjects()...)
 	cases := []struct {
 		name      string
 		args      []string
@@ -316,7 +288,7 @@ func TestClusterRecordsAsDigSeesThem(t *testing.T) {
 
 func TestForwardingCachesAnswersAndDenials(t *testing.T) {
 	stub := startStubUpstream(t)
-	ts := startServer(t, Config{Upstreams: []string{stub.addr}}, clusterObjects()...)
+	ts := startServer(t, Config{Upstreams: []string{stub.Addr}}, clusterObjects()...)
 
 	first := dig(t, ts.addr, "www.example.org", "A")
 	if first.status != "NOERROR" || !slices.Equal(first.answer, []string{"www.example.org. 300 IN A 192.0.2.10"}) {
@@ -329,7 +301,7 @@ func TestForwardingCachesAnswersAndDenials(t *testing.T) {
 		t.Errorf("EDNS0 UDP size %q, want the server's 1232", first.udpSize)
 	}
 	dig(t, ts.addr, "WWW.example.org", "A") // the same question in other case: one cache entry
-	if n := stub.udpQueries.Load(); n != 1 {
+	if n := stub.UDPQueries.Load(); n != 1 {
 		t.Errorf("upstream asked %d times for one name asked twice, want 1 (the second from the cache)", n)
 	}
 
@@ -339,7 +311,7 @@ func TestForwardingCachesAnswersAndDenials(t *testing.T) {
 			t.Fatalf("forwarded NXDOMAIN: %s %q", nx.status, nx.authority)
 		}
 	}
-	if n := stub.udpQueries.Load(); n != 2 {
+	if n := stub.UDPQueries.Load(); n != 2 {
 		t.Errorf("upstream asked %d times in all, want 2: the NXDOMAIN is cached for the SOA's minimum TTL", n)
 	}
 	hits := testutil.ToFloat64(ts.server.metrics.cacheHits.WithLabelValues(ts.server.metrics.server, "success", ".", "")) +
@@ -360,14 +332,14 @@ coredns_cache_entries{server="`+ts.server.metrics.server+`",type="success",view=
 
 func TestLargeAnswersGoOverTCP(t *testing.T) {
 	stub := startStubUpstream(t)
-	ts := startServer(t, Config{Upstreams: []string{stub.addr}})
+	ts := startServer(t, Config{Upstreams: []string{stub.Addr}})
 	// dig offers 512 bytes, gets a truncated answer and asks again over TCP, as resolvers do.
 	got := dig(t, ts.addr, "+bufsize=512", "big.example.org", "TXT")
 	if got.status != "NOERROR" || len(got.answer) != 40 {
 		t.Fatalf("%s with %d records, want all 40", got.status, len(got.answer))
 	}
-	if stub.tcpQueries.Load() != 1 {
-		t.Errorf("upstream got %d TCP questions, want 1: its UDP answer was truncated", stub.tcpQueries.Load())
+	if stub.TCPQueries.Load() != 1 {
+		t.Errorf("upstream got %d TCP questions, want 1: its UDP answer was truncated", stub.TCPQueries.Load())
 	}
 	if n := testutil.ToFloat64(ts.server.metrics.requests.WithLabelValues(ts.server.metrics.server, ".", "", "tcp", "1", "TXT")); n != 1 {
 		t.Errorf("coredns_dns_requests_total{proto=tcp} = %v, want 1 (dig's retry)", n)
@@ -393,12 +365,12 @@ func TestUpstreamDownIsServfail(t *testing.T) {
 func TestNoRecursionForClientsOutsideTheCluster(t *testing.T) {
 	stub := startStubUpstream(t)
 	onlyNode := netip.MustParseAddr("127.0.0.1")
-	ts := startServer(t, Config{Upstreams: []string{stub.addr}, RecursionAllowed: func(a netip.Addr) bool { return a == onlyNode }},
+	ts := startServer(t, Config{Upstreams: []string{stub.Addr}, RecursionAllowed: func(a netip.Addr) bool { return a == onlyNode }},
 		clusterObjects()...)
 	// 127.0.0.2 stands for a client outside the pod CIDR and the node.
 	outside := dig(t, ts.addr, "-b", "127.0.0.2", "www.example.org", "A")
-	if outside.status != "REFUSED" || stub.udpQueries.Load() != 0 {
-		t.Errorf("outside client: %s, upstream asked %d times; want REFUSED and no upstream question", outside.status, stub.udpQueries.Load())
+	if outside.status != "REFUSED" || stub.UDPQueries.Load() != 0 {
+		t.Errorf("outside client: %s, upstream asked %d times; want REFUSED and no upstream question", outside.status, stub.UDPQueries.Load())
 	}
 	if slices.Contains(outside.flags, "ra") {
 		t.Errorf("flags %v: no recursion is available to this client", outside.flags)
@@ -540,15 +512,15 @@ func TestMetricsHaveCoreDNSNames(t *testing.T) {
 // an upstream, the next is answered SERVFAIL at once and counted, as CoreDNS's max_concurrent does.
 func TestForwardingIsBounded(t *testing.T) {
 	stub := startStubUpstream(t)
-	ts := startServer(t, Config{Upstreams: []string{stub.addr}}, clusterObjects()...)
+	ts := startServer(t, Config{Upstreams: []string{stub.Addr}}, clusterObjects()...)
 	for range maxForwarding { // as if that many questions were waiting for the upstream
 		ts.server.forwarding <- struct{}{}
 	}
 	if got := dig(t, ts.addr, "www.example.org", "A"); got.status != "SERVFAIL" {
 		t.Errorf("with %d questions waiting: %s, want SERVFAIL", maxForwarding, got.status)
 	}
-	if n := testutil.ToFloat64(ts.server.metrics.forwardRejects); n != 1 || stub.udpQueries.Load() != 0 {
-		t.Errorf("coredns_forward_max_concurrent_rejects_total = %v, upstream asked %d times; want 1 and 0", n, stub.udpQueries.Load())
+	if n := testutil.ToFloat64(ts.server.metrics.forwardRejects); n != 1 || stub.UDPQueries.Load() != 0 {
+		t.Errorf("coredns_forward_max_concurrent_rejects_total = %v, upstream asked %d times; want 1 and 0", n, stub.UDPQueries.Load())
 	}
 	if got := dig(t, ts.addr, "web.default.svc.cluster.local", "A"); got.status != "NOERROR" {
 		t.Errorf("cluster name while upstream questions are full: %s", got.status)

@@ -8,14 +8,13 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nodeagent/nodeagent/internal/testutil"
 	"github.com/tinylib/msgp/msgp"
 )
 
@@ -26,7 +25,8 @@ var (
 	receiverErr  error
 )
 
-func buildReceiver(t *testing.T) string {
+// startReceiver runs the receiver on addr, writing to out, until the test ends.
+func startReceiver(t *testing.T, addr, out string) *testutil.FluentReceiver {
 	t.Helper()
 	receiverOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "fluentreceiver")
@@ -35,52 +35,17 @@ func buildReceiver(t *testing.T) string {
 			return
 		}
 		receiverBin = filepath.Join(dir, "fluentreceiver")
-		out, err := exec.Command("go", "build", "-C", "../../test/fluentreceiver", "-o", receiverBin, ".").CombinedOutput()
-		if err != nil {
-			receiverErr = fmt.Errorf("building test/fluentreceiver: %v\n%s", err, out)
-		}
+		receiverErr = testutil.BuildFluentReceiver("../..", receiverBin)
 	})
 	if receiverErr != nil {
 		t.Fatal(receiverErr)
 	}
-	return receiverBin
-}
-
-// receiver is a running fluentreceiver process, on loopback, writing to out.
-type receiver struct {
-	addr, out string
-	cmd       *exec.Cmd
-}
-
-func startReceiver(t *testing.T, addr, out string) *receiver {
-	t.Helper()
-	cmd := exec.Command(buildReceiver(t), "--listen", addr, "--out", out)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	r, err := testutil.StartFluentReceiver(receiverBin, addr, out)
+	if err != nil {
 		t.Fatal(err)
 	}
-	r := &receiver{addr: addr, out: out, cmd: cmd}
-	t.Cleanup(r.stop)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return r
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the receiver never listened on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// stop ends the receiver by its PID and waits for it.
-func (r *receiver) stop() {
-	if r.cmd.ProcessState != nil {
-		return
-	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	_ = r.cmd.Wait()
+	t.Cleanup(r.Stop)
+	return r
 }
 
 func freeLoopbackAddr(t *testing.T) string {
@@ -173,7 +138,7 @@ func TestForwardClientDeliversAcknowledgedChunksToAFluentForwardReceiver(t *test
 		t.Run(fmt.Sprintf("gzip=%v", compressed), func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "records.jsonl")
 			r := startReceiver(t, freeLoopbackAddr(t), out)
-			c := &ForwardClient{Receivers: []string{r.addr}, Timeout: 5 * time.Second}
+			c := &ForwardClient{Receivers: []string{r.Addr}, Timeout: 5 * time.Second}
 			defer c.Close()
 			tag := "kube.var.log.containers.web-0"
 			// One message, then three written together and acknowledged in order.
@@ -201,7 +166,7 @@ func TestForwardClientDeliversAcknowledgedChunksToAFluentForwardReceiver(t *test
 func TestForwardClientWritesTheNextMessagesBeforeReadingTheAcks(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	r := startReceiver(t, freeLoopbackAddr(t), out)
-	c := &ForwardClient{Receivers: []string{r.addr}, Timeout: 5 * time.Second}
+	c := &ForwardClient{Receivers: []string{r.Addr}, Timeout: 5 * time.Second}
 	defer c.Close()
 	ctx := context.Background()
 	waiting := 0
@@ -238,7 +203,7 @@ func TestForwardClientLosesNothingWhenTheReceiverRestarts(t *testing.T) {
 	if err := sendAll(c, []Message{message(t, "t", 0, 10, false)}); err != nil {
 		t.Fatal(err)
 	}
-	r.stop()
+	r.Stop()
 	if err := sendAll(c, []Message{message(t, "t", 10, 10, false)}); err == nil {
 		t.Fatal("sending succeeded with the receiver down")
 	}
@@ -254,12 +219,12 @@ func TestForwardClientFailsOverToTheNextReceiver(t *testing.T) {
 	first, second := filepath.Join(t.TempDir(), "first.jsonl"), filepath.Join(t.TempDir(), "second.jsonl")
 	r1 := startReceiver(t, freeLoopbackAddr(t), first)
 	r2 := startReceiver(t, freeLoopbackAddr(t), second)
-	c := &ForwardClient{Receivers: []string{r1.addr, r2.addr}, Timeout: 2 * time.Second}
+	c := &ForwardClient{Receivers: []string{r1.Addr, r2.Addr}, Timeout: 2 * time.Second}
 	defer c.Close()
 	if err := sendAll(c, []Message{message(t, "t", 0, 10, false)}); err != nil {
 		t.Fatal(err)
 	}
-	r1.stop()
+	r1.Stop()
 	var err error
 	for attempt := 0; attempt < 2; attempt++ { // the first attempt may fail on the broken connection
 		if err = sendAll(c, []Message{message(t, "t", 10, 10, false)}); err == nil {

@@ -350,7 +350,7 @@ func TestScenarioAMillionLinesFromTwentyContainers(t *testing.T) {
 	r := startReceiver(t, freeLoopbackAddr(t), out)
 	containers := containerNames(20)
 	const perContainer = 50_000
-	shipper := startShipperProcess(t, shipperSpec{LogsDir: logsDir, StateDir: state, Receivers: []string{r.addr}, BufferLimit: 1 << 30})
+	shipper := startShipperProcess(t, shipperSpec{LogsDir: logsDir, StateDir: state, Receivers: []string{r.Addr}, BufferLimit: 1 << 30})
 	start := time.Now()
 	writeAll(t, logsDir, containers, perContainer, 1000, 0, 512<<10)
 	waitForCount(t, out, len(containers)*perContainer, 2*time.Minute)
@@ -391,7 +391,7 @@ func TestScenarioReceiverDownForSixtySeconds(t *testing.T) {
 		}()
 	}
 	waitForCount(t, out, 5000, 30*time.Second) // mid-stream
-	r.stop()
+	r.Stop()
 	down := time.Now()
 	buffered := 0
 	for time.Since(down) < 60*time.Second {
@@ -426,7 +426,7 @@ func TestScenarioShipperKilledMinus9MidStream(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	r := startReceiver(t, freeLoopbackAddr(t), out)
 	containers := containerNames(5)
-	spec := shipperSpec{LogsDir: logsDir, StateDir: state, Receivers: []string{r.addr}, BufferLimit: 1 << 30}
+	spec := shipperSpec{LogsDir: logsDir, StateDir: state, Receivers: []string{r.Addr}, BufferLimit: 1 << 30}
 	shipper := startShipperProcess(t, spec)
 	const perContainer = 30_000
 	done := make(chan struct{})
@@ -471,7 +471,7 @@ func TestScenarioLongLinesAndPartsAcrossRotations(t *testing.T) {
 	logsDir, state := t.TempDir(), t.TempDir()
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	r := startReceiver(t, freeLoopbackAddr(t), out)
-	startShipperProcess(t, shipperSpec{LogsDir: logsDir, StateDir: state, Receivers: []string{r.addr}, BufferLimit: 1 << 30})
+	startShipperProcess(t, shipperSpec{LogsDir: logsDir, StateDir: state, Receivers: []string{r.Addr}, BufferLimit: 1 << 30})
 	l := newRuntimeLog(t, logsDir, "pod-big", "big", 0)
 	var want []string
 	write := func(lines ...string) {

@@ -89,7 +89,7 @@ func TestShipperSendsEveryContainersLinesInOrderAndResumesAfterARestart(t *testi
 			}
 		}
 	}
-	cfg := testShipperConfig(logsDir, state, r.addr)
+	cfg := testShipperConfig(logsDir, state, r.Addr)
 	cfg.Pod = func(_, _, uid string) *corev1.Pod { return pods[uid] }
 
 	writeLines(0, 100)
@@ -115,7 +115,7 @@ func TestShipperSendsEveryContainersLinesInOrderAndResumesAfterARestart(t *testi
 	// Lines written while the shipper is stopped are sent by the next one, from the checkpoints: nothing
 	// twice, nothing lost.
 	writeLines(100, 150)
-	cfg.Client = &ForwardClient{Receivers: []string{r.addr}, Timeout: 2 * time.Second}
+	cfg.Client = &ForwardClient{Receivers: []string{r.Addr}, Timeout: 2 * time.Second}
 	cfg.Metrics = prometheus.NewRegistry()
 	stop = runShipper(t, cfg)
 	defer stop()
@@ -206,7 +206,7 @@ func TestShipperMergesJSONMessages(t *testing.T) {
 	logsDir, state := t.TempDir(), t.TempDir()
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	r := startReceiver(t, freeLoopbackAddr(t), out)
-	cfg := testShipperConfig(logsDir, state, r.addr)
+	cfg := testShipperConfig(logsDir, state, r.Addr)
 	cfg.ParseJSON = true
 	l := newRuntimeLog(t, logsDir, "pod-json", "app", 0)
 	if err := l.write([]byte(criLine(Stdout, false, `{"level":"warn","msg":"disk 91% full","code":507,"stream":"mine"}`) +
@@ -241,7 +241,7 @@ func TestShipperWaitsForTheContainerIDOfANewContainer(t *testing.T) {
 	logsDir, state := t.TempDir(), t.TempDir()
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	r := startReceiver(t, freeLoopbackAddr(t), out)
-	cfg := testShipperConfig(logsDir, state, r.addr)
+	cfg := testShipperConfig(logsDir, state, r.Addr)
 	var mu sync.Mutex
 	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1"}}}}
 	cfg.Pod = func(string, string, string) *corev1.Pod {
@@ -290,7 +290,7 @@ func TestShipperResumesInALogFileRotatedAwayWhileItWasStopped(t *testing.T) {
 			if err := l.write(criLines("app", 0, 10)); err != nil {
 				t.Fatal(err)
 			}
-			stop := runShipper(t, testShipperConfig(logsDir, state, r.addr))
+			stop := runShipper(t, testShipperConfig(logsDir, state, r.Addr))
 			waitForCount(t, out, 10, 20*time.Second)
 			stop()
 
@@ -304,7 +304,7 @@ func TestShipperResumesInALogFileRotatedAwayWhileItWasStopped(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			cfg := testShipperConfig(logsDir, state, r.addr)
+			cfg := testShipperConfig(logsDir, state, r.Addr)
 			stop = runShipper(t, cfg)
 			defer stop()
 			waitForCount(t, out, 10+len(tc.want), 20*time.Second)

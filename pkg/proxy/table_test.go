@@ -2,13 +2,12 @@ package proxy
 
 import (
 	"fmt"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
-	"github.com/vishvananda/netns"
+	"github.com/nodeagent/nodeagent/internal/netnsutil"
 )
 
 // newNetNS returns a connection to nftables in a fresh network namespace of the test's own. The namespace
@@ -16,19 +15,9 @@ import (
 // nothing here can touch the host's tables.
 func newNetNS(t *testing.T) *nftables.Conn {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	host, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer host.Close()
-	ns, err := netns.New() // also moves this thread into it
+	ns, err := netnsutil.New()
 	if err != nil {
 		t.Skipf("creating a network namespace needs root: %v", err)
-	}
-	if err := netns.Set(host); err != nil {
-		t.Fatalf("returning to the host's network namespace: %v", err)
 	}
 	t.Cleanup(func() { _ = ns.Close() })
 	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))

@@ -2,17 +2,15 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/nodeagent/nodeagent/internal/dnsnet"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	nodedns "github.com/nodeagent/nodeagent/pkg/dns"
 )
 
 // agentDNS is where the agent serves cluster DNS by default: an address on a link of its own.
@@ -21,45 +19,17 @@ const agentDNS = "169.254.20.10:53"
 // upstreamName is the one name outside the cluster that the loopback upstream knows.
 const upstreamName, upstreamAddr = "upstream.e2e.test.", "192.0.2.1"
 
-// upstreamStub is the resolver on loopback that stands in for the node's upstream: it answers upstreamName
-// and says NXDOMAIN to everything else.
-type upstreamStub struct {
-	addr    string
-	servers []*dns.Server
-}
-
-func startUpstreamStub() (*upstreamStub, error) {
-	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		resp := new(dns.Msg)
-		resp.SetReply(req)
-		resp.RecursionAvailable = true
+// startUpstreamStub is the resolver on loopback that stands in for the node's upstream: it answers
+// upstreamName and says NXDOMAIN to everything else.
+func startUpstreamStub() (*dnsnet.Stub, error) {
+	return dnsnet.StartStub(func(req, resp *dns.Msg) {
 		if q := req.Question[0]; strings.EqualFold(q.Name, upstreamName) && q.Qtype == dns.TypeA {
 			rr, _ := dns.NewRR(upstreamName + " 60 IN A " + upstreamAddr)
 			resp.Answer = []dns.RR{rr}
 		} else if !strings.EqualFold(q.Name, upstreamName) {
 			resp.Rcode = dns.RcodeNameError
 		}
-		_ = w.WriteMsg(resp)
 	})
-	pc, l, err := nodedns.ListenUDPAndTCP("127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("DNS upstream stub: %w", err)
-	}
-	u := &upstreamStub{addr: pc.LocalAddr().String(), servers: []*dns.Server{
-		{PacketConn: pc, Handler: handler}, {Listener: l, Handler: handler}}}
-	for _, srv := range u.servers {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go func() { _ = srv.ActivateAndServe() }()
-		<-started
-	}
-	return u, nil
-}
-
-func (u *upstreamStub) stop() {
-	for _, srv := range u.servers {
-		_ = srv.Shutdown()
-	}
 }
 
 func TestClusterDNSFromAPod(t *testing.T) {

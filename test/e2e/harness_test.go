@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodeagent/nodeagent/internal/dnsnet"
+	"github.com/nodeagent/nodeagent/internal/testutil"
 	"github.com/nodeagent/nodeagent/pkg/dns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,9 +55,9 @@ type harness struct {
 	admin   string
 	// upstream is the DNS resolver on loopback that the agent forwards names outside the cluster to, so
 	// that no test query leaves the machine.
-	upstream *upstreamStub
+	upstream *dnsnet.Stub
 	// receiver is the Fluentd forward receiver the agent ships its pods' logs to.
-	receiver *logReceiver
+	receiver *testutil.FluentReceiver
 }
 
 var stack *harness
@@ -160,8 +162,8 @@ func (h *harness) startAgent(extra ...string) error {
 		// NodePorts on the node's bridge address only, so tests reach them without touching the host's
 		// own interfaces.
 		"proxy:\n  nodePortAddresses: ["+clusterCIDR+"]\n"+
-		"dns:\n  upstreams: [\""+h.upstream.addr+"\"]\n"+
-		"logs:\n  enabled: true\n  receivers: [\""+h.receiver.addr+"\"]\n  flushInterval: 200ms\n"), 0o644); err != nil {
+		"dns:\n  upstreams: [\""+h.upstream.Addr+"\"]\n"+
+		"logs:\n  enabled: true\n  receivers: [\""+h.receiver.Addr+"\"]\n  flushInterval: 200ms\n"), 0o644); err != nil {
 		return err
 	}
 	h.agent = exec.Command(h.agentBin, "--config", config,
@@ -227,10 +229,10 @@ func (h *harness) stop() {
 		[ -z "$ids" ] || { crictl stopp $ids; crictl rmp -f $ids; }`).Run()
 	_ = os.Remove(cniConfFile)
 	if h.upstream != nil {
-		h.upstream.stop()
+		h.upstream.Stop()
 	}
 	if h.receiver != nil {
-		stopProcess(h.receiver.cmd)
+		h.receiver.Stop()
 	}
 	if h.env != nil {
 		h.env = append(h.env, "CLEAN=1")

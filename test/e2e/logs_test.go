@@ -8,30 +8,23 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nodeagent/nodeagent/internal/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// logReceiver is the OpenTelemetry Collector's fluentforward receiver (test/fluentreceiver) on loopback,
-// which the agent ships its pods' logs to; it writes one JSON object per record to out.
-type logReceiver struct {
-	addr, out string
-	cmd       *exec.Cmd
-}
-
-func startLogReceiver(repo string) (*logReceiver, error) {
+// startLogReceiver runs the OpenTelemetry Collector's fluentforward receiver (test/fluentreceiver) on
+// loopback, which the agent ships its pods' logs to; it writes one JSON object per record to its Out.
+func startLogReceiver(repo string) (*testutil.FluentReceiver, error) {
 	bin := filepath.Join(runDir, "fluentreceiver")
-	build := exec.Command("go", "build", "-C", filepath.Join(repo, "test/fluentreceiver"), "-o", bin, ".")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("building test/fluentreceiver: %w", err)
+	if err := testutil.BuildFluentReceiver(repo, bin); err != nil {
+		return nil, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,27 +32,11 @@ func startLogReceiver(repo string) (*logReceiver, error) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	r := &logReceiver{addr: addr, out: filepath.Join(runDir, "received-logs.jsonl")}
-	if err := os.Remove(r.out); err != nil && !os.IsNotExist(err) {
+	out := filepath.Join(runDir, "received-logs.jsonl")
+	if err := os.Remove(out); err != nil && !os.IsNotExist(err) {
 		return nil, err
 	}
-	r.cmd = exec.Command(bin, "--listen", addr, "--out", r.out)
-	r.cmd.Stderr = os.Stderr
-	if err := r.cmd.Start(); err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return r, nil
-		}
-		if time.Now().After(deadline) {
-			stopProcess(r.cmd)
-			return nil, fmt.Errorf("the log receiver never listened on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testutil.StartFluentReceiver(bin, addr, out)
 }
 
 // receivedRecord is what the receiver wrote for one record.
@@ -68,10 +45,10 @@ type receivedRecord struct {
 	Attributes map[string]any `json:"attributes"`
 }
 
-// recordsOf returns the records the receiver holds for one pod, in order.
-func (r *logReceiver) recordsOf(t *testing.T, ns, pod string) []receivedRecord {
+// recordsOf returns the records the receiver r holds for one pod, in order.
+func recordsOf(t *testing.T, r *testutil.FluentReceiver, ns, pod string) []receivedRecord {
 	t.Helper()
-	data, err := os.ReadFile(r.out)
+	data, err := os.ReadFile(r.Out)
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
@@ -111,7 +88,7 @@ func TestContainerLogsReachAFluentForwardReceiver(t *testing.T) {
 
 	var records []receivedRecord
 	err = pollUntil(ctx, func() (bool, error) {
-		records = stack.receiver.recordsOf(t, ns, pod.Name)
+		records = recordsOf(t, stack.receiver, ns, pod.Name)
 		return len(records) >= 301, nil
 	})
 	if err != nil {
