@@ -136,7 +136,7 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 	if err != nil {
 		return nil, err
 	}
-	if n.nodeAPI, err = newNodeAPI(cfg, s.nodeName, internalIPs, s.src.Pods(), runtime, s.client); err != nil {
+	if n.nodeAPI, err = newNodeAPI(cfg, s.nodeName, internalIPs, s.src.Pods(), n.pods.RunningPods, runtime, s.client); err != nil {
 		return nil, err
 	}
 	if n.static != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -18,7 +19,7 @@ import (
 
 // newNodeAPI makes the node API server of the full node and opens its port.
 func newNodeAPI(cfg *config.Configuration, nodeName string, internalIPs []string, pods corelisters.PodLister,
-	runtime server.StreamingRuntime, client kubernetes.Interface) (*server.NodeAPI, error) {
+	runningPods func() []*corev1.Pod, runtime server.StreamingRuntime, client kubernetes.Interface) (*server.NodeAPI, error) {
 	ca, err := nodeAPIClientCA(cfg)
 	if err != nil {
 		return nil, err
@@ -27,7 +28,7 @@ func newNodeAPI(cfg *config.Configuration, nodeName string, internalIPs []string
 		Address:  net.JoinHostPort(cfg.Address, strconv.Itoa(int(cfg.KubeletPort))),
 		NodeName: nodeName, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSPrivateKeyFile,
 		CertDir: filepath.Join(cfg.RootDir, "pki"), HostIPs: internalIPs, Hostname: nodeName,
-		ClientCA: ca, PodLogsDir: cfg.PodLogsDir, ParseLogLine: parseLogLine,
+		ClientCA: ca, PodLogsDir: cfg.PodLogsDir, ParseLogLine: parseLogLine, RunningPods: runningPods, Configz: cfg,
 	}, pods, runtime, client)
 	if err != nil {
 		return nil, err

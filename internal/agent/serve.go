@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"sync"
 
 	"k8s.io/klog/v2"
@@ -11,8 +13,9 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/metrics"
 )
 
-// serveEndpoints opens /metrics and, with a proxy, its /healthz and /livez, as goroutines of wg. The ports
-// are opened before anything runs, so one in use stops start-up with a clear error.
+// serveEndpoints opens /metrics, the node's /healthz (127.0.0.1:10248) and, with a proxy, its /healthz and
+// /livez, as goroutines of wg. The ports are opened before anything runs, so one in use stops start-up with
+// a clear error.
 func (s *shared) serveEndpoints(ctx context.Context, wg *sync.WaitGroup, proxier *proxyComponent) error {
 	cfg := s.cfg.cfg
 	if cfg.MetricsBindAddress != "" {
@@ -20,6 +23,15 @@ func (s *shared) serveEndpoints(ctx context.Context, wg *sync.WaitGroup, proxier
 		mux.Handle("/metrics", metrics.Handler(s.registry))
 		if err := serveHTTP(ctx, wg, cfg.MetricsBindAddress, mux); err != nil {
 			return fmt.Errorf("metricsBindAddress: %w", err)
+		}
+	}
+	if s.cfg.mode == ModeNode && cfg.HealthzPort != 0 {
+		// The kubelet's: unauthenticated, on loopback by default, for local probes (systemd, kubeadm).
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+		addr := net.JoinHostPort(cfg.HealthzBindAddress, strconv.Itoa(int(cfg.HealthzPort)))
+		if err := serveHTTP(ctx, wg, addr, mux); err != nil {
+			return fmt.Errorf("healthzPort: %w", err)
 		}
 	}
 	if proxier != nil && cfg.Proxy.HealthzBindAddress != "" {

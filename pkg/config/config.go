@@ -73,6 +73,11 @@ type Configuration struct {
 	KubeletPort int32 `json:"port"`
 	// Address is the IP address the node API listens on (the kubelet's address; all by default).
 	Address string `json:"address"`
+	// HealthzBindAddress and HealthzPort are where the kubelet's unauthenticated /healthz is served
+	// (127.0.0.1:10248); port 0 turns it off. The flag --healthz-bind-address is kube-proxy's (the
+	// proxy's host:port), so the node's address is set in the file only.
+	HealthzBindAddress string `json:"healthzBindAddress"`
+	HealthzPort        int32  `json:"healthzPort"`
 	// TLSCertFile and TLSPrivateKeyFile are the node API's serving certificate; when both are empty a
 	// self-signed one for the node's addresses and host name is made in <rootDir>/pki.
 	TLSCertFile       string `json:"tlsCertFile,omitempty"`
@@ -326,6 +331,8 @@ func Default() *Configuration {
 		NodeStatusReportFrequency:        metav1.Duration{Duration: 5 * time.Minute},
 		NodeLeaseDurationSeconds:         40,
 		KubeletPort:                      10250,
+		HealthzBindAddress:               "127.0.0.1",
+		HealthzPort:                      10248,
 		Address:                          "0.0.0.0",
 		MaxParallelImagePulls:            5,
 		FileCheckFrequency:               metav1.Duration{Duration: 20 * time.Second},
@@ -379,6 +386,7 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.NodeStatusUpdateFrequency.Duration, "node-status-update-frequency", c.NodeStatusUpdateFrequency.Duration, "How often node status is computed.")
 	fs.Int32Var(&c.KubeletPort, "port", c.KubeletPort, "Port of the node API, advertised in the Node.")
 	fs.StringVar(&c.Address, "address", c.Address, "IP address the node API listens on.")
+	fs.Int32Var(&c.HealthzPort, "healthz-port", c.HealthzPort, "Port of the unauthenticated /healthz; 0 turns it off.")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "The node API's serving certificate (default: self-signed in <root-dir>/pki).")
 	fs.StringVar(&c.TLSPrivateKeyFile, "tls-private-key-file", c.TLSPrivateKeyFile, "The key of --tls-cert-file.")
 	fs.StringVar(&c.Authentication.X509.ClientCAFile, "client-ca-file", c.Authentication.X509.ClientCAFile,
@@ -580,6 +588,12 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	if c.KubeletPort <= 0 || c.KubeletPort > 65535 {
 		errs = append(errs, field.Invalid(field.NewPath("port"), c.KubeletPort, "must be a port number"))
+	}
+	if c.HealthzPort < 0 || c.HealthzPort > 65535 {
+		errs = append(errs, field.Invalid(field.NewPath("healthzPort"), c.HealthzPort, "must be a port number, or 0 for none"))
+	}
+	if net.ParseIP(c.HealthzBindAddress) == nil {
+		errs = append(errs, field.Invalid(field.NewPath("healthzBindAddress"), c.HealthzBindAddress, "not an IP address"))
 	}
 	if net.ParseIP(c.Address) == nil {
 		errs = append(errs, field.Invalid(field.NewPath("address"), c.Address, "not an IP address"))

@@ -66,6 +66,7 @@ func TestValidateNamesEachBadField(t *testing.T) {
 	c.ContainerLogLinksDir = "containers"
 	c.RuntimeRequestTimeout.Duration = -time.Second
 	c.EvictionSoft = map[string]string{"memory.available": "500Mi"}
+	c.HealthzPort, c.HealthzBindAddress = 70000, "localhost"
 	got := c.Validate().ToAggregate().Error()
 	for _, want := range []string{
 		`kubeconfig: Invalid value: "/does/not/exist": file does not exist`,
@@ -77,6 +78,8 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`containerLogLinksDir: Invalid value: "containers": must be an absolute path or empty`,
 		`rootDir: Invalid value: "relative": must be an absolute path`,
 		`runtimeRequestTimeout: Invalid value: "-1s": must be positive`,
+		`healthzPort: Invalid value: 70000: must be a port number, or 0 for none`,
+		`healthzBindAddress: Invalid value: "localhost": not an IP address`,
 		`allowedUnsafeSysctls[1]: Invalid value: "net.*.foo"`,
 		`proxy.nodePortAddresses[1]: Invalid value: "primary": want "primary" alone, or CIDRs`,
 		`proxy.clusterCIDR: Invalid value: "10.244.0.0": not a CIDR`,

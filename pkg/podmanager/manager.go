@@ -389,3 +389,7 @@ func (m *Manager) removePodLogs(uid string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// RunningPods are the pods the runtime runs for this node, from the runtime cache (no CRI call): each with
+// a ready sandbox and its running containers, as the kubelet's /runningpods/ shows them.
+func (m *Manager) RunningPods() []*corev1.Pod { return m.rtcache.runningPods() }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -350,4 +352,38 @@ func (r changingRuntime) StopContainer(ctx context.Context, id string, timeout i
 func (r changingRuntime) RemoveContainer(ctx context.Context, id string) error {
 	defer r.cache.invalidate(r.uid)
 	return r.Runtime.RemoveContainer(ctx, id)
+}
+
+// runningPods are the pods with a ready sandbox, each with its running containers, as the kubelet's runtime
+// reports them (/runningpods/): name, namespace and UID from the sandbox, containers by name and image.
+func (c *runtimeCache) runningPods() []*corev1.Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*corev1.Pod
+	for uid, e := range c.pods {
+		var ready *runtimeapi.PodSandbox
+		for _, sb := range e.pod.sandboxes {
+			if sb.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+				ready = sb
+				break
+			}
+		}
+		if ready == nil {
+			continue
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: uid, Name: ready.GetMetadata().GetName(),
+			Namespace: ready.GetMetadata().GetNamespace()}}
+		for _, ct := range e.pod.containers {
+			if ct.State != runtimeRunning || ct.PodSandboxId != ready.Id {
+				continue
+			}
+			image := ct.GetImage().GetUserSpecifiedImage()
+			if image == "" {
+				image = ct.GetImage().GetImage()
+			}
+			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: ct.GetMetadata().GetName(), Image: image})
+		}
+		out = append(out, pod)
+	}
+	return out
 }

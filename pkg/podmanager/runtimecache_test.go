@@ -97,3 +97,27 @@ func TestUnchangedRunningPodIsNotPatchedAgain(t *testing.T) {
 		}
 	}
 }
+
+// RunningPods (the node API's /runningpods/) is the relisted state: the pod with a ready sandbox and its
+// running container, and nothing once the container exited.
+func TestRunningPodsComeFromTheRelist(t *testing.T) {
+	f := newFixture(t, testPod("localhost/testserver:local"))
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.syncAndRefresh(t)
+	m := f.worker.m
+	if err := m.rtcache.relist(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pods := m.RunningPods()
+	if len(pods) != 1 || pods[0].UID != "uid-1" || pods[0].Name != "web" || len(pods[0].Spec.Containers) != 1 ||
+		pods[0].Spec.Containers[0].Name != "server" || pods[0].Spec.Containers[0].Image != "localhost/testserver:local" {
+		t.Fatalf("running pods = %+v, want web with its server container and image", pods)
+	}
+	f.exitAll(0)
+	if err := m.rtcache.relist(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if pods := m.RunningPods(); len(pods) != 1 || len(pods[0].Spec.Containers) != 0 {
+		t.Errorf("after the container exited: %+v, want the pod without running containers", pods)
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -46,6 +47,11 @@ type NodeAPIConfig struct {
 	// ParseLogLine reads one line of a CRI container log (the log shipper's parser); lines it refuses are
 	// skipped, as the kubelet skips them.
 	ParseLogLine func(raw []byte) (LogLine, error)
+	// RunningPods are the pods the runtime runs (ready sandboxes with their running containers), for
+	// /runningpods/; nil serves none.
+	RunningPods func() []*corev1.Pod
+	// Configz is the configuration in effect, for /configz.
+	Configz any
 }
 
 // LogLine is one line of a CRI container log, as /containerLogs writes it.
@@ -84,6 +90,7 @@ func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, runtime Streaming
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	s.mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", s.containerLogs)
 	s.handleStreaming()
+	s.handlePods()
 	return s, nil
 }
 
@@ -176,7 +183,7 @@ func (s *NodeAPI) authenticate(r *http.Request) (string, []string, error) {
 
 // requestAttributes maps a request to the verb and the subresource of nodes/<name> that authorize it, as the
 // kubelet does: GET → get, POST → create (and so on); /stats → stats, /metrics → metrics, /logs → log,
-// /pods → pods, /healthz → healthz, /configz → configz, anything else → proxy. Beyond the kubelet, exec,
+// /pods and /runningpods → pods, /healthz → healthz, /configz → configz, anything else → proxy. Beyond the kubelet, exec,
 // attach, portForward and run need create whatever the method: the kubelet lets get nodes/proxy exec over a
 // WebSocket GET, so a read-only monitoring role could run commands in every pod.
 func requestAttributes(r *http.Request) (verb, subresource string) {
@@ -197,7 +204,7 @@ func requestAttributes(r *http.Request) (verb, subresource string) {
 	}
 	subresource = "proxy"
 	for prefix, sub := range map[string]string{"/stats": "stats", "/metrics": "metrics", "/logs": "log",
-		"/pods": "pods", "/healthz": "healthz", "/configz": "configz"} {
+		"/pods": "pods", "/runningpods": "pods", "/healthz": "healthz", "/configz": "configz"} {
 		if r.URL.Path == prefix || strings.HasPrefix(r.URL.Path, prefix+"/") {
 			subresource = sub
 		}

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -95,7 +96,12 @@ func newFixture(t *testing.T, allowedUsers ...string) *fixture {
 		t.Fatal(err)
 	}
 	api, err := NewNodeAPI(NodeAPIConfig{NodeName: "node-a", CertDir: t.TempDir(), Hostname: "node-a", ParseLogLine: parseLogLine,
-		HostIPs: []string{"127.0.0.1"}, ClientCA: f.ca.pem, PodLogsDir: f.logDir},
+		HostIPs: []string{"127.0.0.1"}, ClientCA: f.ca.pem, PodLogsDir: f.logDir,
+		RunningPods: func() []*corev1.Pod {
+			return []*corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", UID: "uid-1"},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "localhost/app:v1"}}}}}
+		},
+		Configz: map[string]any{"maxPods": 110}},
 		corelisters.NewPodLister(f.indexer), nil, client)
 	if err != nil {
 		t.Fatal(err)
@@ -267,6 +273,8 @@ func TestRequestAttributes(t *testing.T) {
 		{"GET", "/metrics/resource", "get", "metrics"},
 		{"GET", "/logs/syslog", "get", "log"},
 		{"GET", "/pods", "get", "pods"},
+		{"GET", "/runningpods/", "get", "pods"},
+		{"GET", "/configz", "get", "configz"},
 		{"GET", "/healthz", "get", "healthz"},
 		{"POST", "/exec/ns/p/c", "create", "proxy"},
 		{"GET", "/exec/ns/p/c", "create", "proxy"},
@@ -284,4 +292,35 @@ func TestRequestAttributes(t *testing.T) {
 func parseLogLine(raw []byte) (LogLine, error) {
 	line, err := logs.ParseLine(raw)
 	return LogLine{Time: line.Time, Partial: line.Partial, Message: line.Message}, err
+}
+
+// /pods, /runningpods/ and /configz answer as the kubelet's: a v1 PodList of the node's pods with their
+// status, a PodList of what the runtime runs (names, UIDs, containers and images), the configuration under
+// "kubeletconfig"; each needs get on nodes/pods (or nodes/configz), which a caller without it is refused.
+func TestPodsRunningPodsAndConfigz(t *testing.T) {
+	f := newFixture(t, "monitoring")
+	reader := f.ca.client(t, "monitoring")
+	code, body := f.get(t, &reader, "/pods")
+	var list corev1.PodList
+	if err := json.Unmarshal([]byte(body), &list); code != http.StatusOK || err != nil || list.Kind != "PodList" ||
+		len(list.Items) != 1 || list.Items[0].Name != "web" || list.Items[0].Status.ContainerStatuses[0].RestartCount != 1 {
+		t.Errorf("/pods: %d %s (%v), want the PodList of web with its status", code, body, err)
+	}
+	code, body = f.get(t, &reader, "/runningpods/")
+	list = corev1.PodList{}
+	if err := json.Unmarshal([]byte(body), &list); code != http.StatusOK || err != nil || len(list.Items) != 1 ||
+		list.Items[0].UID != "uid-1" || list.Items[0].Spec.Containers[0].Image != "localhost/app:v1" {
+		t.Errorf("/runningpods/: %d %s (%v), want web's running container", code, body, err)
+	}
+	if code, body := f.get(t, &reader, "/configz"); code != http.StatusOK || !strings.Contains(body, `{"kubeletconfig":{"maxPods":110}}`) {
+		t.Errorf("/configz: %d %s, want the configuration under kubeletconfig", code, body)
+	}
+	last := f.reviews[len(f.reviews)-1]
+	if last.ResourceAttributes.Subresource != "configz" {
+		t.Errorf("/configz was authorized as %+v, want nodes/configz", last.ResourceAttributes)
+	}
+	someone := f.ca.client(t, "someone")
+	if code, _ := f.get(t, &someone, "/pods"); code != http.StatusForbidden {
+		t.Errorf("/pods for a user without nodes/pods or nodes/proxy: %d, want 403", code)
+	}
 }

@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -332,5 +335,57 @@ func TestExecThroughTheAPIServer(t *testing.T) {
 	}
 	if stdout.String() != "out-42\n" || stderr.String() != "err\n" {
 		t.Errorf("exec printed %q and %q, want out-42 and err", stdout.String(), stderr.String())
+	}
+}
+
+// The node's own views, as a kubelet's: /pods (the pods with their status) and /runningpods/ (what the
+// runtime runs) through the API server's node proxy, and the unauthenticated /healthz on 127.0.0.1:10248.
+func TestNodePodsRunningPodsAndHealthz(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, busyboxPod("listed", 0, "exec sleep 3600"),
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := waitForPod(ctx, t, ns, "listed", "Running", podRunningAndReady)
+	nodeProxy := func(path string) (corev1.PodList, error) {
+		var list corev1.PodList
+		raw, err := stack.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", nodeName, "proxy", path).DoRaw(ctx)
+		if err == nil {
+			err = json.Unmarshal(raw, &list)
+		}
+		return list, err
+	}
+	find := func(list corev1.PodList) *corev1.Pod {
+		for i := range list.Items {
+			if list.Items[i].UID == pod.UID {
+				return &list.Items[i]
+			}
+		}
+		return nil
+	}
+	list, err := nodeProxy("pods")
+	if p := find(list); err != nil || p == nil || p.Status.Phase != corev1.PodRunning {
+		t.Errorf("/pods: %v; the pod %v, want it Running", err, p)
+	}
+	// The runtime cache is relisted every second.
+	var running *corev1.Pod
+	err = pollUntil(ctx, func() (bool, error) {
+		list, err := nodeProxy("runningpods/")
+		running = find(list)
+		return err == nil && running != nil, nil
+	})
+	if err != nil || running.Name != "listed" || len(running.Spec.Containers) != 1 || running.Spec.Containers[0].Name != "c" {
+		t.Errorf("/runningpods/: %v; the pod %+v, want it with its running container c", err, running)
+	}
+	resp, err := http.Get("http://127.0.0.1:10248/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+		t.Errorf("127.0.0.1:10248/healthz: %d %q, want 200 ok", resp.StatusCode, body)
 	}
 }

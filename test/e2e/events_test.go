@@ -82,6 +82,7 @@ func startSecondAgent(t *testing.T, logPath string) *exec.Cmd {
 		"--enable-dns=false",      // and one DNS server on 169.254.20.10:53
 		"--metrics-bind-address=", // the first node's agent serves 10249
 		"--port=10251",            // and the node API on 10250
+		"--healthz-port=0",        // and the node healthz on 10248
 		"--container-runtime-endpoint", "unix://"+containerd2Socket, "--cni-conf-dir", containerd2CNIDir,
 		"--cni-bridge", containerd2Bridge, "--cgroup-root", containerd2CgroupR, "-v", "2")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
