@@ -23,6 +23,7 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
 	"github.com/nodeagent/nodeagent/pkg/server"
 	"github.com/nodeagent/nodeagent/pkg/source"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // nodeComponent is what the kubelet does: the Node and its Lease, the pods through CRI, eviction, image
@@ -126,6 +127,11 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 			return nil, fmt.Errorf("pod cgroups: %w", err)
 		}
 	}
+	for _, register := range []func(prometheus.Registerer) error{n.pods.RegisterMetrics, n.evictor.RegisterMetrics, n.status.RegisterMetrics} {
+		if err := register(s.registry); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.src.OnPodChange(func(p *corev1.Pod) { n.pods.Update(ctx, p) }); err != nil {
 		return nil, err
 	}
@@ -136,7 +142,7 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 	if err != nil {
 		return nil, err
 	}
-	if n.nodeAPI, err = newNodeAPI(cfg, s.nodeName, internalIPs, s.src.Pods(), n.pods.RunningPods, runtime, s.client); err != nil {
+	if n.nodeAPI, err = newNodeAPI(cfg, s.nodeName, internalIPs, s.src.Pods(), n.pods.RunningPods, s.registry, runtime, s.client); err != nil {
 		return nil, err
 	}
 	if n.static != nil {

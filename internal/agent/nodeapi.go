@@ -14,12 +14,15 @@ import (
 
 	"github.com/nodeagent/nodeagent/pkg/config"
 	"github.com/nodeagent/nodeagent/pkg/logs"
+	"github.com/nodeagent/nodeagent/pkg/metrics"
 	"github.com/nodeagent/nodeagent/pkg/server"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // newNodeAPI makes the node API server of the full node and opens its port.
 func newNodeAPI(cfg *config.Configuration, nodeName string, internalIPs []string, pods corelisters.PodLister,
-	runningPods func() []*corev1.Pod, runtime server.StreamingRuntime, client kubernetes.Interface) (*server.NodeAPI, error) {
+	runningPods func() []*corev1.Pod, registry *prometheus.Registry, runtime server.StreamingRuntime,
+	client kubernetes.Interface) (*server.NodeAPI, error) {
 	ca, err := nodeAPIClientCA(cfg)
 	if err != nil {
 		return nil, err
@@ -29,6 +32,7 @@ func newNodeAPI(cfg *config.Configuration, nodeName string, internalIPs []string
 		NodeName: nodeName, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSPrivateKeyFile,
 		CertDir: filepath.Join(cfg.RootDir, "pki"), HostIPs: internalIPs, Hostname: nodeName,
 		ClientCA: ca, PodLogsDir: cfg.PodLogsDir, ParseLogLine: parseLogLine, RunningPods: runningPods, Configz: cfg,
+		Metrics: metrics.Handler(registry), Registry: registry,
 	}, pods, runtime, client)
 	if err != nil {
 		return nil, err

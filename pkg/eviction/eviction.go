@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
@@ -74,6 +75,8 @@ type Manager struct {
 	pods  Pods
 	// changed holds a token when a pressure condition changed since the node status last took it.
 	changed chan struct{}
+	// evictions is the kubelet's kubelet_evictions{eviction_signal}.
+	evictions *prometheus.CounterVec
 
 	mu sync.Mutex
 	// lastMet is when a threshold of each resource (memory, disk) was last met.
@@ -89,7 +92,17 @@ type Manager struct {
 // New returns a manager; PressureChanged tells when a pressure condition changes (to post the node status).
 func New(cfg Config, stats Stats, pods Pods) *Manager {
 	return &Manager{cfg: cfg, stats: stats, pods: pods, changed: make(chan struct{}, 1), lastMet: map[corev1.ResourceName]time.Time{},
-		firstObserved: map[string]time.Time{}}
+		firstObserved: map[string]time.Time{},
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{Subsystem: "kubelet", Name: "evictions",
+			Help: "Cumulative number of pod evictions by eviction signal"}, []string{"eviction_signal"})}
+}
+
+// RegisterMetrics adds the kubelet's kubelet_evictions to reg.
+func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error {
+	if err := reg.Register(m.evictions); err != nil {
+		return fmt.Errorf("registering eviction metrics: %w", err)
+	}
+	return nil
 }
 
 // PressureChanged receives when memory, disk or PID pressure began or ended; changes not yet received merge.
@@ -185,7 +198,9 @@ func (m *Manager) synchronize(ctx context.Context, now time.Time) {
 	}
 	if err := m.pods.Evict(ctx, victim, message, grace); err != nil {
 		klog.ErrorS(err, "Eviction manager: unable to evict pod", "pod", klog.KObj(victim))
+		return
 	}
+	m.evictions.WithLabelValues(t.Signal).Inc()
 }
 
 // reclaimedDisk frees node-level disk and reports whether the threshold is no longer met after it.

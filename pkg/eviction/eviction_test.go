@@ -4,7 +4,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -80,6 +83,9 @@ func TestMemoryPressureEvictsBestEffortFirstAndTheConditionLingers(t *testing.T)
 	m.synchronize(context.Background(), start)
 	if len(pods.evicted) != 1 || pods.evicted[0] != "besteffort-big" {
 		t.Fatalf("evicted %v, want the BestEffort pod using the most memory above its (zero) request", pods.evicted)
+	}
+	if n := testutil.ToFloat64(m.evictions.WithLabelValues(SignalMemoryAvailable)); n != 1 {
+		t.Errorf("kubelet_evictions{eviction_signal=memory.available} = %v, want 1", n)
 	}
 	if !strings.Contains(pods.message, "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi.") {
 		t.Errorf("eviction message %q", pods.message)

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -252,4 +253,15 @@ func statusEqual(a, b corev1.NodeStatus) bool {
 		return s
 	}
 	return reflect.DeepEqual(strip(a), strip(b))
+}
+
+// RegisterMetrics adds the kubelet's kubelet_node_name{node} (always 1), the key kubelet alerts join on.
+func (c *Controller) RegisterMetrics(reg prometheus.Registerer) error {
+	name := prometheus.NewGaugeVec(prometheus.GaugeOpts{Subsystem: "kubelet", Name: "node_name",
+		Help: "The node's name. The count is always 1."}, []string{"node"})
+	name.WithLabelValues(c.cfg.Name).Set(1)
+	if err := reg.Register(name); err != nil {
+		return fmt.Errorf("registering node metrics: %w", err)
+	}
+	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nodeagent/nodeagent/pkg/source"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // LabelNode marks the sandboxes this agent created, so that agents of several nodes can share one runtime
@@ -131,6 +132,7 @@ type Manager struct {
 	appArmorHost error
 	// rtcache is the runtime state of the node's pods, relisted every second; workers read it.
 	rtcache *runtimeCache
+	metrics *metrics
 
 	mu      sync.Mutex
 	workers map[types.UID]*worker
@@ -150,7 +152,8 @@ func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Inte
 		logRemovals: map[string]time.Time{},
 		mirrorKick:  make(chan struct{}, 1), objects: newObjectWatches(client), appArmorHost: appArmorHostError()}
 	m.pullSlots, m.sandboxSlots = newLimiter(cfg.MaxParallelImagePulls), newLimiter(cfg.MaxParallelSandboxes)
-	m.rtcache = newRuntimeCache(runtime, cfg.NodeName, m.pokeWorker)
+	m.metrics = newMetrics()
+	m.rtcache = newRuntimeCache(runtime, cfg.NodeName, m.pokeWorker, m.metrics)
 	if m.status = sources.Status; m.status == nil {
 		m.status = APIStatus{Client: client}
 	}
@@ -393,3 +396,13 @@ func (m *Manager) removePodLogs(uid string) error {
 // RunningPods are the pods the runtime runs for this node, from the runtime cache (no CRI call): each with
 // a ready sandbox and its running containers, as the kubelet's /runningpods/ shows them.
 func (m *Manager) RunningPods() []*corev1.Pod { return m.rtcache.runningPods() }
+
+// RegisterMetrics adds the kubelet's pod metrics (kubelet_running_pods, kubelet_running_containers,
+// kubelet_pod_worker_duration_seconds, kubelet_pod_start_duration_seconds, kubelet_pod_start_sli_duration_seconds)
+// to reg.
+func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error {
+	if err := m.metrics.register(reg); err != nil {
+		return fmt.Errorf("registering pod metrics: %w", err)
+	}
+	return nil
+}

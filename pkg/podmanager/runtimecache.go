@@ -50,6 +50,8 @@ type runtimeCache struct {
 	nodeName string
 	// changed is called with the pods whose runtime state a relist found changed.
 	changed func(types.UID)
+	// metrics count the running pods and containers at each relist.
+	metrics *metrics
 
 	mu         sync.Mutex
 	pods       map[types.UID]*cacheEntry
@@ -58,8 +60,8 @@ type runtimeCache struct {
 	sandboxIPs map[string][]string
 }
 
-func newRuntimeCache(runtime Runtime, nodeName string, changed func(types.UID)) *runtimeCache {
-	return &runtimeCache{runtime: runtime, nodeName: nodeName, changed: changed,
+func newRuntimeCache(runtime Runtime, nodeName string, changed func(types.UID), m *metrics) *runtimeCache {
+	return &runtimeCache{runtime: runtime, nodeName: nodeName, changed: changed, metrics: m,
 		pods: map[types.UID]*cacheEntry{}, sandboxIPs: map[string][]string{}}
 }
 
@@ -149,6 +151,11 @@ func (c *runtimeCache) relist(ctx context.Context) error {
 	}
 	c.lastRelist = began
 	c.mu.Unlock()
+	all := make([]*podRuntime, 0, len(fresh))
+	for _, p := range fresh {
+		all = append(all, p)
+	}
+	c.metrics.countRunning(all)
 	for _, uid := range changed {
 		c.changed(uid)
 	}

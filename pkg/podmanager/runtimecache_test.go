@@ -4,6 +4,9 @@ import (
 	"context"
 	"slices"
 	"testing"
+
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // runtimeReads are the CRI calls that read a pod's state, which the runtime cache saves the workers.
@@ -119,5 +122,35 @@ func TestRunningPodsComeFromTheRelist(t *testing.T) {
 	}
 	if pods := m.RunningPods(); len(pods) != 1 || len(pods[0].Spec.Containers) != 0 {
 		t.Errorf("after the container exited: %+v, want the pod without running containers", pods)
+	}
+}
+
+// The kubelet's pod metrics: the relist counts running pods and containers by state; a pod's start is
+// observed once, when its status first shows it Running.
+func TestPodMetrics(t *testing.T) {
+	f := newFixture(t, testPod("localhost/testserver:local"))
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	m := f.worker.m
+	f.syncAndRefresh(t)
+	f.syncAndRefresh(t)
+	if err := m.rtcache.relist(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if pods, running := promtest.ToFloat64(m.metrics.runningPods), promtest.ToFloat64(m.metrics.runningContainers.WithLabelValues("running")); pods != 1 || running != 1 {
+		t.Errorf("kubelet_running_pods %v, kubelet_running_containers{running} %v; want 1 and 1", pods, running)
+	}
+	var starts dto.Metric
+	if err := m.metrics.startDuration.Write(&starts); err != nil {
+		t.Fatal(err)
+	}
+	if n := starts.GetHistogram().GetSampleCount(); n != 1 {
+		t.Errorf("kubelet_pod_start_duration_seconds has %d observations after two syncs of a running pod, want 1", n)
+	}
+	f.exitAll(1)
+	if err := m.rtcache.relist(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if exited := promtest.ToFloat64(m.metrics.runningContainers.WithLabelValues("exited")); exited != 1 {
+		t.Errorf("kubelet_running_containers{exited} = %v after the container exited, want 1", exited)
 	}
 }

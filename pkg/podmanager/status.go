@@ -122,6 +122,12 @@ func (w *worker) reject(ctx context.Context, pod *corev1.Pod, reason, message st
 // patchStatus writes status to the API unless the cached Pod already has it.
 func (w *worker) patchStatus(ctx context.Context, pod *corev1.Pod, status *corev1.PodStatus) error {
 	normalizeTimes(status)
+	if !w.started && status.Phase == corev1.PodRunning {
+		w.started = true
+		if pod.Status.Phase != corev1.PodRunning { // not a running pod adopted after a restart
+			w.m.metrics.observeStart(pod, w.firstSeen, w.pulling, time.Now())
+		}
+	}
 	if apiequality.Semantic.DeepEqual(&pod.Status, status) {
 		return nil
 	}

@@ -70,6 +70,12 @@ type worker struct {
 	}
 	// killed says why, once the node stopped the pod's containers for good (eviction, active deadline).
 	killed *podKill
+	// firstSeen is when the worker started; pulling is the time its image pulls took; started is set once
+	// the pod's start was counted (kubelet_pod_start_*); syncs counts the syncs done.
+	firstSeen time.Time
+	pulling   time.Duration
+	started   bool
+	syncs     int
 }
 
 type backoffState struct {
@@ -79,7 +85,7 @@ type backoffState struct {
 
 func newWorker(m *Manager, uid types.UID, key types.NamespacedName) *worker {
 	return &worker{m: m, uid: uid, key: key, updates: make(chan struct{}, 1),
-		runtime: changingRuntime{Runtime: m.runtime, cache: m.rtcache, uid: uid},
+		runtime: changingRuntime{Runtime: m.runtime, cache: m.rtcache, uid: uid}, firstSeen: time.Now(),
 		waiting: map[string]*corev1.ContainerStateWaiting{}, backoff: map[string]backoffState{},
 		probers: map[string]*prober{}, projected: map[string]time.Time{}, warnedVolumes: map[string]bool{},
 		tokens: map[string]serviceAccountToken{}}
@@ -104,7 +110,11 @@ func (w *worker) run(ctx context.Context) {
 		case <-w.updates:
 		case <-ticker.C:
 		}
+		operation := w.operation()
+		began := time.Now()
 		done, err := w.sync(ctx)
+		w.syncs++
+		w.m.metrics.workerDuration.WithLabelValues(operation).Observe(time.Since(began).Seconds())
 		if err != nil && ctx.Err() == nil {
 			klog.ErrorS(err, "Error syncing pod, will retry", "pod", w.key, "podUID", w.uid)
 		}
@@ -113,6 +123,18 @@ func (w *worker) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// operation is the kubelet's operation_type of the next sync: create for the first, kill while the pod is
+// being deleted, sync otherwise.
+func (w *worker) operation() string {
+	switch {
+	case w.syncs == 0:
+		return "create"
+	case w.last != nil && w.last.DeletionTimestamp != nil:
+		return "kill"
+	}
+	return "sync"
 }
 
 // sync does one round of convergence; done means the Pod is gone and nothing of it is left in the runtime.
@@ -584,6 +606,7 @@ func (w *worker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Pulling", "Pulling image %q", c.Image)
 	started := time.Now()
 	ref, err := w.m.pullImage(ctx, spec, w.pullCredentials(ctx, pod, c.Image), sandboxConfig)
+	w.pulling += time.Since(started)
 	if err != nil {
 		msg := fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: msg}

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -52,6 +53,10 @@ type NodeAPIConfig struct {
 	RunningPods func() []*corev1.Pod
 	// Configz is the configuration in effect, for /configz.
 	Configz any
+	// Metrics serves the agent's metrics registry on /metrics; nil serves none. Registry is where the node
+	// API's own metrics (kubelet_http_requests_total) go; nil keeps them unregistered.
+	Metrics  http.Handler
+	Registry prometheus.Registerer
 }
 
 // LogLine is one line of a CRI container log, as /containerLogs writes it.
@@ -72,6 +77,7 @@ type NodeAPI struct {
 	mux      *http.ServeMux
 	// decisions caches authentication and authorization answers, as the kubelet's webhook caches do.
 	decisions *decisionCache
+	requests  *prometheus.CounterVec
 }
 
 // NewNodeAPI loads (or makes) the serving certificate and the client CAs; an unreadable file stops start-up.
@@ -85,12 +91,21 @@ func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, runtime Streaming
 		return nil, fmt.Errorf("node API client CA: no PEM certificate in it")
 	}
 	s := &NodeAPI{cfg: cfg, pods: pods, runtime: runtime, client: client, mux: http.NewServeMux(), decisions: newDecisionCache(),
+		requests: newHTTPRequests(),
 		tls: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: cas,
 			ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	s.mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", s.containerLogs)
 	s.handleStreaming()
 	s.handlePods()
+	if cfg.Metrics != nil {
+		s.mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	if cfg.Registry != nil {
+		if err := cfg.Registry.Register(s.requests); err != nil {
+			return nil, fmt.Errorf("registering node API metrics: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -129,6 +144,7 @@ func (s *NodeAPI) Run(ctx context.Context) error {
 // Handler is the node API behind authentication and authorization (without TLS, which Run adds).
 func (s *NodeAPI) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.WithLabelValues(requestLabels(r.Method, r.URL.Path)...).Inc()
 		user, groups, err := s.authenticate(r)
 		if err != nil {
 			klog.V(2).InfoS("Node API request not authenticated", "path", r.URL.Path, "err", err)

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/nodeagent/nodeagent/pkg/logs"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -95,13 +97,14 @@ func newFixture(t *testing.T, allowedUsers ...string) *fixture {
 	if err := f.indexer.Add(pod); err != nil {
 		t.Fatal(err)
 	}
+	registry := prometheus.NewRegistry()
 	api, err := NewNodeAPI(NodeAPIConfig{NodeName: "node-a", CertDir: t.TempDir(), Hostname: "node-a", ParseLogLine: parseLogLine,
 		HostIPs: []string{"127.0.0.1"}, ClientCA: f.ca.pem, PodLogsDir: f.logDir,
 		RunningPods: func() []*corev1.Pod {
 			return []*corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", UID: "uid-1"},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "localhost/app:v1"}}}}}
 		},
-		Configz: map[string]any{"maxPods": 110}},
+		Configz: map[string]any{"maxPods": 110}, Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), Registry: registry},
 		corelisters.NewPodLister(f.indexer), nil, client)
 	if err != nil {
 		t.Fatal(err)
@@ -322,5 +325,27 @@ func TestPodsRunningPodsAndConfigz(t *testing.T) {
 	someone := f.ca.client(t, "someone")
 	if code, _ := f.get(t, &someone, "/pods"); code != http.StatusForbidden {
 		t.Errorf("/pods for a user without nodes/pods or nodes/proxy: %d, want 403", code)
+	}
+}
+
+// /metrics serves the agent's registry (nodes/metrics), with the kubelet's kubelet_http_requests_total
+// counting every request by method, path bucket and whether it is long-running.
+func TestMetricsCountRequests(t *testing.T) {
+	f := newFixture(t, "prometheus")
+	scraper := f.ca.client(t, "prometheus")
+	f.get(t, &scraper, "/pods")
+	f.get(t, &scraper, "/pods")
+	f.get(t, nil, "/exec/ns/p/c")
+	code, body := f.get(t, &scraper, "/metrics")
+	for _, want := range []string{
+		`kubelet_http_requests_total{long_running="false",method="GET",path="pods",server_type="readwrite"} 2`,
+		`kubelet_http_requests_total{long_running="true",method="GET",path="exec",server_type="readwrite"} 1`,
+	} {
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("/metrics: %d, lacks %s:\n%s", code, want, body)
+		}
+	}
+	if last := f.reviews[len(f.reviews)-1]; last.ResourceAttributes.Subresource != "metrics" {
+		t.Errorf("/metrics was authorized as %+v, want nodes/metrics", last.ResourceAttributes)
 	}
 }
