@@ -338,9 +338,10 @@ func TestExecThroughTheAPIServer(t *testing.T) {
 	}
 }
 
-// The node's own views, as a kubelet's: /pods (the pods with their status) and /runningpods/ (what the
-// runtime runs) through the API server's node proxy, and the unauthenticated /healthz on 127.0.0.1:10248.
-func TestNodePodsRunningPodsAndHealthz(t *testing.T) {
+// The node's own views, as a kubelet's: /pods (the pods with their status), /runningpods/ (what the
+// runtime runs) and /metrics (the kubelet's series) through the API server's node proxy, and the
+// unauthenticated /healthz on 127.0.0.1:10248.
+func TestNodePodsRunningPodsMetricsAndHealthz(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNamespace(t)
@@ -378,6 +379,15 @@ func TestNodePodsRunningPodsAndHealthz(t *testing.T) {
 	})
 	if err != nil || running.Name != "listed" || len(running.Spec.Containers) != 1 || running.Spec.Containers[0].Name != "c" {
 		t.Errorf("/runningpods/: %v; the pod %+v, want it with its running container c", err, running)
+	}
+	raw, err := stack.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", nodeName, "proxy", "metrics").DoRaw(ctx)
+	for _, want := range []string{`kubelet_node_name{node="` + nodeName + `"} 1`, "kubelet_running_pods ",
+		`kubelet_running_containers{container_state="running"}`, "kubelet_pod_start_duration_seconds_count ",
+		`kubelet_http_requests_total{long_running="false",method="GET",path="pods",server_type="readwrite"}`,
+		"kubeproxy_sync_proxy_rules_duration_seconds_count"} {
+		if err != nil || !strings.Contains(string(raw), want) {
+			t.Errorf("/metrics through the API server (%v) lacks %s", err, want)
+		}
 	}
 	resp, err := http.Get("http://127.0.0.1:10248/healthz")
 	if err != nil {
