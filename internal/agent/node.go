@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -23,7 +24,9 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
 	"github.com/nodeagent/nodeagent/pkg/server"
 	"github.com/nodeagent/nodeagent/pkg/source"
+	"github.com/nodeagent/nodeagent/pkg/stats"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // nodeComponent is what the kubelet does: the Node and its Lease, the pods through CRI, eviction, image
@@ -142,7 +145,8 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 	if err != nil {
 		return nil, err
 	}
-	if n.nodeAPI, err = newNodeAPI(cfg, s.nodeName, internalIPs, s.src.Pods(), n.pods.RunningPods, s.registry, runtime, s.client); err != nil {
+	if n.nodeAPI, err = newNodeAPI(cfg, s.nodeName, internalIPs, s.src.Pods(), n.pods.RunningPods, s.registry,
+		resourceMetrics(runtime, n.pods), runtime, s.client); err != nil {
 		return nil, err
 	}
 	if n.static != nil {
@@ -177,4 +181,20 @@ func (n *nodeComponent) run(ctx context.Context) {
 			}
 		})
 	}
+}
+
+// resourceMetrics is the kubelet's /metrics/resource: the node's usage from the root cgroup, the containers'
+// from the runtime's stats, for the containers the pod manager knows run. A registry of its own, as the
+// kubelet's: metrics-server reads only these series.
+func resourceMetrics(runtime stats.Runtime, pods *podmanager.Manager) http.Handler {
+	containers := func() []stats.Container {
+		var out []stats.Container
+		for _, c := range pods.RunningContainers() {
+			out = append(out, stats.Container{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace, StartedAt: c.StartedAt})
+		}
+		return out
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(stats.NewResourceCollector(runtime, containers, stats.CgroupNode{Root: "/sys/fs/cgroup", Meminfo: "/proc/meminfo"}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

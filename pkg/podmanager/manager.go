@@ -21,6 +21,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/pkg/source"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -405,4 +406,20 @@ func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error {
 		return fmt.Errorf("registering pod metrics: %w", err)
 	}
 	return nil
+}
+
+// RunningContainer is one running container of the node's pods.
+type RunningContainer struct {
+	ID, Name, Pod, Namespace string
+	StartedAt                time.Time
+}
+
+// RunningContainers are the node's running containers, from the runtime cache (no CRI call).
+func (m *Manager) RunningContainers() []RunningContainer {
+	var out []RunningContainer
+	for _, st := range m.rtcache.runningContainers() {
+		out = append(out, RunningContainer{ID: st.Id, Name: st.GetMetadata().GetName(), Pod: st.Labels[cri.LabelPodName],
+			Namespace: st.Labels[cri.LabelPodNamespace], StartedAt: time.Unix(0, st.StartedAt)})
+	}
+	return out
 }

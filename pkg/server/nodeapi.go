@@ -57,6 +57,9 @@ type NodeAPIConfig struct {
 	// API's own metrics (kubelet_http_requests_total) go; nil keeps them unregistered.
 	Metrics  http.Handler
 	Registry prometheus.Registerer
+	// ResourceMetrics serves /metrics/resource (the node's and containers' CPU and memory, for
+	// metrics-server); nil serves none.
+	ResourceMetrics http.Handler
 }
 
 // LogLine is one line of a CRI container log, as /containerLogs writes it.
@@ -100,6 +103,9 @@ func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, runtime Streaming
 	s.handlePods()
 	if cfg.Metrics != nil {
 		s.mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	if cfg.ResourceMetrics != nil {
+		s.mux.Handle("GET /metrics/resource", cfg.ResourceMetrics)
 	}
 	if cfg.Registry != nil {
 		if err := cfg.Registry.Register(s.requests); err != nil {

@@ -104,7 +104,10 @@ func newFixture(t *testing.T, allowedUsers ...string) *fixture {
 			return []*corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", UID: "uid-1"},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "localhost/app:v1"}}}}}
 		},
-		Configz: map[string]any{"maxPods": 110}, Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), Registry: registry},
+		Configz: map[string]any{"maxPods": 110}, Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), Registry: registry,
+		ResourceMetrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("node_cpu_usage_seconds_total 1\n"))
+		})},
 		corelisters.NewPodLister(f.indexer), nil, client)
 	if err != nil {
 		t.Fatal(err)
@@ -347,5 +350,8 @@ func TestMetricsCountRequests(t *testing.T) {
 	}
 	if last := f.reviews[len(f.reviews)-1]; last.ResourceAttributes.Subresource != "metrics" {
 		t.Errorf("/metrics was authorized as %+v, want nodes/metrics", last.ResourceAttributes)
+	}
+	if code, body := f.get(t, &scraper, "/metrics/resource"); code != http.StatusOK || body != "node_cpu_usage_seconds_total 1\n" {
+		t.Errorf("/metrics/resource: %d %q, want the resource metrics handler's answer", code, body)
 	}
 }

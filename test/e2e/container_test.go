@@ -389,6 +389,25 @@ func TestNodePodsRunningPodsMetricsAndHealthz(t *testing.T) {
 			t.Errorf("/metrics through the API server (%v) lacks %s", err, want)
 		}
 	}
+	// metrics-server's series, with the container's CPU and memory from the runtime.
+	wantResource := []string{"node_cpu_usage_seconds_total ", "node_memory_working_set_bytes ",
+		`container_cpu_usage_seconds_total{container="c",namespace="` + ns + `",pod="listed"}`,
+		`container_memory_working_set_bytes{container="c",namespace="` + ns + `",pod="listed"}`,
+		`pod_memory_working_set_bytes{namespace="` + ns + `",pod="listed"}`, "resource_scrape_error 0"}
+	var resource string
+	err = pollUntil(ctx, func() (bool, error) {
+		raw, err := stack.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", nodeName, "proxy", "metrics", "resource").DoRaw(ctx)
+		resource = string(raw)
+		for _, want := range wantResource {
+			if err != nil || !strings.Contains(resource, want) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Errorf("/metrics/resource lacks one of %q:\n%s", wantResource, resource)
+	}
 	resp, err := http.Get("http://127.0.0.1:10248/healthz")
 	if err != nil {
 		t.Fatal(err)
