@@ -44,7 +44,7 @@ func writeFiles(t *testing.T, root string, files map[string]string) {
 func TestResourceMetricsAreTheKubeletsSeries(t *testing.T) {
 	root := t.TempDir()
 	writeFiles(t, root, map[string]string{
-		"cpuacct/cpuacct.usage":       "2500000000\n",
+		"cpuacct/cpuacct.usage":        "2500000000\n",
 		"memory/memory.usage_in_bytes": "1000000\n",
 		"memory/memory.stat":           "cache 10\ntotal_inactive_file 400000\n",
 	})
