@@ -210,10 +210,31 @@ func (c *Controller) syncStatus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if statusEqual(status, c.lastPosted) && time.Since(c.lastPostedAt) < c.cfg.StatusReportInterval {
+	// As the kubelet, compare with the Node as the API server holds it too: the node lifecycle controller
+	// sets Ready=Unknown while it hears nothing (an API server outage), and the node must say it is Ready
+	// again at its next update, not at its next periodic report minutes later.
+	if statusEqual(status, c.lastPosted) && conditionsHeld(status.Conditions, n.Status.Conditions) &&
+		time.Since(c.lastPostedAt) < c.cfg.StatusReportInterval {
 		return nil
 	}
 	return c.postStatus(ctx, n, status)
+}
+
+// conditionsHeld says whether the Node holds each of ours with the same status, reason and message.
+func conditionsHeld(ours, held []corev1.NodeCondition) bool {
+	for _, want := range ours {
+		found := false
+		for _, got := range held {
+			if got.Type == want.Type {
+				found = got.Status == want.Status && got.Reason == want.Reason && got.Message == want.Message
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // postStatus merges the computed status into the Node's status subresource, keeping transition times of
