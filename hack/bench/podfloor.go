@@ -26,7 +26,7 @@ type floorResult struct {
 // its StartContainer. It does so for each bound on the pods starting at once: no node agent can start the
 // pods sooner on this runtime than the best of them, whatever it does around the runtime.
 func runtimeFloor(ctx context.Context, endpoint string, pods, rounds int, bounds []int) ([]floorResult, error) {
-	rt, err := cri.Connect(ctx, endpoint, 2*time.Minute)
+	rt, err := cri.Connect(ctx, endpoint, 2*time.Minute, nil)
 	if err != nil {
 		return nil, err
 	}

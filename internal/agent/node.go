@@ -46,9 +46,15 @@ type nodeComponent struct {
 // ctx, as one of wg's goroutines.
 func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*nodeComponent, error) {
 	cfg := s.cfg.cfg
-	runtime, err := cri.Connect(ctx, cfg.ContainerRuntimeEndpoint, cfg.RuntimeRequestTimeout.Duration)
+	operations := cri.NewOperations()
+	runtime, err := cri.Connect(ctx, cfg.ContainerRuntimeEndpoint, cfg.RuntimeRequestTimeout.Duration, operations)
 	if err != nil {
 		return nil, err
+	}
+	for _, c := range operations.Collectors() {
+		if err := s.registry.Register(c); err != nil {
+			return nil, fmt.Errorf("registering runtime operation metrics: %w", err)
+		}
 	}
 	runtimeVersion, err := runtime.Version(ctx, "")
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"go.opentelemetry.io/otel/trace/noop"
+	"go.opentelemetry.io/otel/trace"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	remote "k8s.io/cri-client/pkg"
 )
@@ -30,9 +30,13 @@ type Runtime struct {
 	internalapi.ImageManagerService
 }
 
-// Connect dials the CRI endpoint; it fails if the runtime does not answer within timeout.
-func Connect(ctx context.Context, endpoint string, timeout time.Duration) (*Runtime, error) {
-	tp := noop.NewTracerProvider()
+// Connect dials the CRI endpoint; it fails if the runtime does not answer within timeout. Every call is
+// counted and timed in ops; with nil ops the client does not instrument its calls at all.
+func Connect(ctx context.Context, endpoint string, timeout time.Duration, ops *Operations) (*Runtime, error) {
+	var tp trace.TracerProvider // nil: the CRI client installs no stats handler
+	if ops != nil {
+		tp = tracerProvider{ops: ops}
+	}
 	rs, err := remote.NewRemoteRuntimeServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(timeout).
 		WithTracerProvider(tp).Build(ctx)
 	if err != nil {
