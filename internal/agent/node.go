@@ -141,6 +141,11 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 			return nil, err
 		}
 	}
+	// The probe metrics have their own path, as the kubelet's (/metrics/probes): one series per container.
+	probes := prometheus.NewRegistry()
+	if err := n.pods.RegisterProbeMetrics(probes); err != nil {
+		return nil, err
+	}
 	if err := s.src.OnPodChange(func(p *corev1.Pod) { n.pods.Update(ctx, p) }); err != nil {
 		return nil, err
 	}
@@ -152,7 +157,7 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 		return nil, err
 	}
 	if n.nodeAPI, err = newNodeAPI(cfg, s.nodeName, internalIPs, s.src.Pods(), n.pods.RunningPods, s.registry,
-		resourceMetrics(runtime, n.pods), runtime, s.client); err != nil {
+		resourceMetrics(runtime, n.pods), promhttp.HandlerFor(probes, promhttp.HandlerOpts{}), runtime, s.client); err != nil {
 		return nil, err
 	}
 	if n.static != nil {

@@ -22,7 +22,7 @@ import (
 
 // newNodeAPI makes the node API server of the full node and opens its port.
 func newNodeAPI(cfg *config.Configuration, nodeName string, internalIPs []string, pods corelisters.PodLister,
-	runningPods func() []*corev1.Pod, registry *prometheus.Registry, resourceMetrics http.Handler,
+	runningPods func() []*corev1.Pod, registry *prometheus.Registry, resourceMetrics, probeMetrics http.Handler,
 	runtime server.StreamingRuntime, client kubernetes.Interface) (*server.NodeAPI, error) {
 	ca, err := nodeAPIClientCA(cfg)
 	if err != nil {
@@ -33,7 +33,7 @@ func newNodeAPI(cfg *config.Configuration, nodeName string, internalIPs []string
 		NodeName: nodeName, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSPrivateKeyFile,
 		CertDir: filepath.Join(cfg.RootDir, "pki"), HostIPs: internalIPs, Hostname: nodeName,
 		ClientCA: ca, PodLogsDir: cfg.PodLogsDir, ParseLogLine: parseLogLine, RunningPods: runningPods, Configz: cfg,
-		Metrics: metrics.Handler(registry), Registry: registry, ResourceMetrics: resourceMetrics,
+		Metrics: metrics.Handler(registry), Registry: registry, ResourceMetrics: resourceMetrics, ProbeMetrics: probeMetrics,
 	}, pods, runtime, client)
 	if err != nil {
 		return nil, err

@@ -398,6 +398,17 @@ func (m *Manager) removePodLogs(uid string) error {
 // a ready sandbox and its running containers, as the kubelet's /runningpods/ shows them.
 func (m *Manager) RunningPods() []*corev1.Pod { return m.rtcache.runningPods() }
 
+// RegisterProbeMetrics adds the kubelet's prober_probe_total and prober_probe_duration_seconds to reg (the
+// kubelet serves them apart, on /metrics/probes).
+func (m *Manager) RegisterProbeMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.metrics.probes, m.metrics.probeDuration} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("registering probe metrics: %w", err)
+		}
+	}
+	return nil
+}
+
 // RegisterMetrics adds the kubelet's pod metrics (kubelet_running_pods, kubelet_running_containers,
 // kubelet_pod_worker_duration_seconds, kubelet_pod_start_duration_seconds, kubelet_pod_start_sli_duration_seconds)
 // to reg.

@@ -19,6 +19,9 @@ type metrics struct {
 	workerDuration    *prometheus.HistogramVec
 	startDuration     prometheus.Histogram
 	startSLIDuration  prometheus.Histogram
+	// probes and probeDuration are the kubelet's prober metrics, served apart on /metrics/probes.
+	probes        *prometheus.CounterVec
+	probeDuration *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
@@ -35,6 +38,27 @@ func newMetrics() *metrics {
 		startSLIDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "kubelet", Name: "pod_start_sli_duration_seconds",
 			Help:    "Duration in seconds to start a pod, excluding time to pull images and run init containers, measured from pod creation timestamp to when all its containers are reported as started and observed via watch",
 			Buckets: podStartupDurationBuckets}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Subsystem: "prober", Name: "probe_total",
+			Help: "Cumulative number of a liveness, readiness or startup probe for a container by result."},
+			[]string{"probe_type", "result", "container", "pod", "namespace", "pod_uid"}),
+		probeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Subsystem: "prober", Name: "probe_duration_seconds",
+			Help: "Duration in seconds for a probe response."}, []string{"probe_type", "container", "pod", "namespace"}),
+	}
+}
+
+// probeRecord counts the probes of one container as the kubelet's prober does: every result, and the
+// duration of the successful ones.
+func (m *metrics) probeRecord(kind probeKind, container string, pod *corev1.Pod) probeRecord {
+	successful := m.probes.WithLabelValues(string(kind), "successful", container, pod.Name, pod.Namespace, string(pod.UID))
+	failed := m.probes.WithLabelValues(string(kind), "failed", container, pod.Name, pod.Namespace, string(pod.UID))
+	duration := m.probeDuration.WithLabelValues(string(kind), container, pod.Name, pod.Namespace)
+	return func(success bool, took time.Duration) {
+		if !success {
+			failed.Inc()
+			return
+		}
+		successful.Inc()
+		duration.Observe(took.Seconds())
 	}
 }
 

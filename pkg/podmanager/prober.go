@@ -45,6 +45,7 @@ type prober struct {
 	containerID string
 	probe       *corev1.Probe
 	result      atomic.Int32
+	record      probeRecord
 	cancel      context.CancelFunc
 	done        chan struct{}
 }
@@ -58,13 +59,16 @@ type probeTarget struct {
 	exec func(ctx context.Context, containerID string, cmd []string, timeout time.Duration) error
 }
 
+// probeRecord counts one probe's outcome and how long it took (prober_probe_total, _duration_seconds).
+type probeRecord func(success bool, took time.Duration)
+
 // probeNotice is what a prober tells its worker: an event to record (reason Unhealthy or ProbeWarning, with
 // its message), or with an empty reason that its verdict changed.
 type probeNotice func(kind probeKind, reason, msg string)
 
-func startProber(kind probeKind, probe *corev1.Probe, target probeTarget, onChange probeNotice) *prober {
+func startProber(kind probeKind, probe *corev1.Probe, target probeTarget, onChange probeNotice, record probeRecord) *prober {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &prober{kind: kind, containerID: target.containerID, probe: probe, cancel: cancel, done: make(chan struct{})}
+	p := &prober{kind: kind, containerID: target.containerID, probe: probe, record: record, cancel: cancel, done: make(chan struct{})}
 	go p.run(ctx, target, onChange)
 	return p
 }
@@ -90,10 +94,13 @@ func (p *prober) run(ctx context.Context, target probeTarget, onChange probeNoti
 	defer ticker.Stop()
 	var successes, failures int32
 	for {
+		began := time.Now()
 		err := runProbe(ctx, p.probe, target, timeout)
 		if ctx.Err() != nil {
 			return
 		}
+		var warned errProbeWarning
+		p.record(err == nil || errors.As(err, &warned), time.Since(began))
 		next := p.current()
 		var warning errProbeWarning
 		if errors.As(err, &warning) {

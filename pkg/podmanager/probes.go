@@ -47,7 +47,7 @@ func (w *worker) applyProbes(pod *corev1.Pod, podIP string, inits, containers []
 			}
 			w.stopProber(key)
 			w.probers[key] = startProber(kind, probe, probeTarget{podIP: podIP, containerID: id, ports: e.spec.Ports,
-				exec: w.execProbe}, w.onProbeChange(pod, e.spec.Name))
+				exec: w.execProbe}, w.onProbeChange(pod, e.spec.Name), w.m.metrics.probeRecord(kind, e.spec.Name, pod))
 		}
 		e.status.Started = &started
 		e.status.Ready = started && w.probeOK(e.spec.Name, id, readinessProbe, e.spec.ReadinessProbe)

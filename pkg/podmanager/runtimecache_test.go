@@ -4,9 +4,11 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // runtimeReads are the CRI calls that read a pod's state, which the runtime cache saves the workers.
@@ -152,5 +154,28 @@ func TestPodMetrics(t *testing.T) {
 	}
 	if exited := promtest.ToFloat64(m.metrics.runningContainers.WithLabelValues("exited")); exited != 1 {
 		t.Errorf("kubelet_running_containers{exited} = %v after the container exited, want 1", exited)
+	}
+}
+
+// The kubelet's prober metrics: each probe counted by result, with the container, pod and UID.
+func TestProbeMetrics(t *testing.T) {
+	pod := testPod("localhost/testserver:local")
+	pod.Spec.Containers[0].ReadinessProbe = &corev1.Probe{PeriodSeconds: 1,
+		ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	t.Cleanup(f.worker.stopProbers)
+	f.syncAndRefresh(t)
+	f.syncAndRefresh(t) // the container runs: its prober starts
+	successful := f.worker.m.metrics.probes.WithLabelValues("Readiness", "successful", "server", "web", "default", "uid-1")
+	deadline := time.Now().Add(10 * time.Second)
+	for promtest.ToFloat64(successful) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal(`prober_probe_total{probe_type="Readiness",result="successful",container="server",pod="web"} never counted the probe`)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := promtest.CollectAndCount(f.worker.m.metrics.probeDuration); n != 1 {
+		t.Errorf("prober_probe_duration_seconds has %d series, want the container's one", n)
 	}
 }

@@ -60,6 +60,8 @@ type NodeAPIConfig struct {
 	// ResourceMetrics serves /metrics/resource (the node's and containers' CPU and memory, for
 	// metrics-server); nil serves none.
 	ResourceMetrics http.Handler
+	// ProbeMetrics serves /metrics/probes (prober_probe_total, prober_probe_duration_seconds); nil serves none.
+	ProbeMetrics http.Handler
 }
 
 // LogLine is one line of a CRI container log, as /containerLogs writes it.
@@ -106,6 +108,9 @@ func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, runtime Streaming
 	}
 	if cfg.ResourceMetrics != nil {
 		s.mux.Handle("GET /metrics/resource", cfg.ResourceMetrics)
+	}
+	if cfg.ProbeMetrics != nil {
+		s.mux.Handle("GET /metrics/probes", cfg.ProbeMetrics)
 	}
 	if cfg.Registry != nil {
 		if err := cfg.Registry.Register(s.requests); err != nil {

@@ -107,6 +107,9 @@ func newFixture(t *testing.T, allowedUsers ...string) *fixture {
 		Configz: map[string]any{"maxPods": 110}, Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), Registry: registry,
 		ResourceMetrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			_, _ = w.Write([]byte("node_cpu_usage_seconds_total 1\n"))
+		}),
+		ProbeMetrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("prober_probe_total 1\n"))
 		})},
 		corelisters.NewPodLister(f.indexer), nil, client)
 	if err != nil {
@@ -353,5 +356,8 @@ func TestMetricsCountRequests(t *testing.T) {
 	}
 	if code, body := f.get(t, &scraper, "/metrics/resource"); code != http.StatusOK || body != "node_cpu_usage_seconds_total 1\n" {
 		t.Errorf("/metrics/resource: %d %q, want the resource metrics handler's answer", code, body)
+	}
+	if code, body := f.get(t, &scraper, "/metrics/probes"); code != http.StatusOK || body != "prober_probe_total 1\n" {
+		t.Errorf("/metrics/probes: %d %q, want the probe metrics handler's answer", code, body)
 	}
 }
