@@ -104,7 +104,18 @@ func TestProbes(t *testing.T) {
 	if !unhealthy || !killing {
 		t.Errorf("events: Unhealthy=%v Killing=%v, want both\n%s", unhealthy, killing, describe(ns))
 	}
-	// The healthy server was never restarted by its probes.
+	// The kubelet's probe metrics on /metrics/probes, through the API server's node proxy.
+	raw, err := stack.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", nodeName, "proxy", "metrics", "probes").DoRaw(ctx)
+	for _, want := range []string{
+		`prober_probe_total{container="c",namespace="` + ns + `",pod="dying",pod_uid=`,
+		`probe_type="Liveness",result="failed"}`,
+		`prober_probe_duration_seconds_count{container="server",namespace="` + ns + `",pod="server",probe_type="Readiness"}`,
+	} {
+		if err != nil || !strings.Contains(string(raw), want) {
+			t.Errorf("/metrics/probes (%v) lacks %s", err, want)
+		}
+	}
+		// The healthy server was never restarted by its probes.
 	if p, _ := pods.Get(ctx, "server", metav1.GetOptions{}); p.Status.ContainerStatuses[0].RestartCount != 0 {
 		t.Errorf("server restarted %d times, want 0", p.Status.ContainerStatuses[0].RestartCount)
 	}
