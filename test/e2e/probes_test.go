@@ -115,7 +115,7 @@ func TestProbes(t *testing.T) {
 			t.Errorf("/metrics/probes (%v) lacks %s", err, want)
 		}
 	}
-		// The healthy server was never restarted by its probes.
+	// The healthy server was never restarted by its probes.
 	if p, _ := pods.Get(ctx, "server", metav1.GetOptions{}); p.Status.ContainerStatuses[0].RestartCount != 0 {
 		t.Errorf("server restarted %d times, want 0", p.Status.ContainerStatuses[0].RestartCount)
 	}
