@@ -152,12 +152,15 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 	if err := s.src.OnNodeChange(func(*corev1.Node) { n.status.Kick() }); err != nil {
 		return nil, err
 	}
+	summarizer := &stats.Summarizer{NodeName: s.nodeName, RootDir: cfg.RootDir, MemoryCapacity: uint64(nodeMemory),
+		Runtime: runtime, Containers: runningContainers(n.pods), Node: nodeUsage}
+	summary := func(ctx context.Context) (any, error) { return summarizer.Summary(ctx) }
 	internalIPs, err := n.status.InternalIPs()
 	if err != nil {
 		return nil, err
 	}
 	if n.nodeAPI, err = newNodeAPI(cfg, s.nodeName, internalIPs, s.src.Pods(), n.pods.RunningPods, s.registry,
-		resourceMetrics(runtime, n.pods), promhttp.HandlerFor(probes, promhttp.HandlerOpts{}), runtime, s.client); err != nil {
+		resourceMetrics(runtime, n.pods), promhttp.HandlerFor(probes, promhttp.HandlerOpts{}), summary, runtime, s.client); err != nil {
 		return nil, err
 	}
 	if n.static != nil {
@@ -194,18 +197,26 @@ func (n *nodeComponent) run(ctx context.Context) {
 	}
 }
 
+// runningContainers are the pod manager's running containers as pkg/stats takes them.
+func runningContainers(pods *podmanager.Manager) func() []stats.Container {
+	return func() []stats.Container {
+		var out []stats.Container
+		for _, c := range pods.RunningContainers() {
+			out = append(out, stats.Container{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace, PodUID: c.PodUID,
+				StartedAt: c.StartedAt})
+		}
+		return out
+	}
+}
+
+// nodeUsage reads the node's usage from the root cgroup.
+var nodeUsage = stats.CgroupNode{Root: "/sys/fs/cgroup", Meminfo: "/proc/meminfo"}
+
 // resourceMetrics is the kubelet's /metrics/resource: the node's usage from the root cgroup, the containers'
 // from the runtime's stats, for the containers the pod manager knows run. A registry of its own, as the
 // kubelet's: metrics-server reads only these series.
 func resourceMetrics(runtime stats.Runtime, pods *podmanager.Manager) http.Handler {
-	containers := func() []stats.Container {
-		var out []stats.Container
-		for _, c := range pods.RunningContainers() {
-			out = append(out, stats.Container{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace, StartedAt: c.StartedAt})
-		}
-		return out
-	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(stats.NewResourceCollector(runtime, containers, stats.CgroupNode{Root: "/sys/fs/cgroup", Meminfo: "/proc/meminfo"}))
+	reg.MustRegister(stats.NewResourceCollector(runtime, runningContainers(pods), nodeUsage))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 // newNodeAPI makes the node API server of the full node and opens its port.
 func newNodeAPI(cfg *config.Configuration, nodeName string, internalIPs []string, pods corelisters.PodLister,
 	runningPods func() []*corev1.Pod, registry *prometheus.Registry, resourceMetrics, probeMetrics http.Handler,
+	summary func(context.Context) (any, error),
 	runtime server.StreamingRuntime, client kubernetes.Interface) (*server.NodeAPI, error) {
 	ca, err := nodeAPIClientCA(cfg)
 	if err != nil {
@@ -34,6 +36,7 @@ func newNodeAPI(cfg *config.Configuration, nodeName string, internalIPs []string
 		CertDir: filepath.Join(cfg.RootDir, "pki"), HostIPs: internalIPs, Hostname: nodeName,
 		ClientCA: ca, PodLogsDir: cfg.PodLogsDir, ParseLogLine: parseLogLine, RunningPods: runningPods, Configz: cfg,
 		Metrics: metrics.Handler(registry), Registry: registry, ResourceMetrics: resourceMetrics, ProbeMetrics: probeMetrics,
+		StatsSummary: summary,
 	}, pods, runtime, client)
 	if err != nil {
 		return nil, err

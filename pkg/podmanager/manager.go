@@ -421,8 +421,8 @@ func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error {
 
 // RunningContainer is one running container of the node's pods.
 type RunningContainer struct {
-	ID, Name, Pod, Namespace string
-	StartedAt                time.Time
+	ID, Name, Pod, Namespace, PodUID string
+	StartedAt                        time.Time
 }
 
 // RunningContainers are the node's running containers, from the runtime cache (no CRI call).
@@ -430,7 +430,7 @@ func (m *Manager) RunningContainers() []RunningContainer {
 	var out []RunningContainer
 	for _, st := range m.rtcache.runningContainers() {
 		out = append(out, RunningContainer{ID: st.Id, Name: st.GetMetadata().GetName(), Pod: st.Labels[cri.LabelPodName],
-			Namespace: st.Labels[cri.LabelPodNamespace], StartedAt: time.Unix(0, st.StartedAt)})
+			Namespace: st.Labels[cri.LabelPodNamespace], PodUID: st.Labels[cri.LabelPodUID], StartedAt: time.Unix(0, st.StartedAt)})
 	}
 	return out
 }

@@ -62,6 +62,8 @@ type NodeAPIConfig struct {
 	ResourceMetrics http.Handler
 	// ProbeMetrics serves /metrics/probes (prober_probe_total, prober_probe_duration_seconds); nil serves none.
 	ProbeMetrics http.Handler
+	// StatsSummary is /stats/summary (the kubelet's stats v1alpha1 Summary); nil serves none.
+	StatsSummary func(ctx context.Context) (any, error)
 }
 
 // LogLine is one line of a CRI container log, as /containerLogs writes it.
@@ -111,6 +113,16 @@ func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, runtime Streaming
 	}
 	if cfg.ProbeMetrics != nil {
 		s.mux.Handle("GET /metrics/probes", cfg.ProbeMetrics)
+	}
+	if cfg.StatsSummary != nil {
+		s.mux.HandleFunc("GET /stats/summary", func(w http.ResponseWriter, r *http.Request) {
+			summary, err := cfg.StatsSummary(r.Context())
+			if err != nil {
+				http.Error(w, "Internal Error: failed to get the stats summary: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			writeJSON(w, summary)
+		})
 	}
 	if cfg.Registry != nil {
 		if err := cfg.Registry.Register(s.requests); err != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -110,7 +111,10 @@ func newFixture(t *testing.T, allowedUsers ...string) *fixture {
 		}),
 		ProbeMetrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			_, _ = w.Write([]byte("prober_probe_total 1\n"))
-		})},
+		}),
+		StatsSummary: func(context.Context) (any, error) {
+			return map[string]any{"node": map[string]string{"nodeName": "node-a"}, "pods": []any{}}, nil
+		}},
 		corelisters.NewPodLister(f.indexer), nil, client)
 	if err != nil {
 		t.Fatal(err)
@@ -303,9 +307,10 @@ func parseLogLine(raw []byte) (LogLine, error) {
 	return LogLine{Time: line.Time, Partial: line.Partial, Message: line.Message}, err
 }
 
-// /pods, /runningpods/ and /configz answer as the kubelet's: a v1 PodList of the node's pods with their
-// status, a PodList of what the runtime runs (names, UIDs, containers and images), the configuration under
-// "kubeletconfig"; each needs get on nodes/pods (or nodes/configz), which a caller without it is refused.
+// /pods, /runningpods/, /configz and /stats/summary answer as the kubelet's: a v1 PodList of the node's pods
+// with their status, a PodList of what the runtime runs (names, UIDs, containers and images), the
+// configuration under "kubeletconfig", the stats summary; each needs get on nodes/pods (nodes/configz,
+// nodes/stats), which a caller without it is refused.
 func TestPodsRunningPodsAndConfigz(t *testing.T) {
 	f := newFixture(t, "monitoring")
 	reader := f.ca.client(t, "monitoring")
@@ -327,6 +332,12 @@ func TestPodsRunningPodsAndConfigz(t *testing.T) {
 	last := f.reviews[len(f.reviews)-1]
 	if last.ResourceAttributes.Subresource != "configz" {
 		t.Errorf("/configz was authorized as %+v, want nodes/configz", last.ResourceAttributes)
+	}
+	if code, body := f.get(t, &reader, "/stats/summary"); code != http.StatusOK || !strings.Contains(body, `"nodeName":"node-a"`) {
+		t.Errorf("/stats/summary: %d %s, want the summary as JSON", code, body)
+	}
+	if last := f.reviews[len(f.reviews)-1]; last.ResourceAttributes.Subresource != "stats" {
+		t.Errorf("/stats/summary was authorized as %+v, want nodes/stats", last.ResourceAttributes)
 	}
 	someone := f.ca.client(t, "someone")
 	if code, _ := f.get(t, &someone, "/pods"); code != http.StatusForbidden {

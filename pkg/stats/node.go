@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // NodeUsage is the node's CPU time and memory working set at a time.
@@ -105,4 +107,13 @@ func readKeyed(path string) (map[string]float64, error) {
 		}
 	}
 	return out, scanner.Err()
+}
+
+// bootTime is when the node started (btime in /proc/stat), the node's start time in the summary.
+func bootTime() metav1.Time {
+	stat, err := readKeyed("/proc/stat")
+	if err != nil || stat["btime"] == 0 {
+		return metav1.Time{}
+	}
+	return metav1.NewTime(time.Unix(int64(stat["btime"]), 0))
 }

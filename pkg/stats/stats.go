@@ -21,8 +21,8 @@ type Runtime interface {
 
 // Container is one of the node's running containers, as the pod manager knows it.
 type Container struct {
-	ID, Name, Pod, Namespace string
-	StartedAt                time.Time
+	ID, Name, Pod, Namespace, PodUID string
+	StartedAt                        time.Time
 }
 
 // The kubelet's resource metrics, with its names and help.

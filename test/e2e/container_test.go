@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
+	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
 // A busybox container shows that command, args and env reach the process and its output reaches the CRI log
@@ -339,8 +340,8 @@ func TestExecThroughTheAPIServer(t *testing.T) {
 }
 
 // The node's own views, as a kubelet's: /pods (the pods with their status), /runningpods/ (what the
-// runtime runs) and /metrics (the kubelet's series) through the API server's node proxy, and the
-// unauthenticated /healthz on 127.0.0.1:10248.
+// runtime runs), /metrics (the kubelet's series), /metrics/resource and /stats/summary through the API
+// server's node proxy, and the unauthenticated /healthz on 127.0.0.1:10248.
 func TestNodePodsRunningPodsMetricsAndHealthz(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -408,6 +409,25 @@ func TestNodePodsRunningPodsMetricsAndHealthz(t *testing.T) {
 	})
 	if err != nil {
 		t.Errorf("/metrics/resource lacks one of %q:\n%s", wantResource, resource)
+	}
+	// The kubelet's stats summary: the node, and the pod with its container's CPU and memory.
+	var summary statsapi.Summary
+	raw, err = stack.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", nodeName, "proxy", "stats", "summary").DoRaw(ctx)
+	if err == nil {
+		err = json.Unmarshal(raw, &summary)
+	}
+	var listed *statsapi.PodStats
+	for i := range summary.Pods {
+		if summary.Pods[i].PodRef.UID == string(pod.UID) {
+			listed = &summary.Pods[i]
+		}
+	}
+	switch {
+	case err != nil || summary.Node.NodeName != nodeName || summary.Node.CPU == nil || summary.Node.Memory == nil || summary.Node.Fs == nil:
+		t.Errorf("/stats/summary: %v; node %+v", err, summary.Node)
+	case listed == nil || len(listed.Containers) != 1 || listed.Containers[0].Name != "c" || listed.Containers[0].CPU == nil ||
+		listed.Containers[0].Memory == nil || listed.Containers[0].Memory.WorkingSetBytes == nil || *listed.Containers[0].Memory.WorkingSetBytes == 0:
+		t.Errorf("/stats/summary: the pod %+v, want its container c with CPU and memory", listed)
 	}
 	resp, err := http.Get("http://127.0.0.1:10248/healthz")
 	if err != nil {
