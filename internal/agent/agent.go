@@ -124,11 +124,11 @@ func Run(ctx context.Context, c *Completed, version string) error {
 	defer wg.Wait()
 	defer cancel() // runs before wg.Wait: stop every component, then wait for them
 
-	components, healthz, err := s.build(ctx, &wg)
+	components, proxier, err := s.build(ctx, &wg)
 	if err != nil {
 		return err
 	}
-	if err := s.serveEndpoints(ctx, &wg, healthz); err != nil {
+	if err := s.serveEndpoints(ctx, &wg, proxier); err != nil {
 		return err
 	}
 	for _, comp := range components {
@@ -154,46 +154,45 @@ func Run(ctx context.Context, c *Completed, version string) error {
 	return nil
 }
 
-// build makes the mode's components, in the order they start. healthz is the proxy's health handler's
-// owner, nil without a proxy.
+// build makes the mode's components, in the order they start, and returns the proxy among them (nil
+// without one), whose health handler is served apart.
 func (s *shared) build(ctx context.Context, wg *sync.WaitGroup) ([]component, *proxyComponent, error) {
 	cfg := s.cfg.cfg
-	want := map[string]bool{
-		"node":  s.cfg.mode == ModeNode,
-		"proxy": s.cfg.mode == ModeProxyOnly || (s.cfg.mode == ModeNode && cfg.Proxy.Enabled),
-		"dns":   s.cfg.mode == ModeDNSOnly || (s.cfg.mode == ModeNode && cfg.DNS.Enabled),
-		"logs":  s.cfg.mode == ModeLogsOnly || (s.cfg.mode == ModeNode && cfg.Logs.Enabled),
-	}
+	mode := s.cfg.mode
+	wantNode := mode == ModeNode
+	wantProxy := mode == ModeProxyOnly || (wantNode && cfg.Proxy.Enabled)
+	wantDNS := mode == ModeDNSOnly || (wantNode && cfg.DNS.Enabled)
+	wantLogs := mode == ModeLogsOnly || (wantNode && cfg.Logs.Enabled)
 	var components []component
 	var proxier *proxyComponent
 	var node *nodeComponent
-	if want["node"] {
+	if wantNode {
 		var err error
 		if node, err = newNodeComponent(ctx, s, wg); err != nil {
 			return nil, nil, err
 		}
 		components = append(components, node)
 	}
-	if want["proxy"] || want["dns"] {
+	if wantProxy || wantDNS {
 		if err := source.CheckServiceAccess(ctx, s.client); err != nil {
 			return nil, nil, err
 		}
 	}
-	if want["proxy"] {
+	if wantProxy {
 		var err error
 		if proxier, err = newProxyComponent(s); err != nil {
 			return nil, nil, err
 		}
 		components = append(components, proxier)
 	}
-	if want["dns"] {
+	if wantDNS {
 		d, err := newDNSComponent(s)
 		if err != nil {
 			return nil, nil, err
 		}
 		components = append(components, d)
 	}
-	if want["logs"] {
+	if wantLogs {
 		var static *source.StaticPods
 		if node != nil {
 			static = node.static
