@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/nodeagent/nodeagent/internal/nft"
 	"github.com/nodeagent/nodeagent/pkg/proxy"
 )
 
@@ -20,7 +21,7 @@ type proxyComponent struct {
 // newProxyComponent sets up the proxy on the shared cache; it runs once the cache is filled.
 func newProxyComponent(s *shared) (*proxyComponent, error) {
 	cfg := s.cfg.cfg
-	conn, err := proxy.NewConn(0)
+	conn, err := nft.Open(0)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +61,7 @@ const ProxyTable = "inet " + proxy.TableName
 // CleanupProxy removes the agent's nftables table from this host's network namespace, as kube-proxy
 // --cleanup.
 func CleanupProxy() error {
-	conn, err := proxy.NewConn(0)
+	conn, err := nft.Open(0)
 	if err != nil {
 		return err
 	}

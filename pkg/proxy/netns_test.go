@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodeagent/nodeagent/internal/netnsutil"
+	"github.com/nodeagent/nodeagent/internal/nft"
 )
 
 // The traffic tests build a small network of their own out of network namespaces, so nothing they do
@@ -265,7 +266,7 @@ func exchangeUDP(ns netns.NsHandle, addr string, timeout time.Duration) (reply, 
 // nftConn returns a connection to nftables in ns.
 func nftConn(t testing.TB, ns netns.NsHandle) *nftables.Conn {
 	t.Helper()
-	conn, err := NewConn(int(ns))
+	conn, err := nft.Open(int(ns))
 	must(t, err)
 	return conn
 }

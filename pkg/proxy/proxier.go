@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -82,7 +81,7 @@ type Objects interface {
 
 // New adds the proxy's index and handlers to the informers of objects; the caller starts them and waits
 // for their caches before Run.
-func New(cfg Config, conn *nftables.Conn, objects Objects) (*Proxier, error) {
+func New(cfg Config, conn Conn, objects Objects) (*Proxier, error) {
 	p := &Proxier{
 		cfg:          cfg,
 		table:        newTable(conn),

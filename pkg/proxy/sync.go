@@ -19,7 +19,7 @@ import (
 // Service becomes one transaction with only that Service's chains and elements in it. It is not safe for
 // concurrent use: the Proxier's sync loop owns it.
 type table struct {
-	conn  *nftables.Conn
+	conn  Conn
 	table *nftables.Table
 	sets  map[string]*nftables.Set
 	// nodePortIPs are the node addresses that accept NodePorts.
@@ -65,7 +65,7 @@ const endpointMapPrefix = "ep-"
 // chain that was replaced, however busy the machine.
 const retireAfter = time.Second
 
-func newTable(conn *nftables.Conn) *table {
+func newTable(conn Conn) *table {
 	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 	return &table{conn: conn, table: t, sets: baseSets(t),
 		applied: map[string]*serviceRules{}, hairpin: map[netip.Addr]int{}, endpointMaps: map[string][]string{}}
@@ -474,7 +474,7 @@ type endpointMapUpdate struct {
 	elems []nftables.SetElement
 }
 
-func (u endpointMapUpdate) apply(c *nftables.Conn) error {
+func (u endpointMapUpdate) apply(c Conn) error {
 	c.FlushSet(u.set)
 	if err := inChunks(c.SetAddElements, u.set, u.elems); err != nil {
 		return fmt.Errorf("endpoint map %s: %w", u.set.Name, err)

@@ -13,6 +13,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Conn is the part of an nftables connection the proxy uses: a transaction is queued by the Add, Del, Flush…
+// and Set… calls and applied whole by Flush; the List and Get calls read what is committed. *nftables.Conn
+// (from internal/nft.Open) is one; internal/nft.Fake is one in memory, for tests without root.
+type Conn interface {
+	AddTable(t *nftables.Table) *nftables.Table
+	DelTable(t *nftables.Table)
+	AddChain(c *nftables.Chain) *nftables.Chain
+	FlushChain(c *nftables.Chain)
+	DelChain(c *nftables.Chain)
+	AddRule(r *nftables.Rule) *nftables.Rule
+	AddSet(s *nftables.Set, vals []nftables.SetElement) error
+	FlushSet(s *nftables.Set)
+	DelSet(s *nftables.Set)
+	SetAddElements(s *nftables.Set, vals []nftables.SetElement) error
+	SetDeleteElements(s *nftables.Set, vals []nftables.SetElement) error
+	Flush() error
+
+	ListTablesOfFamily(family nftables.TableFamily) ([]*nftables.Table, error)
+	ListChainsOfTableFamily(family nftables.TableFamily) ([]*nftables.Chain, error)
+	GetSets(t *nftables.Table) ([]*nftables.Set, error)
+	GetSetElements(s *nftables.Set) ([]nftables.SetElement, error)
+}
+
 // TableName is the agent's table, in the inet family so one table serves IPv4 and IPv6.
 const TableName = "nodeagent"
 
@@ -41,7 +64,7 @@ const (
 
 // Cleanup removes the agent's table and everything in it (kube-proxy's --cleanup); a table that is not
 // there is not an error. Other tables are left alone.
-func Cleanup(conn *nftables.Conn) error {
+func Cleanup(conn Conn) error {
 	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return fmt.Errorf("listing inet tables: %w", err)

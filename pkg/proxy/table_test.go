@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/nodeagent/nodeagent/internal/netnsutil"
+	"github.com/nodeagent/nodeagent/internal/nft"
 )
 
 // newNetNS returns a connection to nftables in a fresh network namespace of the test's own. The namespace
@@ -72,7 +73,7 @@ func TestCleanupRemovesOnlyTheAgentsTable(t *testing.T) {
 // A backlog of retired objects (every endpoint map after a restart) is deleted a few per transaction, maps
 // before the chains they point at, so no transaction holds thousands of deletions in front of a change.
 func TestRetiredObjectsAreDeletedAFewPerTransaction(t *testing.T) {
-	tbl := newTable(newNetNS(t)) // deleteRetired only queues; nothing is flushed
+	tbl := newTable(nft.NewFake()) // deleteRetired only queues; nothing is flushed
 	now := time.Now()
 	past := now.Add(-2 * retireAfter)
 	tbl.retire(retiredChain, "endpoint-x", past)

@@ -1,4 +1,4 @@
-package proxy
+package nft
 
 import (
 	"encoding/binary"
@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NewConn opens the proxy's nftables connection in the network namespace netnsFd (0: the caller's).
+// Open opens an nftables connection in the network namespace netnsFd (0: the caller's).
 //
 // google/nftables v0.3.0 asks the kernel to acknowledge every message of a transaction and reads the
 // acknowledgements one recvmsg (two, with mdlayher/netlink's peek) at a time. A full sync of thousands of
@@ -21,7 +21,7 @@ import (
 // them took half of the sync. So the library talks to an ackTrimmer through its test-dial hook, which sends
 // each batch with one acknowledgement asked for (the last message's), learns from the kernel's replies
 // which messages failed, and answers the library as the kernel would have, message by message.
-func NewConn(netnsFd int) (*nftables.Conn, error) {
+func Open(netnsFd int) (*nftables.Conn, error) {
 	sock, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netnsFd})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to nftables: %w", err)

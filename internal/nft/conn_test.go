@@ -1,4 +1,4 @@
-package proxy
+package nft
 
 import (
 	"errors"
@@ -8,14 +8,15 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+
+	"github.com/nodeagent/nodeagent/internal/netnsutil"
 )
 
 // The connection asks the kernel to acknowledge only the last message of a batch; the library must still
 // see every message's outcome: success, or the kernel's error for the message that failed, with nothing of
 // a failed batch applied.
 func TestConnReportsEachBatchOutcomeAsTheKernelGivesIt(t *testing.T) {
-	ns := newNS(t)
-	conn := nftConn(t, ns)
+	conn := openInNewNS(t)
 	table := &nftables.Table{Name: "conn-test", Family: nftables.TableFamilyINet}
 	conn.AddTable(table)
 	const chains = 5000 // far more acknowledgements than a default socket buffer holds
@@ -48,5 +49,28 @@ func TestConnReportsEachBatchOutcomeAsTheKernelGivesIt(t *testing.T) {
 	}
 	if _, err := conn.ListTableOfFamily("no-such-table", nftables.TableFamilyINet); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("asking for a missing table: %v, want ENOENT", err)
+	}
+}
+
+// openInNewNS opens a connection in a network namespace of the test's own, which goes with every rule in it
+// when the test ends.
+func openInNewNS(t *testing.T) *nftables.Conn {
+	t.Helper()
+	ns, err := netnsutil.New()
+	if err != nil {
+		t.Skipf("creating a network namespace needs root: %v", err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	conn, err := Open(int(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
