@@ -66,10 +66,12 @@ type eviction struct {
 }
 
 // podKill is why the node stopped a pod for good: its status becomes Failed with this reason and message;
-// disruption adds the DisruptionTarget condition (an eviction for node pressure).
+// disruption adds the DisruptionTarget condition (an eviction for node pressure); announce records them as
+// a Normal event too (the eviction manager records its own).
 type podKill struct {
 	reason, message string
 	disruption      bool
+	announce        bool
 	grace           int64
 }
 
@@ -81,9 +83,9 @@ func (m *Manager) evictionOf(w *worker) (ev eviction, ok bool) {
 	return ev, ok
 }
 
-// kill stops the pod's containers within the kill's grace period (keeping their records for the status) and
-// writes the Failed status with its reason.
-func (w *worker) kill(ctx context.Context, pod *corev1.Pod, k podKill) error {
+// kill stops the pod's containers within the kill's grace period, keeping their records for the status,
+// which from then on says Failed with the kill's reason.
+func (w *worker) kill(ctx context.Context, k podKill) error {
 	w.stopProbers()
 	containers, err := w.containers(ctx)
 	if err != nil {
@@ -103,7 +105,7 @@ func (w *worker) kill(ctx context.Context, pod *corev1.Pod, k podKill) error {
 	if err := w.releaseEmptyDirs(); err != nil {
 		return err
 	}
-	// Only now, with its containers stopped, does the status say Failed: a Failed pod is never synced again.
+	// Only now, with its containers stopped, may the status say Failed: a Failed pod is never synced again.
 	w.killed = &k
-	return w.writeStatus(ctx, pod, nil)
+	return nil
 }

@@ -8,54 +8,75 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// applyProbes starts and stops the probers of the pod's running containers and then lets their results
-// decide each status's Started and Ready, as the kubelet's probe manager does: liveness and readiness
-// probes begin once the startup probe (if any) succeeded; a container with a readiness probe is not ready
-// until it succeeds.
-func (w *worker) applyProbes(pod *corev1.Pod, podIP string, inits, containers []corev1.ContainerStatus) {
-	type entry struct {
-		spec   *corev1.Container
-		status *corev1.ContainerStatus
-	}
-	var entries []entry
+// probedContainer is a container that probes may watch (an app container or a sidecar) with its status.
+type probedContainer struct {
+	spec   *corev1.Container
+	status *corev1.ContainerStatus
+}
+
+func probedContainers(pod *corev1.Pod, inits, containers []corev1.ContainerStatus) []probedContainer {
+	var out []probedContainer
 	for i := range pod.Spec.InitContainers {
 		if isSidecar(&pod.Spec.InitContainers[i]) {
-			entries = append(entries, entry{&pod.Spec.InitContainers[i], &inits[i]})
+			out = append(out, probedContainer{&pod.Spec.InitContainers[i], &inits[i]})
 		}
 	}
 	for i := range pod.Spec.Containers {
-		entries = append(entries, entry{&pod.Spec.Containers[i], &containers[i]})
+		out = append(out, probedContainer{&pod.Spec.Containers[i], &containers[i]})
 	}
+	return out
+}
+
+// runningID is the runtime's ID of a running container; "" when it is not running.
+func (w *worker) runningID(st *corev1.ContainerStatus) string {
+	if st.State.Running == nil {
+		return ""
+	}
+	return strings.TrimPrefix(st.ContainerID, w.m.cfg.RuntimeType+"://")
+}
+
+// syncProbers starts and stops the probers of the pod's running containers, as the kubelet's probe manager
+// does: liveness and readiness probes begin once the startup probe (if any) succeeded; a container that is
+// not running has none.
+func (w *worker) syncProbers(pod *corev1.Pod, o *observed) {
 	wanted := map[string]bool{}
-	for _, e := range entries {
-		running := e.status.State.Running != nil
-		id := ""
-		if running {
-			id = strings.TrimPrefix(e.status.ContainerID, w.m.cfg.RuntimeType+"://")
+	for _, c := range probedContainers(pod, o.inits, o.containers) {
+		id := w.runningID(c.status)
+		if id == "" {
+			continue
 		}
-		started := running && w.probeOK(e.spec.Name, id, startupProbe, e.spec.StartupProbe)
+		started := w.probeOK(c.spec.Name, id, startupProbe, c.spec.StartupProbe)
 		for kind, probe := range map[probeKind]*corev1.Probe{
-			startupProbe: e.spec.StartupProbe, livenessProbe: e.spec.LivenessProbe, readinessProbe: e.spec.ReadinessProbe,
+			startupProbe: c.spec.StartupProbe, livenessProbe: c.spec.LivenessProbe, readinessProbe: c.spec.ReadinessProbe,
 		} {
-			if probe == nil || !running || (kind != startupProbe && !started) {
+			if probe == nil || (kind != startupProbe && !started) {
 				continue
 			}
-			key := proberKey(kind, e.spec.Name)
+			key := proberKey(kind, c.spec.Name)
 			wanted[key] = true
 			if p := w.probers[key]; p != nil && p.containerID == id {
 				continue
 			}
 			w.stopProber(key)
-			w.probers[key] = startProber(kind, probe, probeTarget{podIP: podIP, containerID: id, ports: e.spec.Ports,
-				exec: w.execProbe}, w.onProbeChange(pod, e.spec.Name), w.m.metrics.probeRecord(kind, e.spec.Name, pod))
+			w.probers[key] = startProber(kind, probe, probeTarget{podIP: o.probeIP(), containerID: id, ports: c.spec.Ports,
+				exec: w.execProbe}, w.onProbeChange(pod, c.spec.Name), w.m.metrics.probeRecord(kind, c.spec.Name, pod))
 		}
-		e.status.Started = &started
-		e.status.Ready = started && w.probeOK(e.spec.Name, id, readinessProbe, e.spec.ReadinessProbe)
 	}
 	for key := range w.probers {
 		if !wanted[key] {
 			w.stopProber(key)
 		}
+	}
+}
+
+// probeVerdicts sets each probed container's Started and Ready from its probers' results: a container with
+// a readiness probe is not ready until it succeeds.
+func (w *worker) probeVerdicts(pod *corev1.Pod, inits, containers []corev1.ContainerStatus) {
+	for _, c := range probedContainers(pod, inits, containers) {
+		id := w.runningID(c.status)
+		started := id != "" && w.probeOK(c.spec.Name, id, startupProbe, c.spec.StartupProbe)
+		c.status.Started = &started
+		c.status.Ready = started && w.probeOK(c.spec.Name, id, readinessProbe, c.spec.ReadinessProbe)
 	}
 }
 

@@ -29,36 +29,56 @@ func (w *worker) podIPs(ctx context.Context, pod *corev1.Pod, sandboxID *string)
 	return w.m.rtcache.podIPs(ctx, *sandboxID)
 }
 
-// writeStatus computes the pod's status from the runtime and patches it when it differs from the cached one.
-// sandboxID is nil when the pod has no sandbox.
-func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *string) error {
-	status := pod.Status.DeepCopy()
+// observed is the pod as the runtime shows it: its addresses and its containers' statuses.
+type observed struct {
+	hasSandbox                    bool
+	podIPs                        []string
+	inits, containers, ephemerals []corev1.ContainerStatus
+}
+
+// probeIP is the address HTTP, TCP and gRPC probes connect to.
+func (o *observed) probeIP() string {
+	if len(o.podIPs) > 0 {
+		return o.podIPs[0]
+	}
+	return ""
+}
+
+// observe reads the pod's state from the runtime cache. sandboxID is nil when the pod has no sandbox.
+func (w *worker) observe(ctx context.Context, pod *corev1.Pod, sandboxID *string) (*observed, error) {
 	podIPs, err := w.podIPs(ctx, pod, sandboxID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	all, err := w.containers(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	inits, err := w.containerStatuses(ctx, all, pod.Spec.InitContainers, true)
-	if err != nil {
-		return err
+	o := &observed{hasSandbox: sandboxID != nil, podIPs: podIPs}
+	if o.inits, err = w.containerStatuses(ctx, all, pod.Spec.InitContainers, true); err != nil {
+		return nil, err
 	}
-	containers, err := w.containerStatuses(ctx, all, pod.Spec.Containers, false)
-	if err != nil {
-		return err
+	if o.containers, err = w.containerStatuses(ctx, all, pod.Spec.Containers, false); err != nil {
+		return nil, err
 	}
-	probeIP := ""
-	if len(podIPs) > 0 {
-		probeIP = podIPs[0]
+	if o.ephemerals, err = w.containerStatuses(ctx, all, ephemeralSpecs(pod), false); err != nil {
+		return nil, err
 	}
-	w.applyProbes(pod, probeIP, inits, containers)
-	ephemerals, err := w.containerStatuses(ctx, all, ephemeralSpecs(pod), false)
-	if err != nil {
-		return err
-	}
-	status.InitContainerStatuses, status.ContainerStatuses, status.EphemeralContainerStatuses = inits, containers, ephemerals
+	return o, nil
+}
+
+// writeStatus patches the status that podStatus computes, when it differs from the cached one.
+func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, o *observed) error {
+	return w.patchStatus(ctx, pod, w.podStatus(pod, o))
+}
+
+// podStatus is the pod's status from what the runtime shows (o's container statuses, completed with the
+// probers' verdicts), and why the node killed it, if it did.
+func (w *worker) podStatus(pod *corev1.Pod, o *observed) *corev1.PodStatus {
+	status := pod.Status.DeepCopy()
+	inits, containers := o.inits, o.containers
+	w.probeVerdicts(pod, inits, containers)
+	status.InitContainerStatuses, status.ContainerStatuses, status.EphemeralContainerStatuses = inits, containers, o.ephemerals
 	initialized, initFailed := initProgress(pod, inits)
 	if len(pod.Spec.InitContainers) > 0 {
 		// The kubelet's default state of a container the runtime has not made yet, in a pod with init
@@ -86,18 +106,18 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 		}
 	}
 	status.PodIP, status.PodIPs = "", nil
-	for _, ip := range podIPs {
+	for _, ip := range o.podIPs {
 		status.PodIPs = append(status.PodIPs, corev1.PodIP{IP: ip})
 	}
-	if len(podIPs) > 0 {
-		status.PodIP = podIPs[0]
+	if len(o.podIPs) > 0 {
+		status.PodIP = o.podIPs[0]
 	}
 	if status.StartTime == nil {
 		now := metav1.Now()
 		status.StartTime = &now
 	}
 	status.ObservedGeneration = pod.Generation
-	setConditions(status, pod, sandboxID != nil && (len(podIPs) > 0 || pod.Spec.HostNetwork), inits, containers)
+	setConditions(status, pod, o.hasSandbox && (len(o.podIPs) > 0 || pod.Spec.HostNetwork), inits, containers)
 
 	if k := w.killed; k != nil {
 		status.Phase, status.Reason, status.Message = corev1.PodFailed, k.reason, k.message
@@ -106,7 +126,7 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, sandboxID *st
 				Reason: "TerminationByKubelet", Message: k.message, ObservedGeneration: pod.Generation})
 		}
 	}
-	return w.patchStatus(ctx, pod, status)
+	return status
 }
 
 // reject fails a pod the node will not run, as the kubelet's admission does: a Warning event and a Failed

@@ -37,7 +37,11 @@ func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) (bool, error) {
 		if len(sandboxes) > 0 {
 			sandboxID = &sandboxes[0].Id
 		}
-		if err := w.writeStatus(ctx, pod, sandboxID); err != nil {
+		o, err := w.observe(ctx, pod, sandboxID)
+		if err != nil {
+			return false, err
+		}
+		if err := w.writeStatus(ctx, pod, o); err != nil {
 			return false, err
 		}
 	}

@@ -137,21 +137,13 @@ func (w *worker) operation() string {
 	return "sync"
 }
 
-// sync does one round of convergence; done means the Pod is gone and nothing of it is left in the runtime.
+// sync does one round of convergence, top-down: what the pod needs now (nextAction), doing it, then what the
+// runtime shows (observe), the probers that follow from it, and the status written once. A pod being deleted
+// goes through terminate (terminate.go) instead; done means the Pod is gone and nothing of it is left.
 func (w *worker) sync(ctx context.Context) (done bool, err error) {
 	pod, err := w.m.getPod(w.key)
 	if apierrors.IsNotFound(err) || (err == nil && pod.UID != w.uid) {
-		// Finalised or force-deleted: nothing may keep running for it. A static pod whose manifest went
-		// away still gets its grace period and preStop hooks, as with the kubelet.
-		last, grace := (*corev1.Pod)(nil), int64(0)
-		if w.last != nil && source.IsStaticPod(w.last) {
-			last, grace = w.last, terminationGrace(w.last)
-		}
-		if err := w.removeAll(ctx, last, grace); err != nil {
-			return false, err
-		}
-		w.removePodDir()
-		return true, nil
+		return w.removeGone(ctx)
 	}
 	if err != nil {
 		return false, err
@@ -161,43 +153,120 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 		w.stopProbers() // a pod shutting down is not probed (no Unhealthy noise, no liveness restarts)
 		return w.terminate(ctx, pod)
 	}
-	if ev, ok := w.m.evictionOf(w); ok && pod.Status.Phase != corev1.PodFailed {
-		return false, w.kill(ctx, pod, podKill{reason: "Evicted", message: ev.message, disruption: true, grace: ev.grace})
-	}
-	if activeDeadlinePassed(pod, time.Now()) && pod.Status.Phase != corev1.PodFailed && pod.Status.Phase != corev1.PodSucceeded {
-		w.m.recorder.Event(pod, corev1.EventTypeNormal, "DeadlineExceeded", deadlineMessage)
-		return false, w.kill(ctx, pod, podKill{reason: "DeadlineExceeded", message: deadlineMessage, grace: terminationGrace(pod)})
-	}
-	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-		// A finished pod keeps its containers' records but runs nothing and holds no emptyDir.
+
+	var sandboxID *string
+	var actErr error
+	switch action := w.nextAction(pod); action.kind {
+	case actionReject:
+		return false, w.reject(ctx, pod, action.reason, action.message) // its status is the rejection
+	case actionStopFinished:
+		// A finished pod keeps its containers' records but runs nothing and holds no emptyDir; its status
+		// is final.
 		w.stopProbers()
 		if err := w.stopSandboxes(ctx); err != nil {
 			return false, err
 		}
 		return false, w.releaseEmptyDirs()
+	case actionKill:
+		if action.kill.announce {
+			w.m.recorder.Event(pod, corev1.EventTypeNormal, action.kill.reason, action.kill.message)
+		}
+		actErr = w.kill(ctx, action.kill)
+	case actionRun:
+		sandboxID, actErr = w.converge(ctx, pod)
+		if pod, err = w.m.getPod(w.key); err != nil { // the status goes onto the Pod as it is now
+			return false, errors.Join(actErr, err)
+		}
+	}
+
+	o, err := w.observe(ctx, pod, sandboxID)
+	if err != nil {
+		return false, errors.Join(actErr, err)
+	}
+	w.syncProbers(pod, o)
+	return false, errors.Join(actErr, w.writeStatus(ctx, pod, o))
+}
+
+// removeGone removes what is left of a Pod that was finalised or force-deleted: nothing may keep running
+// for it. A static pod whose manifest went away still gets its grace period and preStop hooks, as with the
+// kubelet.
+func (w *worker) removeGone(ctx context.Context) (done bool, err error) {
+	last, grace := (*corev1.Pod)(nil), int64(0)
+	if w.last != nil && source.IsStaticPod(w.last) {
+		last, grace = w.last, terminationGrace(w.last)
+	}
+	if err := w.removeAll(ctx, last, grace); err != nil {
+		return false, err
+	}
+	w.removePodDir()
+	return true, nil
+}
+
+// podAction is what a sync does to a pod that is not being deleted.
+type podAction struct {
+	kind            actionKind
+	kill            podKill // actionKill
+	reason, message string  // actionReject
+}
+
+type actionKind int
+
+const (
+	// actionRun converges the pod: volumes, sandbox, containers.
+	actionRun actionKind = iota
+	// actionKill stops the pod's containers for good: an eviction, or its active deadline passed.
+	actionKill
+	// actionStopFinished stops what a pod that Succeeded or Failed still holds.
+	actionStopFinished
+	// actionReject fails a pod that admission refuses, before anything of it runs.
+	actionReject
+)
+
+// nextAction decides what the pod needs, from the Pod and the node's own decisions (an eviction).
+func (w *worker) nextAction(pod *corev1.Pod) podAction {
+	finished := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+	if ev, ok := w.m.evictionOf(w); ok && pod.Status.Phase != corev1.PodFailed {
+		return podAction{kind: actionKill, kill: podKill{reason: "Evicted", message: ev.message, disruption: true, grace: ev.grace}}
+	}
+	if activeDeadlinePassed(pod, time.Now()) && !finished {
+		return podAction{kind: actionKill, kill: podKill{reason: "DeadlineExceeded", message: deadlineMessage,
+			grace: terminationGrace(pod), announce: true}}
+	}
+	if finished {
+		return podAction{kind: actionStopFinished}
 	}
 	if pod.Status.StartTime == nil {
 		// Admission, once, before anything of the pod runs.
+		reject := func(reason, message string) podAction {
+			return podAction{kind: actionReject, reason: reason, message: message}
+		}
 		if reason, message := osAdmission(pod); reason != "" {
-			return false, w.reject(ctx, pod, reason, message)
+			return reject(reason, message)
 		}
 		if err := sysctlsAllowed(pod, w.m.cfg.AllowedUnsafeSysctls); err != nil {
-			return false, w.reject(ctx, pod, "SysctlForbidden", err.Error())
+			return reject("SysctlForbidden", err.Error())
 		}
 		if err := appArmorAdmission(pod, w.m.appArmorHost); err != nil {
-			return false, w.reject(ctx, pod, "AppArmor", "Cannot enforce AppArmor: "+err.Error())
+			return reject("AppArmor", "Cannot enforce AppArmor: "+err.Error())
 		}
 	}
+	return podAction{kind: actionRun}
+}
+
+// converge sets up the pod's volumes and sandbox and starts its containers in order; it returns the
+// sandbox's ID, nil when the pod has no sandbox (yet, or in back-off).
+func (w *worker) converge(ctx context.Context, pod *corev1.Pod) (*string, error) {
+	var err error
 	if w.volumes, err = w.setUpVolumes(ctx, pod); err != nil {
-		return false, errors.Join(err, w.writeStatus(ctx, pod, nil))
+		return nil, err
 	}
 	sandboxID, sandboxConfig, err := w.ensureSandbox(ctx, pod)
 	if errors.Is(err, errSandboxBackoff) {
-		return false, w.writeStatus(ctx, pod, nil)
+		return nil, nil
 	}
 	if err != nil {
 		w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
-		return false, errors.Join(err, w.writeStatus(ctx, pod, nil))
+		return nil, err
 	}
 	if w.runInitContainers(ctx, pod, sandboxID, sandboxConfig) {
 		for i := range pod.Spec.Containers {
@@ -207,10 +276,7 @@ func (w *worker) sync(ctx context.Context) (done bool, err error) {
 		}
 	}
 	w.runEphemeralContainers(ctx, pod, sandboxID, sandboxConfig)
-	if pod, err = w.m.getPod(w.key); err != nil {
-		return false, err
-	}
-	return false, w.writeStatus(ctx, pod, &sandboxID)
+	return &sandboxID, nil
 }
 
 // sandboxes are the runtime's sandboxes of this pod, newest first, from the runtime cache.
