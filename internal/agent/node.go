@@ -38,7 +38,9 @@ type nodeComponent struct {
 	nodeAPI *server.NodeAPI
 	// static is nil without a static pod directory.
 	static *source.StaticPods
-	events record.EventBroadcaster
+	// objects are the ConfigMaps and Secrets the pods use, watched one by one.
+	objects *source.ObjectWatches
+	events  record.EventBroadcaster
 }
 
 // newNodeComponent connects to the runtime and builds the node's parts; the event broadcaster stops with
@@ -85,8 +87,9 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 		cgroups = podcgroup.New(cfg.CgroupRoot)
 		podCgroups = cgroups
 	}
+	n.objects = source.NewObjectWatches(s.client)
 	sources := podmanager.Sources{Pods: s.src.Pods(), Services: corelisters.NewServiceLister(s.src.Services().GetIndexer()), Node: s.src.Node,
-		Status: podmanager.APIStatus{Client: s.client}}
+		Objects: n.objects, Status: podmanager.APIStatus{Client: s.client}}
 	if cfg.StaticPodPath != "" {
 		n.static = source.NewStaticPods(cfg.StaticPodPath, s.nodeName, cfg.FileCheckFrequency.Duration)
 		sources.Static = n.static
@@ -179,7 +182,10 @@ func (n *nodeComponent) run(ctx context.Context) {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	run(n.status.Run)
-	run(n.pods.Run)
+	run(func(ctx context.Context) {
+		n.pods.Run(ctx)
+		n.objects.StopAll() // once no worker asks for objects
+	})
 	run(n.evictor.Run)
 	run(n.imageGC.Run)
 	run(func(ctx context.Context) {

@@ -101,17 +101,17 @@ func (w *worker) environment(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 // envSources reads the ConfigMaps and Secrets of a pod's environment from their watches, as the kubelet's
 // ConfigMap and Secret managers serve both volumes and environment.
 type envSources struct {
-	objects   *objectWatches
+	objects   MountedObjects
 	pod       types.UID
 	namespace string
 }
 
 func (s *envSources) configMap(ctx context.Context, name string) (*corev1.ConfigMap, error) {
-	return s.objects.configMap(ctx, s.pod, s.namespace, name)
+	return s.objects.ConfigMap(ctx, s.pod, s.namespace, name)
 }
 
 func (s *envSources) secret(ctx context.Context, name string) (*corev1.Secret, error) {
-	return s.objects.secret(ctx, s.pod, s.namespace, name)
+	return s.objects.Secret(ctx, s.pod, s.namespace, name)
 }
 
 // envFrom returns the key/values of one envFrom source and whether it is optional.

@@ -78,7 +78,7 @@ func (l limiter) acquire(ctx context.Context) (release func(), err error) {
 func (w *worker) pullCredentials(ctx context.Context, pod *corev1.Pod, image string) []*runtimeapi.AuthConfig {
 	var keyring []registryCredential
 	for _, ref := range pod.Spec.ImagePullSecrets {
-		secret, err := w.m.objects.secret(ctx, w.uid, pod.Namespace, ref.Name)
+		secret, err := w.m.objects.Secret(ctx, w.uid, pod.Namespace, ref.Name)
 		if err == nil {
 			var creds []registryCredential
 			creds, err = parseDockerConfig(secret)

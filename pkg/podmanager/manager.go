@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -106,9 +107,33 @@ type Sources struct {
 	Node func() *corev1.Node
 	// Static are the pods of the manifest directory; nil when there is none.
 	Static StaticPods
+	// Objects are the ConfigMaps and Secrets the pods use; nil when the node has none to give.
+	Objects MountedObjects
 	// Status is where pod status goes; nil means the API server, through the manager's client.
 	Status StatusSink
 }
+
+// MountedObjects gives the ConfigMaps and Secrets that pods use (volumes, environment, image pull secrets),
+// each on behalf of a pod; Release says the pod needs none any more. source.ObjectWatches is one for the
+// API server.
+type MountedObjects interface {
+	ConfigMap(ctx context.Context, user types.UID, namespace, name string) (*corev1.ConfigMap, error)
+	Secret(ctx context.Context, user types.UID, namespace, name string) (*corev1.Secret, error)
+	Release(user types.UID)
+}
+
+// noObjects are the objects of a node that has none: every one is missing.
+type noObjects struct{}
+
+func (noObjects) ConfigMap(_ context.Context, _ types.UID, _, name string) (*corev1.ConfigMap, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("configmaps"), name)
+}
+
+func (noObjects) Secret(_ context.Context, _ types.UID, _, name string) (*corev1.Secret, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("secrets"), name)
+}
+
+func (noObjects) Release(types.UID) {}
 
 // Manager runs one worker per Pod.
 type Manager struct {
@@ -127,8 +152,8 @@ type Manager struct {
 	pullSlots, sandboxSlots limiter
 	// mirrorKick asks for the mirror pods to be checked now.
 	mirrorKick chan struct{}
-	// objects are the watched ConfigMaps and Secrets that pods mount.
-	objects *objectWatches
+	// objects are the ConfigMaps and Secrets that pods use.
+	objects MountedObjects
 	// appArmorHost says why the host cannot enforce AppArmor profiles, nil when it can.
 	appArmorHost error
 	// rtcache is the runtime state of the node's pods, relisted every second; workers read it.
@@ -151,10 +176,13 @@ func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Inte
 	m := &Manager{cfg: cfg, runtime: runtime, cgroups: cgroups, client: client, pods: sources.Pods,
 		services: sources.Services, static: sources.Static, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}, evictions: map[types.UID]eviction{},
 		logRemovals: map[string]time.Time{},
-		mirrorKick:  make(chan struct{}, 1), objects: newObjectWatches(client), appArmorHost: appArmorHostError()}
+		mirrorKick:  make(chan struct{}, 1), objects: sources.Objects, appArmorHost: appArmorHostError()}
 	m.pullSlots, m.sandboxSlots = newLimiter(cfg.MaxParallelImagePulls), newLimiter(cfg.MaxParallelSandboxes)
 	m.metrics = newMetrics()
 	m.rtcache = newRuntimeCache(runtime, cfg.NodeName, m.pokeWorker, m.metrics)
+	if m.objects == nil {
+		m.objects = noObjects{}
+	}
 	if m.status = sources.Status; m.status == nil {
 		m.status = APIStatus{Client: client}
 	}
@@ -187,7 +215,6 @@ func (m *Manager) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			m.wg.Wait()
-			m.objects.stopAll()
 			return
 		case <-ticker.C:
 		}
@@ -261,7 +288,7 @@ func (m *Manager) dispatch(ctx context.Context, uid types.UID, key types.Namespa
 			defer m.wg.Done()
 			w.run(ctx)
 			m.rtcache.forget(uid)
-			m.objects.release(uid)
+			m.objects.Release(uid)
 			m.mu.Lock()
 			delete(m.workers, uid)
 			delete(m.evictions, uid)

@@ -261,7 +261,7 @@ func fileMode(m *int32) os.FileMode {
 
 // readConfigMap returns a ConfigMap's data and binaryData; a missing optional one is empty.
 func (w *worker) readConfigMap(ctx context.Context, ns, name string, optional bool) (map[string][]byte, error) {
-	cm, err := w.m.objects.configMap(ctx, w.uid, ns, name)
+	cm, err := w.m.objects.ConfigMap(ctx, w.uid, ns, name)
 	if apierrors.IsNotFound(err) && optional {
 		return map[string][]byte{}, nil
 	}
@@ -278,7 +278,7 @@ func (w *worker) readConfigMap(ctx context.Context, ns, name string, optional bo
 
 // readSecret returns a Secret's data; a missing optional one is empty.
 func (w *worker) readSecret(ctx context.Context, ns, name string, optional bool) (map[string][]byte, error) {
-	sec, err := w.m.objects.secret(ctx, w.uid, ns, name)
+	sec, err := w.m.objects.Secret(ctx, w.uid, ns, name)
 	if apierrors.IsNotFound(err) && optional {
 		return map[string][]byte{}, nil
 	}

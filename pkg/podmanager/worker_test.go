@@ -24,6 +24,7 @@ import (
 	critest "k8s.io/cri-api/pkg/apis/testing"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/source"
 )
 
 // fakeRuntime joins the CRI fakes into the one interface the manager consumes, and records the configs of
@@ -70,9 +71,11 @@ func newFixture(t *testing.T, pod *corev1.Pod) *fixture {
 	if err := f.indexer.Add(pod); err != nil {
 		t.Fatal(err)
 	}
+	objects := source.NewObjectWatches(f.client)
+	t.Cleanup(objects.StopAll)
 	m := New(Config{NodeName: "node-a", PodLogsDir: t.TempDir(), RootDir: t.TempDir(), RuntimeType: "containerd",
 		ClusterDNS: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"},
-		f.runtime, nil, f.client, Sources{Pods: corelisters.NewPodLister(f.indexer), Node: testNode},
+		f.runtime, nil, f.client, Sources{Pods: corelisters.NewPodLister(f.indexer), Node: testNode, Objects: objects},
 		record.NewFakeRecorder(100))
 	f.worker = newWorker(m, pod.UID, types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name})
 	return f

@@ -1,6 +1,9 @@
 // Package source owns the agent's view of the API server: shared informers for the Pods bound to this node
 // and for the node's own Node object, one cache that every consumer reads. It never writes to the API.
-// Services and EndpointSlices are further informers of a cluster-wide factory, given out as ServiceObjects.
+// Services and EndpointSlices are further informers of a cluster-wide factory, given out as ServiceObjects;
+// the ConfigMaps and Secrets that pods use are watched one by one (ObjectWatches). The consumers declare
+// what they read as interfaces (podmanager.Sources, proxy.Objects, dns.Objects), which another source, a
+// manifest directory, can implement.
 package source
 
 import (

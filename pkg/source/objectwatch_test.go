@@ -1,4 +1,4 @@
-package podmanager
+package source
 
 import (
 	"context"
@@ -20,15 +20,15 @@ func TestObjectWatchesShareOneWatchPerObject(t *testing.T) {
 	defer cancel()
 	client := fake.NewClientset(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app"},
 		Data: map[string]string{"k": "v1"}})
-	o := newObjectWatches(client)
-	defer o.stopAll()
+	o := NewObjectWatches(client)
+	defer o.StopAll()
 	for _, pod := range []string{"pod-a", "pod-b"} {
-		cm, err := o.configMap(ctx, types.UID(pod), "ns", "app")
+		cm, err := o.ConfigMap(ctx, types.UID(pod), "ns", "app")
 		if err != nil || cm.Data["k"] != "v1" {
 			t.Fatalf("%s: %v, %v", pod, cm, err)
 		}
 	}
-	if _, err := o.secret(ctx, "pod-a", "ns", "missing"); !apierrors.IsNotFound(err) {
+	if _, err := o.Secret(ctx, "pod-a", "ns", "missing"); !apierrors.IsNotFound(err) {
 		t.Fatalf("a missing Secret: %v, want NotFound", err)
 	}
 	if _, err := client.CoreV1().ConfigMaps("ns").Update(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app"},
@@ -36,7 +36,7 @@ func TestObjectWatchesShareOneWatchPerObject(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		cm, err := o.configMap(ctx, "pod-a", "ns", "app")
+		cm, err := o.ConfigMap(ctx, "pod-a", "ns", "app")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,11 +66,11 @@ func TestObjectWatchesShareOneWatchPerObject(t *testing.T) {
 	if lists != 1 || gets != 0 {
 		t.Errorf("%d lists and %d gets of ConfigMaps for two pods and an update, want one list", lists, gets)
 	}
-	o.release("pod-a")
+	o.Release("pod-a")
 	if n := len(o.watches); n != 1 {
 		t.Fatalf("%d watches after pod-a left, want the ConfigMap's (pod-b still uses it)", n)
 	}
-	o.release("pod-b")
+	o.Release("pod-b")
 	if n := len(o.watches); n != 0 {
 		t.Fatalf("%d watches after both pods left", n)
 	}

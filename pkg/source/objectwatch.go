@@ -1,4 +1,4 @@
-package podmanager
+package source
 
 import (
 	"context"
@@ -17,12 +17,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// objectWatches keeps the ConfigMaps and Secrets that the node's pods mount up to date with one watch per
+// ObjectWatches keeps the ConfigMaps and Secrets that the node's pods mount up to date with one watch per
 // object (a field selector on its name, which the API server's Node authorizer allows for objects of the
 // node's pods), as the kubelet's watch-based manager does: volumes are re-read from these caches every few
 // seconds, not fetched with a GET per volume each time. A watch starts when a pod first needs its object and
 // stops when the last pod that needed it is gone.
-type objectWatches struct {
+type ObjectWatches struct {
 	client kubernetes.Interface
 
 	mu      sync.Mutex
@@ -45,12 +45,13 @@ type objectWatch struct {
 // volume as not ready and tries again on its next sync, while the watch keeps trying.
 const watchSyncTimeout = 10 * time.Second
 
-func newObjectWatches(client kubernetes.Interface) *objectWatches {
-	return &objectWatches{client: client, watches: map[watchKey]*objectWatch{}}
+// NewObjectWatches returns watches with none started; the caller stops them with StopAll.
+func NewObjectWatches(client kubernetes.Interface) *ObjectWatches {
+	return &ObjectWatches{client: client, watches: map[watchKey]*objectWatch{}}
 }
 
-// configMap returns the ConfigMap for the pod, from its watch (started now if it is the first use).
-func (o *objectWatches) configMap(ctx context.Context, pod types.UID, namespace, name string) (*corev1.ConfigMap, error) {
+// ConfigMap returns the ConfigMap for the pod, from its watch (started now if it is the first use).
+func (o *ObjectWatches) ConfigMap(ctx context.Context, pod types.UID, namespace, name string) (*corev1.ConfigMap, error) {
 	obj, err := o.get(ctx, pod, watchKey{kind: "configmaps", namespace: namespace, name: name})
 	if err != nil {
 		return nil, err
@@ -58,8 +59,8 @@ func (o *objectWatches) configMap(ctx context.Context, pod types.UID, namespace,
 	return obj.(*corev1.ConfigMap), nil
 }
 
-// secret returns the Secret for the pod, from its watch (started now if it is the first use).
-func (o *objectWatches) secret(ctx context.Context, pod types.UID, namespace, name string) (*corev1.Secret, error) {
+// Secret returns the Secret for the pod, from its watch (started now if it is the first use).
+func (o *ObjectWatches) Secret(ctx context.Context, pod types.UID, namespace, name string) (*corev1.Secret, error) {
 	obj, err := o.get(ctx, pod, watchKey{kind: "secrets", namespace: namespace, name: name})
 	if err != nil {
 		return nil, err
@@ -67,7 +68,7 @@ func (o *objectWatches) secret(ctx context.Context, pod types.UID, namespace, na
 	return obj.(*corev1.Secret), nil
 }
 
-func (o *objectWatches) get(ctx context.Context, pod types.UID, key watchKey) (runtime.Object, error) {
+func (o *ObjectWatches) get(ctx context.Context, pod types.UID, key watchKey) (runtime.Object, error) {
 	w := o.watch(pod, key)
 	if !w.synced() {
 		waitCtx, cancel := context.WithTimeout(ctx, watchSyncTimeout)
@@ -87,7 +88,7 @@ func (o *objectWatches) get(ctx context.Context, pod types.UID, key watchKey) (r
 }
 
 // watch returns the object's watch with pod among its users, starting it if there is none.
-func (o *objectWatches) watch(pod types.UID, key watchKey) *objectWatch {
+func (o *ObjectWatches) watch(pod types.UID, key watchKey) *objectWatch {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if w, ok := o.watches[key]; ok {
@@ -132,8 +133,8 @@ func byName[L runtime.Object](clientset kubernetes.Interface, client listWatcher
 	}, clientset)
 }
 
-// release drops the pod from the users of every watch, and stops those it was the last user of.
-func (o *objectWatches) release(pod types.UID) {
+// Release drops the pod from the users of every watch, and stops those it was the last user of.
+func (o *ObjectWatches) Release(pod types.UID) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for key, w := range o.watches {
@@ -145,8 +146,8 @@ func (o *objectWatches) release(pod types.UID) {
 	}
 }
 
-// stopAll stops every watch, as the manager stops.
-func (o *objectWatches) stopAll() {
+// StopAll stops every watch; the owner calls it once nothing asks for objects any more.
+func (o *ObjectWatches) StopAll() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for key, w := range o.watches {
