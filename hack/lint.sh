@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gofmt, go vet and staticcheck over the main module; installs staticcheck if it is missing.
+# gofmt, go vet, staticcheck and the layout check (hack/check-layout.sh) over the main module; installs staticcheck if it is missing.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$NODEAGENT_REPO"
@@ -11,4 +11,5 @@ unformatted=$(gofmt -l $(git ls-files '*.go'))
 [[ -z $unformatted ]] || die "gofmt would change: $unformatted"
 log "go vet"; go vet ./...
 log "staticcheck"; staticcheck ./...
+log "layout"; bash hack/check-layout.sh
 log "lint clean"
