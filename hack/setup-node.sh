@@ -8,7 +8,9 @@ source "$(dirname "$0")/lib/common.sh"
 [[ $(id -u) == 0 ]] || die "run as root: the node needs containerd, network namespaces and nftables"
 
 PACKAGES=(containerd runc containernetworking-plugins nftables iptables etcd-server iproute2 curl busybox-static
-  dnsutils ca-certificates netcat-openbsd) # netcat-openbsd: make conformance's agnhost image has it, as upstream's
+  dnsutils ca-certificates netcat-openbsd prometheus)
+# netcat-openbsd: make conformance's agnhost image has it, as upstream's. prometheus: the e2e tests scrape the
+# node with it and lint its metrics with promtool.
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -16,7 +18,15 @@ done
 if ((${#missing[@]})); then
   log "apt: installing ${missing[*]}"
   apt-get update -qq
+  # Packages with a daemon (prometheus) must not start it: the tests run their own. policy-rc.d is how
+  # Debian's maintainer scripts are told so; one that is already there (as in containers) is kept.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [[ -z $own_policy ]] || rm -f "$policy"
 fi
 
 # crictl built by go install reports "version unknown": a stamp file records which version is there.

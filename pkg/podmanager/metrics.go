@@ -19,6 +19,11 @@ type metrics struct {
 	workerDuration    *prometheus.HistogramVec
 	startDuration     prometheus.Histogram
 	startSLIDuration  prometheus.Histogram
+	// relistDuration, relistInterval and relistLastSeen are the kubelet's PLEG series, which
+	// kubernetes-mixin's KubeletPlegDurationHigh alert reads; here they measure the runtime cache's relist.
+	relistDuration prometheus.Histogram
+	relistInterval prometheus.Histogram
+	relistLastSeen prometheus.Gauge
 	// probes and probeDuration are the kubelet's prober metrics, served apart on /metrics/probes.
 	probes        *prometheus.CounterVec
 	probeDuration *prometheus.HistogramVec
@@ -38,6 +43,12 @@ func newMetrics() *metrics {
 		startSLIDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "kubelet", Name: "pod_start_sli_duration_seconds",
 			Help:    "Duration in seconds to start a pod, excluding time to pull images and run init containers, measured from pod creation timestamp to when all its containers are reported as started and observed via watch",
 			Buckets: podStartupDurationBuckets}),
+		relistDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "kubelet", Name: "pleg_relist_duration_seconds",
+			Help: "Duration in seconds for relisting pods in PLEG.", Buckets: prometheus.DefBuckets}),
+		relistInterval: prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "kubelet", Name: "pleg_relist_interval_seconds",
+			Help: "Interval in seconds between relisting in PLEG.", Buckets: prometheus.DefBuckets}),
+		relistLastSeen: prometheus.NewGauge(prometheus.GaugeOpts{Subsystem: "kubelet", Name: "pleg_last_seen_seconds",
+			Help: "Timestamp in seconds when PLEG was last seen active."}),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Subsystem: "prober", Name: "probe_total",
 			Help: "Cumulative number of a liveness, readiness or startup probe for a container by result."},
 			[]string{"probe_type", "result", "container", "pod", "namespace", "pod_uid"}),
@@ -63,7 +74,8 @@ func (m *metrics) probeRecord(kind probeKind, container string, pod *corev1.Pod)
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.runningPods, m.runningContainers, m.workerDuration, m.startDuration, m.startSLIDuration} {
+	for _, c := range []prometheus.Collector{m.runningPods, m.runningContainers, m.workerDuration, m.startDuration, m.startSLIDuration,
+		m.relistDuration, m.relistInterval, m.relistLastSeen} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -85,6 +85,12 @@ func (c *runtimeCache) run(ctx context.Context) {
 // and wakes the workers of the pods that changed.
 func (c *runtimeCache) relist(ctx context.Context) error {
 	began := time.Now()
+	defer func() { c.metrics.relistDuration.Observe(time.Since(began).Seconds()) }()
+	c.mu.Lock()
+	if !c.lastRelist.IsZero() {
+		c.metrics.relistInterval.Observe(began.Sub(c.lastRelist).Seconds())
+	}
+	c.mu.Unlock()
 	sandboxes, err := c.runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{
 		LabelSelector: map[string]string{LabelNode: c.nodeName}})
 	if err != nil {
@@ -156,6 +162,7 @@ func (c *runtimeCache) relist(ctx context.Context) error {
 		all = append(all, p)
 	}
 	c.metrics.countRunning(all)
+	c.metrics.relistLastSeen.Set(float64(began.Unix()))
 	for _, uid := range changed {
 		c.changed(uid)
 	}

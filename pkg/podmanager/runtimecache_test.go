@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
@@ -141,11 +142,7 @@ func TestPodMetrics(t *testing.T) {
 	if pods, running := promtest.ToFloat64(m.metrics.runningPods), promtest.ToFloat64(m.metrics.runningContainers.WithLabelValues("running")); pods != 1 || running != 1 {
 		t.Errorf("kubelet_running_pods %v, kubelet_running_containers{running} %v; want 1 and 1", pods, running)
 	}
-	var starts dto.Metric
-	if err := m.metrics.startDuration.Write(&starts); err != nil {
-		t.Fatal(err)
-	}
-	if n := starts.GetHistogram().GetSampleCount(); n != 1 {
+	if n := histogramCount(t, m.metrics.startDuration); n != 1 {
 		t.Errorf("kubelet_pod_start_duration_seconds has %d observations after two syncs of a running pod, want 1", n)
 	}
 	f.exitAll(1)
@@ -178,4 +175,37 @@ func TestProbeMetrics(t *testing.T) {
 	if n := promtest.CollectAndCount(f.worker.m.metrics.probeDuration); n != 1 {
 		t.Errorf("prober_probe_duration_seconds has %d series, want the container's one", n)
 	}
+}
+
+// The relist is measured with the kubelet's PLEG series, which kubernetes-mixin's KubeletPlegDurationHigh
+// alert reads: every relist's duration, the interval between relists, and when the last good one ran.
+func TestRelistIsMeasuredAsTheKubeletsPLEG(t *testing.T) {
+	f := newFixture(t, testPod("localhost/testserver:local"))
+	cache := f.worker.m.rtcache
+	before := time.Now().Unix()
+	for range 2 {
+		if err := cache.relist(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := f.worker.m.metrics
+	if n := histogramCount(t, m.relistDuration); n != 2 {
+		t.Errorf("kubelet_pleg_relist_duration_seconds counted %d relists, want 2", n)
+	}
+	if n := histogramCount(t, m.relistInterval); n != 1 {
+		t.Errorf("kubelet_pleg_relist_interval_seconds counted %d intervals, want 1 (between two relists)", n)
+	}
+	if seen := promtest.ToFloat64(m.relistLastSeen); seen < float64(before) {
+		t.Errorf("kubelet_pleg_last_seen_seconds = %v, want at least %d", seen, before)
+	}
+}
+
+// histogramCount is how many observations h holds.
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

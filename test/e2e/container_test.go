@@ -386,7 +386,7 @@ func TestNodePodsRunningPodsMetricsAndHealthz(t *testing.T) {
 		`kubelet_running_containers{container_state="running"}`, "kubelet_pod_start_duration_seconds_count ",
 		`kubelet_http_requests_total{long_running="false",method="GET",path="pods",server_type="readwrite"}`,
 		`kubelet_runtime_operations_total{operation_type="list_podsandbox"}`,
-		"kubeproxy_sync_proxy_rules_duration_seconds_count"} {
+		"kubelet_pleg_relist_duration_seconds_count ", "kubeproxy_sync_proxy_rules_duration_seconds_count"} {
 		if err != nil || !strings.Contains(string(raw), want) {
 			t.Errorf("/metrics through the API server (%v) lacks %s", err, want)
 		}
