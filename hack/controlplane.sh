@@ -21,6 +21,9 @@ SERVICE_CIDR=${SERVICE_CIDR:-10.96.0.0/16}
 SERVICE_IP=${SERVICE_IP:-10.96.0.1} # the kubernetes Service: first address of SERVICE_CIDR
 CLUSTER_CIDR=${CLUSTER_CIDR:-10.244.0.0/16}
 NODE_NAMES=${NODE_NAMES:-$(hostname)}
+# SIGNING_DURATION is the lifetime of the certificates the controller-manager signs for CSRs (kubelet-serving,
+# kubelet client); the e2e tests shorten it to see a certificate rotated.
+SIGNING_DURATION=${SIGNING_DURATION:-8760h}
 ADMIN_KUBECONFIG=$PKI/admin.kubeconfig
 
 # start NAME COMMAND...: runs COMMAND detached with its log and pid file, unless NAME is already running.
@@ -81,6 +84,7 @@ up() {
     --allocate-node-cidrs --cluster-cidr "$CLUSTER_CIDR" --node-cidr-mask-size 24 \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+    --cluster-signing-duration "$SIGNING_DURATION" \
     --root-ca-file "$PKI/ca.crt" --service-account-private-key-file "$PKI/sa.key" \
     --use-service-account-credentials
   start kube-scheduler "$K8S_BIN/kube-scheduler" \

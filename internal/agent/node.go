@@ -17,9 +17,11 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/nodeagent/nodeagent/pkg/certificate"
 	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/pkg/eviction"
 	"github.com/nodeagent/nodeagent/pkg/imagegc"
+	"github.com/nodeagent/nodeagent/pkg/metrics"
 	"github.com/nodeagent/nodeagent/pkg/node"
 	"github.com/nodeagent/nodeagent/pkg/podcgroup"
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
@@ -36,6 +38,8 @@ type nodeComponent struct {
 	evictor *eviction.Manager
 	imageGC *imagegc.Manager
 	nodeAPI *server.NodeAPI
+	// serving is nil unless serverTLSBootstrap asks the cluster for the node API's certificate.
+	serving *certificate.Serving
 	// static is nil without a static pod directory.
 	static *source.StaticPods
 	// objects are the ConfigMaps and Secrets the pods use, watched one by one.
@@ -161,8 +165,17 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 	if err != nil {
 		return nil, err
 	}
-	if n.nodeAPI, err = newNodeAPI(cfg, s.nodeName, internalIPs, s.src.Pods(), n.pods.RunningPods, s.registry,
-		resourceMetrics(runtime, n.pods), promhttp.HandlerFor(probes, promhttp.HandlerOpts{}), summary, runtime, s.client); err != nil {
+	api := server.NodeAPIConfig{NodeName: s.nodeName, HostIPs: internalIPs, Hostname: s.nodeName,
+		RunningPods: n.pods.RunningPods, Metrics: metrics.Handler(s.registry), Registry: s.registry,
+		ResourceMetrics: resourceMetrics(runtime, n.pods), ProbeMetrics: promhttp.HandlerFor(probes, promhttp.HandlerOpts{}),
+		StatsSummary: summary}
+	if cfg.ServerTLSBootstrap {
+		if n.serving, err = newServingCertificate(cfg, s); err != nil {
+			return nil, err
+		}
+		api.ServingCertificate = n.serving.Current
+	}
+	if n.nodeAPI, err = newNodeAPI(cfg, api, s.src.Pods(), runtime, s.client); err != nil {
 		return nil, err
 	}
 	if n.static != nil {
@@ -188,6 +201,9 @@ func (n *nodeComponent) run(ctx context.Context) {
 	})
 	run(n.evictor.Run)
 	run(n.imageGC.Run)
+	if n.serving != nil {
+		run(n.serving.Run)
+	}
 	run(func(ctx context.Context) {
 		if err := n.nodeAPI.Run(ctx); err != nil {
 			klog.ErrorS(err, "The node API stopped")

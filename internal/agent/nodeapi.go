@@ -1,10 +1,8 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,34 +12,28 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/nodeagent/nodeagent/pkg/certificate"
 	"github.com/nodeagent/nodeagent/pkg/config"
 	"github.com/nodeagent/nodeagent/pkg/logs"
-	"github.com/nodeagent/nodeagent/pkg/metrics"
 	"github.com/nodeagent/nodeagent/pkg/server"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
-// newNodeAPI makes the node API server of the full node and opens its port.
-func newNodeAPI(cfg *config.Configuration, nodeName string, internalIPs []string, pods corelisters.PodLister,
-	runningPods func() []*corev1.Pod, registry *prometheus.Registry, resourceMetrics, probeMetrics http.Handler,
-	summary func(context.Context) (any, error),
+// newNodeAPI makes the node API server of the full node and opens its port: api holds what the node's
+// parts serve, to which this adds what the configuration says (address, certificates, client CAs).
+func newNodeAPI(cfg *config.Configuration, api server.NodeAPIConfig, pods corelisters.PodLister,
 	runtime server.StreamingRuntime, client kubernetes.Interface) (*server.NodeAPI, error) {
 	ca, err := nodeAPIClientCA(cfg)
 	if err != nil {
 		return nil, err
 	}
-	api, err := server.NewNodeAPI(server.NodeAPIConfig{
-		Address:  net.JoinHostPort(cfg.Address, strconv.Itoa(int(cfg.KubeletPort))),
-		NodeName: nodeName, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSPrivateKeyFile,
-		CertDir: filepath.Join(cfg.RootDir, "pki"), HostIPs: internalIPs, Hostname: nodeName,
-		ClientCA: ca, PodLogsDir: cfg.PodLogsDir, ParseLogLine: parseLogLine, RunningPods: runningPods, Configz: cfg,
-		Metrics: metrics.Handler(registry), Registry: registry, ResourceMetrics: resourceMetrics, ProbeMetrics: probeMetrics,
-		StatsSummary: summary,
-	}, pods, runtime, client)
+	api.Address = net.JoinHostPort(cfg.Address, strconv.Itoa(int(cfg.KubeletPort)))
+	api.CertFile, api.KeyFile, api.CertDir = cfg.TLSCertFile, cfg.TLSPrivateKeyFile, filepath.Join(cfg.RootDir, "pki")
+	api.ClientCA, api.PodLogsDir, api.ParseLogLine, api.Configz = ca, cfg.PodLogsDir, parseLogLine, cfg
+	s, err := server.NewNodeAPI(api, pods, runtime, client)
 	if err != nil {
 		return nil, err
 	}
-	return api, api.Listen()
+	return s, s.Listen()
 }
 
 // nodeAPIClientCA is the CA bundle of the node API's client certificates: the configured file, else the
@@ -75,4 +67,23 @@ func nodeAPIClientCA(cfg *config.Configuration) ([]byte, error) {
 func parseLogLine(raw []byte) (server.LogLine, error) {
 	line, err := logs.ParseLine(raw)
 	return server.LogLine{Time: line.Time, Partial: line.Partial, Message: line.Message}, err
+}
+
+// newServingCertificate is the node API's certificate signed by the cluster (serverTLSBootstrap), for the
+// addresses the Node reports, with its metrics in the agent's registry.
+func newServingCertificate(cfg *config.Configuration, s *shared) (*certificate.Serving, error) {
+	serving, err := certificate.NewServing(s.client, certificate.ServingConfig{
+		NodeName: s.nodeName,
+		Addresses: func() []corev1.NodeAddress {
+			if node := s.src.Node(); node != nil {
+				return node.Status.Addresses
+			}
+			return nil
+		},
+		Dir: filepath.Join(cfg.RootDir, "pki"), CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSPrivateKeyFile,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return serving, serving.Register(s.registry)
 }

@@ -82,6 +82,10 @@ type Configuration struct {
 	// self-signed one for the node's addresses and host name is made in <rootDir>/pki.
 	TLSCertFile       string `json:"tlsCertFile,omitempty"`
 	TLSPrivateKeyFile string `json:"tlsPrivateKeyFile,omitempty"`
+	// ServerTLSBootstrap has the cluster sign the node API's serving certificate, as the kubelet's: a
+	// kubernetes.io/kubelet-serving CSR for the node's addresses, kept in <rootDir>/pki and rotated before it
+	// expires. The cluster must approve the CSR (the controller-manager does not approve this signer).
+	ServerTLSBootstrap bool `json:"serverTLSBootstrap,omitempty"`
 	// Authentication says which clients the node API knows.
 	Authentication NodeAPIAuthentication `json:"authentication"`
 	// StaticPodPath is a directory of Pod manifests that the agent runs without the API server (static pods),

@@ -40,6 +40,9 @@ type NodeAPIConfig struct {
 	// HostIPs and Hostname are the serving certificate's subject alternative names when it is self-signed.
 	HostIPs  []string
 	Hostname string
+	// ServingCertificate, when set, is asked for the certificate at each handshake (one the cluster signed
+	// and rotates: serverTLSBootstrap); nil from it refuses the handshake. The files above are not read.
+	ServingCertificate func() *tls.Certificate
 	// ClientCA is the PEM bundle of the CAs that sign client certificates (the API server's kubelet client
 	// certificate among them).
 	ClientCA []byte
@@ -89,9 +92,20 @@ type NodeAPI struct {
 
 // NewNodeAPI loads (or makes) the serving certificate and the client CAs; an unreadable file stops start-up.
 func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, runtime StreamingRuntime, client kubernetes.Interface) (*NodeAPI, error) {
-	cert, err := servingCert(cfg)
-	if err != nil {
-		return nil, err
+	tlsConfig := &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}
+	if current := cfg.ServingCertificate; current != nil {
+		tlsConfig.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if cert := current(); cert != nil {
+				return cert, nil
+			}
+			return nil, errors.New("no serving certificate yet: the node's kubelet-serving CSR is not approved")
+		}
+	} else {
+		cert, err := servingCert(cfg)
+		if err != nil {
+			return nil, err
+		}
+		tlsConfig.Certificates = []tls.Certificate{cert}
 	}
 	cas := x509.NewCertPool()
 	if !cas.AppendCertsFromPEM(cfg.ClientCA) {
@@ -99,8 +113,8 @@ func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, runtime Streaming
 	}
 	s := &NodeAPI{cfg: cfg, pods: pods, runtime: runtime, client: client, mux: http.NewServeMux(), decisions: newDecisionCache(),
 		requests: newHTTPRequests(),
-		tls: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: cas,
-			ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}}
+		tls:      tlsConfig}
+	tlsConfig.ClientCAs = cas
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	s.mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", s.containerLogs)
 	s.handleStreaming()

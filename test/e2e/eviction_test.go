@@ -82,7 +82,8 @@ func TestNodePressureEviction(t *testing.T) {
 	}
 }
 
-// restartAgent kills the e2e agent and starts it again with extra flags; its pods keep running.
+// restartAgent kills the e2e agent and starts it again with extra flags; its pods keep running. It returns
+// once the node API answers through the API server, as the tests that follow expect.
 func restartAgent(t *testing.T, extra ...string) {
 	t.Helper()
 	if err := stack.killAgent(); err != nil {
@@ -90,6 +91,20 @@ func restartAgent(t *testing.T, extra ...string) {
 	}
 	if err := stack.startAgent(extra...); err != nil {
 		t.Fatal(err)
+	}
+	waitForNodeAPI(t)
+}
+
+// waitForNodeAPI returns once the agent's node API answers through the API server.
+func waitForNodeAPI(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := pollUntil(ctx, func() (bool, error) {
+		_, err := stack.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", nodeName, "proxy", "healthz").DoRaw(ctx)
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("the restarted agent's node API does not answer (see %s/nodeagent.log): %v", runDir, err)
 	}
 }
 

@@ -58,6 +58,8 @@ type harness struct {
 	upstream *dnsnet.Stub
 	// receiver is the Fluentd forward receiver the agent ships its pods' logs to.
 	receiver *testutil.FluentReceiver
+	// configExtra is YAML added to the agent's configuration file at its next start.
+	configExtra string
 }
 
 var stack *harness
@@ -95,7 +97,10 @@ func startHarness() (*harness, error) {
 	}
 	h.env = append(os.Environ(),
 		"NODEAGENT_RUN="+runDir, "NODE_NAMES="+nodeName+" "+nodeNameV2, "CLUSTER_CIDR="+clusterCIDR,
-		"APISERVER_PORT=16443", "ETCD_PORT=12379", "KCM_PORT=20257", "SCHEDULER_PORT=20259")
+		"APISERVER_PORT=16443", "ETCD_PORT=12379", "KCM_PORT=20257", "SCHEDULER_PORT=20259",
+		// Short-lived CSR certificates, so that a rotation shows within a test: the signer backdates them by
+		// 5 minutes, so a node rotates a 3-minute certificate 0.6 to 1.7 minutes after it was issued.
+		"SIGNING_DURATION=3m")
 	if err := h.script("hack/controlplane.sh", "up"); err != nil {
 		return h, err
 	}
@@ -163,7 +168,7 @@ func (h *harness) startAgent(extra ...string) error {
 		// own interfaces.
 		"proxy:\n  nodePortAddresses: ["+clusterCIDR+"]\n"+
 		"dns:\n  upstreams: [\""+h.upstream.Addr+"\"]\n"+
-		"logs:\n  enabled: true\n  receivers: [\""+h.receiver.Addr+"\"]\n  flushInterval: 200ms\n"), 0o644); err != nil {
+		"logs:\n  enabled: true\n  receivers: [\""+h.receiver.Addr+"\"]\n  flushInterval: 200ms\n"+h.configExtra), 0o644); err != nil {
 		return err
 	}
 	h.agent = exec.Command(h.agentBin, "--config", config,
