@@ -74,7 +74,7 @@ func TestPrometheusScrapesTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForPod(ctx, t, ns, "scraped", "Running", podRunningAndReady)
-	token := metricsReaderToken(ctx, t, ns)
+	token := nodeAccessToken(ctx, t, ns, "prometheus", "metrics", "get") // as deploy/prometheus/rbac.yaml
 
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
@@ -132,31 +132,33 @@ func TestPrometheusScrapesTheNode(t *testing.T) {
 	}
 }
 
-// metricsReaderToken is a token of a ServiceAccount in ns that may read nodes/metrics and nothing else, as
-// deploy/prometheus/rbac.yaml grants Prometheus.
-func metricsReaderToken(ctx context.Context, t *testing.T, ns string) string {
+// nodeAccessToken is a token of a new ServiceAccount sa in ns whose only rights are verbs on
+// nodes/<subresource> (none when verbs is empty), as a ClusterRole grants them; the test's end removes the
+// role and its binding.
+func nodeAccessToken(ctx context.Context, t *testing.T, ns, sa, subresource string, verbs ...string) string {
 	t.Helper()
-	rbac := stack.client.RbacV1()
-	name := "prometheus-" + ns
 	if _, err := stack.client.CoreV1().ServiceAccounts(ns).Create(ctx,
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "prometheus"}}, metav1.CreateOptions{}); err != nil {
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes/metrics"}, Verbs: []string{"get"}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	if len(verbs) > 0 {
+		rbac := stack.client.RbacV1()
+		name := sa + "-" + ns
+		if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes/" + subresource}, Verbs: verbs}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rbac.ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+		if _, err := rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rbac.ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{}) })
 	}
-	t.Cleanup(func() { _ = rbac.ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	if _, err := rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "prometheus", Namespace: ns}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rbac.ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	tr, err := stack.client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "prometheus",
-		&authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	tr, err := stack.client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
