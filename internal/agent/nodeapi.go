@@ -29,6 +29,9 @@ func newNodeAPI(cfg *config.Configuration, api server.NodeAPIConfig, pods coreli
 	api.Address = net.JoinHostPort(cfg.Address, strconv.Itoa(int(cfg.KubeletPort)))
 	api.CertFile, api.KeyFile, api.CertDir = cfg.TLSCertFile, cfg.TLSPrivateKeyFile, filepath.Join(cfg.RootDir, "pki")
 	api.ClientCA, api.PodLogsDir, api.ParseLogLine, api.Configz = ca, cfg.PodLogsDir, parseLogLine, cfg
+	api.Access = server.Access{Anonymous: cfg.Authentication.Anonymous.Enabled, NoTokens: !cfg.Authentication.Webhook.Enabled,
+		AlwaysAllow: cfg.Authorization.Mode == config.AuthorizationModeAlwaysAllow, TokenTTL: cfg.Authentication.Webhook.CacheTTL.Duration,
+		AllowedTTL: cfg.Authorization.Webhook.CacheAuthorizedTTL.Duration, DeniedTTL: cfg.Authorization.Webhook.CacheUnauthorizedTTL.Duration}
 	s, err := server.NewNodeAPI(api, pods, runtime, client)
 	if err != nil {
 		return nil, err

@@ -88,6 +88,11 @@ type Configuration struct {
 	ServerTLSBootstrap bool `json:"serverTLSBootstrap,omitempty"`
 	// Authentication says which clients the node API knows.
 	Authentication NodeAPIAuthentication `json:"authentication"`
+	// Authorization says what they may do.
+	Authorization NodeAPIAuthorization `json:"authorization"`
+	// ReadOnlyPort is the kubelet's unauthenticated read-only port, which is not served: only 0 is accepted, so
+	// a kubelet configuration that turns it off is taken as it is and one that turns it on is refused.
+	ReadOnlyPort int32 `json:"readOnlyPort"`
 	// StaticPodPath is a directory of Pod manifests that the agent runs without the API server (static pods),
 	// showing each in the API as a mirror pod; empty means none.
 	StaticPodPath string `json:"staticPodPath,omitempty"`
@@ -206,10 +211,47 @@ func (c *Configuration) LogsBufferBytes() int64 {
 }
 
 // NodeAPIAuthentication is the node API's authentication, as the kubelet's: client certificates signed by
-// a CA of X509.ClientCAFile, and bearer tokens through TokenReview. Anonymous requests are refused.
+// a CA of X509.ClientCAFile, and bearer tokens through TokenReview. Anonymous requests are refused unless
+// Anonymous.Enabled.
 type NodeAPIAuthentication struct {
-	X509 NodeAPIX509Authentication `json:"x509"`
+	X509      NodeAPIX509Authentication      `json:"x509"`
+	Webhook   NodeAPIWebhookAuthentication   `json:"webhook"`
+	Anonymous NodeAPIAnonymousAuthentication `json:"anonymous"`
 }
+
+// NodeAPIWebhookAuthentication is bearer-token authentication through the API server's TokenReview.
+type NodeAPIWebhookAuthentication struct {
+	// Enabled accepts bearer tokens (the default); false accepts client certificates only.
+	Enabled bool `json:"enabled"`
+	// CacheTTL is how long a TokenReview's answer is kept.
+	CacheTTL metav1.Duration `json:"cacheTTL"`
+}
+
+// NodeAPIAnonymousAuthentication lets requests without credentials through as system:anonymous (in
+// system:unauthenticated), for authorization to decide; off by default, as kubeadm sets the kubelet.
+type NodeAPIAnonymousAuthentication struct {
+	Enabled bool `json:"enabled"`
+}
+
+// NodeAPIAuthorization is the node API's authorization, as the kubelet's.
+type NodeAPIAuthorization struct {
+	// Mode is Webhook (a SubjectAccessReview per user, verb and subresource; the default) or AlwaysAllow
+	// (every authenticated request).
+	Mode    string                      `json:"mode"`
+	Webhook NodeAPIWebhookAuthorization `json:"webhook"`
+}
+
+// NodeAPIWebhookAuthorization are the times a SubjectAccessReview's answer is kept.
+type NodeAPIWebhookAuthorization struct {
+	CacheAuthorizedTTL   metav1.Duration `json:"cacheAuthorizedTTL"`
+	CacheUnauthorizedTTL metav1.Duration `json:"cacheUnauthorizedTTL"`
+}
+
+// The node API's authorization modes.
+const (
+	AuthorizationModeWebhook     = "Webhook"
+	AuthorizationModeAlwaysAllow = "AlwaysAllow"
+)
 
 // NodeAPIX509Authentication names the CA bundle of client certificates; "" means the kubeconfig's cluster CA.
 type NodeAPIX509Authentication struct {
@@ -322,22 +364,26 @@ func (c *Configuration) ContainerLogMaxBytes() int64 {
 // Default returns the configuration a kubelet user would expect with no file and no flags.
 func Default() *Configuration {
 	return &Configuration{
-		TypeMeta:                         metav1.TypeMeta{APIVersion: APIVersion, Kind: Kind},
-		ContainerRuntimeEndpoint:         "unix:///run/containerd/containerd.sock",
-		RootDir:                          "/var/lib/nodeagent",
-		PodLogsDir:                       "/var/log/pods",
-		ContainerLogLinksDir:             "/var/log/containers",
-		CNIConfDir:                       "/etc/cni/net.d",
-		CNIBridge:                        "nodeagent0",
-		MaxPods:                          110,
-		ClusterDomain:                    "cluster.local",
-		NodeStatusUpdateFrequency:        metav1.Duration{Duration: 10 * time.Second},
-		NodeStatusReportFrequency:        metav1.Duration{Duration: 5 * time.Minute},
-		NodeLeaseDurationSeconds:         40,
-		KubeletPort:                      10250,
-		HealthzBindAddress:               "127.0.0.1",
-		HealthzPort:                      10248,
-		Address:                          "0.0.0.0",
+		TypeMeta:                  metav1.TypeMeta{APIVersion: APIVersion, Kind: Kind},
+		ContainerRuntimeEndpoint:  "unix:///run/containerd/containerd.sock",
+		RootDir:                   "/var/lib/nodeagent",
+		PodLogsDir:                "/var/log/pods",
+		ContainerLogLinksDir:      "/var/log/containers",
+		CNIConfDir:                "/etc/cni/net.d",
+		CNIBridge:                 "nodeagent0",
+		MaxPods:                   110,
+		ClusterDomain:             "cluster.local",
+		NodeStatusUpdateFrequency: metav1.Duration{Duration: 10 * time.Second},
+		NodeStatusReportFrequency: metav1.Duration{Duration: 5 * time.Minute},
+		NodeLeaseDurationSeconds:  40,
+		KubeletPort:               10250,
+		HealthzBindAddress:        "127.0.0.1",
+		HealthzPort:               10248,
+		Address:                   "0.0.0.0",
+		Authentication: NodeAPIAuthentication{Webhook: NodeAPIWebhookAuthentication{Enabled: true,
+			CacheTTL: metav1.Duration{Duration: 2 * time.Minute}}},
+		Authorization: NodeAPIAuthorization{Mode: AuthorizationModeWebhook, Webhook: NodeAPIWebhookAuthorization{
+			CacheAuthorizedTTL: metav1.Duration{Duration: 5 * time.Minute}, CacheUnauthorizedTTL: metav1.Duration{Duration: 30 * time.Second}}},
 		MaxParallelImagePulls:            5,
 		FileCheckFrequency:               metav1.Duration{Duration: 20 * time.Second},
 		RuntimeRequestTimeout:            metav1.Duration{Duration: 2 * time.Minute},
@@ -604,6 +650,26 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	if (c.TLSCertFile == "") != (c.TLSPrivateKeyFile == "") {
 		errs = append(errs, field.Invalid(field.NewPath("tlsCertFile"), c.TLSCertFile, "tlsCertFile and tlsPrivateKeyFile go together"))
+	}
+	if c.ReadOnlyPort != 0 {
+		errs = append(errs, field.Invalid(field.NewPath("readOnlyPort"), c.ReadOnlyPort,
+			"the unauthenticated read-only port is not served: read /pods, /stats and /metrics on port with a token (deploy/prometheus)"))
+	}
+	if m := c.Authorization.Mode; m != AuthorizationModeWebhook && m != AuthorizationModeAlwaysAllow {
+		errs = append(errs, field.NotSupported(field.NewPath("authorization", "mode"), m,
+			[]string{AuthorizationModeWebhook, AuthorizationModeAlwaysAllow}))
+	}
+	for _, ttl := range []struct {
+		path *field.Path
+		d    metav1.Duration
+	}{
+		{field.NewPath("authentication", "webhook", "cacheTTL"), c.Authentication.Webhook.CacheTTL},
+		{field.NewPath("authorization", "webhook", "cacheAuthorizedTTL"), c.Authorization.Webhook.CacheAuthorizedTTL},
+		{field.NewPath("authorization", "webhook", "cacheUnauthorizedTTL"), c.Authorization.Webhook.CacheUnauthorizedTTL},
+	} {
+		if ttl.d.Duration < 0 {
+			errs = append(errs, field.Invalid(ttl.path, ttl.d.Duration.String(), "must not be negative (0 caches nothing)"))
+		}
 	}
 	return errs
 }

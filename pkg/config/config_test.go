@@ -67,6 +67,9 @@ func TestValidateNamesEachBadField(t *testing.T) {
 	c.RuntimeRequestTimeout.Duration = -time.Second
 	c.EvictionSoft = map[string]string{"memory.available": "500Mi"}
 	c.HealthzPort, c.HealthzBindAddress = 70000, "localhost"
+	c.ReadOnlyPort = 10255
+	c.Authorization.Mode = "RBAC"
+	c.Authentication.Webhook.CacheTTL.Duration = -time.Minute
 	got := c.Validate().ToAggregate().Error()
 	for _, want := range []string{
 		`kubeconfig: Invalid value: "/does/not/exist": file does not exist`,
@@ -92,6 +95,9 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`logs.bufferLimit: Invalid value: "lots": want a positive quantity`,
 		`logs.flushInterval: Invalid value: "0s": must be positive`,
 		`logs.passwordFile: Required value: username needs a password`,
+		`readOnlyPort: Invalid value: 10255: the unauthenticated read-only port is not served`,
+		`authorization.mode: Unsupported value: "RBAC": supported values: "Webhook", "AlwaysAllow"`,
+		`authentication.webhook.cacheTTL: Invalid value: "-1m0s": must not be negative`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("errors %q\nlack %q", got, want)
@@ -167,5 +173,31 @@ func TestEvictionFlagTakesTheKubeletsForm(t *testing.T) {
 	}
 	if err := fs.Parse([]string{"--eviction-hard", "memory.available=100Mi"}); err == nil || !strings.Contains(err.Error(), "want signal<value") {
 		t.Errorf("a value without < gave %v, want it refused naming the form", err)
+	}
+}
+
+// A kubelet configuration's node API fields are read as the kubelet reads them: the secure defaults unless
+// set, and the read-only port off.
+func TestLoadFileTakesTheKubeletsNodeAPIFields(t *testing.T) {
+	c, err := LoadFile(testutil.WriteFile(t, "config.yaml", `apiVersion: nodeagent.io/v1alpha1
+kind: NodeAgentConfiguration
+readOnlyPort: 0
+authentication:
+  anonymous: {enabled: false}
+  webhook: {cacheTTL: 1m}
+authorization:
+  mode: Webhook
+  webhook: {cacheUnauthorizedTTL: 10s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, z := c.Authentication, c.Authorization
+	if a.Anonymous.Enabled || !a.Webhook.Enabled || a.Webhook.CacheTTL.Duration != time.Minute {
+		t.Errorf("authentication %+v, want anonymous off, tokens on with a 1m cache", a)
+	}
+	if z.Mode != AuthorizationModeWebhook || z.Webhook.CacheAuthorizedTTL.Duration != 5*time.Minute ||
+		z.Webhook.CacheUnauthorizedTTL.Duration != 10*time.Second {
+		t.Errorf("authorization %+v, want Webhook, 5m (the default) and 10s", z)
 	}
 }

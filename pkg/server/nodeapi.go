@@ -40,6 +40,8 @@ type NodeAPIConfig struct {
 	// HostIPs and Hostname are the serving certificate's subject alternative names when it is self-signed.
 	HostIPs  []string
 	Hostname string
+	// Access is who gets in and how long the API server's answers are trusted.
+	Access Access
 	// ServingCertificate, when set, is asked for the certificate at each handshake (one the cluster signed
 	// and rotates: serverTLSBootstrap); nil from it refuses the handshake. The files above are not read.
 	ServingCertificate func() *tls.Certificate
@@ -206,15 +208,41 @@ func (s *NodeAPI) Handler() http.Handler {
 	})
 }
 
+// Access is the node API's authentication and authorization setup, as the kubelet's configuration has it.
+type Access struct {
+	// Anonymous lets requests without credentials through as system:anonymous, for authorization to decide.
+	Anonymous bool
+	// NoTokens refuses bearer tokens: client certificates only.
+	NoTokens bool
+	// AlwaysAllow allows every authenticated request without asking the API server.
+	AlwaysAllow bool
+	// TokenTTL, AllowedTTL and DeniedTTL are how long a TokenReview's answer, an allowing and a denying
+	// answer (of either review) are kept; 0 keeps none.
+	TokenTTL, AllowedTTL, DeniedTTL time.Duration
+}
+
+// DefaultAccess is the kubelet's as kubeadm sets it up: certificates and tokens, no anonymous access,
+// SubjectAccessReview, and its webhook cache times.
+func DefaultAccess() Access {
+	return Access{TokenTTL: 2 * time.Minute, AllowedTTL: 5 * time.Minute, DeniedTTL: 30 * time.Second}
+}
+
 // authenticate returns the client's user and groups: a verified client certificate's common name and
-// organizations, or a bearer token's user as the API server's TokenReview says. Anonymous is refused.
+// organizations, or a bearer token's user as the API server's TokenReview says; without either,
+// system:anonymous if Access.Anonymous.
 func (s *NodeAPI) authenticate(r *http.Request) (string, []string, error) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		leaf := r.TLS.VerifiedChains[0][0]
 		return leaf.Subject.CommonName, leaf.Subject.Organization, nil
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
+	switch {
+	case ok && token != "" && s.cfg.Access.NoTokens:
+		return "", nil, errors.New("bearer tokens are not accepted (authentication.webhook.enabled is false)")
+	case ok && token != "":
+	case s.cfg.Access.Anonymous:
+		return "system:anonymous", []string{"system:unauthenticated"}, nil
+	default:
 		return "", nil, errors.New("no client certificate and no bearer token")
 	}
 	key := "token/" + token
@@ -230,7 +258,11 @@ func (s *NodeAPI) authenticate(r *http.Request) (string, []string, error) {
 	if !review.Status.Authenticated {
 		d.err = fmt.Errorf("token not authenticated: %s", review.Status.Error)
 	}
-	s.decisions.put(key, d, d.err == nil)
+	ttl := s.cfg.Access.TokenTTL
+	if d.err != nil {
+		ttl = s.cfg.Access.DeniedTTL
+	}
+	s.decisions.put(key, d, ttl)
 	return d.user, d.groups, d.err
 }
 
@@ -277,6 +309,9 @@ func isStreamingPath(path string) bool {
 // authorize asks the API server whether the user may do verb on nodes/<name>/<subresource>. The fine-grained
 // subresources (pods, healthz, configz; KEP-2862) fall back to proxy, which implies them, as with the kubelet.
 func (s *NodeAPI) authorize(ctx context.Context, user string, groups []string, verb, subresource string) (bool, string, error) {
+	if s.cfg.Access.AlwaysAllow {
+		return true, "", nil
+	}
 	allowed, reason, err := s.review(ctx, user, groups, verb, subresource)
 	if err != nil || allowed {
 		return allowed, reason, err
@@ -300,7 +335,11 @@ func (s *NodeAPI) review(ctx context.Context, user string, groups []string, verb
 	if err != nil {
 		return false, "", fmt.Errorf("subject access review: %w", err)
 	}
-	s.decisions.put(key, decision{allowed: sar.Status.Allowed, reason: sar.Status.Reason}, sar.Status.Allowed)
+	ttl := s.cfg.Access.DeniedTTL
+	if sar.Status.Allowed {
+		ttl = s.cfg.Access.AllowedTTL
+	}
+	s.decisions.put(key, decision{allowed: sar.Status.Allowed, reason: sar.Status.Reason}, ttl)
 	return sar.Status.Allowed, sar.Status.Reason, nil
 }
 
@@ -315,13 +354,8 @@ type decision struct {
 	expires time.Time
 }
 
-// The kubelet's webhook cache times: allowed and authenticated answers for 5 minutes (2 for tokens in the
-// kubelet; 5 here for both), denials for 30 seconds. At most maxDecisions are kept.
-const (
-	allowedTTL   = 5 * time.Minute
-	deniedTTL    = 30 * time.Second
-	maxDecisions = 4096
-)
+// maxDecisions bounds the cached answers.
+const maxDecisions = 4096
 
 type decisionCache struct {
 	mu      sync.Mutex
@@ -340,11 +374,11 @@ func (c *decisionCache) get(key string) (decision, bool) {
 	return d, true
 }
 
-func (c *decisionCache) put(key string, d decision, positive bool) {
-	d.expires = time.Now().Add(deniedTTL)
-	if positive {
-		d.expires = time.Now().Add(allowedTTL)
+func (c *decisionCache) put(key string, d decision, ttl time.Duration) {
+	if ttl <= 0 {
+		return
 	}
+	d.expires = time.Now().Add(ttl)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= maxDecisions {

@@ -24,6 +24,7 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/logs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,14 +77,33 @@ type fixture struct {
 	server  *httptest.Server
 	logDir  string
 	reviews []authorizationv1.SubjectAccessReviewSpec
-	indexer cache.Indexer
+	// tokenReviews counts the TokenReviews asked.
+	tokenReviews int
+	indexer      cache.Indexer
 }
 
 func newFixture(t *testing.T, allowedUsers ...string) *fixture {
 	t.Helper()
+	return newFixtureWithAccess(t, DefaultAccess(), allowedUsers...)
+}
+
+// fixtureToken is the bearer token the fixture's TokenReview authenticates, as the user token-user.
+const fixtureToken = "token-of-token-user"
+
+func newFixtureWithAccess(t *testing.T, access Access, allowedUsers ...string) *fixture {
+	t.Helper()
 	f := &fixture{ca: newTestCA(t), logDir: t.TempDir(),
 		indexer: cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})}
 	client := fake.NewClientset()
+	client.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		review := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview)
+		f.tokenReviews++
+		if review.Spec.Token == fixtureToken {
+			review.Status = authenticationv1.TokenReviewStatus{Authenticated: true,
+				User: authenticationv1.UserInfo{Username: "token-user", Groups: []string{"system:authenticated"}}}
+		}
+		return true, review, nil
+	})
 	client.PrependReactor("create", "subjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		sar := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SubjectAccessReview)
 		f.reviews = append(f.reviews, sar.Spec)
@@ -99,7 +119,7 @@ func newFixture(t *testing.T, allowedUsers ...string) *fixture {
 		t.Fatal(err)
 	}
 	registry := prometheus.NewRegistry()
-	api, err := NewNodeAPI(NodeAPIConfig{NodeName: "node-a", CertDir: t.TempDir(), Hostname: "node-a", ParseLogLine: parseLogLine,
+	api, err := NewNodeAPI(NodeAPIConfig{NodeName: "node-a", CertDir: t.TempDir(), Hostname: "node-a", ParseLogLine: parseLogLine, Access: access,
 		HostIPs: []string{"127.0.0.1"}, ClientCA: f.ca.pem, PodLogsDir: f.logDir,
 		RunningPods: func() []*corev1.Pod {
 			return []*corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", UID: "uid-1"},
@@ -142,12 +162,25 @@ func newFixture(t *testing.T, allowedUsers ...string) *fixture {
 // get requests path with the client certificate (none when cert is nil) and returns status and body.
 func (f *fixture) get(t *testing.T, cert *tls.Certificate, path string) (int, string) {
 	t.Helper()
+	return f.getWithToken(t, cert, "", path)
+}
+
+// getWithToken is get with a bearer token (none when empty).
+func (f *fixture) getWithToken(t *testing.T, cert *tls.Certificate, token, path string) (int, string) {
+	t.Helper()
 	cfg := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the test's own self-signed server
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 10 * time.Second}
-	resp, err := client.Get(f.server.URL + path)
+	req, err := http.NewRequest(http.MethodGet, f.server.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +223,66 @@ func TestNodeAPIAuthenticatesAndAuthorizes(t *testing.T) {
 	if len(f.reviews) != reviews {
 		t.Error("an allowed decision was asked again instead of cached")
 	}
+}
+
+// The kubelet's authentication and authorization settings: anonymous requests pass as system:anonymous
+// when enabled, bearer tokens are refused when the webhook is off, AlwaysAllow asks no SubjectAccessReview,
+// and a cache time of 0 keeps no answer.
+func TestNodeAPIAccessSettings(t *testing.T) {
+	t.Run("default", func(t *testing.T) {
+		f := newFixture(t, "token-user")
+		if code, _ := f.getWithToken(t, nil, fixtureToken, "/pods"); code != http.StatusOK {
+			t.Errorf("an authenticated, allowed token: %d, want 200", code)
+		}
+		if code, _ := f.get(t, nil, "/pods"); code != http.StatusUnauthorized {
+			t.Errorf("anonymous: %d, want 401", code)
+		}
+		f.getWithToken(t, nil, fixtureToken, "/pods")
+		if f.tokenReviews != 1 || len(f.reviews) != 1 {
+			t.Errorf("two requests with one token asked %d TokenReviews and %d SubjectAccessReviews, want 1 and 1 (cached)",
+				f.tokenReviews, len(f.reviews))
+		}
+	})
+	t.Run("anonymous", func(t *testing.T) {
+		access := DefaultAccess()
+		access.Anonymous = true
+		f := newFixtureWithAccess(t, access, "system:anonymous")
+		if code, _ := f.get(t, nil, "/pods"); code != http.StatusOK {
+			t.Errorf("anonymous allowed by authorization: %d, want 200", code)
+		}
+		if r := f.reviews[0]; r.User != "system:anonymous" || len(r.Groups) != 1 || r.Groups[0] != "system:unauthenticated" {
+			t.Errorf("review of %s in %v, want system:anonymous in system:unauthenticated", r.User, r.Groups)
+		}
+	})
+	t.Run("no tokens", func(t *testing.T) {
+		access := DefaultAccess()
+		access.NoTokens = true
+		f := newFixtureWithAccess(t, access, "token-user")
+		if code, _ := f.getWithToken(t, nil, fixtureToken, "/pods"); code != http.StatusUnauthorized || f.tokenReviews != 0 {
+			t.Errorf("a token with the webhook off: %d after %d TokenReviews, want 401 after none", code, f.tokenReviews)
+		}
+	})
+	t.Run("always allow", func(t *testing.T) {
+		access := DefaultAccess()
+		access.AlwaysAllow = true
+		f := newFixtureWithAccess(t, access)
+		someone := f.ca.client(t, "someone")
+		if code, _ := f.get(t, &someone, "/pods"); code != http.StatusOK || len(f.reviews) != 0 {
+			t.Errorf("AlwaysAllow: %d after %d SubjectAccessReviews, want 200 after none", code, len(f.reviews))
+		}
+		if code, _ := f.get(t, nil, "/pods"); code != http.StatusUnauthorized {
+			t.Errorf("AlwaysAllow, anonymous: %d, want 401 (authentication still applies)", code)
+		}
+	})
+	t.Run("no cache", func(t *testing.T) {
+		f := newFixtureWithAccess(t, Access{}, "token-user")
+		f.getWithToken(t, nil, fixtureToken, "/pods")
+		f.getWithToken(t, nil, fixtureToken, "/pods")
+		if f.tokenReviews != 2 || len(f.reviews) != 2 {
+			t.Errorf("with cache times of 0, two requests asked %d TokenReviews and %d SubjectAccessReviews, want 2 and 2",
+				f.tokenReviews, len(f.reviews))
+		}
+	})
 }
 
 // The log options as the kubelet serves them.
