@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,11 +17,12 @@ import (
 )
 
 // StreamingRuntime is what the streaming paths need of the container runtime: the URLs of its streaming
-// server for an exec, an attach or a port forward.
+// server for an exec, an attach or a port forward, and a command run to its end for /run.
 type StreamingRuntime interface {
 	Exec(ctx context.Context, req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error)
 	Attach(ctx context.Context, req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error)
 	PortForward(ctx context.Context, req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error)
+	ExecSync(ctx context.Context, containerID string, cmd []string, timeout time.Duration) (stdout, stderr []byte, err error)
 	ListPodSandbox(ctx context.Context, filter *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error)
 }
 
@@ -36,6 +38,27 @@ func (s *NodeAPI) handleStreaming() {
 	for _, path := range []string{"/portForward/{namespace}/{pod}", "/portForward/{namespace}/{pod}/{uid}"} {
 		s.mux.HandleFunc(path, s.portForward)
 	}
+	for _, path := range []string{"POST /run/{namespace}/{pod}/{container}", "POST /run/{namespace}/{pod}/{uid}/{container}"} {
+		s.mux.HandleFunc(path, s.run)
+	}
+}
+
+// run runs the cmd query parameter (split at spaces, as the kubelet does for this legacy path) in a running
+// container to its end and answers with its stdout then its stderr; a failure, a non-zero exit among them,
+// is a 500 with the error.
+func (s *NodeAPI) run(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.containerID(w, r)
+	if !ok {
+		return
+	}
+	cmd := strings.Split(r.URL.Query().Get("cmd"), " ")
+	stdout, stderr, err := s.runtime.ExecSync(r.Context(), id, cmd, 0)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("run in container %s: %v", id, err), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json") // the kubelet's, though the body is the command's output
+	_, _ = w.Write(append(stdout, stderr...))
 }
 
 // streamOptions are the kubelet's query parameters of exec and attach: input, output, error and tty ("1"

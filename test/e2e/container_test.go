@@ -339,6 +339,29 @@ func TestExecThroughTheAPIServer(t *testing.T) {
 	}
 }
 
+// The node API's legacy /run runs a command to its end and answers with its output (the API server's node
+// proxy reaches it; no kubectl command does); a failing command is an error.
+func TestRunThroughTheAPIServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(t)
+	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, busyboxPod("runner", 0, "exec sleep 3600"),
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitForPod(ctx, t, ns, "runner", "Running", podRunningAndReady)
+	run := func(cmd string) ([]byte, error) {
+		return stack.client.CoreV1().RESTClient().Post().AbsPath("/api/v1/nodes", nodeName, "proxy", "run", ns, "runner", "c").
+			Param("cmd", cmd).DoRaw(ctx)
+	}
+	if out, err := run("echo ran-in-runner"); err != nil || string(out) != "ran-in-runner\n" {
+		t.Errorf("/run echo: %q, %v; want ran-in-runner", out, err)
+	}
+	if out, err := run("false"); err == nil {
+		t.Errorf("/run false: %q without an error, want the exit reported", out)
+	}
+}
+
 // The node's own views, as a kubelet's: /pods (the pods with their status), /runningpods/ (what the
 // runtime runs), /metrics (the kubelet's series), /metrics/resource and /stats/summary through the API
 // server's node proxy, and the unauthenticated /healthz on 127.0.0.1:10248.
