@@ -15,8 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
 )
 
 // logOptions are the query parameters of /containerLogs, as the API server passes PodLogOptions on.
@@ -199,6 +201,11 @@ func streamLog(ctx context.Context, w *limitedWriter, path string, opts logOptio
 			return err
 		}
 	}
+	var changed *logWaiter
+	if follow {
+		changed = newLogWaiter(path)
+		defer changed.close()
+	}
 	reader := bufio.NewReaderSize(f, 64<<10)
 	var pending []byte
 	for !w.full() {
@@ -235,13 +242,74 @@ func streamLog(ctx context.Context, w *limitedWriter, path string, opts logOptio
 		if !running() {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !changed.wait(ctx) {
 			return nil
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	return nil
+}
+
+// logWaiter wakes a follower when its log file is written or replaced, as the kubelet's follow does with
+// fsnotify, so a line reaches the client as soon as the runtime writes it. It watches the file's directory,
+// which holds the file before and after a rotation. It also wakes every second, as the kubelet does, so that a
+// lost event (the kernel's queue overflowing) or a stopped container is noticed; without inotify (no
+// instance left) it wakes every 100 ms.
+type logWaiter struct {
+	watcher *fsnotify.Watcher // nil: polling
+	path    string
+}
+
+func newLogWaiter(path string) *logWaiter {
+	l := &logWaiter{path: filepath.Clean(path)}
+	watcher, err := fsnotify.NewWatcher()
+	if err != nil {
+		klog.V(2).InfoS("Following a log by polling", "path", path, "err", err)
+		return l
+	}
+	if err := watcher.Add(filepath.Dir(l.path)); err != nil {
+		klog.V(2).InfoS("Following a log by polling", "path", path, "err", err)
+		_ = watcher.Close()
+		return l
+	}
+	l.watcher = watcher
+	return l
+}
+
+// wait returns when the file may have more to read: false when ctx ended.
+func (l *logWaiter) wait(ctx context.Context) bool {
+	if l.watcher == nil {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+			return true
+		}
+	}
+	force := time.NewTimer(time.Second)
+	defer force.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-force.C:
+			return true
+		case e, ok := <-l.watcher.Events:
+			if !ok || e.Name == l.path {
+				return true
+			}
+		case err, ok := <-l.watcher.Errors:
+			if ok {
+				klog.V(4).InfoS("Log watch", "path", l.path, "err", err) // an overflow: read again, as for an event
+			}
+			return true
+		}
+	}
+}
+
+func (l *logWaiter) close() {
+	if l.watcher != nil {
+		_ = l.watcher.Close()
+	}
 }
 
 // writeLine writes one CRI line's message per the options; lines before the since time are skipped.
