@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := /var/cache/nodeagent/bin:/usr/local/go/bin:$(PATH)
 VERSION ?= v0.1.0-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: build run stop test unit e2e lint images conformance bench-pods bench-idle bench-proxy bench-dns bench-logs
+.PHONY: build run stop test unit e2e lint images conformance bench-pods bench-idle bench-nodeapi bench-proxy bench-dns bench-logs
 
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/nodeagent ./cmd/nodeagent
@@ -40,6 +40,9 @@ bench-pods:
 
 bench-idle:
 	go run ./hack/bench idle
+
+bench-nodeapi:
+	go run ./hack/bench nodeapi
 
 bench-proxy:
 	go run ./hack/bench proxy

@@ -28,6 +28,11 @@
 // writing as many bytes as the agent sent (the records with their metadata), alternating; then writes at a
 // steady rate and reports the agent's CPU. No cluster: records carry what the log paths say.
 //
+// nodeapi: on the same cluster as pods, runs one pod writing a log line every 20 ms on each node and times,
+// against each node's API over loopback with the API server's kubelet client certificate, an exec of `true`
+// (N of them, one after the other) and the delay of a followed log line (from the runtime's timestamp to the
+// line's arrival).
+//
 // dns: against a control plane of its own (NODEAGENT_RUN=/var/run/nodeagent-bench-dns) with N Services,
 // runs `nodeagent --dns-only` and CoreDNS v1.15 (kubernetes, cache, forward) one after the other on
 // loopback, each pinned to one core with GOMAXPROCS=1, and reports dnsperf's queries per second at full
@@ -50,6 +55,7 @@ import (
 const usage = `usage: bench pods [--pods N] [--rounds R] [--runtime containerd|containerd2]
        bench idle [--pods 110] [--seconds 60] [--runtime containerd|containerd2]
        bench proxy [--services 10,1000,10000] [--endpoints 10] [--changes 40] [--connects 2000] [--rounds 3]
+       bench nodeapi [--execs 200] [--lines 500] [--runtime containerd|containerd2]
        bench dns [--services 1000] [--seconds 10] [--rounds 3]
        bench logs [--containers 8] [--megabytes 1024] [--line-bytes 200] [--rounds 3] [--steady-mbps 50] [--steady-seconds 20]`
 
@@ -77,6 +83,11 @@ func main() {
 		run = func() error {
 			return runIdle(ctx, max(*pods, 1), time.Duration(max(*seconds, 1))*time.Second, *runtime)
 		}
+	case "nodeapi":
+		execs := fs.Int("execs", 200, "execs timed per node")
+		lines := fs.Int("lines", 500, "followed log lines timed per node")
+		runtime := fs.String("runtime", "containerd", "containerd (the machine's 1.6) or containerd2 (v2, hack/setup-containerd2.sh)")
+		run = func() error { return runNodeAPIBench(ctx, max(*execs, 1), max(*lines, 1), *runtime) }
 	case "proxy":
 		services := fs.String("services", "10,1000,10000", "numbers of Services, ascending")
 		endpoints := fs.Int("endpoints", 10, "endpoints per Service")
