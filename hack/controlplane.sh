@@ -56,7 +56,9 @@ up() {
     --initial-cluster "default=http://127.0.0.1:$((ETCD_PORT + 1))"
   wait_for "etcd on 127.0.0.1:$ETCD_PORT" 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
-  # A loopback advertise address needs the endpoint reconciler off (ENVIRONMENT.md).
+  # A loopback advertise address needs the endpoint reconciler off (ENVIRONMENT.md). The aggregation layer
+  # (the front proxy's CA and client, as kubeadm sets it up) serves extension APIs such as metrics-server's,
+  # reached at their pods' addresses (--enable-aggregator-routing) rather than through a ClusterIP.
   start kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
@@ -69,6 +71,11 @@ up() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+    --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
+    --enable-aggregator-routing=true \
     --allow-privileged=true --profiling=false
   wait_for "kube-apiserver /readyz on 127.0.0.1:$APISERVER_PORT" 120 kubectl_admin get --raw /readyz
   # The agent is also the node's kube-proxy: the Node authorizer does not give nodes EndpointSlices, so

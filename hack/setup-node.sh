@@ -29,12 +29,7 @@ if ((${#missing[@]})); then
   [[ -z $own_policy ]] || rm -f "$policy"
 fi
 
-# crictl built by go install reports "version unknown": a stamp file records which version is there.
-if [[ ! -x $TOOLS_BIN/crictl || ! -f $TOOLS_BIN/.crictl-$CRICTL_VERSION ]]; then
-  log "installing crictl $CRICTL_VERSION into $TOOLS_BIN (not packaged in Debian)"
-  GOBIN=$TOOLS_BIN go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
-  touch "$TOOLS_BIN/.crictl-$CRICTL_VERSION"
-fi
+install_go_tool crictl sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSION" # not packaged in Debian
 
 CONTAINERD_CONFIG=/etc/containerd/config.toml
 CONTAINERD_SOCK=/run/containerd/containerd.sock

@@ -5,8 +5,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$NODEAGENT_REPO"
 hack/setup-node.sh
+install_go_tool metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server "$METRICS_SERVER_VERSION" # kubectl top's e2e
 log "building and importing test images"
-go run ./hack/imagebuild --out "$NODEAGENT_CACHE/images"
+go run ./hack/imagebuild --out "$NODEAGENT_CACHE/images" --metrics-server "$TOOLS_BIN/metrics-server"
 hack/setup-containerd2.sh up # a second runtime, with CRI container events, for the e2e node that uses them
 hack/build-k8s.sh
 hack/lint.sh

@@ -1,7 +1,8 @@
 // Command imagebuild builds the container images that nodeagent's tests and demo use, without a registry:
 // localhost/pause from test/images/pause, localhost/busybox from the host's busybox-static, and
-// localhost/testserver (busybox plus test/images/testserver). It writes each as an image tarball and
-// imports it into containerd's k8s.io namespace with ctr.
+// localhost/testserver (busybox plus test/images/testserver), and with --metrics-server BIN
+// localhost/metrics-server (busybox plus that binary, built from its module by hack/test.sh). It writes each
+// as an image tarball and imports it into containerd's k8s.io namespace with ctr.
 //
 // With --conformance-images it builds instead the images that the upstream e2e suite's specs use (make
 // conformance): see conformance.go.
@@ -37,6 +38,8 @@ const (
 	PauseImage      = "localhost/pause:local"
 	BusyboxImage    = "localhost/busybox:local"
 	TestserverImage = "localhost/testserver:local"
+	// MetricsServerImage is metrics-server for the e2e test of kubectl top.
+	MetricsServerImage = "localhost/metrics-server:local"
 )
 
 func main() {
@@ -44,6 +47,7 @@ func main() {
 	busybox := flag.String("busybox", "/bin/busybox", "a static busybox binary")
 	address := flag.String("containerd-address", "/run/containerd/containerd.sock", "containerd socket to import into")
 	noImport := flag.Bool("no-import", false, "only write the tarballs")
+	metricsServer := flag.String("metrics-server", "", "a metrics-server binary: build "+MetricsServerImage+" too")
 	conformanceList := flag.String("conformance-images", "", "a file listing the images of e2e.test --list-images, one a line: build those")
 	k8sBin := flag.String("k8s-bin", "", "with --conformance-images: where hack/build-k8s.sh put agnhost and nnp")
 	k8sSrc := flag.String("k8s-src", "", "with --conformance-images: the k8s.io/kubernetes module's directory")
@@ -51,7 +55,7 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	build := func() ([]image, error) { return testImages(ctx, *out, *busybox) }
+	build := func() ([]image, error) { return testImages(ctx, *out, *busybox, *metricsServer) }
 	if *conformanceList != "" {
 		build = func() ([]image, error) {
 			return conformanceImages(ctx, *conformanceList, *k8sBin, *k8sSrc, *out, *busybox)
@@ -97,7 +101,7 @@ func run(ctx context.Context, out, address string, doImport bool, build func() (
 }
 
 // testImages are the project's own test and demo images.
-func testImages(ctx context.Context, out, busyboxPath string) ([]image, error) {
+func testImages(ctx context.Context, out, busyboxPath, metricsServerBin string) ([]image, error) {
 	pauseBin, err := goBuild(ctx, out, "./test/images/pause")
 	if err != nil {
 		return nil, err
@@ -119,11 +123,20 @@ func testImages(ctx context.Context, out, busyboxPath string) ([]image, error) {
 		return nil, err
 	}
 
-	return []image{
+	images := []image{
 		{PauseImage, []v1.Layer{pauseLayer}, v1.Config{Entrypoint: []string{"/pause"}}},
 		{BusyboxImage, []v1.Layer{busyboxLayer}, v1.Config{Cmd: []string{"sh"}}},
 		{TestserverImage, []v1.Layer{busyboxLayer, serverLayer}, v1.Config{Entrypoint: []string{"/testserver"}}},
-	}, nil
+	}
+	if metricsServerBin != "" {
+		metricsServerLayer, err := fileLayer(map[string]string{"/metrics-server": metricsServerBin})
+		if err != nil {
+			return nil, err
+		}
+		images = append(images, image{MetricsServerImage, []v1.Layer{busyboxLayer, metricsServerLayer},
+			v1.Config{Entrypoint: []string{"/metrics-server"}}})
+	}
+	return images, nil
 }
 
 // goBuild compiles a static binary of pkg into dir and returns its path.

@@ -11,8 +11,19 @@ K8S_BIN=${K8S_BIN:-$NODEAGENT_CACHE/k8s-$K8S_VERSION/bin}
 # Go tools the project installs (crictl, staticcheck) live here, so a fresh machine needs no other PATH setup.
 TOOLS_BIN=$NODEAGENT_CACHE/bin
 CRICTL_VERSION=v1.37.0
+METRICS_SERVER_VERSION=v0.8.0
 STATICCHECK_VERSION=v0.8.2
 export PATH=$TOOLS_BIN:/usr/local/go/bin:$PATH
+
+# install_go_tool NAME MODULE/CMD VERSION: go install into TOOLS_BIN unless that version is there; tools built
+# by go install report "version unknown", so a stamp file records which version is.
+install_go_tool() {
+  local name=$1 pkg=$2 version=$3
+  [[ -x $TOOLS_BIN/$name && -f $TOOLS_BIN/.$name-$version ]] && return 0
+  log "installing $name $version into $TOOLS_BIN (built from its Go module)"
+  GOBIN=$TOOLS_BIN CGO_ENABLED=0 go install "$pkg@$version"
+  touch "$TOOLS_BIN/.$name-$version"
+}
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

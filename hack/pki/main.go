@@ -58,8 +58,17 @@ func run(dir, server, serviceIP string, nodes []string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	ca, err := loadOrCreateCA(dir)
+	ca, err := loadOrCreateCA(dir, "ca", "nodeagent-dev-ca")
 	if err != nil {
+		return err
+	}
+	// The aggregation layer's, as kubeadm makes them: a CA of its own for the API server's proxy client, so a
+	// client certificate of the cluster CA cannot pose as the front proxy.
+	frontProxyCA, err := loadOrCreateCA(dir, "front-proxy-ca", "nodeagent-dev-front-proxy-ca")
+	if err != nil {
+		return err
+	}
+	if err := ensureCert(dir, "front-proxy-client", frontProxyCA, clientTemplate("front-proxy-client", "")); err != nil {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(dir, "sa.key")); errors.Is(err, os.ErrNotExist) {
@@ -124,8 +133,9 @@ func clientTemplate(cn, org string) *x509.Certificate {
 	return t
 }
 
-func loadOrCreateCA(dir string) (*authority, error) {
-	certPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+// loadOrCreateCA loads the CA <name>.crt and <name>.key from dir, or makes one with the common name cn.
+func loadOrCreateCA(dir, name, cn string) (*authority, error) {
+	certPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 	if certPEM, err := os.ReadFile(certPath); err == nil {
 		keyPEM, err := os.ReadFile(keyPath)
 		if err != nil {
@@ -139,7 +149,7 @@ func loadOrCreateCA(dir string) (*authority, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "nodeagent-dev-ca"},
+		Subject:               pkix.Name{CommonName: cn},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,

@@ -293,11 +293,7 @@ func TestPodLogsThroughTheAPIServer(t *testing.T) {
 	defer cancel()
 	ns := newNamespace(t)
 	pods := stack.client.CoreV1().Pods(ns)
-	if _, err := pods.Create(ctx, busyboxPod("talker", 0, `echo one; echo two; echo three; exec sleep 3600`),
-		metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitForPod(ctx, t, ns, "talker", "Running", podRunningAndReady)
+	startBusybox(ctx, t, ns, "talker", `echo one; echo two; echo three; exec sleep 3600`)
 	tail := int64(2)
 	var got string
 	err := pollUntil(ctx, func() (bool, error) {
@@ -318,11 +314,7 @@ func TestExecThroughTheAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNamespace(t)
-	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, busyboxPod("shell", 0, "exec sleep 3600"),
-		metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitForPod(ctx, t, ns, "shell", "Running", podRunningAndReady)
+	startBusybox(ctx, t, ns, "shell", "exec sleep 3600")
 	req := stack.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("shell").
 		SubResource("exec").VersionedParams(&corev1.PodExecOptions{Container: "c",
 		Command: []string{"sh", "-c", "echo out-$((6*7)); echo err >&2"}, Stdout: true, Stderr: true}, scheme.ParameterCodec)
@@ -345,11 +337,7 @@ func TestRunThroughTheAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNamespace(t)
-	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, busyboxPod("runner", 0, "exec sleep 3600"),
-		metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitForPod(ctx, t, ns, "runner", "Running", podRunningAndReady)
+	startBusybox(ctx, t, ns, "runner", "exec sleep 3600")
 	run := func(cmd string) ([]byte, error) {
 		return stack.client.CoreV1().RESTClient().Post().AbsPath("/api/v1/nodes", nodeName, "proxy", "run", ns, "runner", "c").
 			Param("cmd", cmd).DoRaw(ctx)
@@ -369,11 +357,7 @@ func TestNodePodsRunningPodsMetricsAndHealthz(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNamespace(t)
-	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, busyboxPod("listed", 0, "exec sleep 3600"),
-		metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pod := waitForPod(ctx, t, ns, "listed", "Running", podRunningAndReady)
+	pod := startBusybox(ctx, t, ns, "listed", "exec sleep 3600")
 	nodeProxy := func(path string) (corev1.PodList, error) {
 		var list corev1.PodList
 		raw, err := stack.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", nodeName, "proxy", path).DoRaw(ctx)

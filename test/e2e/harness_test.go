@@ -380,3 +380,12 @@ func waitForPod(ctx context.Context, t *testing.T, ns, name, want string, cond f
 	}
 	return pod
 }
+
+// startBusybox creates a busybox pod running script in ns and returns it once it is Running and Ready.
+func startBusybox(ctx context.Context, t *testing.T, ns, name, script string) *corev1.Pod {
+	t.Helper()
+	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, busyboxPod(name, 0, script), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return waitForPod(ctx, t, ns, name, "Running", podRunningAndReady)
+}

@@ -19,11 +19,14 @@ import (
 
 // The node API as a user meets it: the v1.37 kubectl, through the API server, against the agent.
 
-// kubectl runs the v1.37 kubectl as the admin in namespace ns with stdin, and returns what it printed (stdout
-// and stderr together) and its exit code.
+// kubectl runs the v1.37 kubectl as the admin in namespace ns (none given when empty: the objects name
+// theirs) with stdin, and returns what it printed (stdout and stderr together) and its exit code.
 func kubectl(ctx context.Context, t *testing.T, ns, stdin string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, stack.kubectl, append([]string{"--kubeconfig", stack.admin, "-n", ns}, args...)...)
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	cmd := exec.CommandContext(ctx, stack.kubectl, append([]string{"--kubeconfig", stack.admin}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
@@ -36,15 +39,13 @@ func kubectl(ctx context.Context, t *testing.T, ns, stdin string, args ...string
 	return string(out), 0
 }
 
-// kubectlStream starts a kubectl that keeps running (logs -f, attach, port-forward) and returns its output
-// as lines; the test's end stops it.
-func kubectlStream(t *testing.T, ns, stdin string, args ...string) <-chan string {
+// kubectlStream starts a kubectl that keeps running (logs -f, attach, port-forward) with stdin (nil for none)
+// and returns its output as lines; the test's end stops it.
+func kubectlStream(t *testing.T, ns string, stdin io.Reader, args ...string) <-chan string {
 	t.Helper()
 	cmd := exec.Command(stack.kubectl, append([]string{"--kubeconfig", stack.admin, "-n", ns}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	if stdin == "" {
-		cmd.Stdin = nil
-	}
+	cmd.Stdin = stdin
+	cmd.WaitDelay = 10 * time.Second // a stdin that never ends must not hold the test's end
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -91,12 +92,7 @@ func TestKubectlLogsOptions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNamespace(t)
-	pods := stack.client.CoreV1().Pods(ns)
-	if _, err := pods.Create(ctx, busyboxPod("talker", 0,
-		`echo early-1; echo early-2; sleep 2; echo late-1; echo late-2; exec sleep 3600`), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitForPod(ctx, t, ns, "talker", "Running", podRunningAndReady)
+	startBusybox(ctx, t, ns, "talker", `echo early-1; echo early-2; sleep 2; echo late-1; echo late-2; exec sleep 3600`)
 	var all string
 	if err := pollUntil(ctx, func() (bool, error) {
 		all, _ = kubectl(ctx, t, ns, "", "logs", "talker")
@@ -172,7 +168,7 @@ func TestKubectlLogsFollowAcrossRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := waitForPod(ctx, t, ns, "writer", "Running", podRunningAndReady)
-	follow := kubectlStream(t, ns, "", "logs", "-f", "writer")
+	follow := kubectlStream(t, ns, nil, "logs", "-f", "writer")
 	if line := nextLine(ctx, t, follow, "kubectl logs -f"); line != "ready" {
 		t.Fatalf("kubectl logs -f began with %q, want ready", line)
 	}
@@ -199,10 +195,7 @@ func TestKubectlExec(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNamespace(t)
-	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, busyboxPod("shell", 0, "exec sleep 3600"), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitForPod(ctx, t, ns, "shell", "Running", podRunningAndReady)
+	startBusybox(ctx, t, ns, "shell", "exec sleep 3600")
 	if out, code := kubectl(ctx, t, ns, "hello\n", "exec", "-i", "shell", "--", "sh", "-c", "read x; echo got-$x"); out != "got-hello\n" || code != 0 {
 		t.Errorf("kubectl exec -i printed %q and exited %d, want got-hello and 0", out, code)
 	}
@@ -229,7 +222,12 @@ func TestKubectlAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForPod(ctx, t, ns, "attachable", "Running", podRunningAndReady)
-	out := kubectlStream(t, ns, "hi\n", "attach", "-i", "attachable", "-c", "c")
+	// stdin stays open until the test ends: at its end the runtime may close the session before the
+	// container's answer is out.
+	stdin, typing := io.Pipe()
+	go func() { _, _ = typing.Write([]byte("hi\n")) }()
+	out := kubectlStream(t, ns, stdin, "attach", "-i", "attachable", "-c", "c")
+	t.Cleanup(func() { typing.Close() }) // before kubectlStream's: kubectl's end waits for its stdin's
 	for {
 		line := nextLine(ctx, t, out, "kubectl attach")
 		if line == "attached-hi" {
@@ -250,7 +248,7 @@ func TestKubectlPortForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForPod(ctx, t, ns, "web", "Running", podRunningAndReady)
-	out := kubectlStream(t, ns, "", "port-forward", "--address", "127.0.0.1", "pod/web", "0:8080")
+	out := kubectlStream(t, ns, nil, "port-forward", "--address", "127.0.0.1", "pod/web", "0:8080")
 	forwarding := regexp.MustCompile(`^Forwarding from 127\.0\.0\.1:(\d+) -> 8080$`)
 	var port string
 	for port == "" {
@@ -280,10 +278,7 @@ func TestKubectlDebug(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNamespace(t)
-	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, busyboxPod("debugged", 0, "exec sleep 3600"), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitForPod(ctx, t, ns, "debugged", "Running", podRunningAndReady)
+	startBusybox(ctx, t, ns, "debugged", "exec sleep 3600")
 	if out, code := kubectl(ctx, t, ns, "", "debug", "debugged", "--image=localhost/busybox:local", "--image-pull-policy=Never",
 		"--container=dbg", "--", "sh", "-c", "echo debugging-$(hostname); exec sleep 3600"); code != 0 {
 		t.Fatalf("kubectl debug: exit %d: %s", code, out)

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 )
@@ -35,11 +34,7 @@ func TestNodeAPIRefusesStrangersAndFollowsRBAC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNamespace(t)
-	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, busyboxPod("target", 0, "echo logged; exec sleep 3600"),
-		metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitForPod(ctx, t, ns, "target", "Running", podRunningAndReady)
+	startBusybox(ctx, t, ns, "target", "echo logged; exec sleep 3600")
 	nobody := nodeAccessToken(ctx, t, ns, "nobody", "")
 	metricsReader := nodeAccessToken(ctx, t, ns, "metrics-reader", "metrics", "get")
 	proxyReader := nodeAccessToken(ctx, t, ns, "proxy-reader", "proxy", "get")

@@ -69,11 +69,7 @@ func TestPrometheusScrapesTheNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNamespace(t)
-	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, busyboxPod("scraped", 0, "exec sleep 3600"),
-		metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitForPod(ctx, t, ns, "scraped", "Running", podRunningAndReady)
+	startBusybox(ctx, t, ns, "scraped", "exec sleep 3600")
 	token := nodeAccessToken(ctx, t, ns, "prometheus", "metrics", "get") // as deploy/prometheus/rbac.yaml
 
 	dir := t.TempDir()
