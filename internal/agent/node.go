@@ -125,7 +125,7 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 		return cgroups.PodPath(pod)
 	}}, n.pods)
 	n.status = node.NewController(node.Config{
-		Name: s.nodeName, NodeIP: cfg.NodeIP, MaxPods: cfg.MaxPods, RootDir: cfg.RootDir,
+		Name: s.nodeName, NodeIP: cfg.NodeIP, MaxPods: cfg.MaxPods, RootDir: cfg.RootDir, DeclaredFeatures: server.DeclaredFeatures(),
 		KubeletPort: cfg.KubeletPort, AgentVersion: s.version,
 		StatusUpdateInterval: cfg.NodeStatusUpdateFrequency.Duration,
 		StatusReportInterval: cfg.NodeStatusReportFrequency.Duration,

@@ -31,8 +31,11 @@ type Runtime interface {
 
 // Config is what the node controller needs to know.
 type Config struct {
-	Name                 string
-	NodeIP               string // empty: the default-route interface's address
+	Name   string
+	NodeIP string // empty: the default-route interface's address
+	// DeclaredFeatures are the node features (KEP-5328, status.declaredFeatures) the agent implements, which
+	// the API server and scheduler rely on.
+	DeclaredFeatures     []string
 	MaxPods              int32
 	RootDir              string
 	KubeletPort          int32

@@ -38,12 +38,13 @@ func (c *Controller) computeStatus(ctx context.Context) (corev1.NodeStatus, erro
 		return corev1.NodeStatus{}, err
 	}
 	return corev1.NodeStatus{
-		Capacity:        capacity,
-		Allocatable:     allocatable,
-		Addresses:       addresses,
-		NodeInfo:        info,
-		Conditions:      c.conditions(ctx),
-		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: c.cfg.KubeletPort}},
+		Capacity:         capacity,
+		Allocatable:      allocatable,
+		Addresses:        addresses,
+		NodeInfo:         info,
+		Conditions:       c.conditions(ctx),
+		DaemonEndpoints:  corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: c.cfg.KubeletPort}},
+		DeclaredFeatures: c.cfg.DeclaredFeatures,
 	}, nil
 }
 

@@ -11,10 +11,17 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/httpstream/wsstream"
 	"k8s.io/apimachinery/pkg/util/proxy"
+	translator "k8s.io/apiserver/pkg/util/proxy"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 )
+
+// DeclaredFeatures are the node features of the node API for the Node's status.declaredFeatures:
+// ExtendWebSocketsToKubelet has the API server pass WebSocket exec, attach and port-forward requests on as
+// they come, and the node API translates them to the runtime's SPDY, as the kubelet v1.37 does.
+func DeclaredFeatures() []string { return []string{"ExtendWebSocketsToKubelet"} }
 
 // StreamingRuntime is what the streaming paths need of the container runtime: the URLs of its streaming
 // server for an exec, an attach or a port forward, and a command run to its end for /run.
@@ -107,12 +114,23 @@ func (s *NodeAPI) streamContainer(w http.ResponseWriter, r *http.Request, what s
 	if !ok {
 		return
 	}
-	url, err := streamURL(r.Context(), id, opts)
+	rawURL, err := streamURL(r.Context(), id, opts)
 	if err != nil {
 		http.Error(w, fmt.Sprintf("%s container %s: %v", what, id, err), http.StatusInternalServerError)
 		return
 	}
-	proxyStream(w, r, url)
+	location, ok := runtimeURL(w, rawURL)
+	if !ok {
+		return
+	}
+	// A WebSocket v5 client (the API server, since the node declares ExtendWebSocketsToKubelet) is translated
+	// to the runtime's SPDY here, as the kubelet does; anything else is proxied as it comes.
+	if wsstream.IsWebSocketRequestWithStreamCloseProtocol(r) {
+		translator.NewStreamTranslatorHandler(location, nil, 0,
+			translator.Options{Stdin: opts.stdin, Stdout: opts.stdout, Stderr: opts.stderr, Tty: opts.tty}).ServeHTTP(w, r)
+		return
+	}
+	upgradeAwareProxy(location).ServeHTTP(w, r)
 }
 
 func (s *NodeAPI) portForward(w http.ResponseWriter, r *http.Request) {
@@ -120,6 +138,9 @@ func (s *NodeAPI) portForward(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// SPDY tunnelled in WebSocket (the API server's port forward, since the node declares
+	// ExtendWebSocketsToKubelet) carries the ports in its streams, as plain SPDY does.
+	tunnel := wsstream.IsWebSocketRequestWithTunnelingProtocol(r)
 	var ports []int32
 	for _, p := range r.URL.Query()["port"] { // WebSocket clients name the ports; SPDY streams carry them
 		n, err := strconv.ParseUint(p, 10, 16)
@@ -141,7 +162,15 @@ func (s *NodeAPI) portForward(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("port forward to pod %s: %v", pod.Name, err), http.StatusInternalServerError)
 		return
 	}
-	proxyStream(w, r, resp.Url)
+	location, ok := runtimeURL(w, resp.Url)
+	if !ok {
+		return
+	}
+	handler := upgradeAwareProxy(location)
+	if tunnel {
+		handler = translator.NewTunnelingHandler(handler)
+	}
+	handler.ServeHTTP(w, r)
 }
 
 // pod finds the request's pod (and checks its UID when the path has one), or answers 404.
@@ -181,15 +210,19 @@ func (s *NodeAPI) containerID(w http.ResponseWriter, r *http.Request) (string, b
 	return "", false
 }
 
-// proxyStream hands the client's upgrade request to the runtime's streaming server, as the kubelet does.
-func proxyStream(w http.ResponseWriter, r *http.Request, rawURL string) {
+// runtimeURL parses the runtime's streaming URL, answering 500 when it cannot.
+func runtimeURL(w http.ResponseWriter, rawURL string) (*url.URL, bool) {
 	location, err := url.Parse(rawURL)
 	if err != nil {
 		http.Error(w, fmt.Sprintf("the runtime's streaming URL %q: %v", rawURL, err), http.StatusInternalServerError)
-		return
+		return nil, false
 	}
-	handler := proxy.NewUpgradeAwareHandler(location, nil, false, true, streamErrors{})
-	handler.ServeHTTP(w, r)
+	return location, true
+}
+
+// upgradeAwareProxy hands the client's upgrade request to the runtime's streaming server, as the kubelet does.
+func upgradeAwareProxy(location *url.URL) http.Handler {
+	return proxy.NewUpgradeAwareHandler(location, nil, false, true, streamErrors{})
 }
 
 type streamErrors struct{}

@@ -3,11 +3,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
 	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+	utilexec "k8s.io/utils/exec"
 )
 
 // A busybox container shows that command, args and env reach the process and its output reaches the CRI log
@@ -328,6 +331,47 @@ func TestExecThroughTheAPIServer(t *testing.T) {
 	}
 	if stdout.String() != "out-42\n" || stderr.String() != "err\n" {
 		t.Errorf("exec printed %q and %q, want out-42 and err", stdout.String(), stderr.String())
+	}
+}
+
+// The node declares ExtendWebSocketsToKubelet, so the API server passes WebSocket (v5) exec requests (and
+// kubectl's SPDY-over-WebSocket port forwards, TestKubectlPortForward) on to the node API as they come, and the
+// node translates them to the runtime's SPDY, as the kubelet v1.37 does: an exec with stdin and an exit code,
+// which the API server counts proxied_to_kubelet rather than translated at itself.
+func TestWebSocketStreamsReachTheNodeAsTheyCome(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	node, err := stack.client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+	if err != nil || !slices.Contains(node.Status.DeclaredFeatures, "ExtendWebSocketsToKubelet") {
+		t.Fatalf("the Node declares %v (%v), want ExtendWebSocketsToKubelet", node.Status.DeclaredFeatures, err)
+	}
+	ns := newNamespace(t)
+	startBusybox(ctx, t, ns, "shell", "exec sleep 3600")
+	req := stack.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("shell").
+		SubResource("exec").VersionedParams(&corev1.PodExecOptions{Container: "c",
+		Command: []string{"sh", "-c", "read x; echo got-$x; exit 3"}, Stdin: true, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	executor, err := remotecommand.NewWebSocketExecutor(stack.restConfig, "GET", req.URL().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: strings.NewReader("hello\n"), Stdout: &stdout, Stderr: &stderr})
+	var exit utilexec.ExitError
+	if !errors.As(err, &exit) || exit.ExitStatus() != 3 || stdout.String() != "got-hello\n" {
+		t.Errorf("WebSocket exec: %v (exit %v), printed %q and %q; want got-hello and exit 3", err, exit, stdout.String(), stderr.String())
+	}
+	metrics, err := stack.client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(metrics), "\n") {
+		if strings.HasPrefix(line, "apiserver_websocket_streaming_requests_total{") && strings.Contains(line, "translated_at_apiserver") &&
+			!strings.HasSuffix(line, " 0") {
+			t.Errorf("the API server translated streams itself: %s", line)
+		}
+	}
+	if !strings.Contains(string(metrics), `apiserver_websocket_streaming_requests_total{proxy_type="proxied_to_kubelet",subresource="exec"}`) {
+		t.Errorf("the API server counted no exec proxied to the node")
 	}
 }
 
