@@ -159,7 +159,7 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 		return nil, err
 	}
 	summarizer := &stats.Summarizer{NodeName: s.nodeName, RootDir: cfg.RootDir, MemoryCapacity: uint64(nodeMemory),
-		Runtime: runtime, Containers: runningContainers(n.pods), Node: nodeUsage}
+		Runtime: runtime, Containers: runningContainers(n.pods), Node: nodeUsage, PodStorage: podStorage(s.src.Pods(), n.pods)}
 	summary := func(ctx context.Context) (any, error) { return summarizer.Summary(ctx) }
 	internalIPs, err := n.status.InternalIPs()
 	if err != nil {
@@ -227,6 +227,21 @@ func runningContainers(pods *podmanager.Manager) func() []stats.Container {
 				StartedAt: c.StartedAt})
 		}
 		return out
+	}
+}
+
+// podStorage gives the summary a pod's local volumes and log directory, from the pod manager's layout.
+func podStorage(pods corelisters.PodLister, manager *podmanager.Manager) func(namespace, name, uid string) stats.PodStorage {
+	return func(namespace, name, uid string) stats.PodStorage {
+		pod, err := pods.Pods(namespace).Get(name)
+		if err != nil || string(pod.UID) != uid {
+			return stats.PodStorage{}
+		}
+		storage := stats.PodStorage{LogDir: manager.PodLogDir(pod)}
+		for _, v := range manager.LocalVolumes(pod) {
+			storage.Volumes = append(storage.Volumes, stats.Volume{Name: v.Name, Path: v.Path, InMemory: v.InMemory})
+		}
+		return storage
 	}
 }
 

@@ -33,8 +33,12 @@ func (m *Manager) ActivePods() []*corev1.Pod {
 
 // PodDirs are the directories whose size is the pod's disk use: its volumes and other files, and its logs.
 func (m *Manager) PodDirs(pod *corev1.Pod) []string {
-	return []string{m.podDir(string(pod.UID)),
-		filepath.Join(m.cfg.PodLogsDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))}
+	return []string{m.podDir(string(pod.UID)), m.PodLogDir(pod)}
+}
+
+// PodLogDir is the directory of the pod's container logs, in the kubelet's layout.
+func (m *Manager) PodLogDir(pod *corev1.Pod) string {
+	return filepath.Join(m.cfg.PodLogsDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
 }
 
 // Evict stops the pod for node pressure, as the kubelet does: its containers are killed and its status

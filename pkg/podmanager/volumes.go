@@ -25,6 +25,48 @@ var errVolumeNotReady = errors.New("volumes not ready")
 // volumeRefresh is how often ConfigMap and Secret volumes are re-read (from their watches) to follow updates.
 const volumeRefresh = 10 * time.Second
 
+// The kubelet's volume plugin directories of the volumes kept in the pod's directory.
+const (
+	pluginEmptyDir    = "empty-dir"
+	pluginConfigMap   = "configmap"
+	pluginSecret      = "secret"
+	pluginDownwardAPI = "downward-api"
+	pluginProjected   = "projected"
+)
+
+// LocalVolume is a pod volume kept in the pod's directory: part of its local ephemeral storage, unless it is
+// in memory.
+type LocalVolume struct {
+	Name, Path string
+	InMemory   bool
+}
+
+// LocalVolumes are the pod's volumes kept in its directory (emptyDir, configMap, secret, downwardAPI,
+// projected), in the order of its spec, as /stats/summary reports them.
+func (m *Manager) LocalVolumes(pod *corev1.Pod) []LocalVolume {
+	var out []LocalVolume
+	for _, v := range pod.Spec.Volumes {
+		var plugin string
+		inMemory := false
+		switch {
+		case v.EmptyDir != nil:
+			plugin, inMemory = pluginEmptyDir, v.EmptyDir.Medium == corev1.StorageMediumMemory
+		case v.ConfigMap != nil:
+			plugin = pluginConfigMap
+		case v.Secret != nil:
+			plugin = pluginSecret
+		case v.DownwardAPI != nil:
+			plugin = pluginDownwardAPI
+		case v.Projected != nil:
+			plugin = pluginProjected
+		default:
+			continue
+		}
+		out = append(out, LocalVolume{Name: v.Name, Path: m.volumeDir(string(pod.UID), plugin, v.Name), InMemory: inMemory})
+	}
+	return out
+}
+
 // volumeDir is where a volume of a pod lives on the host, in the kubelet's layout.
 func (m *Manager) volumeDir(uid, plugin, name string) string {
 	return filepath.Join(m.volumeKindDir(uid, plugin), name)
@@ -37,7 +79,7 @@ func (w *worker) releaseEmptyDirs() error {
 	if err := w.m.tearDownVolumes(string(w.uid)); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(w.m.volumeKindDir(string(w.uid), "empty-dir")); err != nil {
+	if err := os.RemoveAll(w.m.volumeKindDir(string(w.uid), pluginEmptyDir)); err != nil {
 		return fmt.Errorf("removing emptyDir volumes: %w", err)
 	}
 	return nil
@@ -92,12 +134,12 @@ func (w *worker) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vol
 	}
 	switch {
 	case v.EmptyDir != nil:
-		dir := w.m.volumeDir(uid, "empty-dir", v.Name)
+		dir := w.m.volumeDir(uid, pluginEmptyDir, v.Name)
 		return hostVolume{path: dir}, setUpEmptyDir(dir, v.EmptyDir, fsGroup)
 	case v.HostPath != nil:
 		return hostVolume{path: v.HostPath.Path}, checkHostPath(v.HostPath)
 	case v.ConfigMap != nil:
-		dir := w.m.volumeDir(uid, "configmap", v.Name)
+		dir := w.m.volumeDir(uid, pluginConfigMap, v.Name)
 		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, fsGroup, func() (map[string]projectedFile, error) {
 			data, err := w.readConfigMap(ctx, pod.Namespace, v.ConfigMap.Name, isTrue(v.ConfigMap.Optional))
 			if err != nil {
@@ -106,7 +148,7 @@ func (w *worker) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vol
 			return keyFiles(data, v.ConfigMap.Items, fileMode(v.ConfigMap.DefaultMode), isTrue(v.ConfigMap.Optional))
 		})
 	case v.Secret != nil:
-		dir := w.m.volumeDir(uid, "secret", v.Name)
+		dir := w.m.volumeDir(uid, pluginSecret, v.Name)
 		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, fsGroup, func() (map[string]projectedFile, error) {
 			data, err := w.readSecret(ctx, pod.Namespace, v.Secret.SecretName, isTrue(v.Secret.Optional))
 			if err != nil {
@@ -115,12 +157,12 @@ func (w *worker) setUpVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vol
 			return keyFiles(data, v.Secret.Items, fileMode(v.Secret.DefaultMode), isTrue(v.Secret.Optional))
 		})
 	case v.DownwardAPI != nil:
-		dir := w.m.volumeDir(uid, "downward-api", v.Name)
+		dir := w.m.volumeDir(uid, pluginDownwardAPI, v.Name)
 		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, fsGroup, func() (map[string]projectedFile, error) {
 			return downwardAPIFiles(pod, v.DownwardAPI.Items, fileMode(v.DownwardAPI.DefaultMode), w.m.allocatable())
 		})
 	case v.Projected != nil:
-		dir := w.m.volumeDir(uid, "projected", v.Name)
+		dir := w.m.volumeDir(uid, pluginProjected, v.Name)
 		return hostVolume{path: dir, readOnly: true}, w.refreshFiles(dir, fsGroup, func() (map[string]projectedFile, error) {
 			return w.projectedFiles(ctx, pod, v.Name, v.Projected)
 		})
@@ -525,7 +567,7 @@ func ensureSubPath(volume, subPath string) (string, error) {
 
 // tearDownVolumes unmounts the pod's memory-backed emptyDirs so its directory can be removed.
 func (m *Manager) tearDownVolumes(uid string) error {
-	dirs, _ := filepath.Glob(filepath.Join(m.volumeKindDir(uid, "empty-dir"), "*"))
+	dirs, _ := filepath.Glob(filepath.Join(m.volumeKindDir(uid, pluginEmptyDir), "*"))
 	for _, dir := range dirs {
 		if mounted, err := isMountPoint(dir); err == nil && mounted {
 			if err := unix.Unmount(dir, 0); err != nil {

@@ -29,10 +29,15 @@ type Summarizer struct {
 	Runtime        SummaryRuntime
 	Containers     func() []Container
 	Node           NodeReader
+	// PodStorage gives a pod's local volumes and log directory, for its volume and ephemeral-storage stats;
+	// nil reports neither.
+	PodStorage func(namespace, name, uid string) PodStorage
 
 	mu sync.Mutex
 	// last is the node's previous CPU sample, for its usage in nano cores.
 	last NodeUsage
+	// usages are the directories measured lately, by path (see usageMaxAge).
+	usages map[string]dirUsage
 }
 
 // Summary reads everything now.
@@ -79,11 +84,18 @@ func (s *Summarizer) Summary(ctx context.Context) (*statsapi.Summary, error) {
 		p.Containers = append(p.Containers, containerSummary(c, cs))
 	}
 	summary := &statsapi.Summary{Node: node, Pods: []statsapi.PodStats{}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	used := map[string]bool{}
 	for _, p := range pods {
 		sort.Slice(p.Containers, func(i, j int) bool { return p.Containers[i].Name < p.Containers[j].Name })
 		p.CPU, p.Memory = sumContainers(p.Containers)
+		if s.PodStorage != nil {
+			s.addStorage(p, s.PodStorage(p.PodRef.Namespace, p.PodRef.Name, p.PodRef.UID), now, used)
+		}
 		summary.Pods = append(summary.Pods, *p)
 	}
+	s.forgetUnused(used)
 	sort.Slice(summary.Pods, func(i, j int) bool {
 		a, b := summary.Pods[i].PodRef, summary.Pods[j].PodRef
 		return a.Namespace < b.Namespace || (a.Namespace == b.Namespace && a.Name < b.Name)

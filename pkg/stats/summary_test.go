@@ -2,6 +2,8 @@ package stats
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,5 +65,62 @@ func TestSummary(t *testing.T) {
 	}
 	if c := second.Node.CPU.UsageNanoCores; c == nil || *c != 5e8 {
 		t.Errorf("node usageNanoCores %v, want half a core (1 CPU second in 2 s)", c)
+	}
+}
+
+// Each pod's local volumes and its ephemeral storage, as the kubelet reports them: a volume's used bytes and
+// inodes with its filesystem's capacity; the ephemeral storage sums the writable layers, the logs and the
+// volumes on disk (not one in memory). A directory is measured once a minute, not at every request.
+func TestSummaryVolumesAndEphemeralStorage(t *testing.T) {
+	at := time.Unix(1764800000, 0)
+	layer := containerStats("a", 1, 1, at)
+	layer.WritableLayer = &runtimeapi.FilesystemUsage{Timestamp: at.UnixNano(),
+		UsedBytes: &runtimeapi.UInt64Value{Value: 8192}, InodesUsed: &runtimeapi.UInt64Value{Value: 3}}
+	node := fixedNode{{Time: at}, {Time: at.Add(time.Second)}}
+	root := t.TempDir()
+	kb := strings.Repeat("x", 1024)
+	writeFiles(t, root, map[string]string{"scratch/big": strings.Repeat(kb, 256), "scratch/small": "x",
+		"cache/f": strings.Repeat(kb, 64), "logs/c/0.log": strings.Repeat(kb, 16)})
+	s := &Summarizer{NodeName: "node-a", RootDir: root, Runtime: summaryRuntime{fakeRuntime{layer}}, Node: &node,
+		Containers: func() []Container {
+			return []Container{{ID: "a", Name: "app", Pod: "web", Namespace: "shop", PodUID: "uid-1", StartedAt: at}}
+		},
+		PodStorage: func(namespace, name, uid string) PodStorage {
+			if namespace != "shop" || name != "web" || uid != "uid-1" {
+				t.Errorf("storage asked for %s/%s %s", namespace, name, uid)
+			}
+			return PodStorage{LogDir: filepath.Join(root, "logs"), Volumes: []Volume{
+				{Name: "scratch", Path: filepath.Join(root, "scratch")},
+				{Name: "cache", Path: filepath.Join(root, "cache"), InMemory: true},
+				{Name: "not-set-up", Path: filepath.Join(root, "missing")}}}
+		}}
+	summary, err := s.Summary(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := summary.Pods[0]
+	byName := map[string]uint64{}
+	for _, v := range p.VolumeStats {
+		if v.CapacityBytes == nil || *v.CapacityBytes == 0 || v.InodesUsed == nil {
+			t.Errorf("volume %s: %+v, want its filesystem's capacity and its inodes", v.Name, v.FsStats)
+		}
+		byName[v.Name] = *v.UsedBytes
+	}
+	scratch, cache, logs := byName["scratch"], byName["cache"], uint64(0)
+	if len(p.VolumeStats) != 2 || scratch < 256*1024+1 || cache < 64*1024 {
+		t.Fatalf("volumes %v, want scratch over 256 KiB and cache over 64 KiB (and nothing for one not set up)", byName)
+	}
+	logs = measure(filepath.Join(root, "logs"), at).bytes
+	eph := p.EphemeralStorage
+	if eph == nil || *eph.UsedBytes != 8192+logs+scratch || *eph.InodesUsed < 3+4 || *eph.CapacityBytes == 0 {
+		t.Errorf("ephemeral storage %+v, want the layer (8192) + logs (%d) + scratch (%d), not the in-memory cache", eph, logs, scratch)
+	}
+	writeFiles(t, root, map[string]string{"scratch/more": strings.Repeat(kb, 512)})
+	again, err := s.Summary(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := *again.Pods[0].VolumeStats[0].UsedBytes; got != scratch {
+		t.Errorf("a second summary within a minute measured scratch again (%d, was %d)", got, scratch)
 	}
 }

@@ -401,7 +401,13 @@ func TestNodePodsRunningPodsMetricsAndHealthz(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := newNamespace(t)
-	pod := startBusybox(ctx, t, ns, "listed", "exec sleep 3600")
+	listedPod := busyboxPod("listed", 0, "dd if=/dev/zero of=/scratch/f bs=1024 count=1024 && exec sleep 3600")
+	listedPod.Spec.Volumes = []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	listedPod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "scratch", MountPath: "/scratch"}}
+	if _, err := stack.client.CoreV1().Pods(ns).Create(ctx, listedPod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := waitForPod(ctx, t, ns, "listed", "Running", podRunningAndReady)
 	nodeProxy := func(path string) (corev1.PodList, error) {
 		var list corev1.PodList
 		raw, err := stack.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", nodeName, "proxy", path).DoRaw(ctx)
@@ -480,6 +486,10 @@ func TestNodePodsRunningPodsMetricsAndHealthz(t *testing.T) {
 		listed.Containers[0].Memory == nil || listed.Containers[0].Memory.WorkingSetBytes == nil || *listed.Containers[0].Memory.WorkingSetBytes == 0:
 		t.Errorf("/stats/summary: the pod %+v, want its container c with CPU and memory", listed)
 	}
+	// Its volumes and ephemeral storage: the emptyDir with the 1 MiB the container wrote.
+	if listed != nil {
+		checkPodStorage(t, listed)
+	}
 	resp, err := http.Get("http://127.0.0.1:10248/healthz")
 	if err != nil {
 		t.Fatal(err)
@@ -488,5 +498,23 @@ func TestNodePodsRunningPodsMetricsAndHealthz(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
 		t.Errorf("127.0.0.1:10248/healthz: %d %q, want 200 ok", resp.StatusCode, body)
+	}
+}
+
+// checkPodStorage checks a pod's /stats/summary storage: its emptyDir scratch holds the 1 MiB its container
+// wrote, which its ephemeral storage counts.
+func checkPodStorage(t *testing.T, pod *statsapi.PodStats) {
+	t.Helper()
+	var scratch *statsapi.VolumeStats
+	for i := range pod.VolumeStats {
+		if pod.VolumeStats[i].Name == "scratch" {
+			scratch = &pod.VolumeStats[i]
+		}
+	}
+	if scratch == nil || scratch.UsedBytes == nil || *scratch.UsedBytes < 1<<20 || scratch.CapacityBytes == nil {
+		t.Errorf("/stats/summary: volumes %+v, want scratch holding 1 MiB or more", pod.VolumeStats)
+	}
+	if eph := pod.EphemeralStorage; eph == nil || eph.UsedBytes == nil || *eph.UsedBytes < 1<<20 {
+		t.Errorf("/stats/summary: ephemeral storage %+v, want 1 MiB or more (the emptyDir)", eph)
 	}
 }
