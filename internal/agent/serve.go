@@ -11,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nodeagent/nodeagent/pkg/metrics"
+	"github.com/nodeagent/nodeagent/pkg/server"
 )
 
 // serveEndpoints opens /metrics, the node's /healthz (127.0.0.1:10248) and, with a proxy, its /healthz and
@@ -44,7 +45,7 @@ func (s *shared) serveEndpoints(ctx context.Context, wg *sync.WaitGroup, proxier
 
 // serveHTTP serves handler on addr until ctx ends, as one of wg's goroutines.
 func serveHTTP(ctx context.Context, wg *sync.WaitGroup, addr string, handler http.Handler) error {
-	wait, err := metrics.Serve(ctx, addr, handler)
+	wait, err := server.Serve(ctx, addr, handler)
 	if err != nil {
 		return err
 	}

@@ -1,20 +1,14 @@
-// Package metrics owns the agent's Prometheus registry and the HTTP server that exposes it. The metrics
+// Package metrics owns the agent's Prometheus registry and its HTTP handler (pkg/server serves it). The metrics
 // themselves are defined by the package that measures them (pkg/proxy, ...) and registered here at start-up;
 // this package must not know what they mean.
 package metrics
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"k8s.io/klog/v2"
 )
 
 // NewRegistry returns a registry with the Go runtime and process collectors that every Kubernetes
@@ -28,32 +22,4 @@ func NewRegistry() *prometheus.Registry {
 // Handler serves reg in the Prometheus text format (or OpenMetrics when the scraper asks for it).
 func Handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true})
-}
-
-// Serve listens on addr and serves mux until ctx ends. The listener is opened before Serve returns, so a
-// port already in use stops start-up with a clear error instead of failing later in a goroutine.
-func Serve(ctx context.Context, addr string, mux http.Handler) (wait func() error, err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan error, 1)
-	go func() {
-		err := srv.Serve(ln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		done <- err
-	}()
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(shutdown); err != nil {
-			klog.ErrorS(err, "HTTP server did not stop cleanly", "address", addr)
-		}
-	}()
-	klog.InfoS("Serving HTTP", "address", ln.Addr().String())
-	return func() error { return <-done }, nil
 }

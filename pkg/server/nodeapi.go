@@ -1,4 +1,7 @@
-// Package server owns the node API listener (:10250 by default), as the kubelet serves it: TLS with the
+// Package server owns the agent's listeners: the node API (:10250 by default) and, through Serve, the plain
+// HTTP ones the agent opens beside it (the metrics on :10249, the node's /healthz on 127.0.0.1:10248, the
+// proxy's /healthz on :10256), whose handlers the other packages provide. The node API is served as the
+// kubelet serves it: TLS with the
 // node's serving certificate, clients authenticated by a certificate of the cluster's client CA or by a
 // bearer token (TokenReview), each request authorized by a SubjectAccessReview with the kubelet's mapping
 // of paths to node subresources. Behind it, the handlers read what the other components own (pod log files
