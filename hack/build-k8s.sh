@@ -4,10 +4,11 @@
 # once, into $K8S_BIN.
 # Usage: hack/build-k8s.sh [COMMAND...]   (default: the control plane and kubectl)
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 cmds=("$@")
-((${#cmds[@]})) || cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+((${#cmds[@]})) || cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubeadm)
 
 missing=()
 for c in "${cmds[@]}"; do [[ -x $K8S_BIN/$c ]] || missing+=("$c"); done

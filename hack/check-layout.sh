@@ -31,7 +31,8 @@ deps=$(project_imports pkg/config -deps)
 for imp in $(project_imports cmd/nodeagent); do
 	[[ $imp == internal/agent || $imp == pkg/config ]] || fail "cmd/nodeagent imports $imp: the assembly belongs in internal/agent"
 done
-lines=$(cat $(go list -f '{{range .GoFiles}}{{$.Dir}}/{{.}} {{end}}' ./cmd/nodeagent) | wc -l)
+mapfile -t cmd_files < <(go list -f '{{range .GoFiles}}{{$.Dir}}/{{.}}{{"\n"}}{{end}}' ./cmd/nodeagent)
+lines=$(cat "${cmd_files[@]}" | wc -l)
 ((lines < 200)) || fail "cmd/nodeagent has $lines lines (limit 199)"
 
 ((failed == 0)) || exit 1

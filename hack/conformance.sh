@@ -10,6 +10,7 @@
 # Environment: FOCUS and SKIP (ginkgo regular expressions) narrow or widen the selection; PROCS is the number
 # of parallel ginkgo processes (default 4).
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 cd "$NODEAGENT_REPO"
 

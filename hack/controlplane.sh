@@ -7,6 +7,7 @@
 #   up    builds what is missing, writes certs/kubeconfigs, starts what is not running, waits for /readyz
 #   down  stops every process it started (by pid file) and keeps the data; CLEAN=1 removes the data too
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 CLUSTER_DIR=$NODEAGENT_RUN/cluster
@@ -76,12 +77,15 @@ up() {
     --requestheader-extra-headers-prefix X-Remote-Extra- \
     --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
     --enable-aggregator-routing=true \
+    --enable-bootstrap-token-auth \
     --allow-privileged=true --profiling=false
   wait_for "kube-apiserver /readyz on 127.0.0.1:$APISERVER_PORT" 120 kubectl_admin get --raw /readyz
   # The agent is also the node's kube-proxy: the Node authorizer does not give nodes EndpointSlices, so
   # nodes get kube-proxy's role, as a cluster admin joining nodeagent nodes would do (README).
   kubectl_admin create clusterrolebinding nodeagent:node-proxier --clusterrole=system:node-proxier \
     --group=system:nodes --dry-run=client -o yaml | kubectl_admin apply -f - >/dev/null
+
+  kubeadm_objects
 
   start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
     --kubeconfig "$PKI/controller-manager.kubeconfig" \
@@ -93,7 +97,7 @@ up() {
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
     --cluster-signing-duration "$SIGNING_DURATION" \
     --root-ca-file "$PKI/ca.crt" --service-account-private-key-file "$PKI/sa.key" \
-    --use-service-account-credentials
+    --use-service-account-credentials --controllers '*,bootstrapsigner,tokencleaner'
   start kube-scheduler "$K8S_BIN/kube-scheduler" \
     --kubeconfig "$PKI/scheduler.kubeconfig" \
     --authentication-kubeconfig "$PKI/scheduler.kubeconfig" \
@@ -102,6 +106,48 @@ up() {
   wait_for "kube-controller-manager /healthz" 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
   wait_for "kube-scheduler /healthz" 60 curl -skf "https://127.0.0.1:$SCHEDULER_PORT/healthz"
   log "control plane ready: export KUBECONFIG=$ADMIN_KUBECONFIG"
+}
+
+# kubeadm_objects makes the objects a kubeadm (and kind) cluster has for nodes that join it, with kubeadm's own
+# phases: a bootstrap token (kept in $PKI/bootstrap-token), the cluster-info ConfigMap that the
+# controller-manager's bootstrapsigner signs for it, the kubelet-config ConfigMap, and the RBAC that lets
+# bootstrap tokens post CSRs, has them approved and lets nodes renew. `nodeagent join` consumes them;
+# `kubeadm token create --print-join-command --kubeconfig $ADMIN_KUBECONFIG` prints a join command.
+kubeadm_objects() {
+  local token_file=$PKI/bootstrap-token config=$CLUSTER_DIR/kubeadm.yaml
+  [[ -s $token_file ]] || "$K8S_BIN/kubeadm" token generate > "$token_file"
+  # kubeadm replaces a loopback advertise address by a host interface's, and this machine may have none to
+  # offer; these two phases only validate it, so an RFC 5737 documentation address stands in. clusterDNS is
+  # the agent's node-local address, as in a cluster running NodeLocal DNSCache.
+  cat > "$config" <<EOF
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+bootstrapTokens:
+- token: $(cat "$token_file")
+  ttl: 24h0m0s
+  groups: [system:bootstrappers:kubeadm:default-node-token]
+  usages: [signing, authentication]
+localAPIEndpoint: {advertiseAddress: 192.0.2.1, bindPort: $APISERVER_PORT}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: $K8S_VERSION
+controlPlaneEndpoint: 127.0.0.1:$APISERVER_PORT
+networking: {serviceSubnet: $SERVICE_CIDR, podSubnet: $CLUSTER_CIDR, dnsDomain: cluster.local}
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+clusterDNS: [169.254.20.10]
+clusterDomain: cluster.local
+EOF
+  # kubeadm needs nothing beyond the API server; the proxy settings make sure it reaches nothing else.
+  local phase
+  for phase in bootstrap-token "upload-config kubelet"; do
+    # shellcheck disable=SC2086 # the phase is two words on purpose
+    HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost \
+      "$K8S_BIN/kubeadm" init phase $phase --config "$config" --kubeconfig "$ADMIN_KUBECONFIG" \
+      >>"$LOGS/kubeadm.log" 2>&1 || die "kubeadm init phase $phase failed: see $LOGS/kubeadm.log"
+  done
 }
 
 down() {

@@ -2,6 +2,7 @@
 # make run: a local single-node cluster with nodeagent as its node, and a demo workload.
 # Idempotent: a second run reuses built binaries and leaves running components alone.
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 NODE_NAME=${NODE_NAME:-$(hostname)}

@@ -4,6 +4,7 @@
 # and images, so an agent on it is a node of its own (the e2e test of container events runs one).
 # Usage: hack/setup-containerd2.sh [up|down]
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 CONTAINERD2_VERSION=v2.4.2

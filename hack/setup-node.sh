@@ -3,14 +3,15 @@
 # (local pause image, restrict_oom_score_adj, CNI bin dir) and starts containerd if it is not answering.
 # Idempotent: a second run installs nothing and leaves a healthy containerd alone.
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 [[ $(id -u) == 0 ]] || die "run as root: the node needs containerd, network namespaces and nftables"
 
 PACKAGES=(containerd runc containernetworking-plugins nftables iptables etcd-server iproute2 curl busybox-static
-  dnsutils ca-certificates netcat-openbsd prometheus)
+  dnsutils ca-certificates netcat-openbsd prometheus shellcheck)
 # netcat-openbsd: make conformance's agnhost image has it, as upstream's. prometheus: the e2e tests scrape the
-# node with it and lint its metrics with promtool.
+# node with it and lint its metrics with promtool. shellcheck: make lint checks the scripts.
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -2,6 +2,7 @@
 # make stop: removes the demo pods, stops nodeagent and the control plane. containerd keeps running (it is
 # the node's runtime, shared with anything else on the machine); CLEAN=1 also deletes the cluster's data.
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 KUBECONFIG=$NODEAGENT_RUN/cluster/pki/admin.kubeconfig

@@ -2,6 +2,7 @@
 # make test: prepares the node (apt, containerd, images, containerd v2, Kubernetes binaries), then lint, unit and
 # e2e tests.
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 cd "$NODEAGENT_REPO"
 hack/setup-node.sh

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # the variables are for the scripts that source it
 # Shared settings for the hack/ scripts. Source it; it defines no functions that change the machine.
 # Every path can be moved with an environment variable so tests and CI can keep their own copies.
 
