@@ -29,7 +29,7 @@ deps=$(project_imports pkg/config -deps)
 [[ -z $deps ]] || fail "pkg/config depends on $(echo "$deps" | tr '\n' ' ')"
 
 for imp in $(project_imports cmd/nodeagent); do
-	[[ $imp == internal/agent || $imp == pkg/config ]] || fail "cmd/nodeagent imports $imp: the assembly belongs in internal/agent"
+	[[ $imp == internal/agent || $imp == pkg/config || $imp == pkg/join ]] || fail "cmd/nodeagent imports $imp: the assembly belongs in internal/agent"
 done
 mapfile -t cmd_files < <(go list -f '{{range .GoFiles}}{{$.Dir}}/{{.}}{{"\n"}}{{end}}' ./cmd/nodeagent)
 lines=$(cat "${cmd_files[@]}" | wc -l)

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -31,6 +30,9 @@ const (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "join" {
+		os.Exit(joinAndRun(os.Args[2:]))
+	}
 	completed, cleanup, err := loadConfig(os.Args[1:])
 	if errors.Is(err, pflag.ErrHelp) {
 		os.Exit(0)
@@ -48,43 +50,37 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := agent.Run(ctx, completed, version); err != nil {
-		klog.ErrorS(err, "nodeagent stopped")
-		klog.Flush()
-		os.Exit(exitRuntime)
-	}
-	klog.Flush()
+	os.Exit(run(ctx, completed))
 }
 
-// loadConfig reads --config (if given) over the defaults, then applies the flags given on the command line,
-// so a flag always wins over the file, and validates and completes the result for the mode the flags choose.
+// run runs the agent until ctx ends and returns the exit code.
+func run(ctx context.Context, completed *agent.Completed) int {
+	defer klog.Flush()
+	if err := agent.Run(ctx, completed, version); err != nil {
+		klog.ErrorS(err, "nodeagent stopped")
+		return exitRuntime
+	}
+	return 0
+}
+
+// loadConfig reads the configuration and validates and completes it for the mode the flags choose.
 // cleanup (--cleanup-proxy) needs no valid configuration.
 func loadConfig(args []string) (completed *agent.Completed, cleanup bool, err error) {
-	var configFile string
 	var proxyOnly, dnsOnly, logsOnly bool
-	newFlags := func(cfg *config.Configuration) *pflag.FlagSet {
-		fs := pflag.NewFlagSet("nodeagent", pflag.ContinueOnError)
-		fs.StringVar(&configFile, "config", "", "Path to a "+config.Kind+" YAML file ("+config.APIVersion+"); flags override it.")
+	newFlags := func(cfg *config.Configuration, configFile *string) *pflag.FlagSet {
+		fs := cfg.NewFlagSet("nodeagent", configFile)
 		fs.BoolVar(&cleanup, "cleanup-proxy", false, "Remove the agent's nftables table ("+agent.ProxyTable+") and exit, as kube-proxy --cleanup.")
 		fs.BoolVar(&proxyOnly, "proxy-only", false, "Run only the Service proxy, as kube-proxy does: no Node registration, no pods.")
 		fs.BoolVar(&dnsOnly, "dns-only", false, "Run only the cluster DNS server, as CoreDNS does: no Node registration, no pods.")
 		fs.BoolVar(&logsOnly, "logs-only", false, "Run only the log shipper, as Fluent Bit does: no Node registration, no pods; without a kubeconfig, records carry what the log paths say.")
-		cfg.AddFlags(fs)
-		klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
-		klog.InitFlags(klogFlags)
-		fs.AddGoFlagSet(klogFlags)
 		return fs
 	}
-	if err := newFlags(config.Default()).Parse(args); err != nil || cleanup {
+	var configFile string
+	if err := newFlags(config.Default(), &configFile).Parse(args); err != nil || cleanup {
 		return nil, cleanup, err
 	}
-	cfg := config.Default()
-	if configFile != "" {
-		if cfg, err = config.LoadFile(configFile); err != nil {
-			return nil, false, err
-		}
-	}
-	if err := newFlags(cfg).Parse(args); err != nil {
+	cfg, err := configure(config.Default(), configFile, newFlags, args)
+	if err != nil {
 		return nil, false, err
 	}
 	mode := agent.ModeNode
@@ -105,13 +101,33 @@ func loadConfig(args []string) (completed *agent.Completed, cleanup bool, err er
 	if len(only) > 1 {
 		errs = append(errs, field.Invalid(field.NewPath(strings.TrimPrefix(only[1], "--")), true, strings.Join(only, " and ")+" exclude each other"))
 	}
-	completed, more := agent.Complete(cfg, mode)
-	if errs = append(errs, more...); len(errs) > 0 {
-		lines := make([]string, len(errs))
-		for i, e := range errs {
-			lines[i] = "  " + e.Error()
+	completed, err = complete(cfg, mode, errs)
+	return completed, false, err
+}
+
+// configure reads configFile (if given) over base, then the flags over that, so a flag always wins over the
+// file and the file over base.
+func configure(base *config.Configuration, configFile string, newFlags func(*config.Configuration, *string) *pflag.FlagSet, args []string) (*config.Configuration, error) {
+	if configFile != "" {
+		if err := base.LoadFile(configFile); err != nil {
+			return nil, err
 		}
-		return nil, false, errors.New(strings.Join(lines, "\n"))
 	}
-	return completed, false, nil
+	if err := newFlags(base, new(string)).Parse(args); err != nil {
+		return nil, err
+	}
+	return base, nil
+}
+
+// complete adds the mode's checks to errs and returns them all, one per line, or the completed configuration.
+func complete(cfg *config.Configuration, mode agent.Mode, errs field.ErrorList) (*agent.Completed, error) {
+	completed, more := agent.Complete(cfg, mode)
+	var lines []string
+	for _, e := range append(errs, more...) {
+		lines = append(lines, "  "+e.Error())
+	}
+	if len(lines) > 0 {
+		return nil, errors.New(strings.Join(lines, "\n"))
+	}
+	return completed, nil
 }

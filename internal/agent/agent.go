@@ -8,15 +8,18 @@ package agent
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	apiruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/nodeagent/nodeagent/pkg/certificate"
 	"github.com/nodeagent/nodeagent/pkg/config"
 	"github.com/nodeagent/nodeagent/pkg/metrics"
 	"github.com/nodeagent/nodeagent/pkg/source"
@@ -110,12 +113,6 @@ func Run(ctx context.Context, c *Completed, version string) error {
 	if s.nodeName, err = c.cfg.NodeName(); err != nil {
 		return fmt.Errorf("node name: %w", err)
 	}
-	if c.cfg.Kubeconfig != "" {
-		if s.client, err = connect(c.cfg, version); err != nil {
-			return err
-		}
-		s.src = source.New(s.client, s.nodeName, 0)
-	}
 	klog.InfoS("Starting nodeagent", "version", version, "node", s.nodeName, "mode", c.mode.String())
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -124,6 +121,12 @@ func Run(ctx context.Context, c *Completed, version string) error {
 	defer wg.Wait()
 	defer cancel() // runs before wg.Wait: stop every component, then wait for them
 
+	if c.cfg.Kubeconfig != "" {
+		if s.client, err = s.connect(ctx, &wg); err != nil {
+			return err
+		}
+		s.src = source.New(s.client, s.nodeName, 0)
+	}
 	components, proxier, err := s.build(ctx, &wg)
 	if err != nil {
 		return err
@@ -206,13 +209,33 @@ func (s *shared) build(ctx context.Context, wg *sync.WaitGroup) ([]component, *p
 	return components, proxier, nil
 }
 
-// connect returns an API client with the kubeconfig's credentials.
-func connect(cfg *config.Configuration, version string) (kubernetes.Interface, error) {
-	restConfig, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("loading kubeconfig %s: %w", cfg.Kubeconfig, err)
+// connect returns an API client with the kubeconfig's credentials or, with a bootstrap kubeconfig, with the
+// node's client certificate, which it waits for and keeps rotating in a goroutine of wg.
+func (s *shared) connect(ctx context.Context, wg *sync.WaitGroup) (kubernetes.Interface, error) {
+	cfg := s.cfg.cfg
+	var restConfig *rest.Config
+	if cfg.BootstrapKubeconfig == "" {
+		var err error
+		if restConfig, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig); err != nil {
+			return nil, fmt.Errorf("loading kubeconfig %s: %w", cfg.Kubeconfig, err)
+		}
+	} else {
+		cert, err := certificate.NewClient(certificate.ClientConfig{NodeName: s.nodeName, Kubeconfig: cfg.Kubeconfig,
+			BootstrapKubeconfig: cfg.BootstrapKubeconfig, Dir: filepath.Join(cfg.RootDir, "pki")})
+		if err != nil {
+			return nil, err
+		}
+		if err := cert.Register(s.registry); err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); cert.Run(ctx) }()
+		if err := cert.WaitForCertificate(ctx); err != nil {
+			return nil, err
+		}
+		restConfig = cert.RESTConfig()
 	}
-	restConfig.UserAgent = "nodeagent/" + version
+	restConfig.UserAgent = "nodeagent/" + s.version
 	restConfig.QPS, restConfig.Burst = 50, 100
 	// Protobuf, as the kubelet and kube-proxy ask for by default: much cheaper to decode than JSON, which
 	// shows in the Service and EndpointSlice lists and watches of a large cluster.

@@ -131,7 +131,7 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 		StatusReportInterval: cfg.NodeStatusReportFrequency.Duration,
 		LeaseDuration:        time.Duration(cfg.NodeLeaseDurationSeconds) * time.Second,
 		CNIConfDir:           cfg.CNIConfDir, CNIBridge: cfg.CNIBridge, PodCIDR: cfg.PodCIDR,
-		Pressure: n.evictor,
+		Pressure: n.evictor, Labels: nodeLabels(cfg.Proxy.Enabled),
 	}, s.client, runtime, s.src.Node)
 	if cgroups != nil {
 		allocatable, err := n.status.Allocatable()
@@ -255,4 +255,33 @@ func resourceMetrics(runtime stats.Runtime, pods *podmanager.Manager) http.Handl
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(stats.NewResourceCollector(runtime, runningContainers(pods), nodeUsage))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// The labels the agent puts on its Node, so the cluster's own DaemonSets can keep off what the agent does:
+// kindnet off every nodeagent node (the agent writes the CNI config and the pod routes), kube-proxy off those
+// whose proxy the agent runs.
+const (
+	LabelNode  = "nodeagent.io/node"
+	LabelProxy = "nodeagent.io/proxy"
+)
+
+func nodeLabels(proxy bool) map[string]string {
+	labels := map[string]string{LabelNode: "true"}
+	if proxy {
+		labels[LabelProxy] = "true"
+	}
+	return labels
+}
+
+// DaemonSetAdvice is what `nodeagent join` prints: the patches that keep a kubeadm or kind cluster's
+// kube-proxy and kindnet DaemonSets off the agent's nodes. Both tolerate every taint, so only a node
+// affinity keeps them away.
+var DaemonSetAdvice = "Keep the cluster's kube-proxy and kindnet off nodeagent's nodes (with admin credentials):\n" +
+	"  kubectl -n kube-system patch daemonset kube-proxy --type merge -p '" + notOnNodesPatch(LabelProxy) + "'\n" +
+	"  kubectl -n kube-system patch daemonset kindnet --type merge -p '" + notOnNodesPatch(LabelNode) + "'\n"
+
+// notOnNodesPatch is a merge patch giving a DaemonSet's pods a required node affinity against label=true.
+func notOnNodesPatch(label string) string {
+	return `{"spec":{"template":{"spec":{"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":` +
+		`{"nodeSelectorTerms":[{"matchExpressions":[{"key":"` + label + `","operator":"NotIn","values":["true"]}]}]}}}}}}}`
 }

@@ -1,6 +1,7 @@
-// Package certificate owns the node's certificates that the cluster signs: today the node API's serving
-// certificate with serverTLSBootstrap, requested as a kubernetes.io/kubelet-serving CSR and rotated before it
-// expires, as the kubelet's. It keeps them in the root directory's pki and exposes the kubelet's certificate
+// Package certificate owns the node's certificates that the cluster signs, as the kubelet's: the client
+// certificate for the API server (requested with bootstrap credentials as a
+// kubernetes.io/kube-apiserver-client-kubelet CSR) and, with serverTLSBootstrap, the node API's serving
+// certificate (a kubernetes.io/kubelet-serving CSR); both are rotated before they expire. It keeps them in the root directory's pki and exposes the kubelet's certificate
 // manager metrics. It must not approve CSRs (the cluster's approver does) nor serve anything.
 package certificate
 
@@ -96,18 +97,26 @@ func (s *Serving) Current() *tls.Certificate { return s.manager.Current() }
 // renewal errors, which kubernetes-mixin's KubeletServerCertificateExpiration and
 // KubeletServerCertificateRenewalErrors alerts read.
 func (s *Serving) Register(reg prometheus.Registerer) error {
-	ttl := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Subsystem: "kubelet", Name: "certificate_manager_server_ttl_seconds",
-		Help: "Gauge of the shortest TTL (time-to-live) of the Kubelet's serving certificate. The value is in seconds " +
-			"until certificate expiry (negative if already expired). If serving certificate is invalid or unused, the value will be +INF."},
-		func() float64 {
-			if c := s.manager.Current(); c != nil && c.Leaf != nil {
-				return math.Trunc(time.Until(c.Leaf.NotAfter).Seconds())
-			}
-			return math.Inf(1)
-		})
-	for _, c := range []prometheus.Collector{s.renewFailures, s.rotation, ttl} {
+	ttl := ttlGauge("certificate_manager_server_ttl_seconds", "Gauge of the shortest TTL (time-to-live) of the Kubelet's serving certificate. The value is in seconds "+
+		"until certificate expiry (negative if already expired). If serving certificate is invalid or unused, the value will be +INF.",
+		s.manager)
+	return register(reg, s.renewFailures, s.rotation, ttl)
+}
+
+// ttlGauge is the kubelet's gauge of the seconds until the manager's certificate expires, +Inf without one.
+func ttlGauge(name, help string, m certificate.Manager) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Subsystem: "kubelet", Name: name, Help: help}, func() float64 {
+		if c := m.Current(); c != nil && c.Leaf != nil {
+			return math.Trunc(time.Until(c.Leaf.NotAfter).Seconds())
+		}
+		return math.Inf(1)
+	})
+}
+
+func register(reg prometheus.Registerer, collectors ...prometheus.Collector) error {
+	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("registering serving certificate metrics: %w", err)
+			return fmt.Errorf("registering certificate metrics: %w", err)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"maps"
 	"net"
@@ -22,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -38,6 +40,10 @@ type Configuration struct {
 
 	// Kubeconfig is the path of the kubeconfig the agent uses to reach the API server as its node.
 	Kubeconfig string `json:"kubeconfig"`
+	// BootstrapKubeconfig, as the kubelet's --bootstrap-kubeconfig, holds credentials (a bootstrap token) that
+	// may request the node's client certificate when Kubeconfig is missing or its certificate expired; the
+	// agent then writes Kubeconfig to name the certificate it keeps in <rootDir>/pki and rotates.
+	BootstrapKubeconfig string `json:"bootstrapKubeconfig,omitempty"`
 	// HostnameOverride, when set, is the node's name instead of the host name.
 	HostnameOverride string `json:"hostnameOverride,omitempty"`
 	// NodeIP is the node's InternalIP; empty means the address of the default-route interface.
@@ -417,9 +423,22 @@ func Default() *Configuration {
 	}
 }
 
+// NewFlagSet is the agent's flag set: --config (into configFile), c's flags and klog's.
+func (c *Configuration) NewFlagSet(name string, configFile *string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.StringVar(configFile, "config", "", "Path to a "+Kind+" YAML file ("+APIVersion+"); flags override it.")
+	c.AddFlags(fs)
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlagSet(klogFlags)
+	return fs
+}
+
 // AddFlags binds the kubelet-style flags to c's fields, so parsing them overrides what c already holds.
 func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "Path to a kubeconfig for the API server.")
+	fs.StringVar(&c.BootstrapKubeconfig, "bootstrap-kubeconfig", c.BootstrapKubeconfig,
+		"Path to a kubeconfig with a bootstrap token: when --kubeconfig is missing or its certificate expired, the agent requests a client certificate with it and writes --kubeconfig.")
 	fs.StringVar(&c.HostnameOverride, "hostname-override", c.HostnameOverride, "Node name to use instead of the host name.")
 	fs.StringVar(&c.NodeIP, "node-ip", c.NodeIP, "InternalIP of the node; empty: the default-route interface's address.")
 	fs.StringVar(&c.ContainerRuntimeEndpoint, "container-runtime-endpoint", c.ContainerRuntimeEndpoint, "CRI endpoint.")
@@ -494,28 +513,36 @@ func (c *Configuration) PodNameservers() []string {
 
 // LoadFile reads a config file over the defaults. Unknown fields and a wrong apiVersion/kind are errors.
 func LoadFile(path string) (*Configuration, error) {
+	c := Default()
+	if err := c.LoadFile(path); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// LoadFile reads the file at path over c: the fields the file sets replace c's, the others stay.
+func (c *Configuration) LoadFile(path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading config file: %w", err)
+		return fmt.Errorf("reading config file: %w", err)
 	}
 	jsonData, err := yaml.YAMLToJSON(bytes.TrimSpace(data))
 	if err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
+		return fmt.Errorf("config file %s: %w", path, err)
 	}
 	// encoding/json matches field names case-insensitively, which would accept "maxpods" silently;
 	// sigs.k8s.io/json is the strict, case-sensitive decoder Kubernetes components use for their files.
-	c := Default()
 	strictErrs, err := kjson.UnmarshalStrict(jsonData, c)
 	if err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
+		return fmt.Errorf("config file %s: %w", path, err)
 	}
 	if len(strictErrs) > 0 {
-		return nil, fmt.Errorf("config file %s: %w", path, errors.Join(strictErrs...))
+		return fmt.Errorf("config file %s: %w", path, errors.Join(strictErrs...))
 	}
 	if errs := c.validateType(); len(errs) > 0 {
-		return nil, fmt.Errorf("config file %s: %w", path, errs.ToAggregate())
+		return fmt.Errorf("config file %s: %w", path, errs.ToAggregate())
 	}
-	return c, nil
+	return nil
 }
 
 func (c *Configuration) validateType() field.ErrorList {
@@ -529,15 +556,27 @@ func (c *Configuration) validateType() field.ErrorList {
 	return errs
 }
 
+func validateKubeconfig(path *field.Path, file string) field.ErrorList {
+	if _, err := os.Stat(file); err != nil {
+		return field.ErrorList{field.Invalid(path, file, "file does not exist or cannot be read")}
+	}
+	if _, err := clientcmd.BuildConfigFromFlags("", file); err != nil {
+		return field.ErrorList{field.Invalid(path, file, err.Error())}
+	}
+	return nil
+}
+
 // Validate reports every invalid field with its path and the reason.
 func (c *Configuration) Validate() field.ErrorList {
 	errs := c.validateType()
-	if c.Kubeconfig == "" {
+	switch {
+	case c.Kubeconfig == "":
 		errs = append(errs, field.Required(field.NewPath("kubeconfig"), "the agent needs a kubeconfig to reach the API server"))
-	} else if _, err := os.Stat(c.Kubeconfig); err != nil {
-		errs = append(errs, field.Invalid(field.NewPath("kubeconfig"), c.Kubeconfig, "file does not exist or cannot be read"))
-	} else if _, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err != nil {
-		errs = append(errs, field.Invalid(field.NewPath("kubeconfig"), c.Kubeconfig, err.Error()))
+	case c.BootstrapKubeconfig != "":
+		// The kubeconfig may not exist yet: the bootstrap credentials will make it.
+		errs = append(errs, validateKubeconfig(field.NewPath("bootstrapKubeconfig"), c.BootstrapKubeconfig)...)
+	default:
+		errs = append(errs, validateKubeconfig(field.NewPath("kubeconfig"), c.Kubeconfig)...)
 	}
 	if c.NodeIP != "" && net.ParseIP(c.NodeIP) == nil {
 		errs = append(errs, field.Invalid(field.NewPath("nodeIP"), c.NodeIP, "not an IP address"))

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"time"
 
@@ -48,6 +49,10 @@ type Config struct {
 	PodCIDR              string // used when the Node has no spec.podCIDR
 	// Pressure reports the node's resource pressure (the eviction manager); nil means never any.
 	Pressure Pressure
+	// Labels are added to the Node's well-known ones at registration, and to an adopted Node that lacks
+	// them: what the agent runs on the node (nodeagent.io/proxy, ...), which the cluster's own DaemonSets
+	// select against.
+	Labels map[string]string
 }
 
 // Pressure is what the node status needs of the eviction manager: the three conditions, and a signal when
@@ -109,7 +114,7 @@ func (c *Controller) register(ctx context.Context) error {
 		return err
 	}
 	n := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: c.cfg.Name, Labels: nodeLabels(c.cfg.Name)},
+		ObjectMeta: metav1.ObjectMeta{Name: c.cfg.Name, Labels: c.nodeLabels()},
 		Status:     status,
 	}
 	created, err := c.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
@@ -122,18 +127,46 @@ func (c *Controller) register(ctx context.Context) error {
 		if n, err = c.client.CoreV1().Nodes().Get(ctx, c.cfg.Name, metav1.GetOptions{}); err != nil {
 			return err
 		}
+		if n, err = c.addLabels(ctx, n); err != nil {
+			return err
+		}
 	default:
 		return err
 	}
 	return c.postStatus(ctx, n, status)
 }
 
-func nodeLabels(name string) map[string]string {
-	return map[string]string{
-		corev1.LabelHostname:   name,
+func (c *Controller) nodeLabels() map[string]string {
+	labels := map[string]string{
+		corev1.LabelHostname:   c.cfg.Name,
 		corev1.LabelOSStable:   "linux",
 		corev1.LabelArchStable: goarch(),
 	}
+	maps.Copy(labels, c.cfg.Labels)
+	return labels
+}
+
+// addLabels patches the agent's own labels onto an adopted Node that lacks them (a Node registered
+// before, or by a kubelet); the well-known labels it already has are the cluster's business.
+func (c *Controller) addLabels(ctx context.Context, n *corev1.Node) (*corev1.Node, error) {
+	missing := map[string]string{}
+	for k, v := range c.cfg.Labels {
+		if n.Labels[k] != v {
+			missing[k] = v
+		}
+	}
+	if len(missing) == 0 {
+		return n, nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": missing}})
+	if err != nil {
+		return nil, err
+	}
+	patched, err := c.client.CoreV1().Nodes().Patch(ctx, n.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("labelling node %s: %w", n.Name, err)
+	}
+	return patched, nil
 }
 
 // Run renews the Lease, updates the status and writes the CNI config until ctx ends.

@@ -60,6 +60,9 @@ type harness struct {
 	receiver *testutil.FluentReceiver
 	// configExtra is YAML added to the agent's configuration file at its next start.
 	configExtra string
+	// join, when set, starts the agent as `nodeagent join` with these arguments instead of with the
+	// node's kubeconfig from hack/pki.
+	join []string
 }
 
 var stack *harness
@@ -151,11 +154,6 @@ func startHarness() (*harness, error) {
 
 // startAgent starts the agent as the e2e node, with extra flags after the harness's own.
 func (h *harness) startAgent(extra ...string) error {
-	logFile, err := os.OpenFile(filepath.Join(runDir, "nodeagent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
 	// Small logs and a fast check, so log rotation shows within a test; given as a config file, as users do.
 	config := filepath.Join(runDir, "nodeagent.yaml")
 	if err := os.WriteFile(config, []byte("apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\n"+
@@ -171,11 +169,24 @@ func (h *harness) startAgent(extra ...string) error {
 		"logs:\n  enabled: true\n  receivers: [\""+h.receiver.Addr+"\"]\n  flushInterval: 200ms\n"+h.configExtra), 0o644); err != nil {
 		return err
 	}
-	h.agent = exec.Command(h.agentBin, "--config", config,
-		"--kubeconfig", filepath.Join(runDir, "cluster/pki", nodeName+".kubeconfig"),
+	args := []string{"--kubeconfig", filepath.Join(runDir, "cluster/pki", nodeName+".kubeconfig")}
+	if h.join != nil {
+		args = append([]string{"join"}, h.join...)
+	}
+	args = append(args, "--config", config,
 		"--hostname-override", nodeName, "--root-dir", filepath.Join(runDir, "root"),
 		"--max-pods", fmt.Sprint(maxPods), "--pod-manifest-path", manifestDir, "-v", "2")
-	h.agent.Args = append(h.agent.Args, extra...)
+	return h.launchAgent(append(args, extra...)...)
+}
+
+// launchAgent starts the agent binary with exactly args, logging to the harness's agent log.
+func (h *harness) launchAgent(args ...string) error {
+	logFile, err := os.OpenFile(filepath.Join(runDir, "nodeagent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	h.agent = exec.Command(h.agentBin, args...)
 	h.agent.Stdout, h.agent.Stderr = logFile, logFile
 	if err := h.agent.Start(); err != nil {
 		return fmt.Errorf("starting nodeagent: %w", err)
