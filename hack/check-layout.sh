@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 module=$(go list -m)
-components="pkg/dns pkg/eviction pkg/imagegc pkg/logs pkg/node pkg/podmanager pkg/proxy pkg/server pkg/stats"
+components="pkg/dns pkg/eviction pkg/imagegc pkg/logs pkg/node pkg/podmanager pkg/podnet pkg/proxy pkg/server pkg/stats"
 failed=0
 fail() { echo "layout: $*" >&2; failed=1; }
 

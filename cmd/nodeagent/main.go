@@ -69,7 +69,7 @@ func loadConfig(args []string) (completed *agent.Completed, cleanup bool, err er
 	var proxyOnly, dnsOnly, logsOnly bool
 	newFlags := func(cfg *config.Configuration, configFile *string) *pflag.FlagSet {
 		fs := cfg.NewFlagSet("nodeagent", configFile)
-		fs.BoolVar(&cleanup, "cleanup-proxy", false, "Remove the agent's nftables table ("+agent.ProxyTable+") and exit, as kube-proxy --cleanup.")
+		fs.BoolVar(&cleanup, "cleanup-proxy", false, "Remove the agent's nftables tables ("+agent.ProxyTable+" and the pod network's) and its routes to other nodes' pods, and exit, as kube-proxy --cleanup.")
 		fs.BoolVar(&proxyOnly, "proxy-only", false, "Run only the Service proxy, as kube-proxy does: no Node registration, no pods.")
 		fs.BoolVar(&dnsOnly, "dns-only", false, "Run only the cluster DNS server, as CoreDNS does: no Node registration, no pods.")
 		fs.BoolVar(&logsOnly, "logs-only", false, "Run only the log shipper, as Fluent Bit does: no Node registration, no pods; without a kubeconfig, records carry what the log paths say.")

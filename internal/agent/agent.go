@@ -176,6 +176,13 @@ func (s *shared) build(ctx context.Context, wg *sync.WaitGroup) ([]component, *p
 		}
 		components = append(components, node)
 	}
+	if wantNode && cfg.PodNetwork.Enabled {
+		p, err := newPodnetComponent(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		components = append(components, p)
+	}
 	if wantProxy || wantDNS {
 		if err := source.CheckServiceAccess(ctx, s.client); err != nil {
 			return nil, nil, err

@@ -5,10 +5,12 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/nodeagent/nodeagent/internal/nft"
+	"github.com/nodeagent/nodeagent/pkg/podnet"
 	"github.com/nodeagent/nodeagent/pkg/proxy"
 )
 
@@ -58,8 +60,8 @@ func (p *proxyComponent) run(ctx context.Context) { p.proxier.Run(ctx) }
 // ProxyTable is the nftables table the proxy owns and CleanupProxy removes.
 const ProxyTable = "inet " + proxy.TableName
 
-// CleanupProxy removes the agent's nftables table from this host's network namespace, as kube-proxy
-// --cleanup.
+// CleanupProxy removes the agent's nftables tables (the proxy's and the pod network's) and its routes to
+// other nodes' pods from this host's network namespace, as kube-proxy --cleanup.
 func CleanupProxy() error {
 	conn, err := nft.Open(0)
 	if err != nil {
@@ -69,6 +71,15 @@ func CleanupProxy() error {
 		return err
 	}
 	klog.InfoS("Removed the proxy's nftables table", "table", ProxyTable)
+	routes, err := netlink.NewHandle()
+	if err != nil {
+		return err
+	}
+	defer routes.Close()
+	if err := podnet.Cleanup(routes, conn); err != nil {
+		return err
+	}
+	klog.InfoS("Removed the pod network's routes and nftables table", "table", "inet "+podnet.Table)
 	return nil
 }
 

@@ -145,6 +145,8 @@ type Configuration struct {
 	MetricsBindAddress string `json:"metricsBindAddress"`
 	// Proxy is the Service proxy, kube-proxy's part of the node.
 	Proxy ProxyConfiguration `json:"proxy"`
+	// PodNetwork is the routes between nodes' pods, kindnet's part of the node.
+	PodNetwork PodNetworkConfiguration `json:"podNetwork"`
 	// ResolvConf is the node's resolver file (the kubelet's --resolv-conf): pods with dnsPolicy Default get
 	// its servers, searches and options, cluster pods its searches, and the DNS server its nameservers as
 	// upstreams unless dns.upstreams names them; "" means none.
@@ -281,6 +283,14 @@ type DNSConfiguration struct {
 	CacheSize int32 `json:"cacheSize"`
 }
 
+// PodNetworkConfiguration is kindnet's part: the agent writes the node's CNI config in any case.
+type PodNetworkConfiguration struct {
+	// Enabled routes every other Node's spec.podCIDRs via its InternalIP and masquerades pod traffic that
+	// leaves the cluster's pod ranges (the Nodes' podCIDRs and proxy.clusterCIDR). Turn it off where
+	// something else routes between nodes (a cloud's routes, another CNI's daemon).
+	Enabled bool `json:"enabled"`
+}
+
 // ProxyConfiguration is the Service proxy's part, with kube-proxy's names.
 type ProxyConfiguration struct {
 	// Enabled makes the agent program Service VIPs in nftables (kube-proxy --proxy-mode=nftables). Turn it
@@ -410,6 +420,7 @@ func Default() *Configuration {
 			SyncPeriod:         metav1.Duration{Duration: time.Hour},
 			HealthzBindAddress: "0.0.0.0:10256",
 		},
+		PodNetwork: PodNetworkConfiguration{Enabled: true},
 		ResolvConf: "/etc/resolv.conf",
 		DNS:        DNSConfiguration{Enabled: true, LocalAddress: "169.254.20.10", Port: 53, CacheSize: 9984},
 		Logs: LogsConfiguration{
@@ -488,6 +499,7 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Proxy.HealthzBindAddress, "healthz-bind-address", c.Proxy.HealthzBindAddress,
 		`host:port to serve the proxy's /healthz and /livez on; "" turns it off.`)
 	fs.BoolVar(&c.Proxy.Enabled, "enable-proxy", c.Proxy.Enabled, "Program Service VIPs in nftables, as kube-proxy does.")
+	fs.BoolVar(&c.PodNetwork.Enabled, "enable-pod-routes", c.PodNetwork.Enabled, "Route to the other nodes' pod ranges and masquerade pod traffic leaving them, as kindnet does.")
 	fs.StringSliceVar(&c.Proxy.NodePortAddresses, "nodeport-addresses", c.Proxy.NodePortAddresses,
 		`"primary" or comma-separated CIDRs: the node addresses that accept NodePorts.`)
 	fs.StringVar(&c.Proxy.ClusterCIDR, "cluster-cidr", c.Proxy.ClusterCIDR,

@@ -117,6 +117,20 @@ func (s *Source) Node() *corev1.Node {
 	return obj.(*corev1.Node)
 }
 
+// AllNodes lists every Node of the cluster, from an informer made on first use (only the pod network asks),
+// and calls onChange after every add, update and delete; call it before Start.
+func (s *Source) AllNodes(onChange func()) (corelisters.NodeLister, error) {
+	nodes := s.cluster.Core().V1().Nodes()
+	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { onChange() },
+		UpdateFunc: func(_, _ any) { onChange() },
+		DeleteFunc: func(any) { onChange() },
+	}); err != nil {
+		return nil, err
+	}
+	return nodes.Lister(), nil
+}
+
 // OnNodeChange calls fn after every add or update of this node's Node object.
 func (s *Source) OnNodeChange(fn func(*corev1.Node)) error {
 	_, err := s.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
