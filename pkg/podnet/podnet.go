@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/nftables"
@@ -55,8 +56,10 @@ type Manager struct {
 	nft    *nftables.Conn
 	// changed wakes Run when a Node changes; one pending wake is enough.
 	changed chan struct{}
-	// lastTable is the table last written, so an unchanged one is not written again.
-	lastTable *desiredTable
+	// lastTable is the table last written, so an unchanged one is not written again; lastRoutes are the
+	// routes last written without an error, nil when the next sync must write them.
+	lastTable  *desiredTable
+	lastRoutes []route
 }
 
 // New makes a Manager that writes routes through routes and the table through conn, both opened in the
@@ -78,15 +81,18 @@ func (m *Manager) NodeChanged() {
 func (m *Manager) Run(ctx context.Context) {
 	tick := time.NewTicker(m.cfg.Resync)
 	defer tick.Stop()
+	force := true
 	for {
-		if err := m.Sync(); err != nil {
+		if err := m.sync(force); err != nil {
 			klog.ErrorS(err, "Syncing pod routes")
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.changed:
+			force = false
 		case <-tick.C:
+			force = true
 		}
 	}
 }
@@ -99,7 +105,11 @@ type route struct {
 
 // Sync makes the routes and the table what the Nodes ask for. A route that cannot be added (its gateway not
 // on a connected network) is reported and the others still are.
-func (m *Manager) Sync() error {
+func (m *Manager) Sync() error { return m.sync(true) }
+
+// sync is Sync; unless force, routes are written only when what the Nodes ask for changed since the last
+// sync that wrote them all: most Node updates are status posts that change neither podCIDRs nor addresses.
+func (m *Manager) sync(force bool) error {
 	nodes, err := m.nodes.List(labels.Everything())
 	if err != nil {
 		return fmt.Errorf("listing nodes: %w", err)
@@ -125,7 +135,18 @@ func (m *Manager) Sync() error {
 			}
 		}
 	}
-	errs := []error{m.syncRoutes(want)}
+	// The lister's order is a map's: sorted, an unchanged cluster gives an equal list.
+	slices.SortFunc(want, func(a, b route) int { return strings.Compare(a.dst.String(), b.dst.String()) })
+	var errs []error
+	if force || m.lastRoutes == nil || !slices.Equal(want, m.lastRoutes) {
+		err := m.syncRoutes(want)
+		if err == nil {
+			m.lastRoutes = append([]route{}, want...)
+		} else {
+			m.lastRoutes = nil
+		}
+		errs = append(errs, err)
+	}
 	errs = append(errs, m.syncTable(&desiredTable{own: own, cluster: merge(append(all, m.cfg.ClusterCIDRs...))}))
 	return errors.Join(errs...)
 }
@@ -164,6 +185,12 @@ func (m *Manager) syncRoutes(want []route) error {
 	for _, r := range want {
 		nr := &netlink.Route{Dst: ipNet(r.dst), Gw: net.IP(r.via.AsSlice()), Protocol: RouteProtocol}
 		wanted[nr.Dst.String()] = true
+		// A replace would take over a route someone else made (the connected route of a bridge that serves
+		// that range on this very host, a static route): those are left alone.
+		if other, err := m.foreignRoute(nr); err != nil || other != nil {
+			errs = append(errs, fmt.Errorf("route to %s via %s not added: %v is not the agent's (%w)", r.dst, r.via, other, err))
+			continue
+		}
 		if err := m.routes.RouteReplace(nr); err != nil {
 			errs = append(errs, fmt.Errorf("route to %s via %s: %w", r.dst, r.via, err))
 		}
@@ -184,6 +211,24 @@ func (m *Manager) syncRoutes(want []route) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// foreignRoute is a route to r's destination in the main table that RouteProtocol does not mark, if any.
+func (m *Manager) foreignRoute(r *netlink.Route) (*netlink.Route, error) {
+	family := netlink.FAMILY_V4
+	if r.Dst.IP.To4() == nil {
+		family = netlink.FAMILY_V6
+	}
+	have, err := m.routes.RouteListFiltered(family, &netlink.Route{Dst: r.Dst}, netlink.RT_FILTER_DST)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range have {
+		if h.Protocol != RouteProtocol {
+			return &h, nil
+		}
+	}
+	return nil, nil
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {

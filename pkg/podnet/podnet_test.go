@@ -179,8 +179,9 @@ func TestRoutesAndMasqueradeFollowTheNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Node "here" claims a range that a bridge of this host serves (its connected route): not taken over.
 	nodes := nodeList{node("a", "10.244.1.0/24", "10.99.0.1"), node("b", "10.244.2.0/24", "10.99.0.2"),
-		node("unreachable", "10.244.3.0/24", "10.77.0.1")}
+		node("unreachable", "10.244.3.0/24", "10.77.0.1"), node("here", "10.99.0.0/24", "10.99.0.2")}
 	m := New(Config{NodeName: "a", Resync: time.Minute}, &nodes, nl, conn)
 
 	// A route the Manager does not own stays whatever it does.
@@ -193,6 +194,9 @@ func TestRoutesAndMasqueradeFollowTheNodes(t *testing.T) {
 	}
 	if got := ownRoutes(t, nl); !slices.Equal(got, []string{"10.244.2.0/24 via 10.99.0.2"}) {
 		t.Errorf("routes after the first sync: %v, want node b's pod range via its InternalIP", got)
+	}
+	if r, err := nl.RouteGet(net.ParseIP("10.99.0.2")); err != nil || len(r) != 1 || r[0].Gw != nil {
+		t.Errorf("the connected route to 10.99.0.0/24 was replaced: %v (%v)", r, err)
 	}
 	if got := n.seenAs(t, "10.244.2.7"); got != "10.244.1.5" {
 		t.Errorf("a pod of node B saw the pod as %s, want its own address 10.244.1.5", got)

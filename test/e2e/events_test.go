@@ -78,11 +78,12 @@ func startSecondAgent(t *testing.T, logPath string) *exec.Cmd {
 	cmd := exec.Command(stack.agentBin, "--config", filepath.Join(runDir, "nodeagent.yaml"),
 		"--kubeconfig", filepath.Join(runDir, "cluster/pki", nodeNameV2+".kubeconfig"),
 		"--hostname-override", nodeNameV2, "--root-dir", filepath.Join(runDir, "root-v2"),
-		"--enable-proxy=false",    // one proxy per network namespace: the first node's agent has it
-		"--enable-dns=false",      // and one DNS server on 169.254.20.10:53
-		"--metrics-bind-address=", // the first node's agent serves 10249
-		"--port=10251",            // and the node API on 10250
-		"--healthz-port=0",        // and the node healthz on 10248
+		"--enable-proxy=false",      // one proxy per network namespace: the first node's agent has it
+		"--enable-pod-routes=false", // and one pod network: the two nodes share the host
+		"--enable-dns=false",        // and one DNS server on 169.254.20.10:53
+		"--metrics-bind-address=",   // the first node's agent serves 10249
+		"--port=10251",              // and the node API on 10250
+		"--healthz-port=0",          // and the node healthz on 10248
 		"--container-runtime-endpoint", "unix://"+containerd2Socket, "--cni-conf-dir", containerd2CNIDir,
 		"--cni-bridge", containerd2Bridge, "--cgroup-root", containerd2CgroupR, "-v", "2")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
