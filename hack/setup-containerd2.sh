@@ -3,16 +3,20 @@
 # which offers CRI container events (GetContainerEvents). It has its own root, state, socket, CNI conf dir
 # and images, so an agent on it is a node of its own (the e2e test of container events runs one).
 # Usage: hack/setup-containerd2.sh [up|down]
+# C2_NAME (default nodeagent-containerd2) names an instance: its root, state, socket and CNI conf dir, so
+# several can run (the two-node e2e test starts one inside the second node's network namespace, where this
+# script's containerd inherits the namespace of whoever runs the script).
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 CONTAINERD2_VERSION=v2.4.2
 C2_BIN=$NODEAGENT_CACHE/containerd-$CONTAINERD2_VERSION/bin
-C2_ROOT=/var/lib/nodeagent-containerd2
-C2_STATE=/run/nodeagent-containerd2
+C2_NAME=${C2_NAME:-nodeagent-containerd2}
+C2_ROOT=/var/lib/$C2_NAME
+C2_STATE=/run/$C2_NAME
 C2_SOCK=$C2_STATE/containerd.sock
-C2_CNI_DIR=/etc/cni/nodeagent-containerd2
+C2_CNI_DIR=/etc/cni/$C2_NAME
 C2_PID=$C2_STATE/containerd.pid
 
 install() {
@@ -27,15 +31,20 @@ install() {
 configure() {
   mkdir -p "$C2_STATE" "$C2_CNI_DIR"
   # containerd's own defaults, changed as for the machine's containerd (ENVIRONMENT.md): the local pause
-  # image, no negative oom_score_adj, the distribution's CNI plugins, and a CNI conf dir of its own.
+  # image, no negative oom_score_adj, the distribution's CNI plugins, and a CNI conf dir, ttrpc socket and NRI
+  # socket of its own (the defaults are the machine's containerd's and another instance's).
   "$C2_BIN/containerd" config default |
     sed -e "s|sandbox = '.*'|sandbox = 'localhost/pause:local'|" \
         -e "s|restrict_oom_score_adj = false|restrict_oom_score_adj = true|" \
         -e "s|bin_dirs = \[.*\]|bin_dirs = ['/usr/lib/cni']|" \
         -e "s|bin_dir = '.*'|bin_dir = '/usr/lib/cni'|" \
-        -e "s|^\( *\)conf_dir = '.*'|\1conf_dir = '$C2_CNI_DIR'|" > "$C2_STATE/config.toml"
+        -e "s|^\( *\)conf_dir = '.*'|\1conf_dir = '$C2_CNI_DIR'|" \
+        -e "s|address = '/run/containerd/containerd.sock.ttrpc'|address = '$C2_SOCK.ttrpc'|" \
+        -e "s|socket_path = '/var/run/nri/nri.sock'|socket_path = '$C2_STATE/nri.sock'|" > "$C2_STATE/config.toml"
   grep -q "sandbox = 'localhost/pause:local'" "$C2_STATE/config.toml" || die "containerd config: sandbox image not set"
   grep -q "conf_dir = '$C2_CNI_DIR'" "$C2_STATE/config.toml" || die "containerd config: CNI conf dir not set"
+  grep -q "address = '$C2_SOCK.ttrpc'" "$C2_STATE/config.toml" || die "containerd config: ttrpc socket not set"
+  grep -q "socket_path = '$C2_STATE/nri.sock'" "$C2_STATE/config.toml" || die "containerd config: NRI socket not set"
 }
 
 up() {

@@ -187,8 +187,13 @@ func (m *Manager) syncRoutes(want []route) error {
 		wanted[nr.Dst.String()] = true
 		// A replace would take over a route someone else made (the connected route of a bridge that serves
 		// that range on this very host, a static route): those are left alone.
-		if other, err := m.foreignRoute(nr); err != nil || other != nil {
-			errs = append(errs, fmt.Errorf("route to %s via %s not added: %v is not the agent's (%w)", r.dst, r.via, other, err))
+		other, err := m.foreignRoute(nr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route to %s via %s: %w", r.dst, r.via, err))
+			continue
+		}
+		if other != nil {
+			errs = append(errs, fmt.Errorf("route to %s via %s not added: this host routes that range already (%s), not the agent", r.dst, r.via, other))
 			continue
 		}
 		if err := m.routes.RouteReplace(nr); err != nil {

@@ -111,6 +111,8 @@ func stopSecondAgent(t *testing.T, agent *exec.Cmd, ns string) {
 	}
 	stopProcess(agent)
 	_ = os.Remove(filepath.Join(containerd2CNIDir, "10-nodeagent.conflist"))
+	// Its bridge too: its address would claim the node's pod range on this host for whoever gets it next.
+	_ = exec.Command("ip", "link", "del", containerd2Bridge).Run()
 	// A Node without its agent would still get pods from the scheduler, which would never start.
 	if err := stack.client.CoreV1().Nodes().Delete(ctx, nodeNameV2, metav1.DeleteOptions{}); err != nil {
 		t.Errorf("deleting node %s: %v", nodeNameV2, err)
