@@ -9,9 +9,10 @@ source "$(dirname "$0")/lib/common.sh"
 [[ $(id -u) == 0 ]] || die "run as root: the node needs containerd, network namespaces and nftables"
 
 PACKAGES=(containerd runc containernetworking-plugins nftables iptables etcd-server iproute2 curl busybox-static
-  dnsutils ca-certificates netcat-openbsd prometheus shellcheck)
+  dnsutils ca-certificates netcat-openbsd prometheus shellcheck socat)
 # netcat-openbsd: make conformance's agnhost image has it, as upstream's. prometheus: the e2e tests scrape the
-# node with it and lint its metrics with promtool. shellcheck: make lint checks the scripts.
+# node with it and lint its metrics with promtool. shellcheck: make lint checks the scripts. socat:
+# make run NODES=2 relays the API server to the second node with it.
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -13,6 +13,7 @@ if running_pidfile "$NODEAGENT_RUN/nodeagent.pid" && [[ -f $KUBECONFIG ]]; then
   (wait_for "demo pods to be gone" 60 bash -c \
     "[[ -z \$('$K8S_BIN/kubectl' --kubeconfig '$KUBECONFIG' get pods -l app=demo -o name) ]]") || true
 fi
+if [[ -d $NODEAGENT_RUN/node-b || -e /run/netns/nodeagent-dev-b ]]; then "$NODEAGENT_REPO/hack/second-node.sh" down; fi
 if [[ -f $NODEAGENT_RUN/nodeagent.pid ]]; then log "stopping nodeagent"; fi
 stop_pidfile "$NODEAGENT_RUN/nodeagent.pid"
 # A stopped agent leaves its Service rules so a restart loses no traffic; stopping the cluster removes them.
