@@ -167,8 +167,9 @@ func approveCSR(ctx context.Context, t *testing.T, csr *certificatesv1.Certifica
 	}
 }
 
-// csrIPs are the IP addresses a CSR asks for, after checking its subject is the node's.
-func csrIPs(t *testing.T, csr *certificatesv1.CertificateSigningRequest) []string {
+// nodeRequest is a CSR's request, after checking its subject is the node's: CN=system:node:<name>,
+// O=system:nodes.
+func nodeRequest(t *testing.T, csr *certificatesv1.CertificateSigningRequest) *x509.CertificateRequest {
 	t.Helper()
 	block, _ := pem.Decode(csr.Spec.Request)
 	if block == nil {
@@ -179,8 +180,15 @@ func csrIPs(t *testing.T, csr *certificatesv1.CertificateSigningRequest) []strin
 		t.Fatal(err)
 	}
 	if req.Subject.CommonName != "system:node:"+nodeName || !slices.Equal(req.Subject.Organization, []string{"system:nodes"}) {
-		t.Errorf("the CSR's subject is %v, want CN=system:node:%s, O=system:nodes", req.Subject, nodeName)
+		t.Errorf("CSR %s asks for %v, want CN=system:node:%s, O=system:nodes", csr.Name, req.Subject, nodeName)
 	}
+	return req
+}
+
+// csrIPs are the IP addresses a CSR asks for, after checking its subject is the node's.
+func csrIPs(t *testing.T, csr *certificatesv1.CertificateSigningRequest) []string {
+	t.Helper()
+	req := nodeRequest(t, csr)
 	var ips []string
 	for _, ip := range req.IPAddresses {
 		ips = append(ips, ip.String())

@@ -220,17 +220,7 @@ func waitForClientCSR(ctx context.Context, t *testing.T, since time.Time, user s
 // digital signature and client auth.
 func checkClientCSR(t *testing.T, csr *certificatesv1.CertificateSigningRequest) {
 	t.Helper()
-	block, _ := pem.Decode(csr.Spec.Request)
-	if block == nil {
-		t.Fatalf("CSR %s holds no PEM request", csr.Name)
-	}
-	req, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if req.Subject.CommonName != "system:node:"+nodeName || !slices.Equal(req.Subject.Organization, []string{"system:nodes"}) {
-		t.Errorf("CSR %s asks for %v, want CN=system:node:%s O=system:nodes", csr.Name, req.Subject, nodeName)
-	}
+	req := nodeRequest(t, csr)
 	if key, ok := req.PublicKey.(*ecdsa.PublicKey); !ok || key.Curve != elliptic.P256() {
 		t.Errorf("CSR %s has a %T key, want ECDSA P-256", csr.Name, req.PublicKey)
 	}

@@ -17,19 +17,10 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 AGNHOST=registry.k8s.io/e2e-test-images/agnhost:2.53
 BUSYBOX=busybox:1.36
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# log, die and wait_for; nothing in it changes the machine.
+# shellcheck source=../../hack/lib/common.sh
+source "$REPO/hack/lib/common.sh"
 k() { kubectl --context "$CONTEXT" "$@"; }
-
-# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every second until it succeeds or the deadline passes.
-wait_for() {
-  local what=$1 secs=$2; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "timed out after ${secs}s waiting for $what"
-    sleep 1
-  done
-}
 
 up() {
   for tool in docker kind kubectl go; do command -v "$tool" >/dev/null || die "$tool is missing"; done
