@@ -4,10 +4,14 @@ SHELL := /bin/bash
 export PATH := /var/cache/nodeagent/bin:/usr/local/go/bin:$(PATH)
 VERSION ?= v0.1.0-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: build run stop test unit e2e lint images conformance bench-pods bench-idle bench-nodeapi bench-proxy bench-dns bench-logs
+.PHONY: build install run stop test unit e2e lint images conformance bench-pods bench-idle bench-nodeapi bench-proxy bench-dns bench-logs
 
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/nodeagent ./cmd/nodeagent
+
+# nodeagent as a systemd service on this machine (binary, unit, /etc/nodeagent/config.yaml, state directories).
+install: build
+	hack/install.sh
 
 run:
 	hack/run.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # gofmt, go vet, staticcheck and the layout check (hack/check-layout.sh) over the main module, shellcheck over
-# the scripts; installs staticcheck if it is missing (shellcheck comes from hack/setup-node.sh).
+# the scripts, systemd-analyze over the installed unit (hack/check-unit.sh); installs staticcheck if it is
+# missing (shellcheck and systemd come from hack/setup-node.sh).
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
@@ -18,4 +19,5 @@ log "layout"; bash hack/check-layout.sh
 command -v shellcheck >/dev/null || die "shellcheck is missing: run hack/setup-node.sh"
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 log "shellcheck"; shellcheck -x -P SCRIPTDIR "${scripts[@]}"
+log "systemd unit"; bash hack/check-unit.sh
 log "lint clean"

@@ -9,10 +9,12 @@ source "$(dirname "$0")/lib/common.sh"
 [[ $(id -u) == 0 ]] || die "run as root: the node needs containerd, network namespaces and nftables"
 
 PACKAGES=(containerd runc containernetworking-plugins nftables iptables etcd-server iproute2 curl busybox-static
-  dnsutils ca-certificates netcat-openbsd prometheus shellcheck socat)
+  dnsutils ca-certificates netcat-openbsd prometheus shellcheck socat
+  systemd)
 # netcat-openbsd: make conformance's agnhost image has it, as upstream's. prometheus: the e2e tests scrape the
 # node with it and lint its metrics with promtool. shellcheck: make lint checks the scripts. socat:
-# make run NODES=2 relays the API server to the second node with it.
+# make run NODES=2 relays the API server to the second node with it. systemd: make lint verifies the unit
+# with systemd-analyze (no systemd needs to run).
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

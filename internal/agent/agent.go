@@ -104,6 +104,16 @@ type shared struct {
 	client   kubernetes.Interface
 	src      *source.Source
 	registry *prometheus.Registry
+	// health is the node's health check (the pod manager's relist), nil without the node component.
+	health func() error
+}
+
+// healthy is the agent's health as /healthz and the systemd watchdog report it.
+func (s *shared) healthy() error {
+	if s.health == nil {
+		return nil
+	}
+	return s.health()
 }
 
 // Run runs the mode's components until ctx ends; the error is why it could not start or had to stop.
@@ -150,7 +160,12 @@ func Run(ctx context.Context, c *Completed, version string) error {
 		go func() { defer wg.Done(); comp.run(ctx) }()
 	}
 	klog.InfoS("nodeagent running", "node", s.nodeName, "components", len(components))
+	// Registered, serving, caches filled: systemd may start what comes after the agent.
+	notify(fmt.Sprintf("READY=1\nSTATUS=node %s: %d components running (%s mode)", s.nodeName, len(components), c.mode))
+	wg.Add(1)
+	go func() { defer wg.Done(); watchdog(ctx, s.healthy) }()
 	<-ctx.Done()
+	notify("STOPPING=1\nSTATUS=stopping")
 	if c.mode == ModeNode {
 		klog.InfoS("Shutting down: running pods are left to the runtime and adopted at the next start")
 	}

@@ -113,6 +113,7 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 			Interval: cfg.ContainerLogMonitorInterval.Duration},
 		ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
 	}, runtime, podCgroups, s.client, sources, recorder)
+	s.health = n.pods.Healthy
 	n.evictor = eviction.New(eviction.Config{Hard: s.cfg.eviction.hard, Soft: s.cfg.eviction.soft,
 		MaxPodGracePeriodSeconds: int64(cfg.EvictionMaxPodGracePeriod), Interval: 10 * time.Second,
 		PressureTransitionPeriod: cfg.EvictionPressureTransitionPeriod.Duration, ReclaimDisk: n.imageGC.DeleteUnused,

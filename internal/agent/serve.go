@@ -29,7 +29,13 @@ func (s *shared) serveEndpoints(ctx context.Context, wg *sync.WaitGroup, proxier
 	if s.cfg.mode == ModeNode && cfg.HealthzPort != 0 {
 		// The kubelet's: unauthenticated, on loopback by default, for local probes (systemd, kubeadm).
 		mux := http.NewServeMux()
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			if err := s.healthy(); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			_, _ = w.Write([]byte("ok"))
+		})
 		addr := net.JoinHostPort(cfg.HealthzBindAddress, strconv.Itoa(int(cfg.HealthzPort)))
 		if err := serveHTTP(ctx, wg, addr, mux); err != nil {
 			return fmt.Errorf("healthzPort: %w", err)

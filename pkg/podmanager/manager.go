@@ -461,3 +461,7 @@ func (m *Manager) RunningContainers() []RunningContainer {
 	}
 	return out
 }
+
+// Healthy is the kubelet's node health as /healthz and the systemd watchdog see it: the relist of the runtime
+// cache (its PLEG) ran within the last 3 minutes.
+func (m *Manager) Healthy() error { return m.rtcache.healthy() }

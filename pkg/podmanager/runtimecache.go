@@ -2,6 +2,7 @@ package podmanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -165,6 +166,24 @@ func (c *runtimeCache) relist(ctx context.Context) error {
 	c.metrics.relistLastSeen.Set(float64(began.Unix()))
 	for _, uid := range changed {
 		c.changed(uid)
+	}
+	return nil
+}
+
+// relistThreshold is the kubelet's PLEG health threshold: a relist older than this makes the node unhealthy.
+const relistThreshold = 3 * time.Minute
+
+// healthy is the kubelet's PLEG check: an error until the first good relist, and when the last one began
+// more than relistThreshold ago (the relist loop is stuck, or the runtime has failed it that long).
+func (c *runtimeCache) healthy() error {
+	c.mu.Lock()
+	last := c.lastRelist
+	c.mu.Unlock()
+	if last.IsZero() {
+		return errors.New("pleg has yet to be successful")
+	}
+	if since := time.Since(last); since > relistThreshold {
+		return fmt.Errorf("pleg was last seen active %v ago; threshold is %v", since.Round(time.Second), relistThreshold)
 	}
 	return nil
 }

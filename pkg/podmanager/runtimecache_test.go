@@ -3,6 +3,7 @@ package podmanager
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // runtimeReads are the CRI calls that read a pod's state, which the runtime cache saves the workers.
@@ -208,4 +210,20 @@ func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+// As the kubelet's PLEG check: unhealthy until the first relist, and when the last is older than 3 minutes.
+func TestHealthFollowsTheRelist(t *testing.T) {
+	c := newRuntimeCache(nil, "node", func(types.UID) {}, nil)
+	if err := c.healthy(); err == nil || !strings.Contains(err.Error(), "yet to be successful") {
+		t.Errorf("before the first relist: %v, want pleg has yet to be successful", err)
+	}
+	c.lastRelist = time.Now().Add(-time.Minute)
+	if err := c.healthy(); err != nil {
+		t.Errorf("a relist a minute ago: %v, want healthy", err)
+	}
+	c.lastRelist = time.Now().Add(-4 * time.Minute)
+	if err := c.healthy(); err == nil || !strings.Contains(err.Error(), "threshold is 3m0s") {
+		t.Errorf("a relist 4 minutes ago: %v, want pleg was last seen active 4m0s ago", err)
+	}
 }
