@@ -100,6 +100,8 @@ down() {
       --timeout=60s >/dev/null 2>&1 || true
   fi
   stop_pidfile "$NODE_B_DIR/nodeagent.pid"
+  # Node B's nftables tables, routes and DNS socket holder.
+  [[ ! -e /run/netns/$NODE_B_NETNS ]] || in_b "$NODEAGENT_REPO/bin/nodeagent" --cleanup-proxy >/dev/null 2>&1 || true
   "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG" delete node "$NODE_B_NAME" --ignore-not-found >/dev/null 2>&1 || true
   [[ ! -e /run/$NODE_B_CONTAINERD ]] || C2_NAME=$NODE_B_CONTAINERD "$NODEAGENT_REPO/hack/setup-containerd2.sh" down
   rm -f "/etc/cni/$NODE_B_CONTAINERD/10-nodeagent.conflist"

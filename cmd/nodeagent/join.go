@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -19,7 +17,7 @@ import (
 // joinAndRun is `nodeagent join <host:port> --token ... --discovery-token-ca-cert-hash ...`, kubeadm join's
 // arguments: discovery, the cluster's kubelet settings under the user's file and flags, the files a restart
 // needs, then the agent. Whatever stops the join exits 2.
-func joinAndRun(args []string) int {
+func joinAndRun(ctx context.Context, args []string) int {
 	var opts join.Options
 	newFlags := func(cfg *config.Configuration, configFile *string) *pflag.FlagSet {
 		fs := cfg.NewFlagSet("nodeagent join", configFile)
@@ -37,8 +35,6 @@ func joinAndRun(args []string) int {
 		return joinFailed(fmt.Errorf("usage: nodeagent join <host:port> --token <id.secret> --discovery-token-ca-cert-hash sha256:<hex> [agent flags]: %v", err))
 	}
 	opts.APIServer = fs.Arg(0)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	joined, err := join.Join(ctx, opts, func(base *config.Configuration) (*config.Configuration, error) {
 		return configure(base, configFile, newFlags, args)
 	})

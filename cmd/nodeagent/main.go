@@ -30,8 +30,19 @@ const (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "join" {
-		os.Exit(joinAndRun(os.Args[2:]))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "join":
+			os.Exit(joinAndRun(ctx, os.Args[2:]))
+		case "dns-socket-holder": // HOST:PORT CONTROL-SOCKET; the agent starts it itself (dns.socketHolder)
+			if err := agent.HoldDNSSockets(ctx, os.Args[2:]); err != nil {
+				fmt.Fprintf(os.Stderr, "nodeagent dns-socket-holder: %v\n", err)
+				os.Exit(exitRuntime)
+			}
+			return
+		}
 	}
 	completed, cleanup, err := loadConfig(os.Args[1:])
 	if errors.Is(err, pflag.ErrHelp) {
@@ -48,8 +59,6 @@ func main() {
 		}
 		return
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	os.Exit(run(ctx, completed))
 }
 

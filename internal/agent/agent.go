@@ -211,7 +211,7 @@ func (s *shared) build(ctx context.Context, wg *sync.WaitGroup) ([]component, *p
 		components = append(components, proxier)
 	}
 	if wantDNS {
-		d, err := newDNSComponent(s)
+		d, err := newDNSComponent(ctx, s)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -2,9 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	"k8s.io/klog/v2"
@@ -23,7 +26,7 @@ type dnsComponent struct {
 // newDNSComponent sets up cluster DNS on the shared cache and opens its sockets on the node-local address,
 // which it first puts on the node's local-service link (a loopback address needs none); it serves once the
 // cache is filled.
-func newDNSComponent(s *shared) (*dnsComponent, error) {
+func newDNSComponent(ctx context.Context, s *shared) (*dnsComponent, error) {
 	cfg := s.cfg.cfg
 	local, err := netip.ParseAddr(cfg.DNS.LocalAddress)
 	if err != nil {
@@ -45,9 +48,10 @@ func newDNSComponent(s *shared) (*dnsComponent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing the node's addresses: %w", err)
 	}
+	listen := net.JoinHostPort(local.String(), strconv.Itoa(int(cfg.DNS.Port)))
 	server, err := dns.New(dns.Config{
 		Domain:    cfg.ClusterDomain,
-		Listen:    []string{net.JoinHostPort(local.String(), strconv.Itoa(int(cfg.DNS.Port)))},
+		Listen:    []string{listen},
 		Upstreams: upstreams,
 		CacheSize: int(cfg.DNS.CacheSize),
 		RecursionAllowed: func(client netip.Addr) bool {
@@ -59,10 +63,46 @@ func newDNSComponent(s *shared) (*dnsComponent, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := server.Listen(); err != nil {
-		return nil, err
+	if !cfg.DNS.SocketHolder {
+		if err := server.Listen(); err != nil {
+			return nil, err
+		}
+		return &dnsComponent{server: server}, nil
 	}
+	pc, l, err := heldDNSSockets(ctx, listen, cfg.RootDir)
+	if err != nil {
+		return nil, fmt.Errorf("dns.socketHolder: %w", err)
+	}
+	server.Adopt(pc, l)
 	return &dnsComponent{server: server}, nil
+}
+
+// heldDNSSockets gets the sockets for listen from the holder of this network namespace, starting one (this
+// binary, logging into rootDir) when none runs.
+func heldDNSSockets(ctx context.Context, listen, rootDir string) (net.PacketConn, net.Listener, error) {
+	control, err := dns.HolderControl(listen)
+	if err != nil {
+		return nil, nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	return dns.HeldSockets(ctx, listen, control, func() error {
+		if err := os.MkdirAll(rootDir, 0o700); err != nil {
+			return err
+		}
+		return dns.StartHolder(exe, listen, control, filepath.Join(rootDir, "dns-socket-holder.log"))
+	})
+}
+
+// HoldDNSSockets is `nodeagent dns-socket-holder HOST:PORT CONTROL-SOCKET`, which an agent starts: it holds the
+// DNS sockets for the agents until ctx ends.
+func HoldDNSSockets(ctx context.Context, args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: nodeagent dns-socket-holder HOST:PORT CONTROL-SOCKET")
+	}
+	return dns.HoldSockets(ctx, args[0], args[1])
 }
 
 // dnsUpstreams are dns.upstreams, or else the nameservers of the node's resolv.conf, leaving out the

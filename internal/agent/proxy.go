@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nodeagent/nodeagent/internal/nft"
+	"github.com/nodeagent/nodeagent/pkg/dns"
 	"github.com/nodeagent/nodeagent/pkg/podnet"
 	"github.com/nodeagent/nodeagent/pkg/proxy"
 )
@@ -61,7 +62,8 @@ func (p *proxyComponent) run(ctx context.Context) { p.proxier.Run(ctx) }
 const ProxyTable = "inet " + proxy.TableName
 
 // CleanupProxy removes the agent's nftables tables (the proxy's and the pod network's) and its routes to
-// other nodes' pods from this host's network namespace, as kube-proxy --cleanup.
+// other nodes' pods from this host's network namespace, as kube-proxy --cleanup, and stops the DNS socket
+// holders.
 func CleanupProxy() error {
 	conn, err := nft.Open(0)
 	if err != nil {
@@ -80,6 +82,10 @@ func CleanupProxy() error {
 		return err
 	}
 	klog.InfoS("Removed the pod network's routes and nftables table", "table", "inet "+podnet.Table)
+	if err := dns.StopHolders(); err != nil {
+		return err
+	}
+	klog.InfoS("Stopped the DNS socket holders of this network namespace", "dir", dns.HolderDir)
 	return nil
 }
 

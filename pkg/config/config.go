@@ -281,6 +281,10 @@ type DNSConfiguration struct {
 	Upstreams []string `json:"upstreams,omitempty"`
 	// CacheSize bounds the upstream answers kept (CoreDNS's cache default).
 	CacheSize int32 `json:"cacheSize"`
+	// SocketHolder keeps the DNS sockets in a small process of their own (`nodeagent dns-socket-holder`) that
+	// outlives the agent, so queries sent while the agent restarts wait in the socket for the next one
+	// instead of finding nothing listening.
+	SocketHolder bool `json:"socketHolder"`
 }
 
 // PodNetworkConfiguration is kindnet's part: the agent writes the node's CNI config in any case.
@@ -422,7 +426,7 @@ func Default() *Configuration {
 		},
 		PodNetwork: PodNetworkConfiguration{Enabled: true},
 		ResolvConf: "/etc/resolv.conf",
-		DNS:        DNSConfiguration{Enabled: true, LocalAddress: "169.254.20.10", Port: 53, CacheSize: 9984},
+		DNS:        DNSConfiguration{Enabled: true, LocalAddress: "169.254.20.10", Port: 53, CacheSize: 9984, SocketHolder: true},
 		Logs: LogsConfiguration{
 			TagTemplate:      DefaultLogTag,
 			FlushInterval:    metav1.Duration{Duration: time.Second},

@@ -127,6 +127,11 @@ func (s *Server) Listen() error {
 	return nil
 }
 
+// Adopt serves pc and l (sockets the holder keeps) instead of opening its own; call it instead of Listen.
+func (s *Server) Adopt(pc net.PacketConn, l net.Listener) {
+	s.packetConns, s.listeners = []net.PacketConn{pc}, []net.Listener{l}
+}
+
 func (s *Server) closeAll() {
 	for _, pc := range s.packetConns {
 		pc.Close()

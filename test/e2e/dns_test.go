@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,4 +131,79 @@ func askAgent(t *testing.T, name string) (int, string) {
 		}
 	}
 	return resp.Rcode, ""
+}
+
+// Cluster DNS through an agent crash: the agent is killed (-9) and started again 5 s later while a client
+// asks every 50 ms, each question with the glibc resolver's defaults (a 5 s timeout, 2 attempts). The DNS
+// socket holder keeps the sockets, so the questions asked while no agent runs wait and are answered: none
+// is lost.
+func TestDNSAnswersThroughAnAgentRestart(t *testing.T) {
+	const name = "kubernetes.default.svc.cluster.local."
+	if rcode, _ := askAgent(t, name); rcode != dns.RcodeSuccess {
+		t.Fatalf("before the restart: rcode %d", rcode)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	results := make(chan error, 2000)
+	var asking sync.WaitGroup
+	asking.Add(1)
+	go func() {
+		defer asking.Done()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for range 1000 { // at most 50 s of questions
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			asking.Add(1)
+			go func() {
+				defer asking.Done()
+				results <- resolveAsGlibc(name)
+			}()
+		}
+	}()
+	time.Sleep(time.Second)
+	if err := stack.killAgent(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	if err := stack.startAgent(); err != nil {
+		t.Fatal(err)
+	}
+	waitForNodeAPI(t)
+	time.Sleep(3 * time.Second)
+	cancel()
+	asking.Wait()
+	close(results)
+	var asked, failed int
+	var firstErr error
+	for err := range results {
+		asked++
+		if err != nil {
+			failed++
+			firstErr = cmp.Or(firstErr, err)
+		}
+	}
+	t.Logf("%d questions through the restart, %d unanswered", asked, failed)
+	if asked < 100 || failed > 0 {
+		t.Errorf("%d of %d questions went unanswered through an agent restart (first: %v), want none", failed, asked, firstErr)
+	}
+}
+
+// resolveAsGlibc asks the agent as a pod's resolver does by default: up to 2 attempts of 5 s each.
+func resolveAsGlibc(name string) error {
+	req := new(dns.Msg)
+	req.SetQuestion(name, dns.TypeA)
+	var err error
+	for range 2 {
+		var resp *dns.Msg
+		if resp, _, err = (&dns.Client{Timeout: 5 * time.Second}).Exchange(req, agentDNS); err == nil {
+			if resp.Rcode != dns.RcodeSuccess {
+				return fmt.Errorf("rcode %s", dns.RcodeToString[resp.Rcode])
+			}
+			return nil
+		}
+	}
+	return err
 }

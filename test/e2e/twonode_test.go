@@ -234,6 +234,11 @@ func (b *nodeBNamespace) stop(t *testing.T, agent *exec.Cmd, ns string) {
 		return err == nil && len(list.Items) == 0, nil
 	})
 	stopProcess(agent)
+	// Node B's tables, routes and DNS socket holder, as `nodeagent --cleanup-proxy` on that node.
+	cleanup := exec.Command(stack.agentBin, "--cleanup-proxy")
+	if err := netnsutil.Do(b.ns, cleanup.Start); err == nil {
+		_ = cleanup.Wait()
+	}
 	_ = exec.Command("bash", "-c", `ids=$(crictl --runtime-endpoint unix://`+nodeBSocket+` pods -q);
 		[ -z "$ids" ] || { crictl --runtime-endpoint unix://`+nodeBSocket+` stopp $ids; crictl --runtime-endpoint unix://`+nodeBSocket+` rmp -f $ids; }`).Run()
 	_ = os.Remove(filepath.Join("/etc/cni", nodeBContainerd, "10-nodeagent.conflist"))
