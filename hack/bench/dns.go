@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/nodeagent/nodeagent/internal/dnsnet"
+	agentdns "github.com/nodeagent/nodeagent/pkg/dns"
 )
 
 const (
@@ -117,6 +118,10 @@ func runDNSBench(ctx context.Context, services, seconds, rounds int) error {
 			"--hostname-override", dnsNode, "--dns-address", "127.0.0.1", "--dns-port", strconv.Itoa(agentDNSPort),
 			"--dns-upstreams", upstream, "--metrics-bind-address", "127.0.0.1:10249")},
 		{"coredns", coreDNSPort, append(slices.Clone(pinned), coreDNSBin, "-conf", corefile)},
+	}
+	// The agent keeps its DNS sockets in a holder that outlives it (dns.socketHolder); it goes with the bench.
+	if control, err := agentdns.HolderControl(net.JoinHostPort("127.0.0.1", strconv.Itoa(agentDNSPort))); err == nil {
+		defer agentdns.StopHolder(control)
 	}
 	results := map[string]map[string]*dnsFigures{}
 	for _, p := range peers {

@@ -220,13 +220,18 @@ func StopHolders() error {
 		return err
 	}
 	for _, control := range controls {
-		// An address no holder holds: the holder answers what it holds and exits.
-		if _, _, held, err := askHolder(control, "exit"); held == "" && err != nil {
-			klog.V(2).InfoS("No DNS socket holder answered", "control", control, "err", err)
-		}
-		_ = os.Remove(control)
+		StopHolder(control)
 	}
 	return nil
+}
+
+// StopHolder tells the holder on control to exit.
+func StopHolder(control string) {
+	// An address no holder holds: the holder answers what it holds and exits.
+	if _, _, held, err := askHolder(control, "exit"); held == "" && err != nil {
+		klog.V(2).InfoS("No DNS socket holder answered", "control", control, "err", err)
+	}
+	_ = os.Remove(control)
 }
 
 // StartHolder starts `exe dns-socket-holder` for addr in a session of its own (it must outlive the agent
