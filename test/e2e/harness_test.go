@@ -63,6 +63,8 @@ type harness struct {
 	// join, when set, starts the agent as `nodeagent join` with these arguments instead of with the
 	// node's kubeconfig from hack/pki.
 	join []string
+	// agentEnv is added to the agent's environment at its next start (NOTIFY_SOCKET, as systemd sets it).
+	agentEnv []string
 }
 
 var stack *harness
@@ -187,6 +189,7 @@ func (h *harness) launchAgent(args ...string) error {
 	}
 	defer logFile.Close()
 	h.agent = exec.Command(h.agentBin, args...)
+	h.agent.Env = append(os.Environ(), h.agentEnv...)
 	h.agent.Stdout, h.agent.Stderr = logFile, logFile
 	if err := h.agent.Start(); err != nil {
 		return fmt.Errorf("starting nodeagent: %w", err)
