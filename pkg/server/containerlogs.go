@@ -208,6 +208,7 @@ func streamLog(ctx context.Context, w *limitedWriter, path string, opts logOptio
 	}
 	reader := bufio.NewReaderSize(f, 64<<10)
 	var pending []byte
+	draining := false // the file was rotated away: read it to its end once more before the new one
 	for !w.full() {
 		chunk, err := reader.ReadSlice('\n')
 		pending = append(pending, chunk...)
@@ -229,14 +230,20 @@ func streamLog(ctx context.Context, w *limitedWriter, path string, opts logOptio
 			return nil
 		}
 		w.flush()
-		if rotated(f, path) {
+		if draining {
 			next, err := os.Open(path)
 			if err != nil {
 				return err
 			}
 			f.Close()
-			f, pending = next, nil
+			f, pending, draining = next, nil, false
 			reader.Reset(f)
+			continue
+		}
+		if rotated(f, path) {
+			// The runtime may have written to the old file after the end read above and before the
+			// rotation renamed it: those lines come before the new file's.
+			draining = true
 			continue
 		}
 		if !running() {
