@@ -79,28 +79,69 @@ func (s *StaticPods) List() []*corev1.Pod {
 
 // Run reads the directory now, then on every change and every resync period, until ctx ends.
 func (s *StaticPods) Run(ctx context.Context) error {
-	watcher, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watching %s: %w", s.dir, err)
-	}
-	defer watcher.Close()
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return fmt.Errorf("static pod directory: %w", err)
 	}
-	if err := watcher.Add(s.dir); err != nil {
-		return fmt.Errorf("watching %s: %w", s.dir, err)
+	watcher, err := newDirWatcher(s.dir)
+	if err != nil {
+		return err
 	}
-	ticker := time.NewTicker(s.resync)
+	watcher.run(ctx, s.resync, s.read)
+	return nil
+}
+
+// dirWatcher calls a function for a directory's changes: at once through inotify, and every resync
+// period in case an event was lost.
+type dirWatcher struct {
+	dir     string
+	watcher *fsnotify.Watcher
+}
+
+func newDirWatcher(dir string) (*dirWatcher, error) {
+	watcher, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watching %s: %w", dir, err)
+	}
+	if err := watcher.Add(dir); err != nil {
+		_ = watcher.Close()
+		return nil, fmt.Errorf("watching %s: %w", dir, err)
+	}
+	return &dirWatcher{dir: dir, watcher: watcher}, nil
+}
+
+// run calls read now, then after every change and every resync period, until ctx ends; then it closes
+// the watch.
+func (d *dirWatcher) run(ctx context.Context, resync time.Duration, read func()) {
+	defer d.watcher.Close()
+	ticker := time.NewTicker(resync)
 	defer ticker.Stop()
 	for {
-		s.read()
+		read()
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-ticker.C:
-		case <-watcher.Events:
-		case err := <-watcher.Errors:
-			klog.ErrorS(err, "Watching the static pod directory", "path", s.dir)
+		case <-d.watcher.Events:
+			d.settle(ctx)
+		case err := <-d.watcher.Errors:
+			klog.ErrorS(err, "Watching a manifest directory", "path", d.dir)
+		}
+	}
+}
+
+// settle waits until the directory has been quiet for 100 ms (at most a second): a file written in place
+// is truncated before it is written, and read in between it would look empty.
+func (d *dirWatcher) settle(ctx context.Context) {
+	deadline := time.After(time.Second)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			return
+		case <-d.watcher.Events:
+		case <-time.After(100 * time.Millisecond):
+			return
 		}
 	}
 }
