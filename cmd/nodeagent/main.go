@@ -32,16 +32,12 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "join":
-			os.Exit(joinAndRun(ctx, os.Args[2:]))
-		case "dns-socket-holder": // HOST:PORT CONTROL-SOCKET; the agent starts it itself (dns.socketHolder)
-			if err := agent.HoldDNSSockets(ctx, os.Args[2:]); err != nil {
-				fmt.Fprintf(os.Stderr, "nodeagent dns-socket-holder: %v\n", err)
-				os.Exit(exitRuntime)
-			}
-			return
+	if len(os.Args) > 1 && os.Args[1] == "join" {
+		os.Exit(joinAndRun(ctx, os.Args[2:]))
+	}
+	if len(os.Args) > 1 { // get, describe, dns-socket-holder
+		if code, ok := agent.Tool(ctx, os.Args[1], os.Args[2:], os.Stdout, os.Stderr); ok {
+			os.Exit(code)
 		}
 	}
 	completed, cleanup, err := loadConfig(os.Args[1:])

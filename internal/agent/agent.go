@@ -8,13 +8,16 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	apiruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -37,10 +40,13 @@ const (
 	ModeDNSOnly
 	// ModeLogsOnly is the log shipper alone, as Fluent Bit; it needs no kubeconfig.
 	ModeLogsOnly
+	// ModeStandalone is the whole node without an API server (standalone.enabled): the objects come
+	// from a directory of manifests.
+	ModeStandalone
 )
 
 func (m Mode) String() string {
-	return [...]string{"node", "proxy-only", "dns-only", "logs-only"}[m]
+	return [...]string{"node", "proxy-only", "dns-only", "logs-only", "standalone"}[m]
 }
 
 // Completed is a validated configuration with the values each component parsed from its section.
@@ -73,6 +79,12 @@ func Complete(cfg *config.Configuration, mode Mode) (*Completed, field.ErrorList
 	if need, ok := enabled[mode]; ok && !need.on {
 		errs = append(errs, field.Invalid(need.path, false, fmt.Sprintf("--%s runs %s: it must be enabled", mode, need.component)))
 	}
+	if cfg.Standalone.Enabled {
+		if mode != ModeNode {
+			errs = append(errs, field.Invalid(field.NewPath("standalone", "enabled"), true, fmt.Sprintf("--standalone and --%s exclude each other", mode)))
+		}
+		c.mode = ModeStandalone
+	}
 	return c, errs
 }
 
@@ -83,7 +95,7 @@ func (c *Completed) Config() *config.Configuration { return c.cfg }
 func (c *Completed) Mode() Mode { return c.mode }
 
 // NeedsKubeconfig says whether the mode cannot run without an API server.
-func (m Mode) NeedsKubeconfig() bool { return m != ModeLogsOnly }
+func (m Mode) NeedsKubeconfig() bool { return m != ModeLogsOnly && m != ModeStandalone }
 
 // component is one part of the agent. It is built before anything runs (so a port in use or a missing
 // permission stops start-up with a clear error), registers its handlers on the shared source while being
@@ -100,10 +112,17 @@ type shared struct {
 	cfg      *Completed
 	version  string
 	nodeName string
-	// client and src are nil only in logs-only mode without a kubeconfig.
-	client   kubernetes.Interface
-	src      *source.Source
-	registry *prometheus.Registry
+	// client is nil in standalone mode and in logs-only mode without a kubeconfig; src is nil only in the
+	// latter.
+	client kubernetes.Interface
+	src    objectSource
+	// api is src when it is the API server's (pod routes need every Node), manifests when it is the
+	// standalone mode's.
+	api       *source.Source
+	manifests *source.Manifests
+	registry  *prometheus.Registry
+	// describer answers nodeagent describe; nil without the node component.
+	describer *describer
 	// health is the node's health check (the pod manager's relist), nil without the node component.
 	health func() error
 }
@@ -131,11 +150,20 @@ func Run(ctx context.Context, c *Completed, version string) error {
 	defer wg.Wait()
 	defer cancel() // runs before wg.Wait: stop every component, then wait for them
 
-	if c.cfg.Kubeconfig != "" {
+	switch {
+	case c.mode == ModeStandalone:
+		serviceCIDR, err := netip.ParsePrefix(c.cfg.Standalone.ServiceCIDR)
+		if err != nil {
+			return fmt.Errorf("standalone.serviceCIDR: %w", err)
+		}
+		s.manifests = source.NewManifests(c.cfg.Standalone.ManifestDir, s.nodeName, serviceCIDR, c.cfg.FileCheckFrequency.Duration)
+		s.src = s.manifests
+	case c.cfg.Kubeconfig != "":
 		if s.client, err = s.connect(ctx, &wg); err != nil {
 			return err
 		}
-		s.src = source.New(s.client, s.nodeName, 0)
+		s.api = source.New(s.client, s.nodeName, 0)
+		s.src = s.api
 	}
 	components, proxier, err := s.build(ctx, &wg)
 	if err != nil {
@@ -166,7 +194,7 @@ func Run(ctx context.Context, c *Completed, version string) error {
 	go func() { defer wg.Done(); watchdog(ctx, s.healthy) }()
 	<-ctx.Done()
 	notify("STOPPING=1\nSTATUS=stopping")
-	if c.mode == ModeNode {
+	if c.mode == ModeNode || c.mode == ModeStandalone {
 		klog.InfoS("Shutting down: running pods are left to the runtime and adopted at the next start")
 	}
 	return nil
@@ -177,7 +205,7 @@ func Run(ctx context.Context, c *Completed, version string) error {
 func (s *shared) build(ctx context.Context, wg *sync.WaitGroup) ([]component, *proxyComponent, error) {
 	cfg := s.cfg.cfg
 	mode := s.cfg.mode
-	wantNode := mode == ModeNode
+	wantNode := mode == ModeNode || mode == ModeStandalone
 	wantProxy := mode == ModeProxyOnly || (wantNode && cfg.Proxy.Enabled)
 	wantDNS := mode == ModeDNSOnly || (wantNode && cfg.DNS.Enabled)
 	wantLogs := mode == ModeLogsOnly || (wantNode && cfg.Logs.Enabled)
@@ -191,14 +219,14 @@ func (s *shared) build(ctx context.Context, wg *sync.WaitGroup) ([]component, *p
 		}
 		components = append(components, node)
 	}
-	if wantNode && cfg.PodNetwork.Enabled {
+	if mode == ModeNode && cfg.PodNetwork.Enabled {
 		p, err := newPodnetComponent(s)
 		if err != nil {
 			return nil, nil, err
 		}
 		components = append(components, p)
 	}
-	if wantProxy || wantDNS {
+	if (wantProxy || wantDNS) && s.client != nil {
 		if err := source.CheckServiceAccess(ctx, s.client); err != nil {
 			return nil, nil, err
 		}
@@ -264,6 +292,18 @@ func (s *shared) connect(ctx context.Context, wg *sync.WaitGroup) (kubernetes.In
 	restConfig.ContentType = apiruntime.ContentTypeProtobuf
 	restConfig.AcceptContentTypes = apiruntime.ContentTypeProtobuf + "," + apiruntime.ContentTypeJSON
 	return kubernetes.NewForConfig(restConfig)
+}
+
+// objectSource is where the components read the objects they work from: the API server's informers
+// (source.Source) or, in standalone mode, a directory of manifests (source.Manifests).
+type objectSource interface {
+	Pods() corelisters.PodLister
+	OnPodChange(fn func(*corev1.Pod)) error
+	Node() *corev1.Node
+	OnNodeChange(fn func(*corev1.Node)) error
+	source.ServiceObjects
+	Start(ctx context.Context) error
+	Shutdown()
 }
 
 // nop is the start of a component with nothing to do before the source starts.

@@ -37,3 +37,16 @@ func TestCompleteNamesTheFieldsOnlyComponentsCanParse(t *testing.T) {
 		}
 	}
 }
+
+// standalone.enabled makes the node mode standalone; it cannot be combined with a single-component mode.
+func TestCompleteTurnsTheNodeStandalone(t *testing.T) {
+	cfg := config.Default()
+	cfg.Standalone.Enabled = true
+	if c, errs := Complete(cfg, ModeNode); len(errs) != 0 || c.Mode() != ModeStandalone {
+		t.Errorf("standalone node: mode %v, errors %v", c.Mode(), errs)
+	}
+	_, errs := Complete(cfg, ModeProxyOnly)
+	if want := "standalone.enabled: Invalid value: true: --standalone and --proxy-only exclude each other"; !strings.Contains(errs.ToAggregate().Error(), want) {
+		t.Errorf("errors %v lack %q", errs, want)
+	}
+}

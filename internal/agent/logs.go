@@ -81,6 +81,9 @@ func newLogsComponent(s *shared, static *source.StaticPods) (*logsComponent, err
 	if err != nil {
 		return nil, err
 	}
+	if s.describer != nil {
+		s.describer.shipper = shipper
+	}
 	return &logsComponent{shipper: shipper}, nil
 }
 

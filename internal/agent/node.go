@@ -72,9 +72,15 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 
 	n := &nodeComponent{}
 	n.events = record.NewBroadcaster(record.WithContext(ctx))
-	n.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
+	if s.client != nil {
+		n.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
+	} else { // standalone: the events go to the log, as the API server is not there to keep them
+		n.events.StartStructuredLogging(0)
+	}
 	wg.Add(1)
 	go func() { defer wg.Done(); <-ctx.Done(); n.events.Shutdown() }()
+	recent := newRecentEvents()
+	n.events.StartEventWatcher(recent.add)
 	recorder := n.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "nodeagent", Host: s.nodeName})
 
 	// The image filesystem is asked of the runtime each time: it may move with the runtime's config.
@@ -91,9 +97,13 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 		cgroups = podcgroup.New(cfg.CgroupRoot)
 		podCgroups = cgroups
 	}
-	n.objects = source.NewObjectWatches(s.client)
-	sources := podmanager.Sources{Pods: s.src.Pods(), Services: corelisters.NewServiceLister(s.src.Services().GetIndexer()), Node: s.src.Node,
-		Objects: n.objects, Status: podmanager.APIStatus{Client: s.client}}
+	sources := podmanager.Sources{Pods: s.src.Pods(), Services: corelisters.NewServiceLister(s.src.Services().GetIndexer()), Node: s.src.Node}
+	if s.manifests != nil {
+		sources.Objects, sources.Status = s.manifests, s.manifests
+	} else {
+		n.objects = source.NewObjectWatches(s.client)
+		sources.Objects, sources.Status = n.objects, podmanager.APIStatus{Client: s.client}
+	}
 	if cfg.StaticPodPath != "" {
 		n.static = source.NewStaticPods(cfg.StaticPodPath, s.nodeName, cfg.FileCheckFrequency.Duration)
 		sources.Static = n.static
@@ -132,7 +142,7 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 		StatusReportInterval: cfg.NodeStatusReportFrequency.Duration,
 		LeaseDuration:        time.Duration(cfg.NodeLeaseDurationSeconds) * time.Second,
 		CNIConfDir:           cfg.CNIConfDir, CNIBridge: cfg.CNIBridge, PodCIDR: cfg.PodCIDR,
-		Pressure: n.evictor, Labels: nodeLabels(cfg.Proxy.Enabled),
+		Pressure: n.evictor, Labels: nodeLabels(cfg.Proxy.Enabled), Publish: publishNode(s.manifests),
 	}, s.client, runtime, s.src.Node)
 	if cgroups != nil {
 		allocatable, err := n.status.Allocatable()
@@ -170,6 +180,9 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 		RunningPods: n.pods.RunningPods, Metrics: metrics.Handler(s.registry), Registry: s.registry,
 		ResourceMetrics: resourceMetrics(runtime, n.pods), ProbeMetrics: promhttp.HandlerFor(probes, promhttp.HandlerOpts{}),
 		StatsSummary: summary}
+	s.describer = &describer{pods: s.src.Pods(), services: sources.Services, manager: n.pods, events: recent,
+		clusterDomain: cfg.ClusterDomain, proxyChains: cfg.Proxy.Enabled}
+	api.Describe = s.describer.describe
 	if cfg.ServerTLSBootstrap {
 		if n.serving, err = newServingCertificate(cfg, s); err != nil {
 			return nil, err
@@ -198,7 +211,9 @@ func (n *nodeComponent) run(ctx context.Context) {
 	run(n.status.Run)
 	run(func(ctx context.Context) {
 		n.pods.Run(ctx)
-		n.objects.StopAll() // once no worker asks for objects
+		if n.objects != nil {
+			n.objects.StopAll() // once no worker asks for objects
+		}
 	})
 	run(n.evictor.Run)
 	run(n.imageGC.Run)
@@ -217,6 +232,15 @@ func (n *nodeComponent) run(ctx context.Context) {
 			}
 		})
 	}
+}
+
+// publishNode is where the Node goes in standalone mode: to the manifests' source, for the components that
+// read it; nil (the API server) otherwise.
+func publishNode(manifests *source.Manifests) func(*corev1.Node) {
+	if manifests == nil {
+		return nil
+	}
+	return manifests.SetNode
 }
 
 // runningContainers are the pod manager's running containers as pkg/stats takes them.

@@ -22,16 +22,28 @@ import (
 // parts serve, to which this adds what the configuration says (address, certificates, client CAs).
 func newNodeAPI(cfg *config.Configuration, api server.NodeAPIConfig, pods corelisters.PodLister,
 	runtime server.StreamingRuntime, client kubernetes.Interface) (*server.NodeAPI, error) {
-	ca, err := nodeAPIClientCA(cfg)
-	if err != nil {
-		return nil, err
-	}
 	api.Address = net.JoinHostPort(cfg.Address, strconv.Itoa(int(cfg.KubeletPort)))
 	api.CertFile, api.KeyFile, api.CertDir = cfg.TLSCertFile, cfg.TLSPrivateKeyFile, filepath.Join(cfg.RootDir, "pki")
-	api.ClientCA, api.PodLogsDir, api.ParseLogLine, api.Configz = ca, cfg.PodLogsDir, parseLogLine, cfg
+	api.LocalSocket, api.PodLogsDir, api.ParseLogLine, api.Configz = cfg.LocalAPISocket, cfg.PodLogsDir, parseLogLine, cfg
 	api.Access = server.Access{Anonymous: cfg.Authentication.Anonymous.Enabled, NoTokens: !cfg.Authentication.Webhook.Enabled,
 		AlwaysAllow: cfg.Authorization.Mode == config.AuthorizationModeAlwaysAllow, TokenTTL: cfg.Authentication.Webhook.CacheTTL.Duration,
 		AllowedTTL: cfg.Authorization.Webhook.CacheAuthorizedTTL.Duration, DeniedTTL: cfg.Authorization.Webhook.CacheUnauthorizedTTL.Duration}
+	if client == nil {
+		// Standalone: no API server to review tokens or access. Clients of the configured CA are trusted
+		// with everything, as the kubelet's AlwaysAllow; without a CA the port stays closed and the local
+		// socket serves root on this host.
+		api.Access.NoTokens, api.Access.AlwaysAllow = true, true
+		if cfg.Authentication.X509.ClientCAFile == "" {
+			api.Address = ""
+		}
+	}
+	if api.Address != "" {
+		ca, err := nodeAPIClientCA(cfg)
+		if err != nil {
+			return nil, err
+		}
+		api.ClientCA = ca
+	}
 	s, err := server.NewNodeAPI(api, pods, runtime, client)
 	if err != nil {
 		return nil, err

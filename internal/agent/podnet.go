@@ -29,7 +29,7 @@ func newPodnetComponent(s *shared) (*podnetComponent, error) {
 	}
 	clusterCIDRs, _ := cfg.Proxy.ClusterCIDRs() // validated; none when empty
 	c := &podnetComponent{}
-	nodes, err := s.src.AllNodes(func() { c.manager.NodeChanged() })
+	nodes, err := s.api.AllNodes(func() { c.manager.NodeChanged() })
 	if err != nil {
 		return nil, err
 	}

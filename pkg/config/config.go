@@ -155,6 +155,23 @@ type Configuration struct {
 	DNS DNSConfiguration `json:"dns"`
 	// Logs is the container log shipper, Fluent Bit's part of the node.
 	Logs LogsConfiguration `json:"logs"`
+	// Standalone runs the node without an API server, from a directory of manifests.
+	Standalone StandaloneConfiguration `json:"standalone"`
+	// LocalAPISocket is a unix socket (mode 0600) serving the node API to root on this host without
+	// credentials, for nodeagent get and describe; "" turns it off.
+	LocalAPISocket string `json:"localAPISocket"`
+}
+
+// StandaloneConfiguration is the node without a cluster: no kubeconfig, no Node registration; the Pods,
+// Services, ConfigMaps and Secrets come from files, the Services' endpoints from the node's own pods.
+type StandaloneConfiguration struct {
+	// Enabled runs the node from ManifestDir instead of an API server (--standalone).
+	Enabled bool `json:"enabled"`
+	// ManifestDir holds the objects as YAML or JSON files, several per file separated by --- (--manifests).
+	ManifestDir string `json:"manifestDir,omitempty"`
+	// ServiceCIDR is where Services that name no clusterIP get one, as the API server's
+	// --service-cluster-ip-range.
+	ServiceCIDR string `json:"serviceCIDR"`
 }
 
 // LogsConfiguration is the log shipper's part: Fluent Bit's tail input, kubernetes filter and forward
@@ -424,9 +441,11 @@ func Default() *Configuration {
 			SyncPeriod:         metav1.Duration{Duration: time.Hour},
 			HealthzBindAddress: "0.0.0.0:10256",
 		},
-		PodNetwork: PodNetworkConfiguration{Enabled: true},
-		ResolvConf: "/etc/resolv.conf",
-		DNS:        DNSConfiguration{Enabled: true, LocalAddress: "169.254.20.10", Port: 53, CacheSize: 9984, SocketHolder: true},
+		PodNetwork:     PodNetworkConfiguration{Enabled: true},
+		Standalone:     StandaloneConfiguration{ServiceCIDR: "10.96.0.0/12"},
+		LocalAPISocket: "/run/nodeagent/nodeagent.sock",
+		ResolvConf:     "/etc/resolv.conf",
+		DNS:            DNSConfiguration{Enabled: true, LocalAddress: "169.254.20.10", Port: 53, CacheSize: 9984, SocketHolder: true},
 		Logs: LogsConfiguration{
 			TagTemplate:      DefaultLogTag,
 			FlushInterval:    metav1.Duration{Duration: time.Second},
@@ -476,6 +495,10 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Authentication.X509.ClientCAFile, "client-ca-file", c.Authentication.X509.ClientCAFile,
 		"CA bundle of the node API's client certificates (default: the kubeconfig's cluster CA).")
 	fs.StringVar(&c.StaticPodPath, "pod-manifest-path", c.StaticPodPath, "Directory of static pod manifests.")
+	fs.BoolVar(&c.Standalone.Enabled, "standalone", c.Standalone.Enabled, "Run without an API server: Pods, Services, ConfigMaps and Secrets from --manifests.")
+	fs.StringVar(&c.Standalone.ManifestDir, "manifests", c.Standalone.ManifestDir, "With --standalone: the directory of YAML or JSON manifests.")
+	fs.StringVar(&c.Standalone.ServiceCIDR, "service-cidr", c.Standalone.ServiceCIDR, "With --standalone: the range of the cluster IPs given to Services that name none.")
+	fs.StringVar(&c.LocalAPISocket, "local-api-socket", c.LocalAPISocket, "Unix socket serving the node API to root on this host, for nodeagent get and describe (\"\": none).")
 	fs.StringVar(&c.ContainerLogMaxSize, "container-log-max-size", c.ContainerLogMaxSize, "Size at which a container log is rotated.")
 	fs.Int32Var(&c.ContainerLogMaxFiles, "container-log-max-files", c.ContainerLogMaxFiles, "Log files kept per container, the live one included.")
 	fs.Int32Var(&c.ImageGCHighThresholdPercent, "image-gc-high-threshold", c.ImageGCHighThresholdPercent,
@@ -586,6 +609,8 @@ func validateKubeconfig(path *field.Path, file string) field.ErrorList {
 func (c *Configuration) Validate() field.ErrorList {
 	errs := c.validateType()
 	switch {
+	case c.Standalone.Enabled:
+		errs = append(errs, c.validateStandalone()...)
 	case c.Kubeconfig == "":
 		errs = append(errs, field.Required(field.NewPath("kubeconfig"), "the agent needs a kubeconfig to reach the API server"))
 	case c.BootstrapKubeconfig != "":
@@ -862,4 +887,31 @@ func validateBindAddress(path *field.Path, addr string) field.ErrorList {
 		return field.ErrorList{field.Invalid(path, addr, `want IP:port, e.g. "127.0.0.1:10249", or "" for off`)}
 	}
 	return nil
+}
+
+// validateStandalone refuses what needs an API server and checks the manifest directory and the range.
+func (c *Configuration) validateStandalone() field.ErrorList {
+	var errs field.ErrorList
+	path := field.NewPath("standalone")
+	if c.Standalone.ManifestDir == "" {
+		errs = append(errs, field.Required(path.Child("manifestDir"), "standalone mode reads its objects from a directory (--manifests)"))
+	} else if !filepath.IsAbs(c.Standalone.ManifestDir) {
+		errs = append(errs, field.Invalid(path.Child("manifestDir"), c.Standalone.ManifestDir, "must be an absolute path"))
+	}
+	if p, err := netip.ParsePrefix(c.Standalone.ServiceCIDR); err != nil || p.Addr().BitLen()-p.Bits() < 8 {
+		errs = append(errs, field.Invalid(path.Child("serviceCIDR"), c.Standalone.ServiceCIDR, "want a CIDR of at least 256 addresses, e.g. 10.96.0.0/12"))
+	}
+	if c.PodCIDR == "" {
+		errs = append(errs, field.Required(field.NewPath("podCIDR"), "standalone mode has no API server to give the node a pod range (--pod-cidr, e.g. 10.244.0.0/24)"))
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"kubeconfig", c.Kubeconfig != ""}, {"bootstrapKubeconfig", c.BootstrapKubeconfig != ""},
+		{"staticPodPath", c.StaticPodPath != ""}, {"serverTLSBootstrap", c.ServerTLSBootstrap}} {
+		if f.set {
+			errs = append(errs, field.Forbidden(field.NewPath(f.name), "standalone mode runs without an API server (put its pods in standalone.manifestDir)"))
+		}
+	}
+	return errs
 }

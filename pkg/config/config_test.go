@@ -201,3 +201,30 @@ authorization:
 		t.Errorf("authorization %+v, want Webhook, 5m (the default) and 10s", z)
 	}
 }
+
+// Standalone mode needs a manifest directory and a pod range, and refuses what needs an API server.
+func TestValidateStandalone(t *testing.T) {
+	c := Default()
+	c.Standalone.Enabled = true
+	c.Standalone.ServiceCIDR = "10.96.0.0/30"
+	c.Kubeconfig = "/etc/kubernetes/kubelet.conf"
+	c.StaticPodPath = "/etc/kubernetes/manifests"
+	got := c.Validate().ToAggregate().Error()
+	for _, want := range []string{
+		"standalone.manifestDir: Required value",
+		"podCIDR: Required value",
+		`standalone.serviceCIDR: Invalid value: "10.96.0.0/30": want a CIDR of at least 256 addresses`,
+		"kubeconfig: Forbidden: standalone mode runs without an API server",
+		"staticPodPath: Forbidden",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("errors %q\nlack %q", got, want)
+		}
+	}
+	c = Default()
+	c.Standalone = StandaloneConfiguration{Enabled: true, ManifestDir: "/etc/nodeagent/manifests", ServiceCIDR: "10.96.0.0/12"}
+	c.PodCIDR = "10.244.0.0/24"
+	if errs := c.Validate(); len(errs) != 0 {
+		t.Errorf("a standalone configuration without a kubeconfig: %v", errs)
+	}
+}

@@ -447,3 +447,23 @@ func reverseAddr(name string) (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
+
+// NamesOf are the names cluster DNS answers with pod's address: its pod name (<a-b-c-d>.<ns>.pod.<domain>),
+// each Service of services that selects it (<service>.<ns>.svc.<domain>) and, for a headless Service named
+// by its subdomain, its hostname under the Service.
+func NamesOf(pod *corev1.Pod, services []*corev1.Service, domain string) []string {
+	var out []string
+	for _, ip := range pod.Status.PodIPs {
+		if a, err := netip.ParseAddr(ip.IP); err == nil {
+			dashed := strings.NewReplacer(".", "-", ":", "-").Replace(a.String())
+			out = append(out, dashed+"."+pod.Namespace+".pod."+domain)
+		}
+	}
+	for _, svc := range services {
+		out = append(out, serviceFQDN(svc, domain))
+		if isHeadless(svc) && pod.Spec.Hostname != "" && pod.Spec.Subdomain == svc.Name {
+			out = append(out, pod.Spec.Hostname+"."+serviceFQDN(svc, domain))
+		}
+	}
+	return out
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -66,6 +67,45 @@ type Shipper struct {
 	mu sync.Mutex
 	// following holds the paths with a follower running.
 	following map[string]bool
+	// lastAck is when the receiver last acknowledged a chunk in this run.
+	lastAck time.Time
+}
+
+// FileState is how far the shipper is with one container log file.
+type FileState struct {
+	Path string
+	// Size is the file's length now.
+	Size int64
+	// Read is where reading continues: everything before it is in the buffer or acknowledged.
+	Read int64
+	// Acknowledged is the end of what the receiver acknowledged.
+	Acknowledged int64
+	// Following says whether a follower reads the file now.
+	Following bool
+}
+
+// Files is the state of the current log files of the pod whose log directory is podLogDir.
+func (s *Shipper) Files(podLogDir string) []FileState {
+	paths, _ := filepath.Glob(filepath.Join(podLogDir, "*", "*.log"))
+	var out []FileState
+	for _, path := range paths {
+		st := FileState{Path: path, Read: s.resumeAt(path).Offset, Acknowledged: s.checkpoints.get(path).Offset}
+		if info, err := os.Stat(path); err == nil {
+			st.Size = info.Size()
+		}
+		s.mu.Lock()
+		st.Following = s.following[path]
+		s.mu.Unlock()
+		out = append(out, st)
+	}
+	return out
+}
+
+// LastAck is when the receiver last acknowledged records in this run; zero if it has not.
+func (s *Shipper) LastAck() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastAck
 }
 
 // NewShipper opens the buffer and checkpoints a previous run left in StateDir.
@@ -364,6 +404,9 @@ func (s *Shipper) acknowledged(chunks []Chunk) error {
 	if err := s.checkpoints.set(ends); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.lastAck = time.Now()
+	s.mu.Unlock()
 	for _, c := range chunks {
 		if err := s.buffer.Ack(c.Seq); err != nil {
 			return err

@@ -53,6 +53,9 @@ type Config struct {
 	// them: what the agent runs on the node (nodeagent.io/proxy, ...), which the cluster's own DaemonSets
 	// select against.
 	Labels map[string]string
+	// Publish, set in standalone mode (no API server), receives the Node with each new status instead of
+	// the API server; the controller then keeps no Lease.
+	Publish func(*corev1.Node)
 }
 
 // Pressure is what the node status needs of the eviction manager: the three conditions, and a signal when
@@ -117,6 +120,10 @@ func (c *Controller) register(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{Name: c.cfg.Name, Labels: c.nodeLabels()},
 		Status:     status,
 	}
+	if c.cfg.Publish != nil {
+		n.CreationTimestamp = metav1.Now()
+		return c.postStatus(ctx, n, status)
+	}
 	created, err := c.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
 	switch {
 	case err == nil:
@@ -171,10 +178,12 @@ func (c *Controller) addLabels(ctx context.Context, n *corev1.Node) (*corev1.Nod
 
 // Run renews the Lease, updates the status and writes the CNI config until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	renew := c.cfg.LeaseDuration / 4
-	leases := lease.NewController(clock.RealClock{}, c.client, c.cfg.Name, int32(c.cfg.LeaseDuration.Seconds()),
-		nil, renew, c.cfg.Name, corev1.NamespaceNodeLease, c.setLeaseOwner)
-	go leases.Run(ctx)
+	if c.cfg.Publish == nil {
+		renew := c.cfg.LeaseDuration / 4
+		leases := lease.NewController(clock.RealClock{}, c.client, c.cfg.Name, int32(c.cfg.LeaseDuration.Seconds()),
+			nil, renew, c.cfg.Name, corev1.NamespaceNodeLease, c.setLeaseOwner)
+		go leases.Run(ctx)
+	}
 
 	ticker := time.NewTicker(c.cfg.StatusUpdateInterval)
 	defer ticker.Stop()
@@ -286,6 +295,13 @@ func (c *Controller) postStatus(ctx context.Context, n *corev1.Node, status core
 				cond.LastTransitionTime = old.LastTransitionTime
 			}
 		}
+	}
+	if c.cfg.Publish != nil {
+		published := n.DeepCopy()
+		published.Status = status
+		c.cfg.Publish(published)
+		c.lastPosted, c.lastPostedAt = status, time.Now()
+		return nil
 	}
 	patch, err := json.Marshal(map[string]any{"status": status})
 	if err != nil {

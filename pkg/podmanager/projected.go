@@ -72,6 +72,9 @@ func (w *worker) serviceAccountToken(ctx context.Context, pod *corev1.Pod, volum
 	if sa == "" {
 		sa = "default"
 	}
+	if w.m.client == nil {
+		return "", fmt.Errorf("service account token for %s: standalone mode has no API server to issue one", sa)
+	}
 	tr, err := w.m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{
 			Audiences:         audiences,

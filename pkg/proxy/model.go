@@ -159,7 +159,7 @@ func familyPorts(f ipFamily, svc *corev1.Service, endpointSlices []*discoveryv1.
 	var ports []servicePort
 	for _, p := range svc.Spec.Ports {
 		sp := servicePort{
-			name:            fmt.Sprintf("%s/%s/%s/%s", svc.Namespace, svc.Name, strings.ToLower(string(p.Protocol)), p.Name),
+			name:            servicePortName(svc, p),
 			protocol:        p.Protocol,
 			family:          f,
 			clusterIP:       clusterIP,
@@ -236,4 +236,29 @@ func parseAddr(s string, f ipFamily) netip.Addr {
 		return netip.Addr{}
 	}
 	return a
+}
+
+// servicePortName is kube-proxy's ServicePortName of a Service's port: "namespace/name/protocol/port-name".
+func servicePortName(svc *corev1.Service, p corev1.ServicePort) string {
+	return fmt.Sprintf("%s/%s/%s/%s", svc.Namespace, svc.Name, strings.ToLower(string(p.Protocol)), p.Name)
+}
+
+// ServiceChains names the chains of the agent's table that carry svc's traffic: per port and address
+// family, the ClusterIP's (service-...) and, with node ports or external addresses, the external one
+// (external-...), for `nodeagent describe` and `nft list chain inet nodeagent <name>`.
+func ServiceChains(svc *corev1.Service) []string {
+	var out []string
+	for _, family := range svc.Spec.IPFamilies {
+		for _, p := range svc.Spec.Ports {
+			sp := servicePort{name: servicePortName(svc, p), family: familyIPv4}
+			if family == corev1.IPv6Protocol {
+				sp.family = familyIPv6
+			}
+			out = append(out, "service-"+sp.chainID())
+			if p.NodePort != 0 || len(svc.Spec.ExternalIPs) > 0 || len(svc.Status.LoadBalancer.Ingress) > 0 {
+				out = append(out, "external-"+sp.chainID())
+			}
+		}
+	}
+	return out
 }

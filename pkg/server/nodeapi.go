@@ -15,8 +15,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -33,8 +36,11 @@ import (
 
 // NodeAPIConfig is what the node API needs to know.
 type NodeAPIConfig struct {
-	// Address is where it listens (host:port).
+	// Address is where it listens (host:port); "" opens no port (a standalone node without client CAs).
 	Address string
+	// LocalSocket, when set, is a unix socket (mode 0600) serving the same paths without authentication
+	// or authorization: the socket's permissions are the check, as the runtime's socket's.
+	LocalSocket string
 	// NodeName names the node in authorization checks (nodes/<name>).
 	NodeName string
 	// CertFile and KeyFile are the serving certificate; when both are empty a self-signed one is made (see
@@ -72,6 +78,9 @@ type NodeAPIConfig struct {
 	ProbeMetrics http.Handler
 	// StatsSummary is /stats/summary (the kubelet's stats v1alpha1 Summary); nil serves none.
 	StatsSummary func(ctx context.Context) (any, error)
+	// Describe is /describe/pods/{namespace}/{name}: one pod as every part of the node sees it (nodeagent
+	// describe pod); nil serves none.
+	Describe func(ctx context.Context, namespace, name string) (any, error)
 }
 
 // LogLine is one line of a CRI container log, as /containerLogs writes it.
@@ -84,7 +93,8 @@ type LogLine struct {
 // NodeAPI serves the node API until its context ends.
 type NodeAPI struct {
 	cfg      NodeAPIConfig
-	listener net.Listener
+	listener net.Listener // nil: no port
+	local    net.Listener // nil: no local socket
 	runtime  StreamingRuntime
 	pods     corelisters.PodLister
 	client   kubernetes.Interface
@@ -113,7 +123,7 @@ func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, runtime Streaming
 		tlsConfig.Certificates = []tls.Certificate{cert}
 	}
 	cas := x509.NewCertPool()
-	if !cas.AppendCertsFromPEM(cfg.ClientCA) {
+	if (cfg.Address != "" || len(cfg.ClientCA) > 0) && !cas.AppendCertsFromPEM(cfg.ClientCA) {
 		return nil, fmt.Errorf("node API client CA: no PEM certificate in it")
 	}
 	s := &NodeAPI{cfg: cfg, pods: pods, runtime: runtime, client: client, mux: http.NewServeMux(), decisions: newDecisionCache(),
@@ -143,6 +153,16 @@ func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, runtime Streaming
 			writeJSON(w, summary)
 		})
 	}
+	if cfg.Describe != nil {
+		s.mux.HandleFunc("GET /describe/pods/{namespace}/{name}", func(w http.ResponseWriter, r *http.Request) {
+			desc, err := cfg.Describe(r.Context(), r.PathValue("namespace"), r.PathValue("name"))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusNotFound)
+				return
+			}
+			writeJSON(w, desc)
+		})
+	}
 	if cfg.Registry != nil {
 		if err := cfg.Registry.Register(s.requests); err != nil {
 			return nil, fmt.Errorf("registering node API metrics: %w", err)
@@ -151,42 +171,92 @@ func NewNodeAPI(cfg NodeAPIConfig, pods corelisters.PodLister, runtime Streaming
 	return s, nil
 }
 
-// Listen opens the port, so that one in use stops start-up before anything runs.
+// Listen opens the port and the local socket, so that one in use stops start-up before anything runs.
 func (s *NodeAPI) Listen() error {
-	listener, err := net.Listen("tcp", s.cfg.Address)
-	if err != nil {
-		return fmt.Errorf("node API: %w", err)
+	if s.cfg.Address != "" {
+		listener, err := net.Listen("tcp", s.cfg.Address)
+		if err != nil {
+			return fmt.Errorf("node API: %w", err)
+		}
+		s.listener = listener
 	}
-	s.listener = listener
+	if s.cfg.LocalSocket != "" {
+		local, err := listenUnix(s.cfg.LocalSocket)
+		if err != nil {
+			return fmt.Errorf("node API local socket: %w", err)
+		}
+		s.local = local
+	}
 	return nil
 }
 
-// Run serves on the port Listen opened until ctx ends.
-func (s *NodeAPI) Run(ctx context.Context) error {
-	listener := s.listener
-	srv := &http.Server{Handler: s.Handler(), TLSConfig: s.tls, ReadHeaderTimeout: 30 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdownCtx)
-	}()
-	klog.InfoS("Serving the node API", "address", listener.Addr().String())
-	err := srv.ServeTLS(listener, "", "")
-	<-done
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+// listenUnix opens a unix socket only root can use, replacing one a previous run left.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
 	}
-	return err
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Run serves on what Listen opened until ctx ends.
+func (s *NodeAPI) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	serve := func(i int, srv *http.Server, start func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := start(); !errors.Is(err, http.ErrServerClosed) {
+				errs[i] = err
+			}
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutdownCtx)
+		}()
+	}
+	base := func(net.Listener) context.Context { return ctx }
+	if s.listener != nil {
+		srv := &http.Server{Handler: s.Handler(), TLSConfig: s.tls, ReadHeaderTimeout: 30 * time.Second, BaseContext: base}
+		klog.InfoS("Serving the node API", "address", s.listener.Addr().String())
+		serve(0, srv, func() error { return srv.ServeTLS(s.listener, "", "") })
+	}
+	if s.local != nil {
+		srv := &http.Server{Handler: s.counted(s.mux), ReadHeaderTimeout: 30 * time.Second, BaseContext: base}
+		klog.InfoS("Serving the node API to local root", "socket", s.cfg.LocalSocket)
+		serve(1, srv, func() error { return srv.Serve(s.local) })
+	}
+	<-ctx.Done()
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// counted counts each request in kubelet_http_requests_total before next serves it.
+func (s *NodeAPI) counted(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.WithLabelValues(requestLabels(r.Method, r.URL.Path)...).Inc()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Handler is the node API behind authentication and authorization (without TLS, which Run adds).
 func (s *NodeAPI) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.requests.WithLabelValues(requestLabels(r.Method, r.URL.Path)...).Inc()
+	return s.counted(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, groups, err := s.authenticate(r)
 		if err != nil {
 			klog.V(2).InfoS("Node API request not authenticated", "path", r.URL.Path, "err", err)
@@ -208,7 +278,7 @@ func (s *NodeAPI) Handler() http.Handler {
 			return
 		}
 		s.mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // Access is the node API's authentication and authorization setup, as the kubelet's configuration has it.

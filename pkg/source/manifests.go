@@ -101,10 +101,11 @@ func NewManifests(dir, nodeName string, serviceCIDR netip.Prefix, resync time.Du
 		}
 		return list
 	})
-	indexers := cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
-	m.podInformer = cache.NewSharedIndexInformer(m.pods, &corev1.Pod{}, 0, indexers)
-	m.serviceInformer = cache.NewSharedIndexInformer(m.services, &corev1.Service{}, 0, indexers)
-	m.sliceInformer = cache.NewSharedIndexInformer(m.slices, &discoveryv1.EndpointSlice{}, 0, indexers)
+	// One Indexers map each: the consumers' AddIndexers adds to the map itself.
+	indexers := func() cache.Indexers { return cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc} }
+	m.podInformer = cache.NewSharedIndexInformer(m.pods, &corev1.Pod{}, 0, indexers())
+	m.serviceInformer = cache.NewSharedIndexInformer(m.services, &corev1.Service{}, 0, indexers())
+	m.sliceInformer = cache.NewSharedIndexInformer(m.slices, &discoveryv1.EndpointSlice{}, 0, indexers())
 	return m
 }
 

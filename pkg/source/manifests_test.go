@@ -53,9 +53,15 @@ func startManifests(t *testing.T, dir string) *Manifests {
 	return m
 }
 
+// writeManifest replaces a file at once (a hidden temporary file renamed over it), as a user's tooling
+// should: a file written in place can be read half-written.
 func writeManifest(t *testing.T, path, content string) {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 }
