@@ -74,6 +74,7 @@ nodeIP: $NODE_B_IP
 containerRuntimeEndpoint: unix:///run/$NODE_B_CONTAINERD/containerd.sock
 rootDir: $NODE_B_DIR/root
 podLogsDir: $NODE_B_DIR/pods
+localAPISocket: $NODE_B_DIR/nodeagent.sock
 containerLogLinksDir: ""
 cniConfDir: /etc/cni/$NODE_B_CONTAINERD
 cniBridge: nodeagentb

@@ -36,6 +36,8 @@ const (
 	manifestDir = runDir + "/manifests"
 	devAgentPID = "/var/run/nodeagent-dev/nodeagent.pid"
 	cniConfFile = "/etc/cni/net.d/10-nodeagent.conflist"
+	// localSocket is the e2e node's local API socket (nodeagent get, describe).
+	localSocket = runDir + "/nodeagent.sock"
 	// testImage is built by hack/imagebuild.
 	testImage = "localhost/testserver:local"
 )
@@ -160,7 +162,7 @@ func (h *harness) startAgent(extra ...string) error {
 	config := filepath.Join(runDir, "nodeagent.yaml")
 	if err := os.WriteFile(config, []byte("apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\n"+
 		"containerLogMaxSize: 256Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 1s\n"+
-		"evictionPressureTransitionPeriod: 5s\n"+
+		"evictionPressureTransitionPeriod: 5s\nlocalAPISocket: "+localSocket+"\n"+
 		// The tests' images are imported once and run with imagePullPolicy Never: a full disk on the test
 		// machine must not collect them between tests.
 		"imageGCHighThresholdPercent: 100\n"+

@@ -202,7 +202,7 @@ func (b *nodeBNamespace) startAgent(t *testing.T) *exec.Cmd {
 	must(t, os.WriteFile(config, []byte("apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\n"+
 		"hostnameOverride: "+nodeBName+"\nnodeIP: "+nodeBVethIP+"\n"+
 		"containerRuntimeEndpoint: unix://"+nodeBSocket+"\nrootDir: "+b.root+"\n"+
-		"podLogsDir: "+filepath.Join(b.root, "pods")+"\ncontainerLogLinksDir: \"\"\n"+
+		"podLogsDir: "+filepath.Join(b.root, "pods")+"\ncontainerLogLinksDir: \"\"\nlocalAPISocket: "+filepath.Join(b.root, "nodeagent.sock")+"\n"+
 		"cniConfDir: /etc/cni/"+nodeBContainerd+"\ncniBridge: nodeagentb\ncgroupRoot: /e2e-nodeb\n"+
 		"imageGCHighThresholdPercent: 100\n"+
 		// Node B's DNS forwards only inside its own namespace: nothing of the test leaves the machine.
