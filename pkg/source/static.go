@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
-	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -210,12 +209,8 @@ func (s *StaticPods) load(path string) (*corev1.Pod, error) {
 		return nil, err
 	}
 	pod := &corev1.Pod{}
-	strictErrs, err := kjson.UnmarshalStrict(jsonData, pod)
-	if err != nil {
+	if err := decodeStrict(jsonData, pod); err != nil {
 		return nil, err
-	}
-	if len(strictErrs) > 0 {
-		return nil, fmt.Errorf("%v", strictErrs)
 	}
 	if pod.APIVersion != "v1" || pod.Kind != "Pod" {
 		return nil, fmt.Errorf("want apiVersion v1 and kind Pod, got %q %q", pod.APIVersion, pod.Kind)
