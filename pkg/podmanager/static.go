@@ -45,6 +45,10 @@ func (m *Manager) getPod(key types.NamespacedName) (*corev1.Pod, error) {
 	if source.IsMirrorPod(apiPod) {
 		return nil, apierrors.NewNotFound(corev1.Resource("pods"), key.Name)
 	}
+	if apiPod.Status.QOSClass == "" { // a Pod no API server admitted (standalone mode): the class it would set
+		apiPod = apiPod.DeepCopy()
+		apiPod.Status.QOSClass = podcgroup.QOSClass(apiPod)
+	}
 	return apiPod, nil
 }
 
