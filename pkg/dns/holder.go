@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nodeagent/nodeagent/internal/dnsnet"
+	"github.com/nodeagent/nodeagent/internal/unixsock"
 )
 
 // The socket holder keeps cluster DNS reachable while the agent restarts (a crash, an upgrade). It is a small
@@ -139,11 +140,7 @@ func HoldSockets(ctx context.Context, addr, control string) error {
 	if err := unix.SetsockoptInt(int(udp.Fd()), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, holderReadBuffer); err != nil {
 		klog.ErrorS(err, "Enlarging the DNS socket's receive buffer; the default one holds fewer queries")
 	}
-	if err := os.MkdirAll(filepath.Dir(control), 0o700); err != nil {
-		return err
-	}
-	_ = os.Remove(control)
-	ctl, err := net.Listen("unix", control)
+	ctl, err := unixsock.Listen(control, 0o700)
 	if err != nil {
 		return fmt.Errorf("DNS socket holder control %s: %w", control, err)
 	}

@@ -15,15 +15,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nodeagent/nodeagent/internal/unixsock"
 	"github.com/prometheus/client_golang/prometheus"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -181,32 +179,13 @@ func (s *NodeAPI) Listen() error {
 		s.listener = listener
 	}
 	if s.cfg.LocalSocket != "" {
-		local, err := listenUnix(s.cfg.LocalSocket)
+		local, err := unixsock.Listen(s.cfg.LocalSocket, 0o755)
 		if err != nil {
 			return fmt.Errorf("node API local socket: %w", err)
 		}
 		s.local = local
 	}
 	return nil
-}
-
-// listenUnix opens a unix socket only root can use, replacing one a previous run left.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
 }
 
 // Run serves on what Listen opened until ctx ends.
@@ -218,6 +197,7 @@ func (s *NodeAPI) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			if err := start(); !errors.Is(err, http.ErrServerClosed) {
+				klog.ErrorS(err, "The node API stopped serving", "address", s.cfg.Address, "socket", s.cfg.LocalSocket)
 				errs[i] = err
 			}
 		}()
