@@ -13,9 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
+	"k8s.io/klog/v2"
 )
 
 // Chunk is a message waiting in the buffer, with the place in the order it was put in (Seq) and the file
@@ -36,6 +38,7 @@ type Chunk struct {
 // the same file is on disk then), and everything on disk survives it (a chunk is written to a temporary
 // file and renamed: whole or absent). The buffer holds at most its limit in bytes: a chunk that takes it
 // past the limit pushes out the oldest ones, and every record pushed out is counted, never dropped silently.
+// A full disk is the limit come early: the oldest chunks on disk make room, counted the same way.
 type DiskBuffer struct {
 	dir             string
 	limit, memLimit int64
@@ -54,8 +57,14 @@ type DiskBuffer struct {
 	// freed is closed (and replaced) when a chunk leaves the buffer, waking the followers waiting for room.
 	freed   chan struct{}
 	nextSeq uint64
-	// droppedChunks and droppedRecords count what the limit pushed out since the buffer was opened.
+	// droppedChunks and droppedRecords count what the limit or a full disk pushed out since the buffer was
+	// opened.
 	droppedChunks, droppedRecords int
+	// diskFull is set from a write that found the disk full until one succeeds, so that the condition is
+	// logged once rather than for every chunk.
+	diskFull bool
+	// writeEntries writes a chunk file's contents; tests replace it to fill a disk without mounting one.
+	writeEntries func(*os.File, net.Buffers) error
 }
 
 // chunkFile is what the buffer remembers of a chunk without reading its file; mem is the chunk itself while
@@ -91,7 +100,8 @@ func OpenDiskBuffer(dir string, limit, memLimit int64) (*DiskBuffer, error) {
 		return nil, fmt.Errorf("reading the log buffer %s: %w", dir, err)
 	}
 	b := &DiskBuffer{dir: dir, limit: limit, memLimit: memLimit, stuckAfter: senderStuckAfter,
-		added: make(chan struct{}, 1), freed: make(chan struct{})}
+		added: make(chan struct{}, 1), freed: make(chan struct{}),
+		writeEntries: func(f *os.File, data net.Buffers) error { _, err := data.WriteTo(f); return err }}
 	for _, e := range entries {
 		name := e.Name()
 		seq, err := strconv.ParseUint(strings.TrimSuffix(name, chunkSuffix), 10, 64)
@@ -225,14 +235,11 @@ func (b *DiskBuffer) Put(ctx context.Context, c Chunk, mayWait func() bool) erro
 		entry.mem = &kept
 		b.memSize += size
 	} else {
-		// Everything waiting goes to disk, oldest first, so no file has a chunk on disk after one in memory.
-		if err := b.spill(); err != nil {
-			return err
-		}
-		if err := b.writeChunk(header, c); err != nil {
-			return err
-		}
+		kept, err := b.putOnDisk(header, c)
 		b.recycle(c.Entries)
+		if err != nil || !kept {
+			return err
+		}
 	}
 	b.nextSeq++
 	b.chunks = append(b.chunks, entry)
@@ -252,14 +259,47 @@ func (b *DiskBuffer) Put(ctx context.Context, c Chunk, mayWait func() bool) erro
 	return nil
 }
 
+// putOnDisk writes everything waiting in memory to disk, oldest first (so no file has a chunk on disk after
+// one in memory), then c. When the disk is full, the oldest chunk on disk goes to make room, counted as
+// dropped, and the writes are tried again; when no chunk is on disk (something else filled it), c itself
+// is dropped and counted and the chunks in memory stay there. The caller holds b.mu; kept says whether c
+// is now on disk.
+func (b *DiskBuffer) putOnDisk(header []byte, c Chunk) (kept bool, err error) {
+	for {
+		err := b.spill()
+		if err == nil {
+			err = b.writeChunk(header, c)
+		}
+		if !errors.Is(err, syscall.ENOSPC) {
+			b.diskFull = b.diskFull && err != nil
+			return err == nil, err
+		}
+		if !b.diskFull {
+			klog.ErrorS(err, "The log buffer's disk is full: the oldest chunks are dropped and counted in fluentbit_output_dropped_records_total until there is room", "dir", b.dir)
+			b.diskFull = true
+		}
+		i := slices.IndexFunc(b.chunks, func(x chunkFile) bool { return x.mem == nil })
+		if i < 0 {
+			b.droppedChunks++
+			b.droppedRecords += c.Records
+			return false, nil
+		}
+		oldest := b.chunks[i]
+		if err := b.remove(oldest, false); err != nil {
+			return false, err
+		}
+		b.droppedChunks++
+		b.droppedRecords += oldest.records
+	}
+}
+
 // writeChunk writes a chunk's file through a temporary file and a rename.
 func (b *DiskBuffer) writeChunk(header []byte, c Chunk) error {
 	tmp, err := os.CreateTemp(b.dir, ".put-*")
 	if err != nil {
 		return fmt.Errorf("buffering a chunk: %w", err)
 	}
-	data := net.Buffers{header, c.Entries}
-	_, err = data.WriteTo(tmp)
+	err = b.writeEntries(tmp, net.Buffers{header, c.Entries})
 	if closeErr := tmp.Close(); err == nil {
 		err = closeErr
 	}

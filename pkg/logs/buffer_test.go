@@ -3,9 +3,11 @@ package logs
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -287,4 +289,72 @@ func TestDiskBufferSpareMemoryNeverAliasesAWaitingChunk(t *testing.T) {
 			t.Errorf("chunk %d holds %.10q... (%d bytes), want %.10q... (%d bytes)", i, c.Entries, len(c.Entries), want[i], len(want[i]))
 		}
 	}
+}
+
+// A full disk is the buffer's limit come early: the oldest chunks on disk make room for the new ones and
+// are counted as dropped; when the disk is full of something else, the new chunk is dropped and counted
+// while what waits in memory stays. Nothing fails: the follower goes on reading.
+func TestDiskBufferCountsWhatAFullDiskDrops(t *testing.T) {
+	dir := t.TempDir()
+	b, err := OpenDiskBuffer(dir, 1<<20, 0) // everything goes to disk
+	if err != nil {
+		t.Fatal(err)
+	}
+	capacity := int64(300)
+	b.writeEntries = func(f *os.File, data net.Buffers) error {
+		if diskUsed(t, dir)+int64(len(data[0])+len(data[1])) > capacity {
+			return &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+		}
+		_, err := data.WriteTo(f)
+		return err
+	}
+	for i, c := range []string{"a", "b", "c", "d"} {
+		if err := b.Put(context.Background(), testChunk("/logs/"+c, 10+i, strings.Repeat(c, 100)), noWait); err != nil {
+			t.Fatalf("put %s on a full disk: %v", c, err)
+		}
+	}
+	// Two chunks of about 130 bytes fit in 300: a (10 records) and b (11) made room for c and d.
+	if st := b.Stats(); st.Chunks != 2 || st.DroppedChunks != 2 || st.DroppedRecords != 21 {
+		t.Fatalf("stats %+v; want 2 chunks waiting, 2 chunks of 21 records dropped", st)
+	}
+	if cs, err := b.Oldest(0, make([][]byte, 4)); err != nil || len(cs) != 2 || cs[0].Path != "/logs/c" || cs[1].Path != "/logs/d" {
+		t.Fatalf("waiting: %+v %v, want the c and d chunks", cs, err)
+	}
+
+	// Another buffer whose disk something else filled: a chunk that no longer fits in memory is dropped,
+	// the one in memory stays and is delivered.
+	full, err := OpenDiskBuffer(t.TempDir(), 1<<20, 150)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.writeEntries = func(f *os.File, _ net.Buffers) error {
+		return &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	for i, c := range []string{"a", "b"} {
+		if err := full.Put(context.Background(), testChunk("/logs/"+c, 10+i, strings.Repeat(c, 100)), noWait); err != nil {
+			t.Fatalf("put %s: %v", c, err)
+		}
+	}
+	if st := full.Stats(); st.Chunks != 1 || st.DroppedRecords != 11 || st.MemoryBytes == 0 {
+		t.Fatalf("stats %+v; want the a chunk in memory and the b chunk's 11 records dropped", st)
+	}
+	if cs, err := full.Oldest(0, make([][]byte, 2)); err != nil || len(cs) != 1 || cs[0].Path != "/logs/a" {
+		t.Fatalf("waiting: %+v %v, want the a chunk", cs, err)
+	}
+}
+
+// diskUsed is the bytes of the files in dir.
+func diskUsed(t *testing.T, dir string) int64 {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var used int64
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			used += info.Size()
+		}
+	}
+	return used
 }

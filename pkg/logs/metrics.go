@@ -36,7 +36,7 @@ func newMetrics(reg prometheus.Registerer, buffer *DiskBuffer) (*metrics, error)
 	}
 	collectors := []prometheus.Collector{m.inRecords, m.inBytes, m.outRecords, m.outBytes, m.retries, m.errors, m.malformed, m.skippedFiles,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fluentbit_output_dropped_records_total",
-			Help: "Number of dropped records: pushed out of the buffer by its size limit.", ConstLabels: out},
+			Help: "Number of dropped records: pushed out of the buffer by its size limit or a full disk.", ConstLabels: out},
 			func() float64 { return float64(buffer.Stats().DroppedRecords) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nodeagent_logs_buffer_bytes",
 			Help: "Bytes of log chunks waiting on disk for the receiver's acknowledgement."},
