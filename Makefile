@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := /var/cache/nodeagent/bin:/usr/local/go/bin:$(PATH)
 VERSION ?= v0.1.0-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: build install run stop test unit e2e lint images conformance bench-pods bench-idle bench-nodeapi bench-proxy bench-dns bench-logs
+.PHONY: build install run stop test unit e2e lint images conformance drills bench-pods bench-idle bench-nodeapi bench-proxy bench-dns bench-logs
 
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/nodeagent ./cmd/nodeagent
@@ -38,6 +38,11 @@ lint:
 # The upstream node conformance specs against the cluster of make run (not part of make test; see docs/CONFORMANCE.md).
 conformance:
 	hack/conformance.sh
+
+# The fault drills (kill -9, API server and log receiver down, containerd restart, full buffer disk, upgrade)
+# and their table, as in docs/RELIABILITY.md. Not part of make test: about 20 minutes.
+drills:
+	hack/drills.sh
 
 bench-pods:
 	go run ./hack/bench pods

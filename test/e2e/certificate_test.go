@@ -196,23 +196,28 @@ func csrIPs(t *testing.T, csr *certificatesv1.CertificateSigningRequest) []strin
 	return ips
 }
 
-// nodeMetric reads one unlabelled series from the node's /metrics through the API server; the test fails
-// when the series is missing.
+// nodeMetric reads a metric from the node's /metrics through the API server: its one series, or the sum
+// of its labelled series. The test fails when the metric is missing.
 func nodeMetric(ctx context.Context, t *testing.T, name string) float64 {
 	t.Helper()
 	raw, err := stack.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", nodeName, "proxy", "metrics").DoRaw(ctx)
 	if err != nil {
 		t.Fatalf("/metrics: %v", err)
 	}
+	sum, found := 0.0, false
 	for _, line := range strings.Split(string(raw), "\n") {
-		if value, ok := strings.CutPrefix(line, name+" "); ok {
-			var v float64
-			if _, err := fmt.Sscan(value, &v); err != nil {
-				t.Fatalf("%s: %q is not a number", name, value)
-			}
-			return v
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) {
+			continue
 		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err != nil {
+			t.Fatalf("%s: %q is not a number", name, value)
+		}
+		sum, found = sum+v, true
 	}
-	t.Fatalf("/metrics has no %s", name)
-	return 0
+	if !found {
+		t.Fatalf("/metrics has no %s", name)
+	}
+	return sum
 }
