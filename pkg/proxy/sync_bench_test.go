@@ -21,8 +21,32 @@ func BenchmarkPartialSync(b *testing.B) {
 	}
 }
 
-func benchmarkPartialSync(b *testing.B, size int, change string) {
-	tbl := newTable(nftConn(b, newNS(b)))
+// BenchmarkFullSync is the agent's and the kernel's part of a first full sync: every Service rendered and
+// written in one transaction to an empty table (a new network namespace each time). Its CPU and memory
+// profiles show where a full sync's cost goes:
+//
+//	go test ./pkg/proxy -run '^$' -bench FullSync -benchtime 3x -benchmem -cpuprofile cpu.out -memprofile mem.out
+func BenchmarkFullSync(b *testing.B) {
+	for _, size := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("services=%d", size), func(b *testing.B) {
+			b.ReportAllocs()
+			r, ports, _ := benchServices(size)
+			for range b.N {
+				b.StopTimer()
+				tbl := newTable(nftConn(b, newNS(b)))
+				b.StartTimer()
+				all := make(map[string]*serviceRules, size)
+				for i := range ports {
+					all[fmt.Sprint(i)] = r.render(ports[i])
+				}
+				must(b, tbl.fullSync(all))
+			}
+		})
+	}
+}
+
+// benchServices is size Services of one port and 10 endpoints each, and a source of new endpoints.
+func benchServices(size int) (renderer, [][]servicePort, func() endpoint) {
 	r := renderer{localCIDRs: []netip.Prefix{netip.MustParsePrefix(podCIDR)}}
 	next := netip.MustParseAddr("10.128.0.0")
 	newEndpoint := func() endpoint {
@@ -30,7 +54,6 @@ func benchmarkPartialSync(b *testing.B, size int, change string) {
 		return endpoint{addr: next, port: 8080, ready: true}
 	}
 	ports := make([][]servicePort, size)
-	all := map[string]*serviceRules{}
 	for i := range ports {
 		sp := servicePort{name: fmt.Sprintf("bench/svc-%d/tcp/http", i), protocol: corev1.ProtocolTCP, family: familyIPv4,
 			clusterIP: netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}), port: 80}
@@ -38,6 +61,15 @@ func benchmarkPartialSync(b *testing.B, size int, change string) {
 			sp.endpoints = append(sp.endpoints, newEndpoint())
 		}
 		ports[i] = []servicePort{sp}
+	}
+	return r, ports, newEndpoint
+}
+
+func benchmarkPartialSync(b *testing.B, size int, change string) {
+	tbl := newTable(nftConn(b, newNS(b)))
+	r, ports, newEndpoint := benchServices(size)
+	all := map[string]*serviceRules{}
+	for i := range ports {
 		all[fmt.Sprint(i)] = r.render(ports[i])
 	}
 	must(b, tbl.fullSync(all))

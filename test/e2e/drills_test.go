@@ -97,6 +97,9 @@ func startDrill(ctx context.Context, t *testing.T) *drillLoad {
 		t.Skip("a fault drill: run `make drills`")
 	}
 	l := &drillLoad{ns: newNamespace(t), containers: map[string]string{}}
+	// The drill's pods go with it, so that the next drill's counts are its own (the full-disk drill
+	// compares the lines lost on the node with the dropped-records counter).
+	t.Cleanup(func() { removeNamespace(t, l.ns) })
 	svc, _ := deployService(ctx, t, l.ns, "web", 2)
 	l.vipURL = "http://" + svc.Spec.ClusterIP + "/hostname"
 	l.dnsName = "web." + l.ns + ".svc.cluster.local."
@@ -133,6 +136,24 @@ func startDrill(ctx context.Context, t *testing.T) *drillLoad {
 		t.Fatalf("the load never ran: connections %s, DNS questions %s, %d log lines received", &l.vip, &l.dns, len(receivedSeqs(t, l.ns, "writer")))
 	}
 	return l
+}
+
+// removeNamespace deletes a namespace and waits (at most 2 minutes) until its pods are gone from the node.
+func removeNamespace(t *testing.T, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := stack.client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Errorf("deleting namespace %s: %v", ns, err)
+		return
+	}
+	err := pollUntil(ctx, func() (bool, error) {
+		pods, err := stack.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		return err == nil && len(pods.Items) == 0, nil
+	})
+	if err != nil {
+		t.Errorf("the pods of namespace %s were not gone within 2 minutes", ns)
+	}
 }
 
 // every runs try every drillInterval until ctx ends, recording each outcome in a.
