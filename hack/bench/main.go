@@ -54,7 +54,7 @@ import (
 
 const usage = `usage: bench pods [--pods N] [--rounds R] [--runtime containerd|containerd2]
        bench idle [--pods 110] [--seconds 60] [--runtime containerd|containerd2]
-       bench proxy [--services 10,1000,10000] [--endpoints 10] [--changes 40] [--connects 2000] [--rounds 3]
+       bench proxy [--services 10,1000,10000] [--endpoints 10] [--changes 40] [--connects 2000] [--rounds 3] [--first nodeagent|kube-proxy]
        bench nodeapi [--execs 200] [--lines 500] [--runtime containerd|containerd2]
        bench dns [--services 1000] [--seconds 10] [--rounds 3]
        bench logs [--containers 8] [--megabytes 1024] [--line-bytes 200] [--rounds 3] [--steady-mbps 50] [--steady-seconds 20]`
@@ -94,7 +94,11 @@ func main() {
 		changes := fs.Int("changes", 40, "EndpointSlice changes timed per proxy and size, of each kind (replace, add)")
 		connects := fs.Int("connects", 2000, "TCP connections timed through the probe VIP per proxy and size")
 		rounds := fs.Int("rounds", 3, "proxy starts per size: one on an empty table, the rest restarts")
+		firstPeer := fs.String("first", "nodeagent", "the proxy that goes first at the first size (nodeagent or kube-proxy); the order alternates with the size")
 		run = func() error {
+			if *firstPeer != "nodeagent" && *firstPeer != "kube-proxy" {
+				return fmt.Errorf("--first %q: want nodeagent or kube-proxy", *firstPeer)
+			}
 			var sizes []int
 			for _, f := range strings.Split(*services, ",") {
 				n, err := strconv.Atoi(f)
@@ -103,7 +107,7 @@ func main() {
 				}
 				sizes = append(sizes, n)
 			}
-			return runProxyBench(ctx, sizes, *endpoints, *changes, *connects, max(*rounds, 1))
+			return runProxyBench(ctx, sizes, *endpoints, *changes, *connects, max(*rounds, 1), *firstPeer)
 		}
 	case "dns":
 		services := fs.Int("services", 1000, "Services in the cluster, each queried by name")

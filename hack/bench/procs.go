@@ -49,17 +49,18 @@ func (p *process) stop() {
 	}
 }
 
-// cpuSeconds is the user+system CPU time the process has used so far.
+// cpuSeconds is the user+system CPU time the process has used so far, with that of the children it has
+// waited for: kube-proxy applies its rules by running nft, and the kernel's work for them is nft's.
 func (p *process) cpuSeconds() (float64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
 	if err != nil {
 		return 0, err
 	}
-	// Fields after the command name (which may hold spaces) start at state, field 3; utime and stime are
-	// fields 14 and 15.
+	// Fields after the command name (which may hold spaces) start at state, field 3; utime, stime, cutime
+	// and cstime are fields 14 to 17.
 	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
 	var ticks float64
-	for _, f := range fields[11:13] {
+	for _, f := range fields[11:15] {
 		v, err := strconv.ParseFloat(f, 64)
 		if err != nil {
 			return 0, fmt.Errorf("parsing /proc/%d/stat: %w", p.cmd.Process.Pid, err)
@@ -70,25 +71,90 @@ func (p *process) cpuSeconds() (float64, error) {
 	return ticks / clockTicks, nil
 }
 
+// treeRSS samples, every 50 ms until stop is called, the resident memory of the process and its
+// descendants together (kube-proxy's nft children hold the whole ruleset while they run); stop returns the
+// highest sum seen.
+func (p *process) treeRSS() (stop func() int64) {
+	var peak int64
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		ticker := time.NewTicker(50 * time.Millisecond)
+		defer ticker.Stop()
+		for {
+			peak = max(peak, treeRSSNow(p.cmd.Process.Pid))
+			select {
+			case <-quit:
+				return
+			case <-ticker.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(quit)
+		<-done
+		return peak
+	}
+}
+
+// treeRSSNow is the sum of the RSS of root and its descendants, from /proc/*/stat.
+func treeRSSNow(root int) int64 {
+	entries, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	rss := map[int]int64{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// After the command name: state (field 3), ppid (4), ... rss in pages (24).
+		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if len(fields) < 22 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(fields[1])
+		pages, _ := strconv.ParseInt(fields[21], 10, 64)
+		children[ppid] = append(children[ppid], pid)
+		rss[pid] = pages * int64(os.Getpagesize())
+	}
+	var sum int64
+	for todo := []int{root}; len(todo) > 0; {
+		pid := todo[len(todo)-1]
+		todo = append(todo[:len(todo)-1], children[pid]...)
+		sum += rss[pid]
+	}
+	return sum
+}
+
 // resetPeakRSS makes the kernel's peak-RSS (VmHWM) count from now.
 func (p *process) resetPeakRSS() error {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0)
 }
 
 // peakRSS is VmHWM in bytes: the most resident memory since the last reset.
-func (p *process) peakRSS() (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+func (p *process) peakRSS() (int64, error) { return statusBytes(p.cmd.Process.Pid, "VmHWM:") }
+
+// statusBytes reads a kB field of /proc/<pid>/status, in bytes.
+func statusBytes(pid int, field string) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
 			return kb * 1024, err
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
+
+// rss is the process's resident memory now (VmRSS) in bytes.
+func (p *process) rss() (int64, error) { return statusBytes(p.cmd.Process.Pid, "VmRSS:") }
 
 // buildAgent builds nodeagent from the repository into runDir (created if needed) and returns its path.
 func buildAgent(repo, runDir string) (string, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -72,16 +73,20 @@ type proxyPeer struct {
 
 // proxyFigures are one proxy's results at one number of Services.
 type proxyFigures struct {
-	fullSync    []time.Duration // the first is on an empty table, the others after a restart
-	replaced    []time.Duration // EndpointSlice update replacing an endpoint → the new endpoint in the kernel
-	added       []time.Duration // EndpointSlice update adding an endpoint → the new endpoint in the kernel
-	missed      int             // changes never seen in the kernel within the deadline
-	connect     []time.Duration // TCP connect through the probe VIP
-	peakRSS     int64
-	cpuFullSync float64 // CPU seconds of the first full sync
+	fullSync []time.Duration // the first is on an empty table, the others after a restart
+	replaced []time.Duration // EndpointSlice update replacing an endpoint → the new endpoint in the kernel
+	added    []time.Duration // EndpointSlice update adding an endpoint → the new endpoint in the kernel
+	missed   int             // changes never seen in the kernel within the deadline
+	connect  []time.Duration // TCP connect through the probe VIP
+	// peakRSS is the most memory the proxy and its children held at once from its first start to the end
+	// of its first full sync, or its own peak after (VmHWM) if higher; steadyRSS is its RSS after the
+	// endpoint changes.
+	peakRSS, steadyRSS int64
+	cpuFullSync        float64 // CPU seconds of the first full sync, children's (nft) included
+	order              int     // 1 if this proxy went first at this size
 }
 
-func runProxyBench(ctx context.Context, sizes []int, endpoints, changes, connects, rounds int) error {
+func runProxyBench(ctx context.Context, sizes []int, endpoints, changes, connects, rounds int, firstPeer string) error {
 	repo, err := os.Getwd()
 	if err != nil {
 		return err
@@ -120,20 +125,39 @@ func runProxyBench(ctx context.Context, sizes []int, endpoints, changes, connect
 	results := map[int]map[string]*proxyFigures{}
 	created := 0
 	changeAddrs := 0 // the addresses changes bring in are never used twice, across sizes and proxies
-	for _, size := range sizes {
+	for i, size := range sizes {
 		fmt.Fprintf(os.Stderr, "bench: %d Services × %d endpoints\n", size, endpoints)
 		if err := createServices(ctx, client, created, size, endpoints); err != nil {
 			return err
 		}
 		created = size
 		results[size] = map[string]*proxyFigures{}
-		for _, peer := range peers {
-			f, err := benchProxy(ctx, client, peer, size, endpoints, changes, changeAddrs, connects, rounds)
-			changeAddrs += 2 * changes
-			if err != nil {
-				return fmt.Errorf("%s with %d Services: %w", peer.name, size, err)
+		// Which proxy goes first alternates with the size (and with --first-peer): the second one finds
+		// an API server and a machine that have already served the first.
+		order := slices.Clone(peers)
+		if (i%2 == 1) != (firstPeer == "kube-proxy") {
+			slices.Reverse(order)
+		}
+		tables := map[string]*proxyTable{}
+		err := func() error {
+			defer func() {
+				for _, t := range tables {
+					t.close()
+				}
+			}()
+			for _, peer := range order {
+				f, table, err := benchProxy(ctx, client, peer, size, endpoints, changes, changeAddrs, rounds)
+				changeAddrs += 2 * changes
+				if err != nil {
+					return fmt.Errorf("%s with %d Services: %w", peer.name, size, err)
+				}
+				f.order = len(tables) + 1
+				results[size][peer.name], tables[peer.name] = f, table
 			}
-			results[size][peer.name] = f
+			return measureConnects(tables, results[size], connects)
+		}()
+		if err != nil {
+			return err
 		}
 	}
 	reportProxy(sizes, endpoints, results)
@@ -236,30 +260,36 @@ func benchSlice(service string, addrs []string) *discoveryv1.EndpointSlice {
 
 // benchProxy measures one proxy at one number of Services: full syncs (the first on an empty table, then
 // after restarts), then partial syncs and connections through the probe VIP.
-func benchProxy(ctx context.Context, client kubernetes.Interface, peer proxyPeer, size, endpoints, changes, firstAddr, connects, rounds int) (*proxyFigures, error) {
+func benchProxy(ctx context.Context, client kubernetes.Interface, peer proxyPeer, size, endpoints, changes, firstAddr, rounds int) (_ *proxyFigures, _ *proxyTable, err error) {
 	ns, err := newBenchNetns()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer ns.remove()
 	stopBackend, err := ns.serveBackend()
 	if err != nil {
-		return nil, err
+		ns.remove()
+		return nil, nil, err
 	}
-	defer stopBackend()
+	left := &proxyTable{ns: ns, close: func() { stopBackend(); ns.remove() }}
+	defer func() {
+		if err != nil {
+			left.close()
+		}
+	}()
 	stopRelay, err := ns.relay(apiserverAddr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer stopRelay()
 	probe, err := client.CoreV1().Services("default").Get(ctx, "svc-0", metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	vip := net.JoinHostPort(probe.Spec.ClusterIP, "80")
+	left.vip = net.JoinHostPort(probe.Spec.ClusterIP, "80")
 
 	f := &proxyFigures{}
 	var proc *process
+	var stopRSS func() int64
 	defer func() {
 		if proc != nil {
 			proc.stop()
@@ -271,21 +301,27 @@ func benchProxy(ctx context.Context, client kubernetes.Interface, peer proxyPeer
 		argv := append([]string{"nsenter", "--net=" + ns.path(), "--"}, peer.argv...)
 		logPath := filepath.Join(proxyRunDir, fmt.Sprintf("%s-%d-%d.log", peer.name, size, round))
 		if proc, err = startProcess(peer.name, logPath, argv...); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if round == 0 {
+			stopRSS = proc.treeRSS()
 		}
 		took, err := ns.waitFullSync(ctx, proc)
 		if err != nil {
-			return nil, fmt.Errorf("%w (log: %s)", err, logPath)
+			return nil, nil, fmt.Errorf("%w (log: %s)", err, logPath)
 		}
 		f.fullSync = append(f.fullSync, took)
 		if round == 0 {
 			if f.cpuFullSync, err = proc.cpuSeconds(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		// The probe VIP must answer before anything is measured through it.
-		if err := poll(ctx, 30*time.Second, func() bool { _, err := ns.connect(vip); return err == nil }); err != nil {
-			return nil, fmt.Errorf("the probe VIP %s never answered: %w (log: %s)", vip, err, logPath)
+		if err := poll(ctx, 30*time.Second, func() bool { _, err := ns.connect(left.vip); return err == nil }); err != nil {
+			return nil, nil, fmt.Errorf("the probe VIP %s never answered: %w (log: %s)", left.vip, err, logPath)
+		}
+		if round == 0 {
+			f.peakRSS = stopRSS() // the first start: an empty table, the whole ruleset written
 		}
 		if round < rounds-1 {
 			proc.stop()
@@ -295,19 +331,46 @@ func benchProxy(ctx context.Context, client kubernetes.Interface, peer proxyPeer
 	fmt.Fprintf(os.Stderr, "bench: %s full syncs %v\n", peer.name, f.fullSync)
 
 	if f.replaced, f.added, f.missed, err = ns.measureChanges(ctx, client, size, changes, firstAddr); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	for range connects {
-		took, err := ns.connect(vip)
-		if err != nil {
-			return nil, fmt.Errorf("connecting through %s: %w", vip, err)
+	if f.steadyRSS, err = proc.rss(); err != nil {
+		return nil, nil, err
+	}
+	if hwm, err := proc.peakRSS(); err == nil {
+		f.peakRSS = max(f.peakRSS, hwm)
+	}
+	return f, left, nil
+}
+
+// proxyTable is what a proxy leaves once it has stopped: its network namespace, whose nftables table still
+// carries its rules, with the backend listening behind the probe's VIP.
+type proxyTable struct {
+	ns    *benchNetns
+	vip   string
+	close func()
+}
+
+// measureConnects times TCP connections through the probe VIP of each proxy's table, in blocks of 100
+// that alternate between the tables (and which goes first), so that neither gets a quieter moment of the
+// machine. No proxy process runs meanwhile: the packets meet only the rules in the kernel.
+func measureConnects(tables map[string]*proxyTable, results map[string]*proxyFigures, connects int) error {
+	names := slices.Sorted(maps.Keys(tables))
+	const block = 100
+	for done := 0; done < connects; done += block {
+		if done/block%2 == 1 {
+			slices.Reverse(names)
 		}
-		f.connect = append(f.connect, took)
+		for _, name := range names {
+			for range min(block, connects-done) {
+				took, err := tables[name].ns.connect(tables[name].vip)
+				if err != nil {
+					return fmt.Errorf("connecting through %s's %s: %w", name, tables[name].vip, err)
+				}
+				results[name].connect = append(results[name].connect, took)
+			}
+		}
 	}
-	if f.peakRSS, err = proc.peakRSS(); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return nil
 }
 
 // benchNetns is the network namespace a proxy runs in: loopback, and a veth pair (this kernel has no dummy
@@ -598,8 +661,14 @@ func reportProxy(sizes []int, endpoints int, results map[int]map[string]*proxyFi
 		line(size, "endpoint added → kernel, p99", quantile(a.added, 99), quantile(k.added, 99))
 		line(size, fmt.Sprintf("TCP connect via VIP, p50 (n=%d)", len(a.connect)), quantile(a.connect, 50), quantile(k.connect, 50))
 		line(size, "TCP connect via VIP, p99", quantile(a.connect, 99), quantile(k.connect, 99))
-		fmt.Printf("%-9d %-40s %14.2f %14.2f\n", size, "CPU seconds to the first full sync", a.cpuFullSync, k.cpuFullSync)
-		fmt.Printf("%-9d %-40s %14s %14s\n", size, "peak RSS", mib(a.peakRSS), mib(k.peakRSS))
+		fmt.Printf("%-9d %-40s %14.2f %14.2f %7.2f\n", size, "CPU seconds to the first full sync", a.cpuFullSync, k.cpuFullSync, a.cpuFullSync/max(k.cpuFullSync, 0.01))
+		fmt.Printf("%-9d %-40s %14s %14s %7.2f\n", size, "peak RSS (with children)", mib(a.peakRSS), mib(k.peakRSS), float64(a.peakRSS)/float64(max(k.peakRSS, 1)))
+		fmt.Printf("%-9d %-40s %14s %14s %7.2f\n", size, "RSS after the changes", mib(a.steadyRSS), mib(k.steadyRSS), float64(a.steadyRSS)/float64(max(k.steadyRSS, 1)))
+		first := "nodeagent"
+		if k.order == 1 {
+			first = "kube-proxy"
+		}
+		fmt.Printf("%-9d %s went first; connects alternate between the two tables in blocks of 100\n", size, first)
 		if a.missed+k.missed > 0 {
 			fmt.Printf("%-9d changes never seen within 10 s: nodeagent %d, kube-proxy %d\n", size, a.missed, k.missed)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync"
 
@@ -14,7 +15,7 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/server"
 )
 
-// serveEndpoints opens /metrics, the node's /healthz (127.0.0.1:10248) and, with a proxy, its /healthz and
+// serveEndpoints opens /metrics (and /debug/pprof/ with enableProfiling), the node's /healthz (127.0.0.1:10248) and, with a proxy, its /healthz and
 // /livez, as goroutines of wg. The ports are opened before anything runs, so one in use stops start-up with
 // a clear error.
 func (s *shared) serveEndpoints(ctx context.Context, wg *sync.WaitGroup, proxier *proxyComponent) error {
@@ -22,6 +23,13 @@ func (s *shared) serveEndpoints(ctx context.Context, wg *sync.WaitGroup, proxier
 	if cfg.MetricsBindAddress != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Handler(s.registry))
+		if cfg.EnableProfiling {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		if err := serveHTTP(ctx, wg, cfg.MetricsBindAddress, mux); err != nil {
 			return fmt.Errorf("metricsBindAddress: %w", err)
 		}

@@ -143,6 +143,9 @@ type Configuration struct {
 	AllowedUnsafeSysctls []string `json:"allowedUnsafeSysctls,omitempty"`
 	// MetricsBindAddress is where /metrics is served (host:port, kube-proxy's default); "" turns it off.
 	MetricsBindAddress string `json:"metricsBindAddress"`
+	// EnableProfiling serves Go's /debug/pprof/ handlers on MetricsBindAddress, as kube-proxy's
+	// enableProfiling does: heap and CPU profiles of a running agent.
+	EnableProfiling bool `json:"enableProfiling"`
 	// Proxy is the Service proxy, kube-proxy's part of the node.
 	Proxy ProxyConfiguration `json:"proxy"`
 	// PodNetwork is the routes between nodes' pods, kindnet's part of the node.
@@ -523,6 +526,7 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 		"Comma-separated unsafe sysctls or patterns (ending in *) pods may set.")
 	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", c.MetricsBindAddress,
 		`host:port to serve /metrics on; "" turns it off.`)
+	fs.BoolVar(&c.EnableProfiling, "profiling", c.EnableProfiling, "Serve /debug/pprof/ on the metrics address.")
 	fs.StringVar(&c.Proxy.HealthzBindAddress, "healthz-bind-address", c.Proxy.HealthzBindAddress,
 		`host:port to serve the proxy's /healthz and /livez on; "" turns it off.`)
 	fs.BoolVar(&c.Proxy.Enabled, "enable-proxy", c.Proxy.Enabled, "Program Service VIPs in nftables, as kube-proxy does.")

@@ -612,9 +612,17 @@ func (t *table) deleteElements(elems []element) error {
 
 // forEachSet groups elements by set, so each set costs as few netlink messages as it can.
 func (t *table) forEachSet(elems []element, op elementsOp) error {
-	bySet := map[string][]nftables.SetElement{}
+	// Each set's list is allocated at its size: the hairpin set alone has an element per endpoint.
+	sizes := map[string]int{}
 	for _, e := range elems {
-		bySet[e.set] = append(bySet[e.set], nftables.SetElement{Key: []byte(e.key), VerdictData: e.verdict})
+		sizes[e.set]++
+	}
+	bySet := make(map[string][]nftables.SetElement, len(sizes))
+	for name, n := range sizes {
+		bySet[name] = make([]nftables.SetElement, 0, n)
+	}
+	for _, e := range elems {
+		bySet[e.set] = append(bySet[e.set], nftables.SetElement{Key: e.key, VerdictData: e.verdict})
 	}
 	for _, name := range slices.Sorted(maps.Keys(bySet)) {
 		if err := inChunks(op, t.sets[name], bySet[name]); err != nil {
@@ -645,25 +653,35 @@ func inChunks(op elementsOp, set *nftables.Set, elems []nftables.SetElement) err
 
 // setHairpin adds and removes endpoint addresses in the hairpin set of their family.
 func (t *table) setHairpin(add, del []netip.Addr) error {
-	var elems []element
-	for _, a := range del {
-		elems = append(elems, element{set: setHairpin + familyOf(a).suffix, key: string(append(a.AsSlice(), a.AsSlice()...))})
-	}
-	if err := t.deleteElements(elems); err != nil {
+	if err := t.deleteElements(hairpinElements(del)); err != nil {
 		return err
 	}
-	elems = elems[:0]
-	for _, a := range add {
-		elems = append(elems, element{set: setHairpin + familyOf(a).suffix, key: string(append(a.AsSlice(), a.AsSlice()...))})
+	return t.addElements(hairpinElements(add))
+}
+
+// hairpinElements are the hairpin set's elements for addrs (source . destination, both the address), their
+// keys in one allocation: a full sync has one per endpoint.
+func hairpinElements(addrs []netip.Addr) []element {
+	elems := make([]element, 0, len(addrs))
+	buf := make([]byte, 0, 32*len(addrs))
+	v4, v6 := setHairpin+familyIPv4.suffix, setHairpin+familyIPv6.suffix
+	for _, a := range addrs {
+		start := len(buf)
+		buf = appendAddr(appendAddr(buf, a), a)
+		set := v4
+		if a.Is6() {
+			set = v6
+		}
+		elems = append(elems, element{set: set, key: buf[start:len(buf):len(buf)]})
 	}
-	return t.addElements(elems)
+	return elems
 }
 
 // setNodePortIPs puts the node's NodePort addresses in the set of their family.
 func (t *table) setNodePortIPs() error {
 	var elems []element
 	for _, a := range t.nodePortIPs {
-		elems = append(elems, element{set: setNodePortIPs + familyOf(a).suffix, key: string(a.AsSlice())})
+		elems = append(elems, element{set: setNodePortIPs + familyOf(a).suffix, key: a.AsSlice()})
 	}
 	return t.addElements(elems)
 }
@@ -671,7 +689,7 @@ func (t *table) setNodePortIPs() error {
 func elementIndex(elems []element) map[string]element {
 	idx := make(map[string]element, len(elems))
 	for _, e := range elems {
-		idx[e.set+"\x00"+e.key] = e
+		idx[e.set+"\x00"+string(e.key)] = e
 	}
 	return idx
 }
