@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -42,6 +43,10 @@ type Config struct {
 	// Metrics, when set, gets kube-proxy's metrics (kubeproxy_*).
 	Metrics prometheus.Registerer
 }
+
+// returnMemoryAfter is the number of Services from which a full sync returns freed memory to the system
+// at once (one extra garbage collection per full sync).
+const returnMemoryAfter = 1000
 
 // nodeCheckInterval is how often the node's NodePort addresses and pod CIDR are compared with the rules.
 const nodeCheckInterval = 10 * time.Second
@@ -281,6 +286,12 @@ func (p *Proxier) sync() error {
 		}
 		p.synced(start, p.metrics.syncFullDuration, triggers)
 		klog.V(2).InfoS("Proxy full sync", "services", len(all), "took", time.Since(start))
+		if len(all) >= returnMemoryAfter {
+			// A big full sync's transaction is a transient peak (hundreds of megabytes allocated at 10,000
+			// Services) that the runtime would hand back to the system only slowly: hand it back now, so
+			// the node's steady RSS is what the proxy keeps, not what it once wrote.
+			debug.FreeOSMemory()
+		}
 		return nil
 	}
 	if len(dirty) == 0 && !p.table.hasRetired() {
