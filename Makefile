@@ -45,7 +45,7 @@ drills:
 	hack/drills.sh
 
 bench-pods:
-	go run ./hack/bench pods
+	go run ./hack/bench pods --pods 30,110
 
 bench-idle:
 	go run ./hack/bench idle

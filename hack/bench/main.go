@@ -1,7 +1,7 @@
 // Command bench compares nodeagent with its upstream peer on this machine, side by side in one run, and
 // prints both columns and their ratio (these machines are noisy: ratios mean more than absolute figures).
 //
-//	go run ./hack/bench pods [--pods 30] [--rounds 3] [--runtime containerd|containerd2]
+//	go run ./hack/bench pods [--pods 30,110] [--rounds 3] [--runtime containerd|containerd2]
 //
 // pods: against a local control plane of its own (hack/controlplane.sh under /var/run/nodeagent-bench),
 // creates N pods at once on a node run by nodeagent, then on a node run by the kubelet v1.37 built by
@@ -52,7 +52,7 @@ import (
 	"time"
 )
 
-const usage = `usage: bench pods [--pods N] [--rounds R] [--runtime containerd|containerd2]
+const usage = `usage: bench pods [--pods N[,N...]] [--rounds R] [--runtime containerd|containerd2]
        bench idle [--pods 110] [--seconds 60] [--runtime containerd|containerd2]
        bench proxy [--services 10,1000,10000] [--endpoints 10] [--changes 40] [--connects 2000] [--rounds 3] [--first nodeagent|kube-proxy]
        bench nodeapi [--execs 200] [--lines 500] [--runtime containerd|containerd2]
@@ -72,10 +72,16 @@ func main() {
 	var run func() error
 	switch os.Args[1] {
 	case "pods":
-		pods := fs.Int("pods", 30, "pods created at once per round")
+		pods := fs.String("pods", "30", "pods created at once per round; several sizes comma-separated (30,110)")
 		rounds := fs.Int("rounds", 3, "rounds per node")
 		runtime := fs.String("runtime", "containerd", "containerd (the machine's 1.6) or containerd2 (v2, hack/setup-containerd2.sh)")
-		run = func() error { return runPods(ctx, *pods, *rounds, *runtime) }
+		run = func() error {
+			sizes, err := sizeList("--pods", *pods, 110)
+			if err != nil {
+				return err
+			}
+			return runPods(ctx, sizes, *rounds, *runtime)
+		}
 	case "idle":
 		pods := fs.Int("pods", 110, "running pods (110 is the maxPods default)")
 		seconds := fs.Int("seconds", 60, "length of the counted window per node")
@@ -99,13 +105,9 @@ func main() {
 			if *firstPeer != "nodeagent" && *firstPeer != "kube-proxy" {
 				return fmt.Errorf("--first %q: want nodeagent or kube-proxy", *firstPeer)
 			}
-			var sizes []int
-			for _, f := range strings.Split(*services, ",") {
-				n, err := strconv.Atoi(f)
-				if err != nil || n < 1 || n > 30000 || (len(sizes) > 0 && n <= sizes[len(sizes)-1]) {
-					return fmt.Errorf("--services %q: want ascending numbers from 1 to 30000", *services)
-				}
-				sizes = append(sizes, n)
+			sizes, err := sizeList("--services", *services, 30000)
+			if err != nil {
+				return err
 			}
 			return runProxyBench(ctx, sizes, *endpoints, *changes, *connects, max(*rounds, 1), *firstPeer)
 		}
@@ -133,4 +135,17 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// sizeList parses a flag's comma-separated ascending numbers from 1 to most.
+func sizeList(flag, value string, most int) ([]int, error) {
+	var sizes []int
+	for _, f := range strings.Split(value, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > most || (len(sizes) > 0 && n <= sizes[len(sizes)-1]) {
+			return nil, fmt.Errorf("%s %q: want ascending numbers from 1 to %d", flag, value, most)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, nil
 }
