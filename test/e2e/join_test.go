@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -141,12 +142,15 @@ func TestJoinRefusesWhatItCannotTrust(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		args []string
-		want string
+		want string // a regular expression the output matches
 	}{
-		{"wrong CA hash", wrongHash, "the cluster CA does not match --discovery-token-ca-cert-hash: cluster-info's CA has " + good[4]},
-		{"expired token", expired, `token id "` + tokenID + `" is invalid for this cluster or it has expired`},
-		{"unreachable server", append([]string{"127.0.0.1:1"}, good[1:]...), "discovery gave up: reading kube-public/cluster-info from https://127.0.0.1:1"},
-		{"no CA hash", good[:3], "--discovery-token-ca-cert-hash is required"},
+		{"wrong CA hash", wrongHash, regexp.QuoteMeta("the cluster CA does not match --discovery-token-ca-cert-hash: cluster-info's CA has " + good[4])},
+		// Discovery refuses it once cluster-info lost its signature; the controller-manager's bootstrap
+		// signer may still sign it for a moment from its cache of token Secrets (seen once in make test),
+		// and then the API server refuses the token at the next step. Either is the clear refusal wanted.
+		{"expired token", expired, `token id "` + tokenID + `" is invalid for this cluster or it has expired|the API server refused the bootstrap token \(expired, or deleted\)`},
+		{"unreachable server", append([]string{"127.0.0.1:1"}, good[1:]...), regexp.QuoteMeta("discovery gave up: reading kube-public/cluster-info from https://127.0.0.1:1")},
+		{"no CA hash", good[:3], regexp.QuoteMeta("--discovery-token-ca-cert-hash is required")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(stack.agentBin, append(append([]string{"join"}, tc.args...),
@@ -156,7 +160,7 @@ func TestJoinRefusesWhatItCannotTrust(t *testing.T) {
 			if !errors.As(err, &exit) || exit.ExitCode() != 2 {
 				t.Fatalf("nodeagent join exited with %v, want exit status 2; output:\n%s", err, out)
 			}
-			if !strings.Contains(string(out), tc.want) {
+			if !regexp.MustCompile(tc.want).MatchString(string(out)) {
 				t.Errorf("nodeagent join said:\n%s\nwant it to say %q", out, tc.want)
 			}
 		})
