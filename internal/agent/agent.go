@@ -115,7 +115,10 @@ type shared struct {
 	// client is nil in standalone mode and in logs-only mode without a kubeconfig; src is nil only in the
 	// latter.
 	client kubernetes.Interface
-	src    objectSource
+	// eventClient is client's twin with a rate limit of its own, for Events: as the kubelet's
+	// eventRecordQPS, a burst of pods' events never delays their status updates. Nil when client is.
+	eventClient kubernetes.Interface
+	src         objectSource
 	// api is src when it is the API server's (pod routes need every Node), manifests when it is the
 	// standalone mode's.
 	api       *source.Source
@@ -159,7 +162,7 @@ func Run(ctx context.Context, c *Completed, version string) error {
 		s.manifests = source.NewManifests(c.cfg.Standalone.ManifestDir, s.nodeName, serviceCIDR, c.cfg.FileCheckFrequency.Duration)
 		s.src = s.manifests
 	case c.cfg.Kubeconfig != "":
-		if s.client, err = s.connect(ctx, &wg); err != nil {
+		if s.client, s.eventClient, err = s.connect(ctx, &wg); err != nil {
 			return err
 		}
 		s.api = source.New(s.client, s.nodeName, 0)
@@ -260,28 +263,28 @@ func (s *shared) build(ctx context.Context, wg *sync.WaitGroup) ([]component, *p
 }
 
 // connect returns an API client with the kubeconfig's credentials or, with a bootstrap kubeconfig, with the
-// node's client certificate, which it waits for and keeps rotating in a goroutine of wg.
-func (s *shared) connect(ctx context.Context, wg *sync.WaitGroup) (kubernetes.Interface, error) {
+// node's client certificate, which it waits for and keeps rotating in a goroutine of wg; and the same
+// client with its own rate limit, for Events.
+func (s *shared) connect(ctx context.Context, wg *sync.WaitGroup) (client, events kubernetes.Interface, err error) {
 	cfg := s.cfg.cfg
 	var restConfig *rest.Config
 	if cfg.BootstrapKubeconfig == "" {
-		var err error
 		if restConfig, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig); err != nil {
-			return nil, fmt.Errorf("loading kubeconfig %s: %w", cfg.Kubeconfig, err)
+			return nil, nil, fmt.Errorf("loading kubeconfig %s: %w", cfg.Kubeconfig, err)
 		}
 	} else {
 		cert, err := certificate.NewClient(certificate.ClientConfig{NodeName: s.nodeName, Kubeconfig: cfg.Kubeconfig,
 			BootstrapKubeconfig: cfg.BootstrapKubeconfig, Dir: filepath.Join(cfg.RootDir, "pki")})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := cert.Register(s.registry); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); cert.Run(ctx) }()
 		if err := cert.WaitForCertificate(ctx); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		restConfig = cert.RESTConfig()
 	}
@@ -291,7 +294,15 @@ func (s *shared) connect(ctx context.Context, wg *sync.WaitGroup) (kubernetes.In
 	// shows in the Service and EndpointSlice lists and watches of a large cluster.
 	restConfig.ContentType = apiruntime.ContentTypeProtobuf
 	restConfig.AcceptContentTypes = apiruntime.ContentTypeProtobuf + "," + apiruntime.ContentTypeJSON
-	return kubernetes.NewForConfig(restConfig)
+	if client, err = kubernetes.NewForConfig(restConfig); err != nil {
+		return nil, nil, err
+	}
+	// Each clientset gets a token bucket of its own from QPS and Burst: 50/100, the kubelet's eventRecordQPS
+	// and eventBurst.
+	if events, err = kubernetes.NewForConfig(rest.CopyConfig(restConfig)); err != nil {
+		return nil, nil, err
+	}
+	return client, events, nil
 }
 
 // objectSource is where the components read the objects they work from: the API server's informers

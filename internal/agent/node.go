@@ -73,7 +73,7 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 	n := &nodeComponent{}
 	n.events = record.NewBroadcaster(record.WithContext(ctx))
 	if s.client != nil {
-		n.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
+		n.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.eventClient.CoreV1().Events("")})
 	} else { // standalone: the events go to the log, as the API server is not there to keep them
 		n.events.StartStructuredLogging(0)
 	}
