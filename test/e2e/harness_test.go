@@ -20,6 +20,7 @@ import (
 	"github.com/nodeagent/nodeagent/internal/testutil"
 	"github.com/nodeagent/nodeagent/pkg/dns"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -301,7 +302,9 @@ func nodeReady(n *corev1.Node) bool {
 	return false
 }
 
-// newNamespace creates a namespace for one test; the harness deletes it (and so its pods) at the end.
+// newNamespace creates a namespace for one test and deletes it (and so its pods) when the test ends: the
+// node holds at most maxPods pods, and the tests together create more than that. The harness deletes what is
+// left at the end.
 func newNamespace(t *testing.T) string {
 	t.Helper()
 	ns, err := stack.client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{
@@ -310,6 +313,13 @@ func newNamespace(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := stack.client.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Logf("deleting namespace %s: %v", ns.Name, err)
+		}
+	})
 	return ns.Name
 }
 

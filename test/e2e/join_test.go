@@ -128,9 +128,20 @@ func TestJoinRefusesWhatItCannotTrust(t *testing.T) {
 	good := joinCommand(t, "24h")
 	expired := joinCommand(t, "1s")
 	tokenID := strings.Split(expired[2], ".")[0]
-	// The token cleaner deletes the expired token and the bootstrap signer drops its signature.
+	// The token cleaner deletes the token once it expired, and then the bootstrap signer drops its signature.
+	// Waiting for the deletion first matters: just after kubeadm made the token, cluster-info carries no
+	// signature for it yet either (CI once saw the "expired" token sign in, still valid, that way).
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if err := pollUntil(ctx, func() (bool, error) {
+		_, err := stack.client.CoreV1().Secrets("kube-system").Get(ctx, "bootstrap-token-"+tokenID, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err
+	}); err != nil {
+		t.Fatalf("the token cleaner did not delete the expired token %s: %v", tokenID, err)
+	}
 	if err := pollUntil(ctx, func() (bool, error) {
 		cm, err := stack.client.CoreV1().ConfigMaps("kube-public").Get(ctx, "cluster-info", metav1.GetOptions{})
 		return err == nil && cm.Data["jws-kubeconfig-"+tokenID] == "", nil
