@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := /var/cache/nodeagent/bin:/usr/local/go/bin:$(PATH)
 VERSION ?= v0.1.0-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: build install run stop test unit e2e lint images conformance drills bench-pods bench-idle bench-nodeapi bench-proxy bench-dns bench-logs
+.PHONY: build install run stop test unit e2e lint images conformance drills bench-pods bench-idle bench-footprint bench-nodeapi bench-proxy bench-dns bench-logs
 
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/nodeagent ./cmd/nodeagent
@@ -50,6 +50,9 @@ bench-pods:
 bench-idle:
 	go run ./hack/bench idle
 
+bench-footprint:
+	go run ./hack/bench footprint
+
 bench-nodeapi:
 	go run ./hack/bench nodeapi
 
@@ -61,3 +64,4 @@ bench-dns:
 
 bench-logs:
 	go run ./hack/bench logs
+	go run ./hack/bench logs --line-bytes 1024

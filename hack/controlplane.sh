@@ -60,6 +60,9 @@ up() {
   # A loopback advertise address needs the endpoint reconciler off (ENVIRONMENT.md). The aggregation layer
   # (the front proxy's CA and client, as kubeadm sets it up) serves extension APIs such as metrics-server's,
   # reached at their pods' addresses (--enable-aggregator-routing) rather than through a ClusterIP.
+  # APISERVER_EXTRA_ARGS: more flags, split on spaces (the footprint benchmark turns the audit log on).
+  local apiserver_extra_args=()
+  read -ra apiserver_extra_args <<< "${APISERVER_EXTRA_ARGS:-}"
   start kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
@@ -78,7 +81,7 @@ up() {
     --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
     --enable-aggregator-routing=true \
     --enable-bootstrap-token-auth \
-    --allow-privileged=true --profiling=false
+    --allow-privileged=true --profiling=false "${apiserver_extra_args[@]}"
   wait_for "kube-apiserver /readyz on 127.0.0.1:$APISERVER_PORT" 120 kubectl_admin get --raw /readyz
   # The agent is also the node's kube-proxy: the Node authorizer does not give nodes EndpointSlices, so
   # nodes get kube-proxy's role, as a cluster admin joining nodeagent nodes would do (README).

@@ -66,7 +66,7 @@ func idleNode(ctx context.Context, c *podCluster, proxy *criProxy, node string, 
 		return res, err
 	}
 	defer p.stop()
-	if _, err := createReady(ctx, c.client, node, "idle", pods); err != nil {
+	if _, _, err := createReady(ctx, c.client, node, "idle", pods); err != nil {
 		return res, err
 	}
 	// Start-up work (status posts, first probes, log links) is done well within this.

@@ -150,24 +150,51 @@ type logsRun struct {
 	sentBytes int64
 }
 
-// shipDataset runs `nodeagent --logs-only` on the dataset with a forward receiver that acknowledges every
-// chunk, and times it from start to the last acknowledgement.
-func shipDataset(ctx context.Context, agentBin string, d *logsDataset) (logsRun, error) {
-	sink, err := forwardspec.Listen("127.0.0.1:0", forwardspec.Config{})
-	if err != nil {
-		return logsRun{}, err
-	}
-	defer sink.Close()
-	root := filepath.Join(logsRunDir, "root")
-	if err := os.RemoveAll(root); err != nil {
-		return logsRun{}, err
-	}
+// recordCounter is a receiver of the benchmark's: the records it acknowledged and the bytes that carried them.
+type recordCounter interface {
+	Counts() (records int, bytes int64)
+}
+
+// logShipper is a shipper the benchmark runs on the dataset, each with a receiver of the benchmark's that
+// acknowledges what it counts: nodeagent with a forward protocol receiver, the OpenTelemetry Collector with
+// an OTLP/HTTP one.
+type logShipper struct {
+	name    string
+	logPath string
+	// start runs the shipper on the dataset's files; stop ends it and its receiver.
+	start func(d *logsDataset) (proc *process, sink recordCounter, stop func(), err error)
+}
+
+func agentShipper(agentBin string) logShipper {
+	return logShipper{name: "nodeagent", logPath: filepath.Join(logsRunDir, "nodeagent.log"),
+		start: func(d *logsDataset) (*process, recordCounter, func(), error) {
+			sink, err := forwardspec.Listen("127.0.0.1:0", forwardspec.Config{})
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			root := filepath.Join(logsRunDir, "root")
+			if err := os.RemoveAll(root); err != nil {
+				sink.Close()
+				return nil, nil, nil, err
+			}
+			proc, err := startLogsAgent(agentBin, d.dir, root, sink.Addr())
+			if err != nil {
+				sink.Close()
+				return nil, nil, nil, err
+			}
+			return proc, sink, func() { proc.stop(); sink.Close() }, nil
+		}}
+}
+
+// shipDataset runs a shipper on the dataset and times it from its start to the acknowledgement of the last
+// record.
+func shipDataset(ctx context.Context, shipper logShipper, d *logsDataset) (logsRun, error) {
 	start := time.Now()
-	proc, err := startLogsAgent(agentBin, d.dir, root, sink.Addr())
+	proc, sink, stop, err := shipper.start(d)
 	if err != nil {
 		return logsRun{}, err
 	}
-	defer proc.stop()
+	defer stop()
 	run := logsRun{}
 	last, lastChange := 0, time.Now()
 	firstRecords, firstAt := 0, time.Time{}
@@ -184,6 +211,11 @@ func shipDataset(ctx context.Context, agentBin string, d *logsDataset) (logsRun,
 		}
 		if err := ctx.Err(); err != nil {
 			return logsRun{}, err
+		}
+		select {
+		case <-proc.done:
+			return logsRun{}, fmt.Errorf("%s exited after %d of %d records", shipper.name, records, d.lines)
+		default:
 		}
 		if records != last {
 			last, lastChange = records, time.Now()
@@ -206,6 +238,64 @@ func shipDataset(ctx context.Context, agentBin string, d *logsDataset) (logsRun,
 		return logsRun{}, err
 	}
 	return run, nil
+}
+
+// collectorVersion is the OpenTelemetry Collector release hack/otelcol builds.
+const collectorVersion = "v0.165.0"
+
+// collectorShipper is the OpenTelemetry Collector as its users ship Kubernetes logs with it: the filelog
+// receiver from the beginning of each file with the container parser (CRI lines, the pod's metadata from the
+// path), the batch processor with its defaults, and the otlphttp exporter (protobuf, gzip, its sending queue
+// and retries) to the benchmark's OTLP receiver, which acknowledges each request once its records are counted.
+func collectorShipper(bin string) logShipper {
+	logPath := filepath.Join(logsRunDir, "otelcol.log")
+	return logShipper{name: "OpenTelemetry Collector", logPath: logPath,
+		start: func(d *logsDataset) (*process, recordCounter, func(), error) {
+			sink, err := listenOTLP()
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			config := filepath.Join(logsRunDir, "otelcol.yaml")
+			if err := os.WriteFile(config, []byte(`receivers:
+  file_log:
+    include: [`+d.dir+`/*/*/*.log]
+    start_at: beginning
+    include_file_path: true
+    include_file_name: false
+    operators:
+      - type: container
+processors:
+  batch: {}
+exporters:
+  otlp_http:
+    endpoint: `+sink.URL()+`
+service:
+  telemetry:
+    metrics: {level: none}
+    logs: {level: warn}
+  pipelines:
+    logs: {receivers: [file_log], processors: [batch], exporters: [otlp_http]}
+`), 0o644); err != nil {
+				sink.Close()
+				return nil, nil, nil, err
+			}
+			proc, err := startProcess("otelcol", logPath, bin, "--config", config)
+			if err != nil {
+				sink.Close()
+				return nil, nil, nil, err
+			}
+			return proc, sink, func() { proc.stop(); sink.Close() }, nil
+		}}
+}
+
+// buildCollector builds hack/otelcol (its own module) into the benchmark's directory.
+func buildCollector(repo string) (string, error) {
+	bin := filepath.Join(logsRunDir, "otelcol")
+	fmt.Fprintf(os.Stderr, "bench: building the OpenTelemetry Collector %s (hack/otelcol)\n", collectorVersion)
+	if _, err := shell(repo, nil, "go build -C hack/otelcol -o "+bin+" ."); err != nil {
+		return "", err
+	}
+	return bin, nil
 }
 
 func startLogsAgent(agentBin, podLogsDir, root, receiver string) (*process, error) {
@@ -305,13 +395,20 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	if err != nil {
 		return err
 	}
+	collectorBin, err := buildCollector(repo)
+	if err != nil {
+		return err
+	}
+	shippers := []logShipper{agentShipper(agentBin), collectorShipper(collectorBin)}
 	fmt.Fprintf(os.Stderr, "bench: writing %d MB of logs in %d files\n", megabytes, containers)
 	d, err := writeLogsDataset(filepath.Join(logsRunDir, "pods"), containers, megabytes<<20/int64(containers), lineBytes)
 	if err != nil {
 		return err
 	}
-	var raw, ceiling, shipped, afterStartup, cpu, rss, rawBusy, agentBusy []float64
-	var sent int64
+	// Per round, each kind of run once; each shipper's runs by its name.
+	var raw, ceiling, rawBusy []float64
+	shipped, afterStartup, cpu, rss, busy := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	sent := map[string]int64{}
 	for round := range rounds {
 		fmt.Fprintf(os.Stderr, "bench: round %d, raw limit\n", round+1)
 		before, err := readCPUTimes()
@@ -327,23 +424,26 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 			return err
 		}
 		raw, rawBusy = append(raw, float64(d.bytes)/elapsed.Seconds()), append(rawBusy, busyCores(before, after))
-		fmt.Fprintf(os.Stderr, "bench: round %d, nodeagent\n", round+1)
-		before = after
-		run, err := shipDataset(ctx, agentBin, d)
-		if err != nil {
-			return fmt.Errorf("nodeagent: %w (log: %s)", err, filepath.Join(logsRunDir, "nodeagent.log"))
+		for _, shipper := range shippers {
+			fmt.Fprintf(os.Stderr, "bench: round %d, %s\n", round+1, shipper.name)
+			before := after
+			run, err := shipDataset(ctx, shipper, d)
+			if err != nil {
+				return fmt.Errorf("%s: %w (log: %s)", shipper.name, err, shipper.logPath)
+			}
+			if after, err = readCPUTimes(); err != nil {
+				return err
+			}
+			n := shipper.name
+			busy[n] = append(busy[n], busyCores(before, after))
+			shipped[n] = append(shipped[n], float64(d.bytes)/run.elapsed.Seconds())
+			afterStartup[n] = append(afterStartup[n], run.afterStartup)
+			cpu[n] = append(cpu[n], run.cpuSeconds)
+			rss[n] = append(rss[n], float64(run.peakRSS))
+			sent[n] = run.sentBytes
 		}
-		if after, err = readCPUTimes(); err != nil {
-			return err
-		}
-		agentBusy = append(agentBusy, busyCores(before, after))
-		shipped = append(shipped, float64(d.bytes)/run.elapsed.Seconds())
-		afterStartup = append(afterStartup, run.afterStartup)
-		cpu = append(cpu, run.cpuSeconds)
-		rss = append(rss, float64(run.peakRSS))
-		sent = run.sentBytes
 		fmt.Fprintf(os.Stderr, "bench: round %d, raw limit for the records' size\n", round+1)
-		if elapsed, err = rawLimit(d, float64(sent)/float64(d.bytes)); err != nil {
+		if elapsed, err = rawLimit(d, float64(sent["nodeagent"])/float64(d.bytes)); err != nil {
 			return err
 		}
 		ceiling = append(ceiling, float64(d.bytes)/elapsed.Seconds())
@@ -352,38 +452,45 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	if err != nil {
 		return err
 	}
-	rawMBps, ceilingMBps, shippedMBps, afterStartupMBps := median(raw)/1e6, median(ceiling)/1e6, median(shipped)/1e6, median(afterStartup)/1e6
 	// The machine's speed drifts between rounds: each ratio is taken within a round, then the median.
-	roundRatio := func(v []float64) float64 {
-		r := make([]float64, len(v))
-		for i := range v {
-			r[i] = v[i] / raw[i]
+	ratio := func(a, b []float64) float64 {
+		r := make([]float64, len(a))
+		for i := range a {
+			r[i] = a[i] / b[i]
 		}
 		return median(r)
 	}
-	linesPerSecond := median(shipped) / float64(d.bytes) * float64(d.lines)
-	inflate := float64(sent) / float64(d.bytes)
+	agent, otel := "nodeagent", shippers[1].name
+	gb := float64(d.bytes) / 1e9
 	fmt.Printf("Log shipping: %d MB in %d container logs (%d lines of %d bytes), %d rounds, medians (a ratio: of the rounds' ratios)\n",
 		d.bytes>>20, containers, d.lines, lineBytes, rounds)
-	fmt.Printf("%-52s %12s\n", "figure", "value")
-	fmt.Printf("%-52s %12.0f\n", "raw limit: read + loopback write, MB/s", rawMBps)
-	fmt.Printf("%-52s %12.0f\n", fmt.Sprintf("raw limit writing %.2f bytes per byte read, MB/s", inflate), ceilingMBps)
-	fmt.Printf("%-52s %12.0f\n", "nodeagent: files to acknowledged receipt, MB/s", shippedMBps)
-	fmt.Printf("%-52s %12.0f\n", "nodeagent: first ack to last (after start-up), MB/s", afterStartupMBps)
-	fmt.Printf("%-52s %12.0f\n", "nodeagent: lines/s", linesPerSecond)
-	fmt.Printf("%-52s %12.2f\n", "nodeagent / raw limit", roundRatio(shipped))
-	fmt.Printf("%-52s %12.2f\n", "nodeagent after start-up / raw limit", roundRatio(afterStartup))
-	fmt.Printf("%-52s %12.2f\n", "raw limit writing the records' size / raw limit", roundRatio(ceiling))
-	fmt.Printf("%-52s %12.2f\n", "bytes sent to the receiver per byte of log", inflate)
-	fmt.Printf("%-52s %12.2f\n", "nodeagent CPU seconds per GB", median(cpu)/(float64(d.bytes)/1e9))
-	fmt.Printf("%-52s %12.0f\n", "nodeagent peak RSS, MiB", median(rss)/(1<<20))
-	fmt.Printf("%-52s %12.2f\n", fmt.Sprintf("machine's busy cores (of %d) during the raw limit", runtime.NumCPU()), median(rawBusy))
-	fmt.Printf("%-52s %12.2f\n", fmt.Sprintf("machine's busy cores (of %d) during nodeagent", runtime.NumCPU()), median(agentBusy))
-	fmt.Printf("%-52s %12.2f\n", fmt.Sprintf("nodeagent cores at %d MB/s written", steadyMBps), cores)
-	fmt.Printf("%-52s %12v\n", fmt.Sprintf("delivery lag after %d s at %d MB/s", steadySeconds, steadyMBps), lag.Round(time.Millisecond))
-	fmt.Println("each round: raw limit MB/s; nodeagent, nodeagent after start-up, raw limit writing the records' size, each / raw limit")
+	fmt.Printf("%-60s %12s\n", "figure", "value")
+	row := func(name, format string, v float64) { fmt.Printf("%-60s "+format+"\n", name, v) }
+	row("raw limit: read + loopback write, MB/s", "%12.0f", median(raw)/1e6)
+	row(fmt.Sprintf("raw limit writing %.2f bytes per byte read, MB/s", float64(sent[agent])/float64(d.bytes)), "%12.0f", median(ceiling)/1e6)
+	for _, n := range []string{agent, otel} {
+		row(n+": files to acknowledged receipt, MB/s", "%12.0f", median(shipped[n])/1e6)
+		row(n+": first ack to last (after start-up), MB/s", "%12.0f", median(afterStartup[n])/1e6)
+		row(n+": lines/s", "%12.0f", median(shipped[n])/float64(d.bytes)*float64(d.lines))
+		row(n+": CPU seconds per GB", "%12.2f", median(cpu[n])/gb)
+		row(n+": peak RSS, MiB", "%12.0f", median(rss[n])/(1<<20))
+		row(n+": bytes sent to its receiver per byte of log", "%12.2f", float64(sent[n])/float64(d.bytes))
+		row(fmt.Sprintf("%s: machine's busy cores (of %d)", n, runtime.NumCPU()), "%12.2f", median(busy[n]))
+	}
+	row(fmt.Sprintf("raw limit: machine's busy cores (of %d)", runtime.NumCPU()), "%12.2f", median(rawBusy))
+	row("nodeagent / raw limit", "%12.2f", ratio(shipped[agent], raw))
+	row("raw limit writing the records' size / raw limit", "%12.2f", ratio(ceiling, raw))
+	row("nodeagent / raw limit writing the records' size", "%12.2f", ratio(shipped[agent], ceiling))
+	row("nodeagent after start-up / raw limit writing the records' size", "%12.2f", ratio(afterStartup[agent], ceiling))
+	row("nodeagent / Collector, throughput", "%12.2f", ratio(shipped[agent], shipped[otel]))
+	// The same bytes each time: throughput per CPU second is bytes over CPU seconds.
+	row("nodeagent / Collector, throughput per CPU second", "%12.2f", ratio(cpu[otel], cpu[agent]))
+	row(fmt.Sprintf("nodeagent cores at %d MB/s written", steadyMBps), "%12.2f", cores)
+	fmt.Printf("%-60s %12v\n", fmt.Sprintf("nodeagent delivery lag after %d s at %d MB/s", steadySeconds, steadyMBps), lag.Round(time.Millisecond))
+	fmt.Println("each round: raw limit MB/s; nodeagent / raw limit, / raw limit writing the records' size; Collector MB/s; CPU s: nodeagent, Collector")
 	for i := range raw {
-		fmt.Printf("  %d: %5.0f  %.2f  %.2f  %.2f\n", i+1, raw[i]/1e6, shipped[i]/raw[i], afterStartup[i]/raw[i], ceiling[i]/raw[i])
+		fmt.Printf("  %d: %5.0f  %.2f  %.2f  %5.0f  %.2f  %.2f\n", i+1, raw[i]/1e6, shipped[agent][i]/raw[i], shipped[agent][i]/ceiling[i],
+			shipped[otel][i]/1e6, cpu[agent][i], cpu[otel][i])
 	}
 	return nil
 }

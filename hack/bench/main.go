@@ -15,6 +15,15 @@
 // and nothing changes, counts for a window the CRI calls each agent makes (at a gRPC proxy of the
 // benchmark's in front of the runtime's socket, the same for both) and its CPU.
 //
+// footprint: on the same cluster as pods (with the API server's audit log on), creates N Services of 10
+// endpoints each, then runs each side in turn with M pods (110) until they run, settles 30 s and measures an
+// idle window: nodeagent with every component (kubelet, proxy, DNS, log shipper to a receiver on loopback),
+// then the kubelet, kube-proxy --proxy-mode=nftables and CoreDNS (one replica, as a process on loopback)
+// together. Per daemon: peak RSS (VmHWM, or the sampled peak of it and its children), steady RSS, idle CPU
+// seconds per minute, and from the audit log the watches it holds open and its requests per minute. The
+// proxies program the host's nftables (each side's table is removed after it); DNS upstreams are a stub on
+// loopback.
+//
 // proxy: against a control plane of its own (NODEAGENT_RUN=/var/run/nodeagent-bench-proxy), creates N
 // selectorless Services with an EndpointSlice of M endpoints each, then runs `nodeagent --proxy-only` and
 // kube-proxy v1.37 --proxy-mode=nftables one after the other, each alone in a network namespace of the
@@ -24,9 +33,11 @@
 //
 // logs: writes container logs in the kubelet's layout, then measures the raw limit (the same bytes read
 // from disk and written to a loopback socket by a minimal loop), `nodeagent --logs-only` shipping them to
-// a forward receiver on loopback that acknowledges every chunk (test/forwardspec), and the raw limit again
-// writing as many bytes as the agent sent (the records with their metadata), alternating; then writes at a
-// steady rate and reports the agent's CPU. No cluster: records carry what the log paths say.
+// a forward receiver on loopback that acknowledges every chunk (test/forwardspec), the OpenTelemetry
+// Collector (hack/otelcol: filelog receiver with the container parser, batch processor, otlphttp exporter) on
+// the same files to an OTLP receiver of the benchmark's that acknowledges every request, and the raw limit
+// again writing as many bytes as the agent sent (the records with their metadata), alternating; then writes
+// at a steady rate and reports the agent's CPU. No cluster: records carry what the log paths say.
 //
 // nodeapi: on the same cluster as pods, runs one pod writing a log line every 20 ms on each node and times,
 // against each node's API over loopback with the API server's kubelet client certificate, an exec of `true`
@@ -55,6 +66,7 @@ import (
 const usage = `usage: bench pods [--pods N[,N...]] [--rounds R] [--runtime containerd|containerd2]
        bench idle [--pods 110] [--seconds 60] [--runtime containerd|containerd2]
        bench proxy [--services 10,1000,10000] [--endpoints 10] [--changes 40] [--connects 2000] [--rounds 3] [--first nodeagent|kube-proxy]
+       bench footprint [--services 10000] [--pods 110] [--seconds 60] [--runtime containerd|containerd2] [--first nodeagent|peers] [--agent-only] [--profile]
        bench nodeapi [--execs 200] [--lines 500] [--runtime containerd|containerd2]
        bench dns [--services 1000] [--seconds 10] [--rounds 3]
        bench logs [--containers 8] [--megabytes 1024] [--line-bytes 200] [--rounds 3] [--steady-mbps 50] [--steady-seconds 20]`
@@ -88,6 +100,21 @@ func main() {
 		runtime := fs.String("runtime", "containerd", "containerd (the machine's 1.6) or containerd2 (v2, hack/setup-containerd2.sh)")
 		run = func() error {
 			return runIdle(ctx, max(*pods, 1), time.Duration(max(*seconds, 1))*time.Second, *runtime)
+		}
+	case "footprint":
+		services := fs.Int("services", 10000, "Services of 10 endpoints each in the cluster")
+		pods := fs.Int("pods", 110, "running pods (110 is the maxPods default)")
+		seconds := fs.Int("seconds", 60, "length of the idle window per side")
+		runtime := fs.String("runtime", "containerd", "containerd (the machine's 1.6) or containerd2 (v2, hack/setup-containerd2.sh)")
+		first := fs.String("first", "nodeagent", "the side that goes first: nodeagent or peers")
+		agentOnly := fs.Bool("agent-only", false, "measure nodeagent alone (no peers, no report: its figures on stderr)")
+		profile := fs.Bool("profile", false, "run nodeagent with --profiling and save its heap profile at rest into "+runDir)
+		run = func() error {
+			if *first != "nodeagent" && *first != "peers" {
+				return fmt.Errorf("--first %q: want nodeagent or peers", *first)
+			}
+			return runFootprint(ctx, max(*services, 2), max(*pods, 1), time.Duration(max(*seconds, 1))*time.Second, *runtime,
+				*first, *agentOnly, *profile)
 		}
 	case "nodeapi":
 		execs := fs.Int("execs", 200, "execs timed per node")

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -60,7 +61,10 @@ var runtimes = map[string]runtimeTarget{
 type burstResult struct {
 	latencies []time.Duration
 	cpu       []float64 // the agent's CPU seconds per burst
-	peakRSS   int64     // highest peak RSS of any burst
+	// controlPlaneCPU is the control plane's CPU seconds per burst; updatesPerPod, the changes to each pod
+	// that a watch saw before all were Running and Ready.
+	controlPlaneCPU, updatesPerPod []float64
+	peakRSS                        int64 // highest peak RSS of any burst
 }
 
 func runPods(ctx context.Context, sizes []int, rounds int, runtimeName string) error {
@@ -101,7 +105,7 @@ type podCluster struct {
 
 // startPodCluster checks that the runtime runs no pods (the kubelet peer would kill them), builds both
 // agents and starts the control plane.
-func startPodCluster(ctx context.Context, runtimeName string) (*podCluster, error) {
+func startPodCluster(ctx context.Context, runtimeName string, extraEnv ...string) (*podCluster, error) {
 	rt, ok := runtimes[runtimeName]
 	if !ok {
 		return nil, fmt.Errorf("--runtime %q: want containerd or containerd2", runtimeName)
@@ -131,7 +135,8 @@ func startPodCluster(ctx context.Context, runtimeName string) (*podCluster, erro
 	if err != nil {
 		return nil, err
 	}
-	if _, err := shell(repo, clusterEnv, "hack/controlplane.sh up"); err != nil {
+	env := append(slices.Clone(clusterEnv), extraEnv...)
+	if _, err := shell(repo, env, "hack/controlplane.sh up"); err != nil {
 		return nil, err
 	}
 	cniConfFile := filepath.Join(rt.cniDir, "10-nodeagent.conflist")
@@ -147,7 +152,7 @@ func startPodCluster(ctx context.Context, runtimeName string) (*podCluster, erro
 		if root, err := manager.New(&cgroups.Cgroup{Path: kubeletCgroupRoot, Resources: &cgroups.Resources{SkipDevices: true}}); err == nil {
 			_ = root.Destroy()
 		}
-		_, _ = shell(repo, append(clusterEnv, "CLEAN=1"), "hack/controlplane.sh down")
+		_, _ = shell(repo, append(env, "CLEAN=1"), "hack/controlplane.sh down")
 	}
 	c := &podCluster{repo: repo, rt: rt, agentBin: agentBin, kubeletBin: filepath.Join(strings.TrimSpace(k8sBin), "kubelet"),
 		pki: filepath.Join(runDir, "cluster", "pki"), down: down}
@@ -169,20 +174,27 @@ func startPodCluster(ctx context.Context, runtimeName string) (*podCluster, erro
 	return c, nil
 }
 
-// startAgent runs nodeagent as the benchmark's agent node on the CRI socket endpoint. Its node API lets the
-// client CA's certificates do anything and takes no tokens, as the kubelet beside it is set up.
+// startAgent runs nodeagent as the benchmark's agent node on the CRI socket endpoint, as a kubelet: without
+// its proxy and DNS, for the kubelet beside it proxies and serves DNS for nothing either.
 func (c *podCluster) startAgent(endpoint string) (*process, error) {
+	return c.startAgentWith(endpoint, "", "--enable-proxy=false", "--enable-dns=false")
+}
+
+// startAgentWith runs nodeagent as the benchmark's agent node with extra configuration (YAML lines of its
+// config file) and flags. Its node API lets the client CA's certificates do anything and takes no tokens, as
+// the kubelet beside it is set up.
+func (c *podCluster) startAgentWith(endpoint, extraConfig string, args ...string) (*process, error) {
 	config := filepath.Join(runDir, "nodeagent.yaml")
 	if err := os.WriteFile(config, []byte("apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\n"+
-		"authentication: {webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n"), 0o644); err != nil {
+		"authentication: {webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n"+extraConfig), 0o644); err != nil {
 		return nil, err
 	}
-	return startProcess("nodeagent", filepath.Join(runDir, "nodeagent.log"), c.agentBin, "--config", config,
+	return startProcess("nodeagent", filepath.Join(runDir, "nodeagent.log"), append([]string{c.agentBin, "--config", config,
 		"--kubeconfig", filepath.Join(c.pki, agentNode+".kubeconfig"), "--hostname-override", agentNode,
 		"--root-dir", filepath.Join(runDir, "agent"), "--container-runtime-endpoint", endpoint,
 		"--cni-conf-dir", c.rt.cniDir, "--cni-bridge", c.rt.bridge,
-		"--enable-proxy=false", "--enable-dns=false", // the kubelet beside it proxies and serves DNS for nothing either
-		"--image-gc-high-threshold=100") // the benchmark's images are imported, not pullable
+		"--image-gc-high-threshold=100"}, // the benchmark's images are imported, not pullable
+		args...)...)
 }
 
 // shell runs a bash command line in the repository with extra environment and returns its output; the
@@ -248,7 +260,7 @@ func benchNode(ctx context.Context, client kubernetes.Interface, node string, po
 		return res, err
 	}
 	defer p.stop()
-	if _, err := burst(ctx, client, node, "warmup", 1); err != nil {
+	if _, _, err := burst(ctx, client, node, "warmup", 1); err != nil {
 		return res, fmt.Errorf("warm-up: %w", err)
 	}
 	for r := range rounds {
@@ -256,14 +268,22 @@ func benchNode(ctx context.Context, client kubernetes.Interface, node string, po
 		if err != nil {
 			return res, err
 		}
+		controlPlaneBefore, err := controlPlaneCPU()
+		if err != nil {
+			return res, err
+		}
 		if err := p.resetPeakRSS(); err != nil {
 			return res, err
 		}
-		lat, err := burst(ctx, client, node, fmt.Sprintf("r%d", r), pods)
+		lat, updates, err := burst(ctx, client, node, fmt.Sprintf("r%d", r), pods)
 		if err != nil {
 			return res, fmt.Errorf("round %d: %w", r, err)
 		}
 		after, err := p.cpuSeconds()
+		if err != nil {
+			return res, err
+		}
+		controlPlaneAfter, err := controlPlaneCPU()
 		if err != nil {
 			return res, err
 		}
@@ -274,11 +294,40 @@ func benchNode(ctx context.Context, client kubernetes.Interface, node string, po
 
 		res.latencies = append(res.latencies, lat...)
 		res.cpu = append(res.cpu, after-before)
+		res.controlPlaneCPU = append(res.controlPlaneCPU, controlPlaneAfter-controlPlaneBefore)
+		res.updatesPerPod = append(res.updatesPerPod, float64(updates)/float64(pods))
 		res.peakRSS = max(res.peakRSS, rss)
-		fmt.Fprintf(os.Stderr, "bench: %s round %d: p50 %s p99 %s, %.2f CPU s, peak RSS %d MiB\n",
-			node, r, percentile(lat, 50), percentile(lat, 99), after-before, rss>>20)
+		fmt.Fprintf(os.Stderr, "bench: %s round %d: p50 %s p99 %s, %.2f CPU s, control plane %.2f CPU s, %.1f pod updates per pod, peak RSS %d MiB\n",
+			node, r, percentile(lat, 50), percentile(lat, 99), after-before, controlPlaneAfter-controlPlaneBefore,
+			float64(updates)/float64(pods), rss>>20)
 	}
 	return res, nil
+}
+
+// controlPlaneCPU is the CPU seconds the benchmark cluster's etcd, API server, controller-manager and
+// scheduler have used so far: work the runtime alone does not have, on the same cores.
+func controlPlaneCPU() (float64, error) {
+	files, err := filepath.Glob(filepath.Join(runDir, "cluster", "pids", "*.pid"))
+	if err != nil || len(files) == 0 {
+		return 0, fmt.Errorf("the control plane's pid files in %s: %v", filepath.Join(runDir, "cluster", "pids"), err)
+	}
+	var sum float64
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return 0, err
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", f, err)
+		}
+		cpu, err := cpuSecondsOf(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += cpu
+	}
+	return sum, nil
 }
 
 // startReadyNode starts a node's agent and waits until its Node is Ready; the caller stops it.
@@ -297,27 +346,28 @@ func startReadyNode(ctx context.Context, client kubernetes.Interface, node strin
 	return p, nil
 }
 
-// burst creates n pods on node at once and returns, per pod, the time from just before its create request
-// to the watch event that showed it Running and Ready; then deletes them and waits until they are gone.
-func burst(ctx context.Context, client kubernetes.Interface, node, tag string, n int) ([]time.Duration, error) {
-	lat, err := createReady(ctx, client, node, tag, n)
+// burst is createReady, then deletes the pods and waits until they are gone.
+func burst(ctx context.Context, client kubernetes.Interface, node, tag string, n int) ([]time.Duration, int, error) {
+	lat, updates, err := createReady(ctx, client, node, tag, n)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return lat, deleteBenchPods(ctx, client, node, tag)
+	return lat, updates, deleteBenchPods(ctx, client, node, tag)
 }
 
 // benchSelector labels the pods of one burst.
 func benchSelector(node, tag string) string { return "bench=" + node + "-" + tag }
 
 // createReady creates n pods on node at once and returns, per pod, the time from just before its create
-// request to the watch event that showed it Running and Ready.
-func createReady(ctx context.Context, client kubernetes.Interface, node, tag string, n int) ([]time.Duration, error) {
+// request to the watch event that showed it Running and Ready, and the number of changes to the pods the
+// watch saw until then (status writes, mostly: the API server's work for the node agent).
+func createReady(ctx context.Context, client kubernetes.Interface, node, tag string, n int) ([]time.Duration, int, error) {
 	pods := client.CoreV1().Pods(namespace)
 	selector := benchSelector(node, tag)
 	var mu sync.Mutex
 	created := map[string]time.Time{}
 	ready := map[string]time.Duration{}
+	updates := 0
 	allReady := make(chan struct{})
 	// An informer is a watch that re-establishes itself; its handler sees every change as it arrives.
 	informer := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
@@ -337,14 +387,21 @@ func createReady(ctx context.Context, client kubernetes.Interface, node, tag str
 		}
 	}
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: observe, UpdateFunc: func(_, obj any) { observe(obj) }}); err != nil {
-		return nil, err
+		AddFunc: observe, UpdateFunc: func(_, obj any) {
+			mu.Lock()
+			if len(ready) < n {
+				updates++
+			}
+			mu.Unlock()
+			observe(obj)
+		}}); err != nil {
+		return nil, 0, err
 	}
 	stop := make(chan struct{})
 	defer close(stop)
 	go informer.Run(stop)
 	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
-		return nil, errors.New("pod informer did not sync")
+		return nil, 0, errors.New("pod informer did not sync")
 	}
 	errs := make(chan error, n)
 	for i := range n {
@@ -359,7 +416,7 @@ func createReady(ctx context.Context, client kubernetes.Interface, node, tag str
 	}
 	for range n {
 		if err := <-errs; err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	select {
@@ -367,9 +424,9 @@ func createReady(ctx context.Context, client kubernetes.Interface, node, tag str
 	case <-time.After(3 * time.Minute):
 		mu.Lock()
 		defer mu.Unlock()
-		return nil, fmt.Errorf("%d of %d pods Running and Ready after 3 minutes", len(ready), n)
+		return nil, 0, fmt.Errorf("%d of %d pods Running and Ready after 3 minutes", len(ready), n)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, 0, ctx.Err()
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -377,7 +434,7 @@ func createReady(ctx context.Context, client kubernetes.Interface, node, tag str
 	for _, d := range ready {
 		out = append(out, d)
 	}
-	return out, nil
+	return out, updates, nil
 }
 
 // deleteBenchPods deletes the pods of one burst and waits until they are gone.
@@ -485,6 +542,10 @@ func report(pods, rounds int, runtime string, agent, kubelet burstResult, floor 
 	fmt.Fprintf(tw, "CPU s per burst\t%.2f\t%.2f\t%.2f\t\n", a, k, a/k)
 	fmt.Fprintf(tw, "peak RSS MiB\t%d\t%d\t%.2f\t\n", agent.peakRSS>>20, kubelet.peakRSS>>20,
 		float64(agent.peakRSS)/float64(kubelet.peakRSS))
+	a, k = mean(agent.controlPlaneCPU), mean(kubelet.controlPlaneCPU)
+	fmt.Fprintf(tw, "control plane CPU s per burst\t%.2f\t%.2f\t%.2f\t\n", a, k, a/k)
+	a, k = mean(agent.updatesPerPod), mean(kubelet.updatesPerPod)
+	fmt.Fprintf(tw, "pod updates per pod to Ready\t%.1f\t%.1f\t%.2f\t\n", a, k, a/k)
 	_ = tw.Flush()
 	fmt.Printf("the runtime alone (CRI calls from the benchmark: no node agent, no API server), burst start → StartContainer returned\n")
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', tabwriter.AlignRight)

@@ -51,8 +51,11 @@ func (p *process) stop() {
 
 // cpuSeconds is the user+system CPU time the process has used so far, with that of the children it has
 // waited for: kube-proxy applies its rules by running nft, and the kernel's work for them is nft's.
-func (p *process) cpuSeconds() (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+func (p *process) cpuSeconds() (float64, error) { return cpuSecondsOf(p.cmd.Process.Pid) }
+
+// cpuSecondsOf is cpuSeconds for any process.
+func cpuSecondsOf(pid int) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -63,7 +66,7 @@ func (p *process) cpuSeconds() (float64, error) {
 	for _, f := range fields[11:15] {
 		v, err := strconv.ParseFloat(f, 64)
 		if err != nil {
-			return 0, fmt.Errorf("parsing /proc/%d/stat: %w", p.cmd.Process.Pid, err)
+			return 0, fmt.Errorf("parsing /proc/%d/stat: %w", pid, err)
 		}
 		ticks += v
 	}
@@ -74,7 +77,10 @@ func (p *process) cpuSeconds() (float64, error) {
 // treeRSS samples, every 50 ms until stop is called, the resident memory of the process and its
 // descendants together (kube-proxy's nft children hold the whole ruleset while they run); stop returns the
 // highest sum seen.
-func (p *process) treeRSS() (stop func() int64) {
+func (p *process) treeRSS() (stop func() int64) { return sampleTreeRSS(p.cmd.Process.Pid) }
+
+// sampleTreeRSS is treeRSS for any process.
+func sampleTreeRSS(pid int) (stop func() int64) {
 	var peak int64
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -82,7 +88,7 @@ func (p *process) treeRSS() (stop func() int64) {
 		ticker := time.NewTicker(50 * time.Millisecond)
 		defer ticker.Stop()
 		for {
-			peak = max(peak, treeRSSNow(p.cmd.Process.Pid))
+			peak = max(peak, treeRSSNow(pid))
 			select {
 			case <-quit:
 				return
