@@ -9,7 +9,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,6 +140,20 @@ func (s *shared) healthy() error {
 	return s.health()
 }
 
+// gcPercent is the agent's GOGC unless the environment sets one. Most of its heap is long-lived caches (the
+// Services and EndpointSlices of the cluster, the proxy's applied rules) and it allocates little at rest,
+// so Go's default of 100, which lets the heap grow to twice what is live before collecting, mostly buys
+// resident memory: at 10,000 Services and 110 pods, 50 took its steady RSS from 279 to 239 MiB (bench
+// footprint) for a few more collections during full syncs.
+const gcPercent = 50
+
+// collectEarlier sets gcPercent, unless GOGC is set: the environment (a systemd drop-in, say) has the last word.
+func collectEarlier() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
+}
+
 // Run runs the mode's components until ctx ends; the error is why it could not start or had to stop.
 func Run(ctx context.Context, c *Completed, version string) error {
 	s := &shared{cfg: c, version: version, registry: metrics.NewRegistry()}
@@ -146,6 +162,7 @@ func Run(ctx context.Context, c *Completed, version string) error {
 		return fmt.Errorf("node name: %w", err)
 	}
 	klog.InfoS("Starting nodeagent", "version", version, "node", s.nodeName, "mode", c.mode.String())
+	collectEarlier()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

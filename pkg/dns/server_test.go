@@ -66,7 +66,9 @@ func externalName(name, target string) *corev1.Service {
 
 func slice(svc string, family discoveryv1.AddressType, portName string, port int32, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
 	s := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: svc + "-abc", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		// The fixture's slices are all of headless Services, labelled as the EndpointSlice controller does.
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: svc + "-abc",
+			Labels: map[string]string{discoveryv1.LabelServiceName: svc, corev1.IsHeadlessService: ""}},
 		AddressType: family,
 		Endpoints:   eps,
 	}

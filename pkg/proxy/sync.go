@@ -239,11 +239,11 @@ func (t *table) readEndpointMaps(sets []*nftables.Set) (map[string][]string, err
 // the list. Any such map will do, whichever rule used it before: it holds the same. Only maps of addresses
 // are taken: the elements of verdict maps read back in another form, and a verdict map is rewritten with
 // its rule anyway.
-func (t *table) takeReusable(r rule) (string, bool) {
-	if r.endpointMap == nil || r.verdictValues() || len(t.reusable) == 0 {
+func (t *table) takeReusable(r rule, elems []nftables.SetElement) (string, bool) {
+	if !r.hasEndpointMap() || r.verdictValues() || len(t.reusable) == 0 {
 		return "", false
 	}
-	content := contentKey(r.endpointMap)
+	content := contentKey(elems)
 	names := t.reusable[content]
 	if len(names) == 0 {
 		return "", false
@@ -446,16 +446,17 @@ func (t *table) addAffinitySet(s affinitySet) error {
 func (t *table) addRules(ch *nftables.Chain, rules []rule) error {
 	for _, r := range rules {
 		exprs := r.exprs
-		if name, ok := t.takeReusable(r); ok {
+		elems := r.endpointMapElements()
+		if name, ok := t.takeReusable(r, elems); ok {
 			t.endpointMaps[ch.Name] = append(t.endpointMaps[ch.Name], name)
 			exprs = withEndpointMap(exprs, &nftables.Set{Table: t.table, Name: name})
-		} else if r.endpointMap != nil {
+		} else if r.hasEndpointMap() {
 			set := t.endpointMap(endpointMapPrefix+strconv.FormatUint(t.mapSeq, 36), r.mapValues)
 			t.mapSeq++
 			if err := t.conn.AddSet(set, nil); err != nil {
 				return fmt.Errorf("endpoint map for chain %s: %w", ch.Name, err)
 			}
-			if err := inChunks(t.conn.SetAddElements, set, r.endpointMap); err != nil {
+			if err := inChunks(t.conn.SetAddElements, set, elems); err != nil {
 				return fmt.Errorf("endpoint map for chain %s: %w", ch.Name, err)
 			}
 			t.endpointMaps[ch.Name] = append(t.endpointMaps[ch.Name], set.Name)
@@ -499,16 +500,16 @@ func (t *table) endpointMapUpdates(chain string, oldRules, newRules []rule) ([]e
 	var updates []endpointMapUpdate
 	for i := range oldRules {
 		o, n := oldRules[i], newRules[i]
-		if !reflect.DeepEqual(o.exprs, n.exprs) || (o.endpointMap == nil) != (n.endpointMap == nil) {
+		if !reflect.DeepEqual(o.exprs, n.exprs) || o.hasEndpointMap() != n.hasEndpointMap() {
 			return nil, false
 		}
-		if o.endpointMap == nil {
+		if !o.hasEndpointMap() {
 			continue
 		}
 		if o.verdictValues() || o.mapValues != n.mapValues || len(updates) == len(names) {
 			return nil, false
 		}
-		updates = append(updates, endpointMapUpdate{set: t.endpointMap(names[len(updates)], n.mapValues), elems: n.endpointMap})
+		updates = append(updates, endpointMapUpdate{set: t.endpointMap(names[len(updates)], n.mapValues), elems: n.endpointMapElements()})
 	}
 	return updates, true
 }

@@ -91,9 +91,13 @@ func EndpointSlicesFor(svc *corev1.Service, pods []*corev1.Pod) []*discoveryv1.E
 		family, _, _ := strings.Cut(key, "/")
 		sum := sha256.Sum256([]byte(key))
 		sortEndpoints(g.endpoints)
+		labels := map[string]string{discoveryv1.LabelServiceName: svc.Name, discoveryv1.LabelManagedBy: ManagedByStandalone}
+		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			labels[corev1.IsHeadlessService] = "" // as the EndpointSlice controller marks a headless Service's slices
+		}
 		out = append(out, &discoveryv1.EndpointSlice{
 			ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name + "-" + hex.EncodeToString(sum[:3]),
-				Labels:          map[string]string{discoveryv1.LabelServiceName: svc.Name, discoveryv1.LabelManagedBy: ManagedByStandalone},
+				Labels:          labels,
 				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID}}},
 			AddressType: discoveryv1.AddressType(family),
 			Endpoints:   g.endpoints,
