@@ -42,7 +42,8 @@ type ShipperConfig struct {
 	BufferLimit, MemoryBufferLimit int64
 	// InFlight is how many chunks the sender writes at once; it reads their acks after writing the next ones.
 	InFlight int
-	// Poll is how often the directory and idle files are looked at again.
+	// Poll is how often idle files are looked at again, and the pod logs directory where inotify is missing
+	// (logtree.go).
 	Poll time.Duration
 	// RetryMax bounds the wait between attempts to deliver.
 	RetryMax time.Duration
@@ -138,6 +139,8 @@ func (s *Shipper) Run(ctx context.Context) {
 	}()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.deliver(ctx) }()
+	tree := watchLogTree(s.cfg.PodLogsDir, s.cfg.Poll)
+	defer tree.close()
 	for {
 		logs, err := Discover(s.cfg.PodLogsDir)
 		if err != nil {
@@ -158,10 +161,9 @@ func (s *Shipper) Run(ctx context.Context) {
 		if err == nil {
 			s.forgetRemoved(present)
 		}
-		select {
-		case <-ctx.Done():
+		tree.watchNew()
+		if !tree.wait(ctx) {
 			return
-		case <-time.After(s.cfg.Poll):
 		}
 	}
 }
