@@ -86,8 +86,13 @@ func (t *ackTrimmer) roundTrip(req []netlink.Message) ([]netlink.Message, error)
 		if len(t.pending) == 0 {
 			return nil, io.EOF // nothing more: what a socket with no reply would give
 		}
+		// Each answer goes once read: after a full sync at 10,000 Services the answers of its transaction
+		// were 8 MB kept in memory until the next request, by the slice's backing array.
 		next := t.pending[0]
-		t.pending = t.pending[1:]
+		t.pending[0] = nil
+		if t.pending = t.pending[1:]; len(t.pending) == 0 {
+			t.pending = nil
+		}
 		return next, nil
 	}
 	t.pending = nil
