@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -80,9 +81,10 @@ type daemonFigures struct {
 	name               string
 	peakRSS, steadyRSS int64
 	cpuPerMinute       float64
-	watches            int     // watches open at the end of the window
-	requestsPerMinute  float64 // during the window, watches started included
-	startupRequests    int     // from its start to the end of the settling, watches included
+	watches            int            // watches open at the end of the window
+	requestsPerMinute  float64        // during the window, watches started included
+	startupRequests    int            // from its start to the end of the settling, watches included
+	idleRequests       map[string]int // during the window, by verb and resource
 	sawRequests        bool
 }
 
@@ -354,6 +356,14 @@ func footprintOf(ctx context.Context, client kubernetes.Interface, side footprin
 	for _, f := range figures {
 		fmt.Fprintf(os.Stderr, "bench: %s: peak RSS %s, steady %s, %.2f CPU s/min, %d watches, %.1f requests/min (%d at start-up)\n",
 			f.name, mib(f.peakRSS), mib(f.steadyRSS), f.cpuPerMinute, f.watches, f.requestsPerMinute, f.startupRequests)
+		if len(f.idleRequests) > 0 {
+			kinds := slices.SortedFunc(maps.Keys(f.idleRequests), func(a, b string) int { return f.idleRequests[b] - f.idleRequests[a] })
+			var top []string
+			for _, k := range kinds[:min(len(kinds), 6)] {
+				top = append(top, fmt.Sprintf("%s %d", k, f.idleRequests[k]))
+			}
+			fmt.Fprintf(os.Stderr, "bench: %s's requests in the window: %s\n", f.name, strings.Join(top, ", "))
+		}
 	}
 	return figures, deleteBenchPods(ctx, client, side.node, "footprint")
 }
@@ -415,6 +425,10 @@ type auditEvent struct {
 	Verb           string      `json:"verb"`
 	UserAgent      string      `json:"userAgent"`
 	StageTimestamp metav1.Time `json:"stageTimestamp"`
+	ObjectRef      struct {
+		Resource    string `json:"resource"`
+		Subresource string `json:"subresource"`
+	} `json:"objectRef"`
 }
 
 // countAPIUse reads the audit log for the daemons' requests: those from began to the window's start (the
@@ -459,6 +473,10 @@ func countAPIUse(path string, daemons []footprintDaemon, figures []daemonFigures
 			fig.startupRequests++
 		} else {
 			fig.requestsPerMinute++
+			if fig.idleRequests == nil {
+				fig.idleRequests = map[string]int{}
+			}
+			fig.idleRequests[strings.TrimSuffix(e.Verb+" "+e.ObjectRef.Resource+"/"+e.ObjectRef.Subresource, "/")]++
 		}
 	}
 	if err := s.Err(); err != nil {

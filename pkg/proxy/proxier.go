@@ -261,7 +261,7 @@ func (p *Proxier) sync() error {
 	triggers := p.triggers
 	p.triggers = nil
 	if full {
-		p.table.nodePortIPs, p.render.localCIDRs = p.cfg.NodePortIPs(), p.cfg.LocalCIDRs()
+		p.table.nodePortIPs, p.render = p.cfg.NodePortIPs(), newRenderer(p.cfg.LocalCIDRs())
 	}
 	p.mu.Unlock()
 

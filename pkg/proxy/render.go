@@ -69,6 +69,61 @@ const endpointChainPrefix = "endpoint-"
 // family) whose traffic needs no masquerading.
 type renderer struct {
 	localCIDRs []netip.Prefix
+	// shared are, by nfproto, the expressions every Service's cluster chain has alike: its masquerade rule
+	// and its random pick among endpoints. One copy serves every rule (nothing changes an expression once
+	// made; an endpoint map's lookup is named on a copy): at 10,000 Services the rules' expressions were
+	// 20 MB of the agent's heap. A renderer without them (the zero one) makes them per rule.
+	shared map[byte]sharedExprs
+}
+
+type sharedExprs struct {
+	masquerade []expr.Any // nil without a pod CIDR of the family
+	pick       []expr.Any
+}
+
+func newRenderer(localCIDRs []netip.Prefix) renderer {
+	r := renderer{localCIDRs: localCIDRs, shared: map[byte]sharedExprs{}}
+	for _, f := range families {
+		r.shared[f.nfproto] = sharedExprs{masquerade: r.masqueradeExprs(f), pick: pickExprs(f)}
+	}
+	return r
+}
+
+// masquerade is the rule's expressions that mark traffic to a ClusterIP from outside the node's pods (the
+// host, another node) for masquerading, so that the reply comes back through this node; nil without a pod
+// CIDR of the family.
+func (r renderer) masquerade(f ipFamily) []expr.Any {
+	if e, ok := r.shared[f.nfproto]; ok {
+		return e.masquerade
+	}
+	return r.masqueradeExprs(f)
+}
+
+func (r renderer) masqueradeExprs(f ipFamily) []expr.Any {
+	local := r.localCIDR(f)
+	if !local.IsValid() {
+		return nil
+	}
+	return append(addrNotIn(true, local), jump(chainMarkForMasquerade))
+}
+
+// pick is the expressions of "dnat to numgen random mod endpointDraws map @<endpoint map>", whose map gives
+// each endpoint an equal interval of the draws; the map is named when the rule is written.
+func (r renderer) pick(f ipFamily) []expr.Any {
+	if e, ok := r.shared[f.nfproto]; ok {
+		return e.pick
+	}
+	return pickExprs(f)
+}
+
+func pickExprs(f ipFamily) []expr.Any {
+	return []expr.Any{
+		&expr.Numgen{Register: reg1, Modulus: endpointDraws, Type: unix.NFT_NG_RANDOM},
+		// An interval map compares keys as big-endian numbers; numgen writes host order (nft does the same).
+		&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+		&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: reg1},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(f.nfproto), RegAddrMin: reg1, RegProtoMin: f.afterAddr(0)},
+	}
 }
 
 // localCIDR returns the pod CIDR of family f; the zero Prefix when there is none.
@@ -126,10 +181,8 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 	}
 
 	var masq []rule
-	if local := r.localCIDR(f); local.IsValid() {
-		// Traffic to a ClusterIP from outside the node's pods (the host, another node) is masqueraded so that
-		// the reply comes back through this node.
-		masq = []rule{{exprs: append(addrNotIn(true, local), jump(chainMarkForMasquerade))}}
+	if exprs := r.masquerade(f); exprs != nil {
+		masq = []rule{{exprs: exprs}}
 	}
 	out.chains[clusterChain] = append(masq, r.dispatch(out, f, clusterChain, clusterEPs, sp.affinitySeconds)...)
 	addElement(mapServiceIPs+f.suffix, addrProtoPortKey(sp.clusterIP, proto, sp.port), &expr.Verdict{Kind: expr.VerdictGoto, Chain: clusterChain})
@@ -202,13 +255,7 @@ func (r renderer) dispatch(out *serviceRules, f ipFamily, chain string, eps []en
 		for i, e := range eps {
 			spread[i] = netip.AddrPortFrom(e.addr, e.port)
 		}
-		return []rule{{spread: spread, mapValues: f.endpointValues(), exprs: []expr.Any{
-			&expr.Numgen{Register: reg1, Modulus: endpointDraws, Type: unix.NFT_NG_RANDOM},
-			// An interval map compares keys as big-endian numbers; numgen writes host order (nft does the same).
-			&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 4, Size: 4},
-			&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: reg1},
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(f.nfproto), RegAddrMin: reg1, RegProtoMin: f.afterAddr(0)},
-		}}}
+		return []rule{{spread: spread, mapValues: f.endpointValues(), exprs: r.pick(f)}}
 	}
 	var rules []rule
 	elems := make([]nftables.SetElement, len(eps))
