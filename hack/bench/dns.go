@@ -93,19 +93,7 @@ func runDNSBench(ctx context.Context, services, seconds, rounds int) error {
 		return err
 	}
 	corefile := filepath.Join(dnsRunDir, "Corefile")
-	if err := os.WriteFile(corefile, []byte(fmt.Sprintf(`.:%d {
-    bind 127.0.0.1
-    errors
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-        kubeconfig %s
-        pods insecure
-        fallthrough in-addr.arpa ip6.arpa
-    }
-    prometheus 127.0.0.1:9253
-    cache 30
-    forward . %s
-}
-`, coreDNSPort, kubeconfig, upstream)), 0o644); err != nil {
+	if err := writeCorefile(corefile, coreDNSPort, kubeconfig, upstream); err != nil {
 		return err
 	}
 	pinned := []string{"env", "GOMAXPROCS=1", "taskset", "-c", serverCPU}
@@ -161,6 +149,25 @@ func buildCoreDNS(repo string) (string, error) {
 		return "", err
 	}
 	return bin, nil
+}
+
+// writeCorefile writes the Corefile of CoreDNS as a cluster runs it (kubernetes, cache and forward plugins,
+// and its metrics), answering on loopback port port from the API server of kubeconfig and forwarding the
+// rest to upstream.
+func writeCorefile(path string, port int, kubeconfig, upstream string) error {
+	return os.WriteFile(path, []byte(fmt.Sprintf(`.:%d {
+    bind 127.0.0.1
+    errors
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig %s
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    prometheus 127.0.0.1:9253
+    cache 30
+    forward . %s
+}
+`, port, kubeconfig, upstream)), 0o644)
 }
 
 // startExternalStub answers every name under externalZone with an address and a one-hour TTL, on loopback.

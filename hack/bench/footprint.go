@@ -153,18 +153,7 @@ func runFootprint(ctx context.Context, services, pods int, window time.Duration,
 		},
 	}
 	corefile := filepath.Join(runDir, "Corefile")
-	if err := os.WriteFile(corefile, []byte(fmt.Sprintf(`.:%d {
-    bind 127.0.0.1
-    errors
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-        kubeconfig %s
-        pods insecure
-        fallthrough in-addr.arpa ip6.arpa
-    }
-    cache 30
-    forward . %s
-}
-`, coreDNSFootprintPort, filepath.Join(c.pki, "admin.kubeconfig"), stub.Addr)), 0o644); err != nil {
+	if err := writeCorefile(corefile, coreDNSFootprintPort, filepath.Join(c.pki, "admin.kubeconfig"), stub.Addr); err != nil {
 		return err
 	}
 	peers := footprintSide{name: "kubelet + kube-proxy + CoreDNS", node: kubeletNode,
