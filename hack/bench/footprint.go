@@ -56,7 +56,6 @@ type footprintDaemon struct {
 	name      string
 	pid       int
 	userAgent string // the prefix of its API clients' user agents, as the audit log records them; "" for none
-	peakTree  func() int64
 	// anonymousOnly counts only its anonymous memory (RssAnon): the holder is the agent's binary, whose
 	// pages in memory (about 38 of its 43 MiB of RSS) are the page cache's copy the agent maps too.
 	anonymousOnly bool
@@ -261,10 +260,22 @@ func footprintOf(ctx context.Context, client kubernetes.Interface, side footprin
 	if err != nil {
 		return nil, err
 	}
-	daemons := side.daemons(procs)
-	for i := range daemons {
-		daemons[i].peakTree = sampleTreeRSS(daemons[i].pid)
+	// One sampler per process from its start (kube-proxy's nft children peak during its first sync); any
+	// still running when this returns is stopped.
+	samplers := map[int]func() int64{}
+	defer func() {
+		for _, stop := range samplers {
+			stop()
+		}
+	}()
+	sample := func(daemons []footprintDaemon) {
+		for _, d := range daemons {
+			if samplers[d.pid] == nil {
+				samplers[d.pid] = sampleTreeRSS(d.pid)
+			}
+		}
 	}
+	sample(side.daemons(procs))
 	if err := poll(ctx, 2*time.Minute, func() bool {
 		n, err := client.CoreV1().Nodes().Get(ctx, side.node, metav1.GetOptions{})
 		return err == nil && nodeReady(n)
@@ -275,12 +286,8 @@ func footprintOf(ctx context.Context, client kubernetes.Interface, side footprin
 		return nil, err
 	}
 	// The holder starts with the agent's DNS, after the agent itself.
-	daemons = side.daemons(procs)
-	for i := range daemons {
-		if daemons[i].peakTree == nil {
-			daemons[i].peakTree = sampleTreeRSS(daemons[i].pid)
-		}
-	}
+	daemons := side.daemons(procs)
+	sample(daemons)
 	fmt.Fprintf(os.Stderr, "bench: %s: Ready and synced %s after its start\n", side.name, time.Since(began).Round(time.Second))
 	if _, _, err := createReady(ctx, client, side.node, "footprint", pods); err != nil {
 		return nil, err
@@ -321,7 +328,8 @@ func footprintOf(ctx context.Context, client kubernetes.Interface, side footprin
 			return nil, fmt.Errorf("%s: %w", d.name, err)
 		}
 		f.cpuPerMinute = (after - before[i]) / to.Sub(from).Minutes()
-		sampledPeak := d.peakTree()
+		sampledPeak := samplers[d.pid]()
+		delete(samplers, d.pid)
 		if d.anonymousOnly {
 			if f.steadyRSS, err = statusBytes(d.pid, "RssAnon:"); err != nil {
 				return nil, err
