@@ -1,7 +1,7 @@
 package logs
 
 import (
-	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,17 +39,33 @@ func ParseLogPath(podLogsDir, path string) (ContainerLog, bool) {
 	return ContainerLog{Namespace: pod[0], Pod: pod[1], UID: pod[2], Container: parts[1], Restart: restart, Path: path}, true
 }
 
-// Discover lists the container log files under podLogsDir.
-func Discover(podLogsDir string) ([]ContainerLog, error) {
-	paths, err := filepath.Glob(filepath.Join(podLogsDir, "*", "*", "*.log"))
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", podLogsDir, err)
+// discover lists the container log files under podLogsDir, and the directories it read to find them (the
+// root, each pod's, each container's), which the shipper watches for the next change. What cannot be read
+// is passed over, as a glob would.
+func discover(podLogsDir string) (logs []ContainerLog, dirs []string) {
+	// readDir lists dir's names, and records it as a directory when it is one.
+	readDir := func(dir string) []string {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil
+		}
+		dirs = append(dirs, dir)
+		names := make([]string, len(entries))
+		for i, e := range entries {
+			names[i] = e.Name()
+		}
+		return names
 	}
-	var logs []ContainerLog
-	for _, p := range paths {
-		if l, ok := ParseLogPath(podLogsDir, p); ok {
-			logs = append(logs, l)
+	for _, pod := range readDir(podLogsDir) {
+		podDir := filepath.Join(podLogsDir, pod)
+		for _, container := range readDir(podDir) {
+			containerDir := filepath.Join(podDir, container)
+			for _, name := range readDir(containerDir) {
+				if l, ok := ParseLogPath(podLogsDir, filepath.Join(containerDir, name)); ok {
+					logs = append(logs, l)
+				}
+			}
 		}
 	}
-	return logs, nil
+	return logs, dirs
 }

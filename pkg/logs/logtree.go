@@ -2,7 +2,6 @@ package logs
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -19,14 +18,13 @@ const safetyRescan = 10 * time.Second
 // instead cost most of an idle node's CPU at 110 pods: some 220 directories opened and read each time.
 // Without inotify it falls back to listing every poll interval.
 type logTree struct {
-	root    string
 	poll    time.Duration
 	watcher *fsnotify.Watcher // nil: polling
 	watched map[string]bool
 }
 
 func watchLogTree(root string, poll time.Duration) *logTree {
-	t := &logTree{root: root, poll: poll, watched: map[string]bool{}}
+	t := &logTree{poll: poll, watched: map[string]bool{}}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		klog.ErrorS(err, "Watching the pod logs directory; listing it every poll interval instead", "dir", root, "interval", poll)
@@ -36,16 +34,11 @@ func watchLogTree(root string, poll time.Duration) *logTree {
 	return t
 }
 
-// watchNew adds a watch on the root, each pod directory and each container directory not watched yet;
-// the kernel drops the watch of a directory that goes.
-func (t *logTree) watchNew() {
+// watch adds a watch on each of dirs (the root, each pod directory and each container directory, as the
+// last listing found them) not watched yet; the kernel drops the watch of a directory that goes.
+func (t *logTree) watch(dirs []string) {
 	if t.watcher == nil {
 		return
-	}
-	dirs := []string{t.root}
-	for _, pattern := range []string{"*", filepath.Join("*", "*")} {
-		matches, _ := filepath.Glob(filepath.Join(t.root, pattern))
-		dirs = append(dirs, matches...)
 	}
 	live := map[string]bool{}
 	for _, dir := range dirs {

@@ -142,10 +142,7 @@ func (s *Shipper) Run(ctx context.Context) {
 	tree := watchLogTree(s.cfg.PodLogsDir, s.cfg.Poll)
 	defer tree.close()
 	for {
-		logs, err := Discover(s.cfg.PodLogsDir)
-		if err != nil {
-			klog.ErrorS(err, "Listing container logs")
-		}
+		logs, dirs := discover(s.cfg.PodLogsDir)
 		present := map[string]bool{}
 		for _, l := range logs {
 			present[l.Path] = true
@@ -158,10 +155,8 @@ func (s *Shipper) Run(ctx context.Context) {
 				s.follow(ctx, l, s.resumeAt(l.Path))
 			}()
 		}
-		if err == nil {
-			s.forgetRemoved(present)
-		}
-		tree.watchNew()
+		s.forgetRemoved(present)
+		tree.watch(dirs)
 		if !tree.wait(ctx) {
 			return
 		}
