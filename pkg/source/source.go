@@ -12,7 +12,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
@@ -35,18 +34,6 @@ type Source struct {
 	nodes cache.SharedIndexInformer
 }
 
-// withoutManagedFields drops metadata.managedFields from every cached object: the agent never reads them,
-// and in a large cluster's Service and EndpointSlice caches they are memory for nothing. An update sent
-// with them left out keeps them on the server.
-func withoutManagedFields() informers.SharedInformerOption {
-	return informers.WithTransform(func(obj any) (any, error) {
-		if m, err := meta.Accessor(obj); err == nil {
-			m.SetManagedFields(nil)
-		}
-		return obj, nil
-	})
-}
-
 // New builds the informers; nothing is listed until Start.
 func New(client kubernetes.Interface, nodeName string, resync time.Duration) *Source {
 	onNode := informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -55,11 +42,12 @@ func New(client kubernetes.Interface, nodeName string, resync time.Duration) *So
 	ownNode := informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", nodeName).String()
 	})
+	compact := informers.WithTransform(newCompactor().transform)
 	s := &Source{
 		nodeName:    nodeName,
-		podFactory:  informers.NewSharedInformerFactoryWithOptions(client, resync, onNode, withoutManagedFields()),
-		nodeFactory: informers.NewSharedInformerFactoryWithOptions(client, resync, ownNode, withoutManagedFields()),
-		cluster:     informers.NewSharedInformerFactoryWithOptions(client, resync, withoutManagedFields()),
+		podFactory:  informers.NewSharedInformerFactoryWithOptions(client, resync, onNode, compact),
+		nodeFactory: informers.NewSharedInformerFactoryWithOptions(client, resync, ownNode, compact),
+		cluster:     informers.NewSharedInformerFactoryWithOptions(client, resync, compact),
 	}
 	s.nodes = s.nodeFactory.Core().V1().Nodes().Informer()
 	return s

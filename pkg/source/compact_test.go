@@ -1,0 +1,128 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+)
+
+// sliceAsTheControllerWritesIt is an EndpointSlice with every field the EndpointSlice controller fills.
+func sliceAsTheControllerWritesIt(service string, endpoints int) *discoveryv1.EndpointSlice {
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: service + "-x7k2p", GenerateName: service + "-",
+			UID: "5d0b4f3e-8a4e-4a55-9f0e-1d4c1e0d6c1a", ResourceVersion: "4711", Generation: 1,
+			Labels: map[string]string{discoveryv1.LabelServiceName: service,
+				discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io", "app": service},
+			Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: "2026-12-06T06:00:00Z",
+				"note": "kept by nobody"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: service,
+				UID: "0c6b2c1e-3f51-4d7a-8a0e-9b1f3c2d4e5f", Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager"}}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP),
+			Port: ptr.To[int32](8080)}},
+	}
+	for i := range endpoints {
+		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
+			Addresses: []string{fmt.Sprintf("10.244.%d.%d", i/250, i%250+1)},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(i%3 != 0), Serving: ptr.To(true),
+				Terminating: ptr.To(i%3 == 0)},
+			Hostname:  ptr.To(fmt.Sprintf("%s-%d", service, i)),
+			NodeName:  ptr.To(fmt.Sprintf("node-%d", i%2)),
+			Zone:      ptr.To("zone-a"),
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: fmt.Sprintf("%s-%d", service, i)},
+			Hints:     &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-a"}}},
+		})
+	}
+	return slice
+}
+
+// A cached EndpointSlice keeps everything the proxy and DNS read, with the same values, and nothing else.
+func TestCachedEndpointSliceKeepsWhatItsReadersRead(t *testing.T) {
+	sent := sliceAsTheControllerWritesIt("web", 5)
+	client := fake.NewClientset(sent.DeepCopy())
+	src := New(client, "node-a", 0)
+	slices := src.EndpointSlices()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); src.Shutdown() }()
+	if err := src.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	obj, ok, err := slices.GetIndexer().GetByKey("default/web-x7k2p")
+	if err != nil || !ok {
+		t.Fatalf("slice not cached: %v", err)
+	}
+	got := obj.(*discoveryv1.EndpointSlice)
+
+	want := sent.DeepCopy()
+	want.ManagedFields, want.OwnerReferences, want.GenerateName = nil, nil, ""
+	want.Annotations = map[string]string{corev1.EndpointsLastChangeTriggerTime: "2026-12-06T06:00:00Z"}
+	for i := range want.Endpoints {
+		e := &want.Endpoints[i]
+		e.TargetRef, e.Zone, e.Hints = nil, nil, nil
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("cached slice differs from what its readers need (-want +got):\n%s", diff)
+	}
+	if cap(got.Endpoints) != len(got.Endpoints) {
+		t.Errorf("cached slice has room for %d endpoints, holds %d", cap(got.Endpoints), len(got.Endpoints))
+	}
+	if got.Endpoints[0].NodeName != got.Endpoints[2].NodeName {
+		t.Errorf("endpoints on one node point to two copies of its name")
+	}
+}
+
+// BenchmarkEndpointSliceCache reports the heap an informer cache keeps per EndpointSlice of 10 endpoints as
+// the controller writes it, decoded from protobuf as the API server sends it, with and without the cache's
+// compaction.
+func BenchmarkEndpointSliceCache(b *testing.B) {
+	const count = 10000
+	wire := make([][]byte, count)
+	for i := range wire {
+		data, err := sliceAsTheControllerWritesIt(fmt.Sprintf("svc-%d", i), 10).Marshal()
+		if err != nil {
+			b.Fatal(err)
+		}
+		wire[i] = data
+	}
+	for _, compacted := range []bool{false, true} {
+		b.Run(fmt.Sprintf("compacted=%v", compacted), func(b *testing.B) {
+			for b.Loop() {
+				c := newCompactor()
+				store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{
+					cache.NamespaceIndex: cache.MetaNamespaceIndexFunc, SlicesByService: SliceService})
+				before := liveHeap()
+				for _, data := range wire {
+					var obj any = &discoveryv1.EndpointSlice{}
+					if err := obj.(*discoveryv1.EndpointSlice).Unmarshal(data); err != nil {
+						b.Fatal(err)
+					}
+					if compacted {
+						obj, _ = c.transform(obj)
+					}
+					if err := store.Add(obj); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(liveHeap()-before)/count, "heap-B/slice")
+				runtime.KeepAlive(store)
+			}
+		})
+	}
+}
+
+func liveHeap() int64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
