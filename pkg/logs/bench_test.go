@@ -27,7 +27,7 @@ func BenchmarkReadJoinEncode(b *testing.B) {
 	b.SetBytes(int64(sb.Len()))
 	meta := []byte{0x80} // an empty map
 	for b.Loop() {
-		tl, err := OpenTailer(path, Position{})
+		tl, err := OpenTailer(path, Position{}, NewReadBuffers())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -64,6 +64,8 @@ type Shipper struct {
 	buffer      *DiskBuffer
 	checkpoints *checkpoints
 	metrics     *metrics
+	// buffers are the followers' read buffers, lent while a follower reads.
+	buffers *ReadBuffers
 
 	mu sync.Mutex
 	// following holds the paths with a follower running.
@@ -119,7 +121,7 @@ func NewShipper(cfg ShipperConfig) (*Shipper, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Shipper{cfg: cfg, buffer: buffer, checkpoints: cp, following: map[string]bool{}}
+	s := &Shipper{cfg: cfg, buffer: buffer, checkpoints: cp, buffers: NewReadBuffers(), following: map[string]bool{}}
 	if s.metrics, err = newMetrics(cfg.Metrics, buffer); err != nil {
 		return nil, err
 	}
@@ -207,7 +209,7 @@ func (s *Shipper) stopFollowing(path string) {
 // is removed (its pod deleted) and read to its end.
 func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 	defer s.stopFollowing(l.Path)
-	tailer, err := OpenTailer(l.Path, start)
+	tailer, err := OpenTailer(l.Path, start, s.buffers)
 	if err != nil {
 		klog.ErrorS(err, "Cannot follow a container log", "path", l.Path)
 		return

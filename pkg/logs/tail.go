@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,9 +47,13 @@ func hashHead(b []byte) uint64 {
 type Tailer struct {
 	path string
 
-	file   *os.File
-	reader *bufio.Reader
-	pos    Position
+	file *os.File
+	// src is what the open file's bytes are read from: the file, or a gzip reader of it.
+	src io.Reader
+	// reader buffers src while the tailer reads; nil while it has read everything there is (see ReadBuffers).
+	reader  *bufio.Reader
+	buffers *ReadBuffers
+	pos     Position
 	// partial holds the bytes of a line whose newline has not been read yet; line is where it is joined
 	// with its end.
 	partial, line []byte
@@ -82,8 +87,8 @@ const removedAfter = time.Second
 // position (a container the shipper has not read yet), it starts at the beginning of the oldest rotated
 // file that is not compressed, so output written shortly before the container was discovered is not lost
 // either.
-func OpenTailer(path string, pos Position) (*Tailer, error) {
-	t := &Tailer{path: path}
+func OpenTailer(path string, pos Position, buffers *ReadBuffers) (*Tailer, error) {
+	t := &Tailer{path: path, buffers: buffers}
 	if err := t.openFile(path); err != nil {
 		return nil, err
 	}
@@ -124,7 +129,7 @@ func (t *Tailer) resume(pos Position) error {
 	head := t.head[:n]
 	var err error
 	if t.compressed {
-		_, err = io.ReadFull(t.reader, head)
+		_, err = io.ReadFull(t.input(), head)
 	} else {
 		_, err = t.file.ReadAt(head, 0)
 	}
@@ -137,7 +142,7 @@ func (t *Tailer) resume(pos Position) error {
 	}
 	t.headLen, t.pos.Head = n, hashHead(head)
 	if t.compressed {
-		if _, err := t.reader.Discard(int(pos.Offset) - n); err != nil {
+		if _, err := t.input().Discard(int(pos.Offset) - n); err != nil {
 			return err
 		}
 		t.pos.Offset = pos.Offset
@@ -151,7 +156,9 @@ func (t *Tailer) resume(pos Position) error {
 		return err
 	}
 	t.pos.Offset = pos.Offset
-	t.reader.Reset(t.file)
+	if t.reader != nil {
+		t.reader.Reset(t.file)
+	}
 	return nil
 }
 
@@ -331,10 +338,8 @@ func (t *Tailer) use(f *os.File) error {
 		}
 		src = zr
 	}
-	t.file, t.pos, t.headLen = f, Position{Inode: inode}, 0
-	if t.reader == nil {
-		t.reader = bufio.NewReaderSize(src, 64*1024)
-	} else {
+	t.file, t.src, t.pos, t.headLen = f, src, Position{Inode: inode}, 0
+	if t.reader != nil {
 		t.reader.Reset(src)
 	}
 	return nil
@@ -360,8 +365,46 @@ func inodeOfInfo(info os.FileInfo) uint64 {
 	return 0
 }
 
-// Close releases the open file.
-func (t *Tailer) Close() error { return t.file.Close() }
+// Close releases the open file and the read buffer.
+func (t *Tailer) Close() error {
+	if t.reader != nil {
+		t.buffers.put(t.reader)
+		t.reader = nil
+	}
+	return t.file.Close()
+}
+
+// input is the buffered reader of the open file, borrowed when the tailer has none.
+func (t *Tailer) input() *bufio.Reader {
+	if t.reader == nil {
+		t.reader = t.buffers.get(t.src)
+	}
+	return t.reader
+}
+
+// readBufferBytes is a tailer's read buffer: large reads while a file is behind, and room for the longest
+// line a runtime writes (16 KiB, containerd's default) in one piece.
+const readBufferBytes = 64 << 10
+
+// ReadBuffers lends read buffers to tailers: a tailer holds one while it reads and gives it back once it
+// has read everything there is, so the buffers kept are those of the files being read, not one per file
+// followed (at 110 pods, one per followed file was 9.5 MB of the agent's heap at rest).
+type ReadBuffers struct{ pool sync.Pool }
+
+func NewReadBuffers() *ReadBuffers {
+	return &ReadBuffers{pool: sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferBytes) }}}
+}
+
+func (b *ReadBuffers) get(src io.Reader) *bufio.Reader {
+	r := b.pool.Get().(*bufio.Reader)
+	r.Reset(src)
+	return r
+}
+
+func (b *ReadBuffers) put(r *bufio.Reader) {
+	r.Reset(nil)
+	b.pool.Put(r)
+}
 
 // errNoLine says that no whole line is there yet.
 var errNoLine = errors.New("no whole line yet")
@@ -372,7 +415,7 @@ var errNoLine = errors.New("no whole line yet")
 // its end, it returns io.EOF.
 func (t *Tailer) readLine() ([]byte, Position, error) {
 	for {
-		chunk, err := t.reader.ReadSlice('\n')
+		chunk, err := t.input().ReadSlice('\n')
 		if len(chunk) > 0 {
 			if t.headLen < headBytes {
 				t.keepHead(chunk)
@@ -442,6 +485,9 @@ func (t *Tailer) readLine() ([]byte, Position, error) {
 			}
 			continue
 		}
+		// Everything there is was read (at the end of the file the buffer is empty): the buffer goes back.
+		t.buffers.put(t.reader)
+		t.reader = nil
 		return nil, t.pos, errNoLine
 	}
 }

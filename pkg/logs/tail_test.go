@@ -30,7 +30,7 @@ func appendTo(t *testing.T, path, s string) {
 // openTailer opens a tailer on path at pos, closed when the test ends.
 func openTailer(t *testing.T, path string, pos Position) *Tailer {
 	t.Helper()
-	tl, err := OpenTailer(path, pos)
+	tl, err := OpenTailer(path, pos, NewReadBuffers())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,5 +426,26 @@ func TestTailerCountsADamagedCompressedFileAndGoesOn(t *testing.T) {
 	}
 	if tl.Skipped() != 1 {
 		t.Fatalf("%d files counted as skipped, want the damaged one", tl.Skipped())
+	}
+}
+
+// A tailer holds a read buffer only while there is something to read: at rest, with the file read to its
+// end, it has given it back; a line written later is read whole, including one that started before.
+func TestIdleTailerHoldsNoReadBuffer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	appendTo(t, path, "2026-12-01T20:00:00Z stdout F one\n2026-12-01T20:00:01Z stdout F tw")
+	tl := openTailer(t, path, Position{})
+	if line, _ := next(t, tl); string(line) != "2026-12-01T20:00:00Z stdout F one" {
+		t.Fatalf("first line %q", line)
+	}
+	if _, _, err := tl.readLine(); !errors.Is(err, errNoLine) {
+		t.Fatalf("read at the end of the file: %v, want no line yet", err)
+	}
+	if tl.reader != nil {
+		t.Errorf("the tailer keeps its read buffer with nothing to read")
+	}
+	appendTo(t, path, "o\n")
+	if line, _ := next(t, tl); string(line) != "2026-12-01T20:00:01Z stdout F two" {
+		t.Errorf("line completed after the buffer went back: %q", line)
 	}
 }
