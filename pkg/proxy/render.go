@@ -54,12 +54,34 @@ type affinitySet struct {
 }
 
 // serviceRules is everything one Service owns in the table: its chains with their rules, its elements in the
-// shared maps, its affinity sets and the endpoint addresses that need hairpin masquerading.
+// shared maps and its affinity sets.
 type serviceRules struct {
 	chains   map[string][]rule
 	elements []element
 	sets     []affinitySet
-	hairpin  []netip.Addr
+	// affinityEndpoints are the endpoint addresses of chains with ClientIP affinity, which dnat in rules of
+	// their own; the other chains' endpoints are their rules' spread. hairpinAddrs yields both.
+	affinityEndpoints []netip.Addr
+}
+
+// hairpinAddrs yields the address of each endpoint a chain of the Service sends to, once per chain: those
+// need hairpin masquerading. It reads them from the rules rather than keeping a second list: at 10,000
+// Services a list per Service was 3 MB of the agent's heap.
+func (sr *serviceRules) hairpinAddrs(yield func(netip.Addr) bool) {
+	for _, rules := range sr.chains {
+		for _, r := range rules {
+			for _, ap := range r.spread {
+				if !yield(ap.Addr()) {
+					return
+				}
+			}
+		}
+	}
+	for _, a := range sr.affinityEndpoints {
+		if !yield(a) {
+			return
+		}
+	}
 }
 
 // endpointChainPrefix starts the names of the per-endpoint chains of Services with ClientIP affinity.
@@ -186,9 +208,6 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 	}
 	out.chains[clusterChain] = append(masq, r.dispatch(out, f, clusterChain, clusterEPs, sp.affinitySeconds)...)
 	addElement(mapServiceIPs+f.suffix, addrProtoPortKey(sp.clusterIP, proto, sp.port), &expr.Verdict{Kind: expr.VerdictGoto, Chain: clusterChain})
-	for _, e := range clusterEPs {
-		out.hairpin = append(out.hairpin, e.addr)
-	}
 	if !hasExternal {
 		return
 	}
@@ -210,9 +229,6 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 			localChain := "local-" + sp.chainID()
 			out.chains[localChain] = r.dispatch(out, f, localChain, local, sp.affinitySeconds)
 			ext = append(ext, rule{exprs: []expr.Any{goTo(localChain)}})
-			for _, e := range local {
-				out.hairpin = append(out.hairpin, e.addr)
-			}
 		} else {
 			// As kube-proxy: drop, not reject, so a load balancer's health check sees this node as down.
 			ext = append(ext, rule{exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
@@ -263,6 +279,7 @@ func (r renderer) dispatch(out *serviceRules, f ipFamily, chain string, eps []en
 		epChain := endpointChainPrefix + chain + "__" + e.addr.String() + "/" + strconv.Itoa(int(e.port))
 		set := affinitySet{name: "affinity-" + chain + "__" + e.String(), addrType: f.addrType, timeout: affinitySeconds}
 		out.sets = append(out.sets, set)
+		out.affinityEndpoints = append(out.affinityEndpoints, e.addr)
 		out.chains[epChain] = []rule{{exprs: append(append(f.only(),
 			f.loadAddr(true, reg1),
 			&expr.Dynset{SrcRegKey: reg1, SetName: set.name, Operation: unix.NFT_DYNSET_OP_UPDATE,

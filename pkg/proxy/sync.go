@@ -124,7 +124,7 @@ func (t *table) fullSync(services map[string]*serviceRules) error {
 				return err
 			}
 		}
-		for _, a := range sr.hairpin {
+		for a := range sr.hairpinAddrs {
 			hairpin[a]++
 		}
 		elements = append(elements, sr.elements...)
@@ -334,12 +334,12 @@ func (t *table) syncServices(changed map[string]*serviceRules) error {
 		for name := range oldSets {
 			goneSets = append(goneSets, name)
 		}
-		for _, a := range old.hairpin {
+		for a := range old.hairpinAddrs {
 			if hairpinDelta[a]--; hairpinCount(a) == 0 {
 				hairpinDel = append(hairpinDel, a)
 			}
 		}
-		for _, a := range cur.hairpin {
+		for a := range cur.hairpinAddrs {
 			if hairpinDelta[a]++; hairpinCount(a) == 1 {
 				hairpinAdd = append(hairpinAdd, a)
 			}
