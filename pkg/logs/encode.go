@@ -33,9 +33,18 @@ type chunkBuilder struct {
 	parseJSON bool
 	// lineBytes counts the message bytes added, for the input metrics.
 	lineBytes int
-	// capacity is the size a new chunk's buffer starts with, so it is not grown (and copied) as it fills.
+	// capacity is the size of a full chunk's buffer. A chunk after a full one starts with it, so that a busy
+	// file's chunks are not grown (and copied) as they fill; a chunk after a small one starts at twice that
+	// one's size, so that the followers of quiet files hold little while their chunks wait to be flushed.
 	capacity int
+	// next is the size the next chunk's buffer starts with.
+	next int
+	// spare gives a buffer of at least n bytes, or nil for a new one.
+	spare func(n int) []byte
 }
+
+// minChunkBuffer is the least a chunk's buffer starts with: a few hundred short lines.
+const minChunkBuffer = 64 << 10
 
 // Fields every record has; a JSON message's field of the same name does not replace them.
 var recordKeys = map[string]bool{"log": true, "stream": true, "kubernetes": true}
@@ -52,7 +61,7 @@ func (b *chunkBuilder) add(r Record) {
 	}
 	extra := extraFields(fields)
 	if b.entries == nil {
-		b.entries = make([]byte, 0, b.capacity)
+		b.entries = b.newBuffer()
 	}
 	b.entries = msgp.AppendArrayHeader(b.entries, 2)
 	b.entries = appendEventTime(b.entries, t)
@@ -68,6 +77,16 @@ func (b *chunkBuilder) add(r Record) {
 	}
 	b.records++
 	b.lineBytes += len(r.Message)
+}
+
+// newBuffer is the buffer a new chunk starts with: of size next, and small for a follower's first chunk
+// (an agent starting beside 110 pods has as many first chunks at once).
+func (b *chunkBuilder) newBuffer() []byte {
+	n := max(b.next, minChunkBuffer)
+	if b.spare != nil {
+		return b.spare(n)
+	}
+	return make([]byte, 0, n)
 }
 
 // extraFields counts the fields of a JSON message that a record adds to those every record has.
@@ -113,16 +132,15 @@ func jsonObject(msg []byte) map[string]any {
 }
 
 // message returns what was added as a Message under the builder's tag, compressed if asked, and empties
-// the builder. Uncompressed, the Message's entries are the builder's buffer, handed over: the builder then
-// has none, and its owner gives it the next (DiskBuffer.Spare) or add allocates one.
+// the builder. Uncompressed, the Message's entries are the builder's buffer, handed over. Either way the
+// builder keeps no buffer: the next record's add takes one, so an idle follower holds none.
 func (b *chunkBuilder) message(compress bool) (Message, error) {
 	m := Message{Tag: b.tag, Entries: b.entries, Records: b.records}
-	b.records, b.lineBytes = 0, 0
+	b.records, b.lineBytes, b.entries = 0, 0, nil
+	b.next = min(2*len(m.Entries), b.capacity)
 	if !compress {
-		b.entries = nil
 		return m, nil
 	}
-	b.entries = b.entries[:0]
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if _, err := zw.Write(m.Entries); err != nil {

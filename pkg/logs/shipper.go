@@ -217,7 +217,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 	defer tailer.Close()
 	joiner := NewJoiner()
 	// A chunk is closed at ChunkBytes or after the record that crosses it: room for one more typical line.
-	chunk := &chunkBuilder{parseJSON: s.cfg.ParseJSON, capacity: s.cfg.ChunkBytes + 16<<10}
+	chunk := &chunkBuilder{parseJSON: s.cfg.ParseJSON, capacity: s.cfg.ChunkBytes + 16<<10, spare: s.buffer.Spare}
 	var end Position
 	var flushAt time.Time
 	started := time.Now()
@@ -310,9 +310,6 @@ func (s *Shipper) putChunk(ctx context.Context, l ContainerLog, chunk *chunkBuil
 	}
 	if err := s.buffer.Put(ctx, Chunk{Message: msg, Path: l.Path, End: end}, func() bool { return !tailer.Behind() }); err != nil {
 		return err
-	}
-	if chunk.entries == nil { // the buffer took the builder's memory
-		chunk.entries = s.buffer.Spare(chunk.capacity)
 	}
 	s.metrics.inRecords.Add(float64(records))
 	s.metrics.inBytes.Add(float64(bytes))
