@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -333,6 +334,7 @@ func (m *Manager) housekeeping(ctx context.Context) {
 		m.dispatch(ctx, types.UID(md.GetUid()), types.NamespacedName{Namespace: md.GetNamespace(), Name: md.GetName()})
 	}
 	m.removeOrphanedPodFiles()
+	m.scheduleUnknownPodLogs()
 	m.removeExpiredLogs(time.Now())
 	if err := m.removeDanglingLinks(); err != nil {
 		klog.ErrorS(err, "Unable to remove dead container log links")
@@ -389,14 +391,44 @@ func (m *Manager) scheduleLogRemoval(uid string) {
 	m.logRemovals[uid] = time.Now().Add(logRetention)
 }
 
-// removeExpiredLogs removes the log directories whose retention has passed.
+// scheduleUnknownPodLogs has the log directories of pods that no worker owns removed after logRetention,
+// after every known pod got a worker above: those of pods removed while the agent was down, or run by
+// another agent before it. The kubelet's container garbage collection does the same; left there, each of
+// their files would also keep a follower of the log shipper.
+func (m *Manager) scheduleUnknownPodLogs() {
+	entries, err := os.ReadDir(m.cfg.PodLogsDir)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			klog.ErrorS(err, "Unable to list the pod logs directory")
+		}
+		return
+	}
+	for _, e := range entries {
+		i := strings.LastIndexByte(e.Name(), '_') // <namespace>_<name>_<uid>
+		uid := e.Name()[i+1:]
+		if !e.IsDir() || i < 0 || m.hasWorker(types.UID(uid)) {
+			continue
+		}
+		m.mu.Lock()
+		if _, scheduled := m.logRemovals[uid]; !scheduled {
+			klog.V(2).InfoS("Removing the logs of a pod this node does not run", "dir", e.Name(), "after", logRetention)
+			m.logRemovals[uid] = time.Now().Add(logRetention)
+		}
+		m.mu.Unlock()
+	}
+}
+
+// removeExpiredLogs removes the log directories whose retention has passed, but those of a pod that has a
+// worker again (its UID came back from the runtime or the API server).
 func (m *Manager) removeExpiredLogs(now time.Time) {
 	m.mu.Lock()
 	var due []string
 	for uid, at := range m.logRemovals {
 		if now.After(at) {
-			due = append(due, uid)
 			delete(m.logRemovals, uid)
+			if _, running := m.workers[types.UID(uid)]; !running {
+				due = append(due, uid)
+			}
 		}
 	}
 	m.mu.Unlock()

@@ -411,6 +411,35 @@ func TestRemovedPodLogsStayForTheRetentionPeriod(t *testing.T) {
 	}
 }
 
+// As the kubelet's container garbage collection, housekeeping removes the log directories of pods the node
+// does not run (removed while the agent was down, or run by another agent before it), after the retention
+// that the logs of its own removed pods get, and never those of a pod it runs.
+func TestLogsOfPodsTheNodeDoesNotRunAreRemoved(t *testing.T) {
+	pod := testPod("img")
+	f := newFixture(t, pod)
+	m := f.worker.m
+	m.workers[pod.UID] = f.worker
+	unknown := filepath.Join(m.cfg.PodLogsDir, "default_gone_unknown-uid")
+	own := m.podLogDir(pod.Namespace, pod.Name, string(pod.UID))
+	for _, dir := range []string{unknown, own} {
+		if err := os.MkdirAll(filepath.Join(dir, "c"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.scheduleUnknownPodLogs()
+	m.removeExpiredLogs(time.Now())
+	if _, err := os.Stat(unknown); err != nil {
+		t.Fatalf("an unknown pod's logs removed before the retention period: %v", err)
+	}
+	m.removeExpiredLogs(time.Now().Add(logRetention + time.Second))
+	if _, err := os.Stat(unknown); !os.IsNotExist(err) {
+		t.Errorf("an unknown pod's logs still there after the retention period (%v)", err)
+	}
+	if _, err := os.Stat(own); err != nil {
+		t.Errorf("the logs of a pod the node runs were removed: %v", err)
+	}
+}
+
 // A container whose start keeps failing (the runtime leaves it exited, 128, with no start time) backs off
 // longer each time, as one that crashes does; it is not taken for a long healthy run that resets the back-off.
 func TestFailingStartBacksOffLongerEachTime(t *testing.T) {
