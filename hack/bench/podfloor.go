@@ -62,7 +62,7 @@ func floorBurst(ctx context.Context, rt *cri.Runtime, tag string, n, parallel in
 		wg.Go(func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			sandboxes[i], errs[i] = startFloorPod(ctx, rt, names[i], uids[i])
+			sandboxes[i], _, errs[i] = startFloorPod(ctx, rt, names[i], uids[i])
 			latencies[i] = time.Since(start)
 		})
 	}
@@ -91,8 +91,8 @@ func floorBurst(ctx context.Context, rt *cri.Runtime, tag string, n, parallel in
 }
 
 // startFloorPod runs one pod's sandbox and container as a node agent asks for them, with the kubelet's log
-// layout and labels, and returns the sandbox's ID.
-func startFloorPod(ctx context.Context, rt *cri.Runtime, name, uid string) (string, error) {
+// layout and labels, and returns the sandbox's and the container's IDs.
+func startFloorPod(ctx context.Context, rt *cri.Runtime, name, uid string) (sandboxID, containerID string, err error) {
 	labels := map[string]string{cri.LabelPodName: name, cri.LabelPodNamespace: namespace, cri.LabelPodUID: uid}
 	sandbox := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: namespace, Uid: uid},
@@ -105,7 +105,7 @@ func startFloorPod(ctx context.Context, rt *cri.Runtime, name, uid string) (stri
 	}
 	id, err := rt.RunPodSandbox(ctx, sandbox, "")
 	if err != nil {
-		return "", fmt.Errorf("RunPodSandbox %s: %w", name, err)
+		return "", "", fmt.Errorf("RunPodSandbox %s: %w", name, err)
 	}
 	spec := benchPod(name, "", "bench=floor").Spec.Containers[0]
 	container := &runtimeapi.ContainerConfig{
@@ -117,12 +117,12 @@ func startFloorPod(ctx context.Context, rt *cri.Runtime, name, uid string) (stri
 	}
 	cid, err := rt.CreateContainer(ctx, id, container, sandbox)
 	if err != nil {
-		return id, fmt.Errorf("CreateContainer %s: %w", name, err)
+		return id, "", fmt.Errorf("CreateContainer %s: %w", name, err)
 	}
 	if err := rt.StartContainer(ctx, cid); err != nil {
-		return id, fmt.Errorf("StartContainer %s: %w", name, err)
+		return id, cid, fmt.Errorf("StartContainer %s: %w", name, err)
 	}
-	return id, nil
+	return id, cid, nil
 }
 
 // floorLogDir is a pod's log directory in the kubelet's layout.

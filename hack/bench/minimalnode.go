@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/nodeagent/nodeagent/pkg/cri"
+)
+
+// minimalNodeName is the Node of the minimal node: it exists so that the pod garbage collector does not take
+// its pods for orphans; nothing keeps it Ready.
+const minimalNodeName = "bench-minimal"
+
+// minimalNode is the least an API-fed node agent can do for a pod: it watches the pods bound to its node,
+// starts each through CRI exactly as the runtime-alone floor does (at most parallel at once), asks the
+// runtime for the sandbox's IP and writes the pod's status once: Running, Ready, the IP and the container's
+// state. No volumes, no probes, no Events, no retries. Timed as the agents are (createReady: creation
+// request → Running and Ready seen by a watch), it is the floor of a node agent on this machine with the
+// API server on the same cores, which the runtime-alone floor leaves out.
+type minimalNode struct {
+	client   kubernetes.Interface
+	rt       *cri.Runtime
+	parallel int
+}
+
+// runMinimalNode measures rounds bursts of pods on the minimal node.
+func runMinimalNode(ctx context.Context, client kubernetes.Interface, endpoint string, pods, rounds, parallel int) (burstResult, error) {
+	var res burstResult
+	rt, err := cri.Connect(ctx, endpoint, 2*time.Minute, nil)
+	if err != nil {
+		return res, err
+	}
+	nodes := client.CoreV1().Nodes()
+	if _, err := nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: minimalNodeName}},
+		metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return res, fmt.Errorf("minimal node's Node: %w", err)
+	}
+	defer func() { _ = nodes.Delete(context.WithoutCancel(ctx), minimalNodeName, metav1.DeleteOptions{}) }()
+	m := &minimalNode{client: client, rt: rt, parallel: parallel}
+	for r := range rounds {
+		controlPlaneBefore, err := controlPlaneCPU()
+		if err != nil {
+			return res, err
+		}
+		lat, updates, err := m.burst(ctx, fmt.Sprintf("r%d", r), pods)
+		if err != nil {
+			return res, fmt.Errorf("minimal node, round %d: %w", r, err)
+		}
+		controlPlaneAfter, err := controlPlaneCPU()
+		if err != nil {
+			return res, err
+		}
+		res.latencies = append(res.latencies, lat...)
+		res.controlPlaneCPU = append(res.controlPlaneCPU, controlPlaneAfter-controlPlaneBefore)
+		res.updatesPerPod = append(res.updatesPerPod, float64(updates)/float64(pods))
+		fmt.Fprintf(os.Stderr, "bench: minimal node, %d at once, round %d: p50 %s p99 %s, control plane %.2f CPU s\n",
+			parallel, r, percentile(lat, 50), percentile(lat, 99), controlPlaneAfter-controlPlaneBefore)
+	}
+	return res, nil
+}
+
+// burst runs the node while createReady creates n pods on it and waits for them, then removes the pods
+// from the runtime and the API server.
+func (m *minimalNode) burst(ctx context.Context, tag string, n int) ([]time.Duration, int, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu        sync.Mutex
+		sandboxes = map[string]string{} // pod name → sandbox ID
+		wg        sync.WaitGroup
+	)
+	slots := make(chan struct{}, m.parallel)
+	informer := informers.NewSharedInformerFactoryWithOptions(m.client, 0, informers.WithNamespace(namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", minimalNodeName).String()
+		})).Core().V1().Pods().Informer()
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok || pod.DeletionTimestamp != nil {
+			return
+		}
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			sandbox, err := m.run(ctx, pod)
+			mu.Lock()
+			sandboxes[pod.Name] = sandbox
+			mu.Unlock()
+			if err != nil {
+				cancel(err)
+			}
+		})
+	}}); err != nil {
+		return nil, 0, err
+	}
+	stop := make(chan struct{})
+	go informer.Run(stop)
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		close(stop)
+		return nil, 0, errors.New("the minimal node's pod informer did not sync")
+	}
+	lat, updates, err := createReady(ctx, m.client, minimalNodeName, tag, n)
+	close(stop)
+	wg.Wait()
+	if cause := context.Cause(ctx); err != nil && cause != nil {
+		err = cause
+	}
+	if cleanErr := m.remove(context.WithoutCancel(ctx), tag, sandboxes); err == nil {
+		err = cleanErr
+	}
+	return lat, updates, err
+}
+
+// run starts one pod and writes its status once; it returns the sandbox's ID, if one was made.
+func (m *minimalNode) run(ctx context.Context, pod *corev1.Pod) (string, error) {
+	sandbox, container, err := startFloorPod(ctx, m.rt, pod.Name, string(pod.UID))
+	if err != nil {
+		return sandbox, err
+	}
+	status, err := m.rt.PodSandboxStatus(ctx, sandbox, false)
+	if err != nil {
+		return sandbox, fmt.Errorf("PodSandboxStatus %s: %w", pod.Name, err)
+	}
+	running := pod.DeepCopy()
+	running.Status = runningStatus(pod, status.GetStatus().GetNetwork().GetIp(), container, metav1.Now())
+	if _, err := m.client.CoreV1().Pods(namespace).UpdateStatus(ctx, running, metav1.UpdateOptions{}); err != nil {
+		return sandbox, fmt.Errorf("status of %s: %w", pod.Name, err)
+	}
+	return sandbox, nil
+}
+
+// runningStatus is the status of a pod whose one container runs: what a node agent reports once it started it.
+func runningStatus(pod *corev1.Pod, ip, containerID string, now metav1.Time) corev1.PodStatus {
+	conditions := make([]corev1.PodCondition, 0, 4)
+	for _, t := range []corev1.PodConditionType{corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady} {
+		conditions = append(conditions, corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now})
+	}
+	spec := pod.Spec.Containers[0]
+	return corev1.PodStatus{
+		Phase:      corev1.PodRunning,
+		Conditions: conditions,
+		PodIP:      ip,
+		PodIPs:     []corev1.PodIP{{IP: ip}},
+		StartTime:  &now,
+		ContainerStatuses: []corev1.ContainerStatus{{
+			Name: spec.Name, Image: spec.Image, ImageID: spec.Image, ContainerID: "containerd://" + containerID,
+			Ready: true, Started: new(true), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		}},
+	}
+}
+
+// remove stops and removes the burst's sandboxes, then deletes its pods at once (no node is left to
+// confirm a graceful deletion) and waits until they are gone.
+func (m *minimalNode) remove(ctx context.Context, tag string, sandboxes map[string]string) error {
+	var errs []error
+	for name, id := range sandboxes {
+		if id == "" {
+			continue
+		}
+		if err := m.rt.StopPodSandbox(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("StopPodSandbox %s: %w", name, err))
+		}
+		if err := m.rt.RemovePodSandbox(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("RemovePodSandbox %s: %w", name, err))
+		}
+	}
+	pods := m.client.CoreV1().Pods(namespace)
+	selector := benchSelector(minimalNodeName, tag)
+	list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, p := range list.Items {
+		// The runtime leaves a pod's log directory to the node agent.
+		_ = os.RemoveAll(floorLogDir(p.Name, string(p.UID)))
+	}
+	if err := pods.DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)},
+		metav1.ListOptions{LabelSelector: selector}); err != nil {
+		errs = append(errs, err)
+	}
+	if err := poll(ctx, time.Minute, func() bool {
+		list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: selector})
+		return err == nil && len(list.Items) == 0
+	}); err != nil {
+		errs = append(errs, fmt.Errorf("minimal node's pods not deleted: %w", err))
+	}
+	return errors.Join(errs...)
+}
