@@ -47,7 +47,7 @@ type answerCache struct {
 }
 
 func newAnswerCache(size int, now func() time.Time) *answerCache {
-	return &answerCache{size: size, now: now, entries: make(map[cacheKey]cacheEntry, size)}
+	return &answerCache{size: size, now: now, entries: map[cacheKey]cacheEntry{}}
 }
 
 // get returns a copy of the stored answer with its TTLs lowered by the time it spent in the cache, and
