@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,9 +26,10 @@ import (
 const minimalNodeName = "bench-minimal"
 
 // minimalNode is the least an API-fed node agent can do for a pod: it watches the pods bound to its node,
-// starts each through CRI exactly as the runtime-alone floor does (at most parallel at once), asks the
-// runtime for the sandbox's IP and writes the pod's status once: Running, Ready, the IP and the container's
-// state. No volumes, no probes, no Events, no retries. Timed as the agents are (createReady: creation
+// asks the API server for the token of each projected ServiceAccount token volume (the admission plugin gives
+// every pod one; the files are not written), starts the pod through CRI exactly as the runtime-alone floor
+// does (at most parallel at once), asks the runtime for the sandbox's IP and writes the pod's status once:
+// Running, Ready, the IP and the container's state. No other volumes, no probes, no Events, no retries. Timed as the agents are (createReady: creation
 // request → Running and Ready seen by a watch), it is the floor of a node agent on this machine with the
 // API server on the same cores, which the runtime-alone floor leaves out.
 type minimalNode struct {
@@ -125,6 +128,9 @@ func (m *minimalNode) burst(ctx context.Context, tag string, n int) ([]time.Dura
 
 // run starts one pod and writes its status once; it returns the sandbox's ID, if one was made.
 func (m *minimalNode) run(ctx context.Context, pod *corev1.Pod) (string, error) {
+	if err := m.requestTokens(ctx, pod); err != nil {
+		return "", err
+	}
 	sandbox, container, err := startFloorPod(ctx, m.rt, pod.Name, string(pod.UID))
 	if err != nil {
 		return sandbox, err
@@ -139,6 +145,34 @@ func (m *minimalNode) run(ctx context.Context, pod *corev1.Pod) (string, error) 
 		return sandbox, fmt.Errorf("status of %s: %w", pod.Name, err)
 	}
 	return sandbox, nil
+}
+
+// requestTokens asks for the token of each ServiceAccount token projection of the pod, bound to it, as a
+// node agent must before the container starts.
+func (m *minimalNode) requestTokens(ctx context.Context, pod *corev1.Pod) error {
+	sa := cmp.Or(pod.Spec.ServiceAccountName, "default")
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			token := src.ServiceAccountToken
+			if token == nil {
+				continue
+			}
+			var audiences []string
+			if token.Audience != "" {
+				audiences = []string{token.Audience}
+			}
+			if _, err := m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+				Spec: authenticationv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: token.ExpirationSeconds,
+					BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}},
+			}, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("token of %s for %s: %w", sa, pod.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // runningStatus is the status of a pod whose one container runs: what a node agent reports once it started it.

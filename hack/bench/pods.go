@@ -566,7 +566,7 @@ func report(pods, rounds int, runtime string, agent, kubelet burstResult, floor 
 	fmt.Printf("p99 as a multiple of the runtime alone's best p99 (%s): nodeagent %.2f, kubelet %.2f\n", bestP99,
 		agentP99.Seconds()/bestP99.Seconds(), kubeletP99.Seconds()/bestP99.Seconds())
 	minimalP99 := percentile(minimal.latencies, 99)
-	fmt.Printf("the minimal node (the benchmark: one watch, the runtime alone's CRI calls %d at once and the sandbox's IP, one status write per pod), timed as the agents\n",
+	fmt.Printf("the minimal node (the benchmark: one watch, its ServiceAccount token, the runtime alone's CRI calls %d at once and the sandbox's IP, one status write per pod), timed as the agents\n",
 		best.parallel)
 	fmt.Printf("   p50 %s, p99 %s, control plane CPU s per burst %.2f, pod updates per pod to Ready %.1f\n",
 		percentile(minimal.latencies, 50), minimalP99, mean(minimal.controlPlaneCPU), mean(minimal.updatesPerPod))
