@@ -158,6 +158,9 @@ func HoldSockets(ctx context.Context, addr, control string) error {
 			return err
 		}
 		if exit := answer(conn.(*net.UnixConn), addr, rights); exit {
+			// The agent starts the next holder as soon as it reads the answer, and that one binds the
+			// same path: closing must not unlink the path from under it.
+			ctl.(*net.UnixListener).SetUnlinkOnClose(false)
 			return nil
 		}
 	}
