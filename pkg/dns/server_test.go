@@ -255,6 +255,8 @@ func TestClusterRecordsAsDigSeesThem(t *testing.T) {
 			answer: []string{"peers.default.svc.cluster.local. 5 IN A 10.244.0.8"}},
 		{name: "PTR of a ClusterIP", args: []string{"-x", "10.96.0.10"}, status: "NOERROR",
 			answer: []string{"10.0.96.10.in-addr.arpa. 5 IN PTR web.default.svc.cluster.local."}},
+		{name: "PTR of another ClusterIP of the same /24 (the index's bucket)", args: []string{"-x", "10.96.0.11"}, status: "NOERROR",
+			answer: []string{"11.0.96.10.in-addr.arpa. 5 IN PTR dual.default.svc.cluster.local."}},
 		{name: "PTR of an IPv6 ClusterIP", args: []string{"-x", "fd00:96::11"}, status: "NOERROR",
 			answer: []string{"1.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.0.d.f.ip6.arpa. 5 IN PTR dual.default.svc.cluster.local."}},
 		{name: "PTR of a headless endpoint", args: []string{"-x", "10.244.0.5"}, status: "NOERROR",

@@ -259,9 +259,12 @@ func dotsOrColons(dashed string) string {
 func (z *zone) reverse(q dns.Question, addr netip.Addr) result {
 	var answer []dns.RR
 	ip := addr.String()
-	if objs, err := z.services.ByIndex(servicesByClusterIP, ip); err == nil {
+	if objs, err := z.services.ByIndex(servicesByClusterIP, clusterIPBucket(addr)); err == nil {
 		for _, obj := range objs {
-			answer = append(answer, &dns.PTR{Hdr: z.hdr(q.Name, dns.TypePTR), Ptr: serviceFQDN(obj.(*corev1.Service), z.origin)})
+			svc := obj.(*corev1.Service)
+			if hasClusterIP(svc, addr) {
+				answer = append(answer, &dns.PTR{Hdr: z.hdr(q.Name, dns.TypePTR), Ptr: serviceFQDN(svc, z.origin)})
+			}
 		}
 	}
 	if objs, err := z.slices.ByIndex(slicesByAddress, ip); err == nil {
@@ -388,19 +391,41 @@ func sliceEndpoints(svc *corev1.Service, slice *discoveryv1.EndpointSlice) []end
 	return eps
 }
 
-// clusterIPs and sliceAddresses are the index functions behind PTR answers.
+// clusterIPs indexes Services by the bucket of each of their ClusterIPs (clusterIPBucket), for PTR answers.
 func clusterIPs(obj any) ([]string, error) {
 	svc, ok := obj.(*corev1.Service)
 	if !ok {
 		return nil, nil
 	}
-	var ips []string
+	var buckets []string
 	for _, ip := range svc.Spec.ClusterIPs {
 		if a, err := netip.ParseAddr(ip); err == nil {
-			ips = append(ips, a.String())
+			buckets = append(buckets, clusterIPBucket(a))
 		}
 	}
-	return ips, nil
+	return buckets, nil
+}
+
+// clusterIPBucket is the address with its last byte zeroed: an IPv4 /24, an IPv6 /120. client-go keeps a
+// set of keys per index value, some 400 bytes even for one key: at 10,000 Services an index by address was
+// 4 MB of sets of one; by bucket it holds a few dozen sets of up to 256 Services, which a PTR answer reads
+// through for the exact address.
+func clusterIPBucket(a netip.Addr) string {
+	a = a.Unmap()
+	b := a.AsSlice()
+	b[len(b)-1] = 0
+	bucket, _ := netip.AddrFromSlice(b)
+	return bucket.String()
+}
+
+// hasClusterIP reports whether addr is one of the Service's ClusterIPs.
+func hasClusterIP(svc *corev1.Service, addr netip.Addr) bool {
+	for _, ip := range svc.Spec.ClusterIPs {
+		if a, err := netip.ParseAddr(ip); err == nil && a.Unmap() == addr.Unmap() {
+			return true
+		}
+	}
+	return false
 }
 
 // sliceAddresses indexes only the slices of headless Services, which the EndpointSlice controller labels so:
