@@ -29,9 +29,10 @@ const minimalNodeName = "bench-minimal"
 // asks the API server for the token of each projected ServiceAccount token volume (the admission plugin gives
 // every pod one; the files are not written), starts the pod through CRI exactly as the runtime-alone floor
 // does (at most parallel at once), asks the runtime for the sandbox's IP and writes the pod's status once:
-// Running, Ready, the IP and the container's state. No other volumes, no probes, no Events, no retries. Timed as the agents are (createReady: creation
-// request → Running and Ready seen by a watch), it is the floor of a node agent on this machine with the
-// API server on the same cores, which the runtime-alone floor leaves out.
+// Running, Ready, the IP and the container's state. No other volumes, no probes, no Events, no retries.
+// Timed as the agents are (createReady: creation request → Running and Ready seen by a watch), it is the
+// floor of a node agent on this machine with the API server on the same cores, which the runtime-alone
+// floor leaves out.
 type minimalNode struct {
 	client   kubernetes.Interface
 	rt       *cri.Runtime
