@@ -72,9 +72,7 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 
 	n := &nodeComponent{}
 	n.events = record.NewBroadcaster(record.WithContext(ctx))
-	if s.client != nil {
-		n.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.eventClient.CoreV1().Events("")})
-	} else { // standalone: the events go to the log, as the API server is not there to keep them
+	if s.client == nil { // standalone: the events go to the log, as the API server is not there to keep them
 		n.events.StartStructuredLogging(0)
 	}
 	wg.Add(1)
@@ -124,6 +122,9 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 		ResyncInterval: 2 * time.Second, HousekeepingInterval: 10 * time.Second,
 	}, runtime, podCgroups, s.client, sources, recorder)
 	s.health = n.pods.Healthy
+	if s.client != nil { // before anything records an Event: the pod manager only runs later
+		n.events.StartRecordingToSink(n.pods.EventSink(ctx, &typedcorev1.EventSinkImpl{Interface: s.eventClient.CoreV1().Events("")}))
+	}
 	n.evictor = eviction.New(eviction.Config{Hard: s.cfg.eviction.hard, Soft: s.cfg.eviction.soft,
 		MaxPodGracePeriodSeconds: int64(cfg.EvictionMaxPodGracePeriod), Interval: 10 * time.Second,
 		PressureTransitionPeriod: cfg.EvictionPressureTransitionPeriod.Duration, ReclaimDisk: n.imageGC.DeleteUnused,

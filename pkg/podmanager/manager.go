@@ -161,6 +161,9 @@ type Manager struct {
 	rtcache *runtimeCache
 	metrics *metrics
 
+	// starting counts the pods being started, for EventSink.
+	starting *startingPods
+
 	mu      sync.Mutex
 	workers map[types.UID]*worker
 	// evictions holds the pods being evicted for node pressure.
@@ -177,7 +180,7 @@ func New(cfg Config, runtime Runtime, cgroups PodCgroups, client kubernetes.Inte
 	m := &Manager{cfg: cfg, runtime: runtime, cgroups: cgroups, client: client, pods: sources.Pods,
 		services: sources.Services, static: sources.Static, node: sources.Node, recorder: recorder, workers: map[types.UID]*worker{}, evictions: map[types.UID]eviction{},
 		logRemovals: map[string]time.Time{},
-		mirrorKick:  make(chan struct{}, 1), objects: sources.Objects, appArmorHost: appArmorHostError()}
+		mirrorKick:  make(chan struct{}, 1), objects: sources.Objects, appArmorHost: appArmorHostError(), starting: newStartingPods()}
 	m.pullSlots, m.sandboxSlots = newLimiter(cfg.MaxParallelImagePulls), newLimiter(cfg.MaxParallelSandboxes)
 	m.metrics = newMetrics()
 	m.rtcache = newRuntimeCache(runtime, cfg.NodeName, m.pokeWorker, m.metrics)
@@ -283,6 +286,8 @@ func (m *Manager) dispatch(ctx context.Context, uid types.UID, key types.Namespa
 	w, ok := m.workers[uid]
 	if !ok {
 		w = newWorker(m, uid, key)
+		w.starting = true
+		m.starting.add()
 		m.workers[uid] = w
 		m.wg.Add(1)
 		go func() {

@@ -8,8 +8,10 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -63,5 +65,37 @@ func TestProjectedTokenIsRenewedAtEightyPercentOfItsLife(t *testing.T) {
 	}
 	if len(requests) != 2 {
 		t.Errorf("%d token requests, want 2 (one per life)", len(requests))
+	}
+}
+
+// A TokenRequest can fail for a moment right after the Pod's creation (the API server answered "pod not
+// found" to 14 of 110 pods of a burst): the pod is tried again soon, not at the next resync.
+func TestAPodWhoseTokenFailedOnceStartsSoon(t *testing.T) {
+	pod := testPod("localhost/testserver:local")
+	pod.Spec.Volumes = []corev1.Volume{{Name: "kube-api-access", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}}}}}}}
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	requests := 0
+	f.client.PrependReactor("create", "serviceaccounts", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if action.GetSubresource() != "token" {
+			return false, nil, nil
+		}
+		if requests++; requests == 1 {
+			return true, nil, apierrors.NewNotFound(corev1.Resource("pods"), pod.Name)
+		}
+		tr := action.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenRequest).DeepCopy()
+		tr.Status = authenticationv1.TokenRequestStatus{Token: "token", ExpirationTimestamp: metav1.NewTime(time.Now().Add(time.Hour))}
+		return true, tr, nil
+	})
+	m := f.worker.m
+	m.cfg.ResyncInterval = time.Hour // the retry is what starts the pod, or nothing does
+	m.dispatch(t.Context(), pod.UID, types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name})
+	deadline := time.Now().Add(5 * time.Second)
+	for f.postedStatus(t).Phase != corev1.PodRunning {
+		if time.Now().After(deadline) {
+			t.Fatal("pod not Running 5 s after a failed TokenRequest")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

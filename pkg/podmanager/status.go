@@ -155,7 +155,16 @@ func (w *worker) patchStatus(ctx context.Context, pod *corev1.Pod, status *corev
 	if target == nil {
 		return nil // a static pod without its mirror yet: written once the mirror exists
 	}
-	return w.m.status.WriteStatus(ctx, target, status)
+	// A sync that follows a write before the Pod cache has seen it computes the same status again from the
+	// same Pod: without this, every such sync (a container event, the relist) repeated the patch.
+	if w.written.status != nil && w.written.over == target.ResourceVersion && apiequality.Semantic.DeepEqual(w.written.status, status) {
+		return nil
+	}
+	if err := w.m.status.WriteStatus(ctx, target, status); err != nil {
+		return err
+	}
+	w.written.status, w.written.over = status, target.ResourceVersion
+	return nil
 }
 
 // initProgress reports whether every regular init container succeeded and sidecars are running, and whether

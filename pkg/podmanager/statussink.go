@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
 )
 
 // StatusSink is where the pod workers report what became of their pods: the API server (APIStatus), or for a
@@ -43,6 +44,7 @@ func (a APIStatus) WriteStatus(ctx context.Context, target *corev1.Pod, status *
 	if err != nil {
 		return fmt.Errorf("pod status patch: %w", err)
 	}
+	klog.V(3).InfoS("Patch status for pod", "pod", klog.KObj(target), "podUID", target.UID, "patch", string(patch))
 	_, err = a.Client.CoreV1().Pods(target.Namespace).Patch(ctx, target.Name, types.StrategicMergePatchType, patch,
 		metav1.PatchOptions{}, "status")
 	if err != nil {

@@ -68,6 +68,12 @@ type worker struct {
 		id     string
 		config *runtimeapi.PodSandboxConfig
 	}
+	// written is the status this worker last wrote and the resourceVersion of the Pod it was written over:
+	// while the Pod cache still holds that Pod, written is the Pod's status.
+	written struct {
+		status *corev1.PodStatus
+		over   string
+	}
 	// killed says why, once the node stopped the pod's containers for good (eviction, active deadline).
 	killed *podKill
 	// firstSeen is when the worker started; pulling is the time its image pulls took; started is set once
@@ -76,6 +82,8 @@ type worker struct {
 	pulling   time.Duration
 	started   bool
 	syncs     int
+	// starting is set while the pod counts among the manager's starting pods.
+	starting bool
 }
 
 type backoffState struct {
@@ -91,6 +99,14 @@ func newWorker(m *Manager, uid types.UID, key types.NamespacedName) *worker {
 		tokens: map[string]serviceAccountToken{}}
 }
 
+// endStart says the pod no longer counts among the manager's starting pods (eventhold.go).
+func (w *worker) endStart() {
+	if w.starting {
+		w.starting = false
+		w.m.starting.done()
+	}
+}
+
 // poke asks for a sync without blocking; pokes that arrive while one is pending merge into it.
 func (w *worker) poke() {
 	select {
@@ -99,24 +115,43 @@ func (w *worker) poke() {
 	}
 }
 
+// firstRetry is the wait before a failed sync is tried again; it doubles with each failure in a row, up to
+// the resync interval. A pod's first sync can fail for a moment (a TokenRequest that does not find the Pod
+// the API server has just created, seen in bursts of 110 pods), and waiting the whole interval made those
+// pods the last of their burst.
+const firstRetry = 100 * time.Millisecond
+
 func (w *worker) run(ctx context.Context) {
 	ticker := time.NewTicker(w.m.cfg.ResyncInterval)
 	defer ticker.Stop()
+	retry := time.NewTimer(0)
+	retry.Stop()
+	defer retry.Stop()
+	var retryAfter time.Duration
 	defer w.stopProbers()
+	defer w.endStart()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.updates:
 		case <-ticker.C:
+		case <-retry.C:
 		}
 		operation := w.operation()
 		began := time.Now()
 		done, err := w.sync(ctx)
 		w.syncs++
 		w.m.metrics.workerDuration.WithLabelValues(operation).Observe(time.Since(began).Seconds())
+		if err == nil || time.Since(w.firstSeen) > maxStartHold {
+			w.endStart()
+		}
 		if err != nil && ctx.Err() == nil {
 			klog.ErrorS(err, "Error syncing pod, will retry", "pod", w.key, "podUID", w.uid)
+			retryAfter = min(max(2*retryAfter, firstRetry), w.m.cfg.ResyncInterval)
+			retry.Reset(retryAfter)
+		} else {
+			retryAfter = 0
 		}
 		if done {
 			klog.V(2).InfoS("Pod worker finished", "pod", w.key, "podUID", w.uid)
@@ -670,6 +705,7 @@ func (w *worker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 		return nil, fmt.Errorf("back-off pulling image %q", c.Image)
 	}
 	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Pulling", "Pulling image %q", c.Image)
+	w.endStart() // a pull waits for a registry, not for the API server: the Events need not wait for it
 	started := time.Now()
 	ref, err := w.m.pullImage(ctx, spec, w.pullCredentials(ctx, pod, c.Image), sandboxConfig)
 	w.pulling += time.Since(started)

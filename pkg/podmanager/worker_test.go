@@ -35,6 +35,15 @@ type fakeRuntime struct {
 	created *[]*runtimeapi.ContainerConfig
 	stopped *[]string
 	graces  map[string]int64
+	// sandboxGate, when set, holds each RunPodSandbox until it is closed.
+	sandboxGate chan struct{}
+}
+
+func (f fakeRuntime) RunPodSandbox(ctx context.Context, config *runtimeapi.PodSandboxConfig, handler string) (string, error) {
+	if f.sandboxGate != nil {
+		<-f.sandboxGate
+	}
+	return f.FakeRuntimeService.RunPodSandbox(ctx, config, handler)
 }
 
 func (f fakeRuntime) CreateContainer(ctx context.Context, sandboxID string, config *runtimeapi.ContainerConfig,
@@ -64,7 +73,7 @@ func newFixture(t *testing.T, pod *corev1.Pod) *fixture {
 	t.Helper()
 	f := &fixture{
 		runtime: fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService(),
-			new([]*runtimeapi.ContainerConfig), new([]string), map[string]int64{}},
+			new([]*runtimeapi.ContainerConfig), new([]string), map[string]int64{}, nil},
 		client:  fake.NewClientset(pod),
 		indexer: cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
 	}
@@ -550,5 +559,45 @@ func TestActiveDeadlineStopsThePod(t *testing.T) {
 	}
 	if c, _ := f.runtime.ListContainers(context.Background(), nil); len(c) != 1 || c[0].State != runtimeapi.ContainerState_CONTAINER_EXITED {
 		t.Errorf("containers %v, want the one stopped", c)
+	}
+}
+
+// A sync that runs before the Pod cache has seen the status the last one wrote must not write it again;
+// once the cache has a newer Pod, its status is what a sync compares with.
+func TestStatusIsNotRewrittenBeforeTheCacheSeesIt(t *testing.T) {
+	pod := testPod("localhost/testserver:local")
+	pod.ResourceVersion = "1"
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	statusPatches := func() int {
+		n := 0
+		for _, a := range f.client.Actions() {
+			if _, ok := a.(k8stesting.PatchAction); ok && a.GetSubresource() == "status" {
+				n++
+			}
+		}
+		return n
+	}
+	for range 3 { // the cache still holds resourceVersion 1
+		if _, err := f.worker.sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := statusPatches(); n != 1 {
+		t.Fatalf("status patches after three syncs over the same Pod = %d, want 1", n)
+	}
+
+	// Someone else changes the status meanwhile: the cache's newer Pod is what the node's status is compared with.
+	changed := pod.DeepCopy()
+	changed.ResourceVersion, changed.Status = "3", f.postedStatus(t)
+	changed.Status.Conditions = nil
+	if err := f.indexer.Update(changed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.worker.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := statusPatches(); n != 2 {
+		t.Fatalf("status patches after the Pod changed = %d, want 2", n)
 	}
 }

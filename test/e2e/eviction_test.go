@@ -162,8 +162,13 @@ func TestSoftEvictionWaitsForItsGracePeriod(t *testing.T) {
 		return p.Status.Phase == corev1.PodFailed && len(p.Status.ContainerStatuses) == 1 &&
 			p.Status.ContainerStatuses[0].State.Terminated != nil
 	})
-	events, err := stack.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=hog,reason=Evicted"})
-	if err != nil || len(events.Items) == 0 {
+	var events *corev1.EventList
+	err = pollUntil(ctx, func() (bool, error) { // Events are sent after the fact
+		var err error
+		events, err = stack.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=hog,reason=Evicted"})
+		return err == nil && len(events.Items) > 0, nil
+	})
+	if err != nil {
 		t.Fatalf("no Evicted event: %v", err)
 	}
 	evictedAt := events.Items[0].FirstTimestamp.Time

@@ -114,8 +114,11 @@ func TestImagePullSecrets(t *testing.T) {
 	if err != nil {
 		t.Errorf("no Failed event with the registry's 401 Unauthorized for the pod without the secret: %v\n%s", err, describe(ns))
 	}
-	events, err := core.Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=with-secret,reason=Pulled"})
-	if err != nil || len(events.Items) == 0 {
+	err = pollUntil(ctx, func() (bool, error) {
+		events, err := core.Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=with-secret,reason=Pulled"})
+		return err == nil && len(events.Items) > 0, nil
+	})
+	if err != nil {
 		t.Errorf("no Pulled event for the pod with the secret (%v)", err)
 	}
 }

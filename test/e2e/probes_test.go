@@ -92,16 +92,20 @@ func TestProbes(t *testing.T) {
 	if err != nil {
 		t.Errorf("dying pod was not restarted after its liveness probe failed: %v\n%s", err, describe(ns))
 	}
-	events, err := stack.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=dying"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Events are sent after the fact (and held while pods start): poll for them too.
 	var unhealthy, killing bool
-	for _, e := range events.Items {
-		unhealthy = unhealthy || (e.Reason == "Unhealthy" && strings.Contains(e.Message, "Liveness probe failed"))
-		killing = killing || (e.Reason == "Killing" && strings.Contains(e.Message, "failed liveness probe"))
-	}
-	if !unhealthy || !killing {
+	err = pollUntil(ctx, func() (bool, error) {
+		events, err := stack.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=dying"})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range events.Items {
+			unhealthy = unhealthy || (e.Reason == "Unhealthy" && strings.Contains(e.Message, "Liveness probe failed"))
+			killing = killing || (e.Reason == "Killing" && strings.Contains(e.Message, "failed liveness probe"))
+		}
+		return unhealthy && killing, nil
+	})
+	if err != nil {
 		t.Errorf("events: Unhealthy=%v Killing=%v, want both\n%s", unhealthy, killing, describe(ns))
 	}
 	// The kubelet's probe metrics on /metrics/probes, through the API server's node proxy.
