@@ -2,9 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -78,24 +81,8 @@ func criBenchLine(container, n, lineBytes int) string {
 // that many bytes per byte read (part of each buffer twice): the most a shipper could do that sends that
 // much more than it reads, which is what records with their metadata are, before any parsing or encoding.
 func rawLimit(d *logsDataset, inflate float64) (time.Duration, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	received := make(chan int64, 1)
-	go func() {
-		conn, err := l.Accept()
-		if err != nil {
-			received <- 0
-			return
-		}
-		defer conn.Close()
-		n, _ := io.Copy(io.Discard, struct{ io.Reader }{conn})
-		received <- n
-	}()
 	start := time.Now()
-	conn, err := net.Dial("tcp", l.Addr().String())
+	conn, arrived, err := dialDiscard()
 	if err != nil {
 		return 0, err
 	}
@@ -114,11 +101,110 @@ func rawLimit(d *logsDataset, inflate float64) (time.Duration, error) {
 			return 0, err
 		}
 	}
-	conn.Close()
-	if n := <-received; n != d.bytes+w.extraWritten {
+	if n := arrived(); n != d.bytes+w.extraWritten {
 		return 0, fmt.Errorf("raw limit: %d bytes arrived, want %d", n, d.bytes+w.extraWritten)
 	}
 	return time.Since(start), nil
+}
+
+// framedLimit is the least a shipper that sends records adds to rawLimit: it finds the end of each line and
+// copies the line into the outgoing message behind as many bytes of framing and metadata as the agent adds
+// to a line (inflate is the agent's bytes sent per byte read), and writes 1 MiB messages to the same
+// discarding reader. One pass to find the lines, one to copy them, and no parsing or encoding: a shipper
+// whose parser and encoder cost nothing.
+func framedLimit(d *logsDataset, inflate float64) (time.Duration, error) {
+	head := bytes.Repeat([]byte{'m'}, max(int(math.Round((inflate-1)*float64(d.bytes)/float64(d.lines))), 0))
+	start := time.Now()
+	conn, arrived, err := dialDiscard()
+	if err != nil {
+		return 0, err
+	}
+	in, out := make([]byte, 256<<10), make([]byte, 0, 1<<20+64<<10)
+	var written int64
+	flush := func() error {
+		n, err := conn.Write(out)
+		written, out = written+int64(n), out[:0]
+		return err
+	}
+	for _, path := range d.files {
+		if err := framedLines(path, in, func(line []byte) error {
+			out = append(append(out, head...), line...)
+			if len(out) < 1<<20 {
+				return nil
+			}
+			return flush()
+		}); err != nil {
+			conn.Close()
+			return 0, err
+		}
+	}
+	if err := flush(); err != nil {
+		conn.Close()
+		return 0, err
+	}
+	if n := arrived(); n != written {
+		return 0, fmt.Errorf("framed limit: %d bytes arrived, want %d", n, written)
+	}
+	return time.Since(start), nil
+}
+
+// framedLines reads the file through buf and calls each with every line, its newline included.
+func framedLines(path string, buf []byte, each func(line []byte) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	carry := 0 // the start of a line the last read cut, moved to buf's start
+	for {
+		n, err := f.Read(buf[carry:])
+		data := buf[:carry+n]
+		for {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			if err := each(data[:i+1]); err != nil {
+				return err
+			}
+			data = data[i+1:]
+		}
+		if carry = copy(buf, data); carry == len(buf) {
+			return errors.New("framed limit: a line longer than the read buffer")
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// dialDiscard connects to a loopback TCP socket whose reader discards what arrives; arrived closes the
+// connection and returns how many bytes the reader got.
+func dialDiscard() (conn net.Conn, arrived func() int64, err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	received := make(chan int64, 1)
+	go func() {
+		conn, err := l.Accept()
+		l.Close()
+		if err != nil {
+			received <- 0
+			return
+		}
+		defer conn.Close()
+		n, _ := io.Copy(io.Discard, struct{ io.Reader }{conn})
+		received <- n
+	}()
+	if conn, err = net.Dial("tcp", l.Addr().String()); err != nil {
+		l.Close()
+		return nil, nil, err
+	}
+	return conn, func() int64 { conn.Close(); return <-received }, nil
 }
 
 // inflatingWriter writes each buffer, then up to extra bytes of it again.
@@ -406,7 +492,7 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 		return err
 	}
 	// Per round, each kind of run once; each shipper's runs by its name.
-	var raw, ceiling, rawBusy []float64
+	var raw, ceiling, framed, rawBusy []float64
 	shipped, afterStartup, cpu, rss, busy := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 	sent := map[string]int64{}
 	for round := range rounds {
@@ -447,6 +533,11 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 			return err
 		}
 		ceiling = append(ceiling, float64(d.bytes)/elapsed.Seconds())
+		fmt.Fprintf(os.Stderr, "bench: round %d, framed limit\n", round+1)
+		if elapsed, err = framedLimit(d, float64(sent["nodeagent"])/float64(d.bytes)); err != nil {
+			return err
+		}
+		framed = append(framed, float64(d.bytes)/elapsed.Seconds())
 	}
 	cores, lag, err := steadyRate(ctx, agentBin, containers, lineBytes, int64(steadyMBps)*1e6, steadySeconds)
 	if err != nil {
@@ -468,6 +559,7 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	row := func(name, format string, v float64) { fmt.Printf("%-60s "+format+"\n", name, v) }
 	row("raw limit: read + loopback write, MB/s", "%12.0f", median(raw)/1e6)
 	row(fmt.Sprintf("raw limit writing %.2f bytes per byte read, MB/s", float64(sent[agent])/float64(d.bytes)), "%12.0f", median(ceiling)/1e6)
+	row("framed limit: each line found and copied into a record that size, MB/s", "%12.0f", median(framed)/1e6)
 	for _, n := range []string{agent, otel} {
 		row(n+": files to acknowledged receipt, MB/s", "%12.0f", median(shipped[n])/1e6)
 		row(n+": first ack to last (after start-up), MB/s", "%12.0f", median(afterStartup[n])/1e6)
@@ -482,15 +574,18 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	row("raw limit writing the records' size / raw limit", "%12.2f", ratio(ceiling, raw))
 	row("nodeagent / raw limit writing the records' size", "%12.2f", ratio(shipped[agent], ceiling))
 	row("nodeagent after start-up / raw limit writing the records' size", "%12.2f", ratio(afterStartup[agent], ceiling))
+	row("framed limit / raw limit writing the records' size", "%12.2f", ratio(framed, ceiling))
+	row("nodeagent / framed limit", "%12.2f", ratio(shipped[agent], framed))
+	row("nodeagent after start-up / framed limit", "%12.2f", ratio(afterStartup[agent], framed))
 	row("nodeagent / Collector, throughput", "%12.2f", ratio(shipped[agent], shipped[otel]))
 	// The same bytes each time: throughput per CPU second is bytes over CPU seconds.
 	row("nodeagent / Collector, throughput per CPU second", "%12.2f", ratio(cpu[otel], cpu[agent]))
 	row(fmt.Sprintf("nodeagent cores at %d MB/s written", steadyMBps), "%12.2f", cores)
 	fmt.Printf("%-60s %12v\n", fmt.Sprintf("nodeagent delivery lag after %d s at %d MB/s", steadySeconds, steadyMBps), lag.Round(time.Millisecond))
-	fmt.Println("each round: raw limit MB/s; nodeagent / raw limit, / raw limit writing the records' size; Collector MB/s; CPU s: nodeagent, Collector")
+	fmt.Println("each round: raw limit MB/s; nodeagent / raw limit, / raw limit writing the records' size, / framed limit; Collector MB/s; CPU s: nodeagent, Collector")
 	for i := range raw {
-		fmt.Printf("  %d: %5.0f  %.2f  %.2f  %5.0f  %.2f  %.2f\n", i+1, raw[i]/1e6, shipped[agent][i]/raw[i], shipped[agent][i]/ceiling[i],
-			shipped[otel][i]/1e6, cpu[agent][i], cpu[otel][i])
+		fmt.Printf("  %d: %5.0f  %.2f  %.2f  %.2f  %5.0f  %.2f  %.2f\n", i+1, raw[i]/1e6, shipped[agent][i]/raw[i], shipped[agent][i]/ceiling[i],
+			shipped[agent][i]/framed[i], shipped[otel][i]/1e6, cpu[agent][i], cpu[otel][i])
 	}
 	return nil
 }
