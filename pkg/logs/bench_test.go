@@ -32,7 +32,8 @@ func BenchmarkReadJoinEncode(b *testing.B) {
 			b.Fatal(err)
 		}
 		joiner := NewJoiner()
-		chunk := &chunkBuilder{meta: meta, capacity: 1<<20 + 16<<10}
+		chunk := &chunkBuilder{capacity: 1<<20 + 16<<10}
+		chunk.setContainer(meta, "")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 		for {
 			line, _, err := nextLine(ctx, tl)

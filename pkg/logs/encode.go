@@ -26,9 +26,12 @@ type Message struct {
 type chunkBuilder struct {
 	entries []byte
 	records int
-	// meta is the encoded "kubernetes" map of the chunk's container, tag the chunk's tag.
+	// meta is the encoded "kubernetes" map of the chunk's container, tag the chunk's tag (setContainer).
 	meta []byte
 	tag  string
+	// tails are what a stdout and a stderr record end with, encoded once per chunk (setContainer): the
+	// stream and the container's metadata are the same for every record.
+	tails [2][]byte
 	// parseJSON merges the fields of a message that is a JSON object into its record.
 	parseJSON bool
 	// lineBytes counts the message bytes added, for the input metrics.
@@ -66,17 +69,39 @@ func (b *chunkBuilder) add(r Record) {
 	b.entries = msgp.AppendArrayHeader(b.entries, 2)
 	b.entries = appendEventTime(b.entries, t)
 	b.entries = msgp.AppendMapHeader(b.entries, uint32(3+extra))
-	b.entries = msgp.AppendString(b.entries, "log")
+	b.entries = append(b.entries, logKey...)
 	b.entries = msgp.AppendStringFromBytes(b.entries, r.Message)
-	b.entries = msgp.AppendString(b.entries, "stream")
-	b.entries = msgp.AppendString(b.entries, string(r.Stream))
-	b.entries = msgp.AppendString(b.entries, "kubernetes")
-	b.entries = append(b.entries, b.meta...)
+	switch r.Stream {
+	case Stdout:
+		b.entries = append(b.entries, b.tails[0]...)
+	case Stderr:
+		b.entries = append(b.entries, b.tails[1]...)
+	default: // a malformed line's record has no stream
+		b.entries = appendTail(b.entries, r.Stream, b.meta)
+	}
 	if extra > 0 {
 		b.appendFields(fields)
 	}
 	b.records++
 	b.lineBytes += len(r.Message)
+}
+
+// logKey is the first key of every record, encoded.
+var logKey = msgp.AppendString(nil, "log")
+
+// setContainer makes the records added next those of the container with this metadata, under this tag.
+func (b *chunkBuilder) setContainer(meta []byte, tag string) {
+	b.meta, b.tag = meta, tag
+	b.tails[0] = appendTail(b.tails[0][:0], Stdout, meta)
+	b.tails[1] = appendTail(b.tails[1][:0], Stderr, meta)
+}
+
+// appendTail appends the fields that follow a record's message: its stream and its container's metadata.
+func appendTail(dst []byte, stream Stream, meta []byte) []byte {
+	dst = msgp.AppendString(dst, "stream")
+	dst = msgp.AppendString(dst, string(stream))
+	dst = msgp.AppendString(dst, "kubernetes")
+	return append(dst, meta...)
 }
 
 // newBuffer is the buffer a new chunk starts with: of size next, and small for a follower's first chunk

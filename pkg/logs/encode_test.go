@@ -2,9 +2,12 @@ package logs
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/tinylib/msgp/msgp"
 )
 
 // A follower keeps its chunk builder for the life of the file: between chunks the builder must hold no
@@ -13,10 +16,11 @@ import (
 func TestChunkBuffersFollowTheFilesPace(t *testing.T) {
 	const capacity = 1 << 20
 	var taken []int
-	b := &chunkBuilder{meta: []byte{0x80}, capacity: capacity, spare: func(n int) []byte {
+	b := &chunkBuilder{capacity: capacity, spare: func(n int) []byte {
 		taken = append(taken, n)
 		return make([]byte, 0, n)
 	}}
+	b.setContainer([]byte{0x80}, "")
 	line := Record{Time: time.Unix(1764621919, 0), Stream: Stdout, Message: bytes.Repeat([]byte("x"), 200)}
 	fill := func(bytes int) {
 		for len(b.entries) < bytes {
@@ -38,5 +42,44 @@ func TestChunkBuffersFollowTheFilesPace(t *testing.T) {
 	want := []int{minChunkBuffer, minChunkBuffer, minChunkBuffer, capacity, capacity, minChunkBuffer}
 	if !slices.Equal(taken, want) {
 		t.Fatalf("buffers taken: %v, want %v", taken, want)
+	}
+}
+
+// Each record carries its own stream (none for a malformed line) and the container's metadata, which the
+// builder encodes once per chunk.
+func TestRecordsCarryTheirStreamAndTheContainersMetadata(t *testing.T) {
+	meta, err := msgp.AppendIntf(nil, map[string]any{"pod_name": "web-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &chunkBuilder{}
+	b.setContainer(meta, "kube.web")
+	at := time.Unix(1764621919, 0)
+	for _, r := range []Record{{Time: at, Stream: Stdout, Message: []byte("out")}, {Time: at, Stream: Stderr, Message: []byte("err")},
+		{Message: []byte("no time"), Malformed: true}} {
+		b.add(r)
+	}
+	m, err := b.message(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rest := m.Entries; len(rest) > 0; {
+		if _, rest, err = msgp.ReadArrayHeaderBytes(rest); err != nil {
+			t.Fatal(err)
+		}
+		if rest, err = msgp.Skip(rest); err != nil { // the EventTime
+			t.Fatal(err)
+		}
+		var rec any
+		if rec, rest, err = msgp.ReadIntfBytes(rest); err != nil {
+			t.Fatal(err)
+		}
+		fields := rec.(map[string]any)
+		got = append(got, fmt.Sprintf("%s/%s/%v", fields["log"], fields["stream"], fields["kubernetes"]))
+	}
+	want := []string{"out/stdout/map[pod_name:web-0]", "err/stderr/map[pod_name:web-0]", "no time//map[pod_name:web-0]"}
+	if !slices.Equal(got, want) || m.Tag != "kube.web" || m.Records != 3 {
+		t.Errorf("records %q, tag %q, %d records; want %q, kube.web, 3", got, m.Tag, m.Records, want)
 	}
 }

@@ -91,7 +91,8 @@ func message(t *testing.T, tag string, from, n int, compress bool) Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &chunkBuilder{meta: meta, tag: tag}
+	b := &chunkBuilder{}
+	b.setContainer(meta, tag)
 	for i := from; i < from+n; i++ {
 		b.add(Record{Time: time.Unix(1764621919, int64(i)), Stream: Stdout, Message: []byte(fmt.Sprintf("line %d", i))})
 	}

@@ -244,7 +244,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 			if rec, ok := joiner.Add(line); ok {
 				if chunk.records == 0 {
 					flushAt = time.Now().Add(s.cfg.FlushInterval)
-					chunk.meta, chunk.tag = s.describe(l)
+					chunk.setContainer(s.describe(l))
 				}
 				if rec.Malformed {
 					s.metrics.malformed.Inc()
