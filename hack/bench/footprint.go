@@ -241,7 +241,7 @@ func saveProfile(name, path string) error {
 		f.Close()
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "bench: the agent's profile at rest: %s\n", path)
+	fmt.Fprintf(os.Stderr, "bench: the agent's profile: %s\n", path)
 	return f.Close()
 }
 

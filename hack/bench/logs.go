@@ -251,7 +251,9 @@ type logShipper struct {
 	start func(d *logsDataset) (proc *process, sink recordCounter, stop func(), err error)
 }
 
-func agentShipper(agentBin string) logShipper {
+// agentShipper is nodeagent --logs-only; with profile, a CPU profile of each run's first second (after
+// start-up) is saved as nodeagent-cpu.pprof in logsRunDir, the last run's kept.
+func agentShipper(agentBin string, profile bool) logShipper {
 	return logShipper{name: "nodeagent", logPath: filepath.Join(logsRunDir, "nodeagent.log"),
 		start: func(d *logsDataset) (*process, recordCounter, func(), error) {
 			sink, err := forwardspec.Listen("127.0.0.1:0", forwardspec.Config{})
@@ -263,13 +265,35 @@ func agentShipper(agentBin string) logShipper {
 				sink.Close()
 				return nil, nil, nil, err
 			}
-			proc, err := startLogsAgent(agentBin, d.dir, root, sink.Addr())
+			proc, err := startLogsAgent(agentBin, d.dir, root, sink.Addr(), profile)
 			if err != nil {
 				sink.Close()
 				return nil, nil, nil, err
 			}
-			return proc, sink, func() { proc.stop(); sink.Close() }, nil
+			profiled := make(chan struct{})
+			go func() {
+				defer close(profiled)
+				if profile {
+					profileLogsAgent(proc)
+				}
+			}()
+			return proc, sink, func() { <-profiled; proc.stop(); sink.Close() }, nil
 		}}
+}
+
+// profileLogsAgent saves a CPU profile of one second of the agent's run, once its metrics address answers.
+func profileLogsAgent(proc *process) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		select {
+		case <-proc.done:
+			return
+		default:
+		}
+		if err := saveProfile("profile?seconds=1", filepath.Join(logsRunDir, "nodeagent-cpu.pprof")); err == nil {
+			return
+		}
+	}
+	fmt.Fprintln(os.Stderr, "bench: no profile of the agent: its metrics address did not answer")
 }
 
 // shipDataset runs a shipper on the dataset and times it from its start to the acknowledgement of the last
@@ -384,10 +408,14 @@ func buildCollector(repo string) (string, error) {
 	return bin, nil
 }
 
-func startLogsAgent(agentBin, podLogsDir, root, receiver string) (*process, error) {
+func startLogsAgent(agentBin, podLogsDir, root, receiver string, profile bool) (*process, error) {
 	config := filepath.Join(logsRunDir, "nodeagent.yaml")
+	serve := "metricsBindAddress: \"\"\n"
+	if profile {
+		serve = "metricsBindAddress: " + agentMetricsAddr + "\nenableProfiling: true\n"
+	}
 	if err := os.WriteFile(config, []byte("apiVersion: nodeagent.io/v1alpha1\nkind: NodeAgentConfiguration\n"+
-		"podLogsDir: "+podLogsDir+"\nrootDir: "+root+"\nmetricsBindAddress: \"\"\n"+
+		"podLogsDir: "+podLogsDir+"\nrootDir: "+root+"\n"+serve+
 		"logs:\n  enabled: true\n  receivers: [\""+receiver+"\"]\n  flushInterval: 100ms\n  bufferLimit: 4Gi\n"), 0o644); err != nil {
 		return nil, err
 	}
@@ -412,7 +440,7 @@ func steadyRate(ctx context.Context, agentBin string, containers, lineBytes int,
 	if err := os.RemoveAll(root); err != nil {
 		return 0, 0, err
 	}
-	proc, err := startLogsAgent(agentBin, d.dir, root, sink.Addr())
+	proc, err := startLogsAgent(agentBin, d.dir, root, sink.Addr(), false)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -472,7 +500,7 @@ func steadyRate(ctx context.Context, agentBin string, containers, lineBytes int,
 	return (cpuAfter - cpuBefore) / (wrote + lag).Seconds(), lag, nil
 }
 
-func runLogsBench(ctx context.Context, containers int, megabytes int64, lineBytes, rounds, steadyMBps, steadySeconds int) error {
+func runLogsBench(ctx context.Context, containers int, megabytes int64, lineBytes, rounds, steadyMBps, steadySeconds int, profile bool) error {
 	repo, err := os.Getwd()
 	if err != nil {
 		return err
@@ -485,7 +513,7 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	if err != nil {
 		return err
 	}
-	shippers := []logShipper{agentShipper(agentBin), collectorShipper(collectorBin)}
+	shippers := []logShipper{agentShipper(agentBin, profile), collectorShipper(collectorBin)}
 	fmt.Fprintf(os.Stderr, "bench: writing %d MB of logs in %d files\n", megabytes, containers)
 	d, err := writeLogsDataset(filepath.Join(logsRunDir, "pods"), containers, megabytes<<20/int64(containers), lineBytes)
 	if err != nil {

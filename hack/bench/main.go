@@ -150,8 +150,10 @@ func main() {
 		rounds := fs.Int("rounds", 3, "runs of the raw limit and of nodeagent, alternating")
 		steadyMBps := fs.Int("steady-mbps", 50, "MB/s written for the CPU figure")
 		steadySeconds := fs.Int("steady-seconds", 20, "seconds of writing for the CPU figure")
+		profile := fs.Bool("profile", false, "run nodeagent with --profiling and save a CPU profile of its run into "+logsRunDir)
 		run = func() error {
-			return runLogsBench(ctx, max(*containers, 1), max(*megabytes, 1), max(*lineBytes, 80), max(*rounds, 1), max(*steadyMBps, 1), max(*steadySeconds, 1))
+			return runLogsBench(ctx, max(*containers, 1), max(*megabytes, 1), max(*lineBytes, 80), max(*rounds, 1), max(*steadyMBps, 1),
+				max(*steadySeconds, 1), *profile)
 		}
 	default:
 		fmt.Fprintln(os.Stderr, usage)

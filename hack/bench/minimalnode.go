@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
 )
@@ -29,30 +31,48 @@ const minimalNodeName = "bench-minimal"
 // asks the API server for the token of each projected ServiceAccount token volume (the admission plugin gives
 // every pod one; the files are not written), starts the pod through CRI exactly as the runtime-alone floor
 // does (at most parallel at once), asks the runtime for the sandbox's IP and writes the pod's status once:
-// Running, Ready, the IP and the container's state. No other volumes, no probes, no Events, no retries.
-// Timed as the agents are (createReady: creation request → Running and Ready seen by a watch), it is the
-// floor of a node agent on this machine with the API server on the same cores, which the runtime-alone
+// Running, Ready, the IP and the container's state. No other volumes, no probes, no Events. It is a node
+// as the API server sees one: its own credentials in system:nodes (so the Node authorizer and the
+// NodeRestriction admission apply, and a TokenRequest can be refused "pod not found" for a moment, as
+// for the agents: it asks again), and the client rate limit both agents have by default (50/s, bursts of
+// 100). Timed as the agents are (createReady: creation request → Running and Ready seen by a watch), it is
+// the floor of a node agent on this machine with the API server on the same cores, which the runtime-alone
 // floor leaves out.
 type minimalNode struct {
-	client   kubernetes.Interface
-	rt       *cri.Runtime
-	parallel int
+	// client is the node's; admin creates the burst's pods and cleans up after it.
+	client, admin kubernetes.Interface
+	rt            *cri.Runtime
+	parallel      int
+}
+
+// minimalNodeClient is the minimal node's client: its credentials and the agents' rate limit.
+func minimalNodeClient(pki string) (kubernetes.Interface, error) {
+	config, err := clientcmd.BuildConfigFromFlags("", filepath.Join(pki, minimalNodeName+".kubeconfig"))
+	if err != nil {
+		return nil, err
+	}
+	config.QPS, config.Burst = 50, 100
+	return kubernetes.NewForConfig(config)
 }
 
 // runMinimalNode measures rounds bursts of pods on the minimal node.
-func runMinimalNode(ctx context.Context, client kubernetes.Interface, endpoint string, pods, rounds, parallel int) (burstResult, error) {
+func runMinimalNode(ctx context.Context, admin kubernetes.Interface, pki, endpoint string, pods, rounds, parallel int) (burstResult, error) {
 	var res burstResult
+	client, err := minimalNodeClient(pki)
+	if err != nil {
+		return res, err
+	}
 	rt, err := cri.Connect(ctx, endpoint, 2*time.Minute, nil)
 	if err != nil {
 		return res, err
 	}
-	nodes := client.CoreV1().Nodes()
+	nodes := admin.CoreV1().Nodes()
 	if _, err := nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: minimalNodeName}},
 		metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return res, fmt.Errorf("minimal node's Node: %w", err)
 	}
 	defer func() { _ = nodes.Delete(context.WithoutCancel(ctx), minimalNodeName, metav1.DeleteOptions{}) }()
-	m := &minimalNode{client: client, rt: rt, parallel: parallel}
+	m := &minimalNode{client: client, admin: admin, rt: rt, parallel: parallel}
 	for r := range rounds {
 		controlPlaneBefore, err := controlPlaneCPU()
 		if err != nil {
@@ -115,7 +135,7 @@ func (m *minimalNode) burst(ctx context.Context, tag string, n int) ([]time.Dura
 		close(stop)
 		return nil, 0, errors.New("the minimal node's pod informer did not sync")
 	}
-	lat, updates, err := createReady(ctx, m.client, minimalNodeName, tag, n)
+	lat, updates, err := createReady(ctx, m.admin, minimalNodeName, tag, n)
 	close(stop)
 	wg.Wait()
 	if cause := context.Cause(ctx); err != nil && cause != nil {
@@ -165,10 +185,15 @@ func (m *minimalNode) requestTokens(ctx context.Context, pod *corev1.Pod) error 
 			if token.Audience != "" {
 				audiences = []string{token.Audience}
 			}
-			if _, err := m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
-				Spec: authenticationv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: token.ExpirationSeconds,
-					BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}},
-			}, metav1.CreateOptions{}); err != nil {
+			request := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: audiences,
+				ExpirationSeconds: token.ExpirationSeconds,
+				BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}}
+			var err error
+			_ = poll(ctx, 10*time.Second, func() bool { // "pod not found" for a moment: see minimalNode
+				_, err = m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, request, metav1.CreateOptions{})
+				return !apierrors.IsNotFound(err)
+			})
+			if err != nil {
 				return fmt.Errorf("token of %s for %s: %w", sa, pod.Name, err)
 			}
 		}
@@ -211,7 +236,7 @@ func (m *minimalNode) remove(ctx context.Context, tag string, sandboxes map[stri
 			errs = append(errs, fmt.Errorf("RemovePodSandbox %s: %w", name, err))
 		}
 	}
-	pods := m.client.CoreV1().Pods(namespace)
+	pods := m.admin.CoreV1().Pods(namespace)
 	selector := benchSelector(minimalNodeName, tag)
 	list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {

@@ -37,7 +37,7 @@ const (
 
 var clusterEnv = []string{
 	"NODEAGENT_RUN=" + runDir, "APISERVER_PORT=26443", "ETCD_PORT=22379", "KCM_PORT=30257",
-	"SCHEDULER_PORT=30259", "CLUSTER_CIDR=10.246.0.0/16", "NODE_NAMES=" + agentNode + " " + kubeletNode,
+	"SCHEDULER_PORT=30259", "CLUSTER_CIDR=10.246.0.0/16", "NODE_NAMES=" + agentNode + " " + kubeletNode + " " + minimalNodeName,
 }
 
 // runtimeTarget is the container runtime both nodes use, one after the other.
@@ -86,7 +86,7 @@ func runPods(ctx context.Context, sizes []int, rounds int, runtimeName string) e
 			return err
 		}
 		best := bestFloor(floor)
-		minimal, err := runMinimalNode(ctx, c.client, c.rt.endpoint, pods, rounds, best.parallel)
+		minimal, err := runMinimalNode(ctx, c.client, c.pki, c.rt.endpoint, pods, rounds, best.parallel)
 		if err != nil {
 			return err
 		}

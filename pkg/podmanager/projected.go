@@ -9,6 +9,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -55,6 +56,13 @@ func (w *worker) projectedFiles(ctx context.Context, pod *corev1.Pod, volume str
 	return files, nil
 }
 
+// tokenRetry and maxTokenRetry space the TokenRequests of a Pod the API server does not find yet: 50 ms
+// doubling, 750 ms in all.
+const (
+	tokenRetry    = 50 * time.Millisecond
+	maxTokenRetry = 400 * time.Millisecond
+)
+
 func (w *worker) serviceAccountToken(ctx context.Context, pod *corev1.Pod, volume string, src *corev1.ServiceAccountTokenProjection) (string, error) {
 	key := volume + "/" + src.Path
 	if t, ok := w.tokens[key]; ok && time.Now().Before(t.issuedAt.Add(t.expires.Sub(t.issuedAt)*8/10)) {
@@ -75,13 +83,24 @@ func (w *worker) serviceAccountToken(ctx context.Context, pod *corev1.Pod, volum
 	if w.m.client == nil {
 		return "", fmt.Errorf("service account token for %s: standalone mode has no API server to issue one", sa)
 	}
-	tr, err := w.m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{
-			Audiences:         audiences,
-			ExpirationSeconds: &expiration,
-			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
-		},
-	}, metav1.CreateOptions{})
+	request := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		Audiences:         audiences,
+		ExpirationSeconds: &expiration,
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+	}}
+	tr, err := w.m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, request, metav1.CreateOptions{})
+	// The API server's NodeRestriction admission looks the bound Pod up in an informer of its own, which a
+	// busy server fills a moment after the Pod's creation: a third of a 110-pod burst was refused "pod not
+	// found" at first. A short wait here costs less than a failed sync (a Pending status, a FailedMount
+	// Event, the pod back at the end of the sandbox queue).
+	for wait := tokenRetry; apierrors.IsNotFound(err) && wait <= maxTokenRetry; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(wait):
+		}
+		tr, err = w.m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, request, metav1.CreateOptions{})
+	}
 	if err != nil {
 		return "", fmt.Errorf("requesting a token for service account %s/%s: %w", pod.Namespace, sa, err)
 	}

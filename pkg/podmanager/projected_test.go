@@ -2,6 +2,7 @@ package podmanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -68,8 +69,31 @@ func TestProjectedTokenIsRenewedAtEightyPercentOfItsLife(t *testing.T) {
 	}
 }
 
-// A TokenRequest can fail for a moment right after the Pod's creation (the API server answered "pod not
-// found" to 14 of 110 pods of a burst): the pod is tried again soon, not at the next resync.
+// The API server can answer a TokenRequest "pod not found" right after the Pod's creation (its admission
+// reads the Pod from an informer of its own): the request is made again at once, and the sync goes on.
+func TestATokenRequestThatDoesNotFindThePodYetIsRepeated(t *testing.T) {
+	pod := testPod("img")
+	f := newFixture(t, pod)
+	requests := 0
+	f.client.PrependReactor("create", "serviceaccounts", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if action.GetSubresource() != "token" {
+			return false, nil, nil
+		}
+		if requests++; requests <= 2 {
+			return true, nil, apierrors.NewNotFound(corev1.Resource("pods"), pod.Name)
+		}
+		tr := action.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenRequest).DeepCopy()
+		tr.Status = authenticationv1.TokenRequestStatus{Token: "token", ExpirationTimestamp: metav1.NewTime(time.Now().Add(time.Hour))}
+		return true, tr, nil
+	})
+	token, err := f.worker.serviceAccountToken(context.Background(), pod, "vol", &corev1.ServiceAccountTokenProjection{Path: "token"})
+	if err != nil || token != "token" || requests != 3 {
+		t.Fatalf("token %q, %v after %d requests; want the third's", token, err, requests)
+	}
+}
+
+// A sync that fails for a moment (here the API server's TokenRequest, once) is tried again soon, not at the
+// next resync.
 func TestAPodWhoseTokenFailedOnceStartsSoon(t *testing.T) {
 	pod := testPod("localhost/testserver:local")
 	pod.Spec.Volumes = []corev1.Volume{{Name: "kube-api-access", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
@@ -82,7 +106,7 @@ func TestAPodWhoseTokenFailedOnceStartsSoon(t *testing.T) {
 			return false, nil, nil
 		}
 		if requests++; requests == 1 {
-			return true, nil, apierrors.NewNotFound(corev1.Resource("pods"), pod.Name)
+			return true, nil, apierrors.NewInternalError(errors.New("etcd is busy"))
 		}
 		tr := action.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenRequest).DeepCopy()
 		tr.Status = authenticationv1.TokenRequestStatus{Token: "token", ExpirationTimestamp: metav1.NewTime(time.Now().Add(time.Hour))}

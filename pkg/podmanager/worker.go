@@ -116,9 +116,8 @@ func (w *worker) poke() {
 }
 
 // firstRetry is the wait before a failed sync is tried again; it doubles with each failure in a row, up to
-// the resync interval. A pod's first sync can fail for a moment (a TokenRequest that does not find the Pod
-// the API server has just created, seen in bursts of 110 pods), and waiting the whole interval made those
-// pods the last of their burst.
+// the resync interval. A pod's sync can fail for a moment (a busy API server refusing a TokenRequest), and
+// waiting the whole interval made such pods the last of a burst of 110.
 const firstRetry = 100 * time.Millisecond
 
 func (w *worker) run(ctx context.Context) {
