@@ -33,11 +33,11 @@ const minimalNodeName = "bench-minimal"
 // does (at most parallel at once), asks the runtime for the sandbox's IP and writes the pod's status once:
 // Running, Ready, the IP and the container's state. No other volumes, no probes, no Events. It is a node
 // as the API server sees one: its own credentials in system:nodes (so the Node authorizer and the
-// NodeRestriction admission apply, and a TokenRequest can be refused "pod not found" for a moment, as
-// for the agents: it asks again), and the client rate limit both agents have by default (50/s, bursts of
-// 100). Timed as the agents are (createReady: creation request → Running and Ready seen by a watch), it is
-// the floor of a node agent on this machine with the API server on the same cores, which the runtime-alone
-// floor leaves out.
+// NodeRestriction admission apply, and a TokenRequest can be refused for a moment, "pod not found" or "no
+// relationship found", as for the agents: it asks again), and the client rate limit both agents have by
+// default (50/s, bursts of 100). Timed as the agents are (createReady: creation request → Running and
+// Ready seen by a watch), it is the floor of a node agent on this machine with the API server on the same
+// cores, which the runtime-alone floor leaves out.
 type minimalNode struct {
 	// client is the node's; admin creates the burst's pods and cleans up after it.
 	client, admin kubernetes.Interface
@@ -189,9 +189,9 @@ func (m *minimalNode) requestTokens(ctx context.Context, pod *corev1.Pod) error 
 				ExpirationSeconds: token.ExpirationSeconds,
 				BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}}
 			var err error
-			_ = poll(ctx, 10*time.Second, func() bool { // "pod not found" for a moment: see minimalNode
+			_ = poll(ctx, 10*time.Second, func() bool { // refused for a moment: see minimalNode
 				_, err = m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, request, metav1.CreateOptions{})
-				return !apierrors.IsNotFound(err)
+				return !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err)
 			})
 			if err != nil {
 				return fmt.Errorf("token of %s for %s: %w", sa, pod.Name, err)

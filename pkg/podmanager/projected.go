@@ -89,11 +89,12 @@ func (w *worker) serviceAccountToken(ctx context.Context, pod *corev1.Pod, volum
 		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
 	}}
 	tr, err := w.m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, request, metav1.CreateOptions{})
-	// The API server's NodeRestriction admission looks the bound Pod up in an informer of its own, which a
-	// busy server fills a moment after the Pod's creation: a third of a 110-pod burst was refused "pod not
-	// found" at first. A short wait here costs less than a failed sync (a Pending status, a FailedMount
-	// Event, the pod back at the end of the sandbox queue).
-	for wait := tokenRetry; apierrors.IsNotFound(err) && wait <= maxTokenRetry; wait *= 2 {
+	// The API server's Node authorizer and NodeRestriction admission look the bound Pod up in a graph and an
+	// informer of their own, which a busy server fills a moment after the Pod's creation: a third of a
+	// 110-pod burst was refused at first, "pod not found" (NotFound) or "no relationship found between
+	// node and this object" (Forbidden). A short wait here costs less than a failed sync (a Pending status,
+	// a FailedMount Event, the pod back at the end of the sandbox queue).
+	for wait := tokenRetry; (apierrors.IsNotFound(err) || apierrors.IsForbidden(err)) && wait <= maxTokenRetry; wait *= 2 {
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()

@@ -69,8 +69,9 @@ func TestProjectedTokenIsRenewedAtEightyPercentOfItsLife(t *testing.T) {
 	}
 }
 
-// The API server can answer a TokenRequest "pod not found" right after the Pod's creation (its admission
-// reads the Pod from an informer of its own): the request is made again at once, and the sync goes on.
+// The API server can refuse a TokenRequest right after the Pod's creation, "pod not found" or "no
+// relationship found" (its admission and Node authorizer read the Pod from caches of their own): the request
+// is made again at once, and the sync goes on.
 func TestATokenRequestThatDoesNotFindThePodYetIsRepeated(t *testing.T) {
 	pod := testPod("img")
 	f := newFixture(t, pod)
@@ -79,8 +80,12 @@ func TestATokenRequestThatDoesNotFindThePodYetIsRepeated(t *testing.T) {
 		if action.GetSubresource() != "token" {
 			return false, nil, nil
 		}
-		if requests++; requests <= 2 {
+		switch requests++; requests {
+		case 1:
 			return true, nil, apierrors.NewNotFound(corev1.Resource("pods"), pod.Name)
+		case 2:
+			return true, nil, apierrors.NewForbidden(corev1.Resource("serviceaccounts/token"), "default",
+				errors.New("no relationship found between node 'node-a' and this object"))
 		}
 		tr := action.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenRequest).DeepCopy()
 		tr.Status = authenticationv1.TokenRequestStatus{Token: "token", ExpirationTimestamp: metav1.NewTime(time.Now().Add(time.Hour))}
