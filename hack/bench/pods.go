@@ -226,6 +226,9 @@ func (c *podCluster) startKubelet(endpoint string) (*process, error) {
 		return nil, fmt.Errorf("creating cgroup %s: %w", kubeletCgroupRoot, err)
 	}
 	dir := filepath.Join(runDir, "kubelet")
+	if err := unmountUnder(dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
