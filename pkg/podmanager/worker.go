@@ -687,6 +687,7 @@ func (w *worker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 			return nil, fmt.Errorf("image status of %s: %w", c.Image, err)
 		}
 		if st.GetImage() != nil {
+			w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Pulled", "Container image %q already present on machine", c.Image)
 			return st.GetImage(), nil
 		}
 		if c.ImagePullPolicy == corev1.PullNever {

@@ -601,3 +601,24 @@ func TestStatusIsNotRewrittenBeforeTheCacheSeesIt(t *testing.T) {
 		t.Fatalf("status patches after the Pod changed = %d, want 2", n)
 	}
 }
+
+// As the kubelet, a container whose image is present gets Pulled ("already present on machine"), Created
+// and Started.
+func TestAPresentImageIsReportedPulled(t *testing.T) {
+	pod := testPod("localhost/testserver:local")
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	if _, err := f.worker.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	recorder := f.worker.m.recorder.(*record.FakeRecorder)
+	var events []string
+	for len(recorder.Events) > 0 {
+		events = append(events, <-recorder.Events)
+	}
+	want := []string{`Normal Pulled Container image "localhost/testserver:local" already present on machine`,
+		"Normal Created Created container: server", "Normal Started Started container server"}
+	if !slices.Equal(events, want) {
+		t.Errorf("events %q, want %q", events, want)
+	}
+}
