@@ -88,7 +88,10 @@ func (w *worker) serviceAccountToken(ctx context.Context, pod *corev1.Pod, volum
 		ExpirationSeconds: &expiration,
 		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
 	}}
-	tr, err := w.m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, request, metav1.CreateOptions{})
+	create := func() (*authenticationv1.TokenRequest, error) {
+		return w.m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, request, metav1.CreateOptions{})
+	}
+	tr, err := create()
 	// The API server's Node authorizer and NodeRestriction admission look the bound Pod up in a graph and an
 	// informer of their own, which a busy server fills a moment after the Pod's creation: a third of a
 	// 110-pod burst was refused at first, "pod not found" (NotFound) or "no relationship found between
@@ -100,7 +103,7 @@ func (w *worker) serviceAccountToken(ctx context.Context, pod *corev1.Pod, volum
 			return "", ctx.Err()
 		case <-time.After(wait):
 		}
-		tr, err = w.m.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, request, metav1.CreateOptions{})
+		tr, err = create()
 	}
 	if err != nil {
 		return "", fmt.Errorf("requesting a token for service account %s/%s: %w", pod.Namespace, sa, err)
