@@ -71,11 +71,14 @@ func newLogsComponent(s *shared, static *source.StaticPods) (*logsComponent, err
 			return nil, err
 		}
 	}
+	// Two chunks in flight, not eight: the chunks' memory comes back sooner and stays warm, and the agent
+	// shipped 8-10% more at 200-byte lines for less CPU (bench logs, alternating runs, 12-07); 2 MiB in
+	// flight still fills a link of 1 GB/s at 2 ms of round trip.
 	shipper, err := logs.NewShipper(logs.ShipperConfig{
 		PodLogsDir: cfg.PodLogsDir, StateDir: filepath.Join(cfg.RootDir, "logs"),
 		Client: client, Tag: s.cfg.logs.tag, Gzip: cfg.Logs.Gzip, ParseJSON: cfg.Logs.ParseJSON,
 		ChunkRecords: 100_000, ChunkBytes: int(cfg.LogsChunkBytes()), FlushInterval: cfg.Logs.FlushInterval.Duration,
-		BufferLimit: cfg.LogsBufferBytes(), MemoryBufferLimit: min(32<<20, cfg.LogsBufferBytes()), InFlight: 8, Poll: 250 * time.Millisecond,
+		BufferLimit: cfg.LogsBufferBytes(), MemoryBufferLimit: min(32<<20, cfg.LogsBufferBytes()), InFlight: 2, Poll: 250 * time.Millisecond,
 		RetryMax: cfg.Logs.RetryMaxInterval.Duration, NodeName: nodeName, Pod: pods.find, Metrics: s.registry,
 	})
 	if err != nil {
