@@ -307,7 +307,7 @@ func (s *shared) connect(ctx context.Context, wg *sync.WaitGroup) (client, event
 		restConfig = cert.RESTConfig()
 	}
 	restConfig.UserAgent = "nodeagent/" + s.version
-	restConfig.QPS, restConfig.Burst = 50, 100
+	restConfig.QPS, restConfig.Burst = clientRate(cfg.KubeAPIQPS, cfg.KubeAPIBurst)
 	// Protobuf, as the kubelet and kube-proxy ask for by default: much cheaper to decode than JSON, which
 	// shows in the Service and EndpointSlice lists and watches of a large cluster.
 	restConfig.ContentType = apiruntime.ContentTypeProtobuf
@@ -315,12 +315,22 @@ func (s *shared) connect(ctx context.Context, wg *sync.WaitGroup) (client, event
 	if client, err = kubernetes.NewForConfig(restConfig); err != nil {
 		return nil, nil, err
 	}
-	// Each clientset gets a token bucket of its own from QPS and Burst: 50/100, the kubelet's eventRecordQPS
-	// and eventBurst.
-	if events, err = kubernetes.NewForConfig(rest.CopyConfig(restConfig)); err != nil {
+	// Each clientset gets a token bucket of its own from QPS and Burst.
+	eventConfig := rest.CopyConfig(restConfig)
+	eventConfig.QPS, eventConfig.Burst = clientRate(cfg.EventRecordQPS, cfg.EventBurst)
+	if events, err = kubernetes.NewForConfig(eventConfig); err != nil {
 		return nil, nil, err
 	}
 	return client, events, nil
+}
+
+// clientRate is a client's QPS and Burst for a configured rate: client-go takes a QPS of 0 for its default
+// (5 a second) and a negative one for no bound, which is what the configuration's 0 means.
+func clientRate(qps, burst int32) (float32, int) {
+	if qps == 0 {
+		return -1, 0
+	}
+	return float32(qps), int(burst)
 }
 
 // objectSource is where the components read the objects they work from: the API server's informers

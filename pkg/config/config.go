@@ -141,6 +141,15 @@ type Configuration struct {
 	MaxParallelImagePulls int32 `json:"maxParallelImagePulls"`
 	// AllowedUnsafeSysctls are sysctls (or prefixes ending in *) that pods may set beyond the safe set.
 	AllowedUnsafeSysctls []string `json:"allowedUnsafeSysctls,omitempty"`
+	// KubeAPIQPS and KubeAPIBurst bound the agent's requests to the API server (a token bucket: so many a
+	// second, bursts of so many), EventRecordQPS and EventBurst its Events, which go through a client of
+	// their own so that a burst of Events never delays a status; the kubelet's fields, with its defaults
+	// (50 and 100 each). 0 QPS means no bound (the kubelet gives client-go's 5 a second for a kubeAPIQPS of
+	// 0, and no bound for an eventRecordQPS of 0).
+	KubeAPIQPS     int32 `json:"kubeAPIQPS"`
+	KubeAPIBurst   int32 `json:"kubeAPIBurst"`
+	EventRecordQPS int32 `json:"eventRecordQPS"`
+	EventBurst     int32 `json:"eventBurst"`
 	// MetricsBindAddress is where /metrics is served (host:port, kube-proxy's default); "" turns it off.
 	MetricsBindAddress string `json:"metricsBindAddress"`
 	// EnableProfiling serves Go's /debug/pprof/ handlers on MetricsBindAddress, as kube-proxy's
@@ -425,6 +434,10 @@ func Default() *Configuration {
 		Authorization: NodeAPIAuthorization{Mode: AuthorizationModeWebhook, Webhook: NodeAPIWebhookAuthorization{
 			CacheAuthorizedTTL: metav1.Duration{Duration: 5 * time.Minute}, CacheUnauthorizedTTL: metav1.Duration{Duration: 30 * time.Second}}},
 		MaxParallelImagePulls:            5,
+		KubeAPIQPS:                       50,
+		KubeAPIBurst:                     100,
+		EventRecordQPS:                   50,
+		EventBurst:                       100,
 		FileCheckFrequency:               metav1.Duration{Duration: 20 * time.Second},
 		RuntimeRequestTimeout:            metav1.Duration{Duration: 2 * time.Minute},
 		ContainerLogMaxSize:              "10Mi",
@@ -522,6 +535,10 @@ func (c *Configuration) AddFlags(fs *pflag.FlagSet) {
 		"Most image pulls in flight at once; 1 serializes them, 0 means no bound.")
 	fs.Int32Var(&c.MaxParallelSandboxCreations, "max-parallel-sandbox-creations", c.MaxParallelSandboxCreations,
 		"Most pod sandboxes created at once; 0 means twice the CPUs.")
+	fs.Int32Var(&c.KubeAPIQPS, "kube-api-qps", c.KubeAPIQPS, "Requests a second to the API server, Events aside; 0 means no bound.")
+	fs.Int32Var(&c.KubeAPIBurst, "kube-api-burst", c.KubeAPIBurst, "Requests to the API server allowed in a burst, Events aside.")
+	fs.Int32Var(&c.EventRecordQPS, "event-qps", c.EventRecordQPS, "Events created a second; 0 means no bound.")
+	fs.Int32Var(&c.EventBurst, "event-burst", c.EventBurst, "Events created in a burst.")
 	fs.StringSliceVar(&c.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", c.AllowedUnsafeSysctls,
 		"Comma-separated unsafe sysctls or patterns (ending in *) pods may set.")
 	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", c.MetricsBindAddress,
@@ -689,6 +706,20 @@ func (c *Configuration) Validate() field.ErrorList {
 	}
 	if c.MaxParallelImagePulls < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxParallelImagePulls"), c.MaxParallelImagePulls, "must not be negative"))
+	}
+	for _, f := range []struct {
+		name  string
+		value int32
+	}{{"kubeAPIQPS", c.KubeAPIQPS}, {"kubeAPIBurst", c.KubeAPIBurst}, {"eventRecordQPS", c.EventRecordQPS}, {"eventBurst", c.EventBurst}} {
+		if f.value < 0 {
+			errs = append(errs, field.Invalid(field.NewPath(f.name), f.value, "must not be negative"))
+		}
+	}
+	if c.KubeAPIQPS > 0 && c.KubeAPIBurst == 0 {
+		errs = append(errs, field.Invalid(field.NewPath("kubeAPIBurst"), c.KubeAPIBurst, "must be at least 1 when kubeAPIQPS bounds the requests"))
+	}
+	if c.EventRecordQPS > 0 && c.EventBurst == 0 {
+		errs = append(errs, field.Invalid(field.NewPath("eventBurst"), c.EventBurst, "must be at least 1 when eventRecordQPS bounds the Events"))
 	}
 	errs = append(errs, validateBindAddress(field.NewPath("metricsBindAddress"), c.MetricsBindAddress)...)
 	errs = append(errs, c.Proxy.validate(field.NewPath("proxy"))...)

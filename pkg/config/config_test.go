@@ -36,6 +36,10 @@ func TestLoadFileKeepsDefaultsForOmittedFields(t *testing.T) {
 	if c.MaxPods != 42 || c.ClusterDomain != "cluster.local" || c.NodeLeaseDurationSeconds != 40 {
 		t.Errorf("got maxPods=%d clusterDomain=%q lease=%d", c.MaxPods, c.ClusterDomain, c.NodeLeaseDurationSeconds)
 	}
+	if c.KubeAPIQPS != 50 || c.KubeAPIBurst != 100 || c.EventRecordQPS != 50 || c.EventBurst != 100 {
+		t.Errorf("got kubeAPIQPS=%d kubeAPIBurst=%d eventRecordQPS=%d eventBurst=%d, want the kubelet's 50, 100, 50, 100",
+			c.KubeAPIQPS, c.KubeAPIBurst, c.EventRecordQPS, c.EventBurst)
+	}
 	if errs := c.Validate(); len(errs) != 0 {
 		t.Errorf("valid config rejected: %v", errs)
 	}
@@ -70,6 +74,8 @@ func TestValidateNamesEachBadField(t *testing.T) {
 	c.ReadOnlyPort = 10255
 	c.Authorization.Mode = "RBAC"
 	c.Authentication.Webhook.CacheTTL.Duration = -time.Minute
+	c.KubeAPIQPS, c.KubeAPIBurst = 20, 0
+	c.EventRecordQPS = -1
 	got := c.Validate().ToAggregate().Error()
 	for _, want := range []string{
 		`kubeconfig: Invalid value: "/does/not/exist": file does not exist`,
@@ -98,6 +104,8 @@ func TestValidateNamesEachBadField(t *testing.T) {
 		`readOnlyPort: Invalid value: 10255: the unauthenticated read-only port is not served`,
 		`authorization.mode: Unsupported value: "RBAC": supported values: "Webhook", "AlwaysAllow"`,
 		`authentication.webhook.cacheTTL: Invalid value: "-1m0s": must not be negative`,
+		`kubeAPIBurst: Invalid value: 0: must be at least 1 when kubeAPIQPS bounds the requests`,
+		`eventRecordQPS: Invalid value: -1: must not be negative`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("errors %q\nlack %q", got, want)
