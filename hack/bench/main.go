@@ -87,12 +87,13 @@ func main() {
 		pods := fs.String("pods", "30", "pods created at once per round; several sizes comma-separated (30,110)")
 		rounds := fs.Int("rounds", 3, "rounds per node")
 		runtime := fs.String("runtime", "containerd", "containerd (the machine's 1.6) or containerd2 (v2, hack/setup-containerd2.sh)")
+		profile := fs.Bool("profile", false, "run nodeagent with --profiling and save a CPU profile of its first burst of each size into "+runDir)
 		run = func() error {
 			sizes, err := sizeList("--pods", *pods, 110)
 			if err != nil {
 				return err
 			}
-			return runPods(ctx, sizes, *rounds, *runtime)
+			return runPods(ctx, sizes, *rounds, *runtime, *profile)
 		}
 	case "idle":
 		pods := fs.Int("pods", 110, "running pods (110 is the maxPods default)")

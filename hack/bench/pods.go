@@ -67,14 +67,26 @@ type burstResult struct {
 	peakRSS                        int64 // highest peak RSS of any burst
 }
 
-func runPods(ctx context.Context, sizes []int, rounds int, runtimeName string) error {
+// runPods runs the bursts of each size on each node; with profile, the agent serves /debug/pprof/ and a CPU
+// profile of its first burst of each size is saved in runDir.
+func runPods(ctx context.Context, sizes []int, rounds int, runtimeName string, profile bool) error {
 	c, err := startPodCluster(ctx, runtimeName)
 	if err != nil {
 		return err
 	}
 	defer c.down()
+	startAgent := func() (*process, error) { return c.startAgent(c.rt.endpoint) }
+	if profile {
+		startAgent = func() (*process, error) {
+			return c.startAgentWith(c.rt.endpoint, "enableProfiling: true\n", "--enable-proxy=false", "--enable-dns=false")
+		}
+	}
 	for _, pods := range sizes {
-		agent, err := benchNode(ctx, c.client, agentNode, pods, rounds, func() (*process, error) { return c.startAgent(c.rt.endpoint) })
+		var onFirstBurst func()
+		if profile {
+			onFirstBurst = func() { profileBurst(pods) }
+		}
+		agent, err := benchNode(ctx, c.client, agentNode, pods, rounds, startAgent, onFirstBurst)
 		if err != nil {
 			return fmt.Errorf("nodeagent, %d pods: %w", pods, err)
 		}
@@ -90,7 +102,7 @@ func runPods(ctx context.Context, sizes []int, rounds int, runtimeName string) e
 		if err != nil {
 			return err
 		}
-		kubelet, err := benchNode(ctx, c.client, kubeletNode, pods, rounds, func() (*process, error) { return c.startKubelet(c.rt.endpoint) })
+		kubelet, err := benchNode(ctx, c.client, kubeletNode, pods, rounds, func() (*process, error) { return c.startKubelet(c.rt.endpoint) }, nil)
 		if err != nil {
 			return fmt.Errorf("kubelet, %d pods: %w", pods, err)
 		}
@@ -258,10 +270,19 @@ imageGCHighThresholdPercent: 100
 		"--root-dir", dir, "--v", "1")
 }
 
+// profileBurst saves a CPU profile of the agent (its metricsBindAddress, the default) over a burst's first
+// seconds, one for every 11 pods: about until the last pod is Ready on a two-core machine.
+func profileBurst(pods int) {
+	path := filepath.Join(runDir, fmt.Sprintf("nodeagent-cpu-%dpods.pprof", pods))
+	if err := saveProfile(fmt.Sprintf("profile?seconds=%d", max(2, pods/11)), path); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: no profile of the agent: %v\n", err)
+	}
+}
+
 // benchNode starts a node's agent, waits for the Node to be Ready, runs one warm-up pod, then the bursts,
-// and stops the agent again.
+// and stops the agent again. onFirstBurst, when not nil, runs beside the first burst; the round waits for it.
 func benchNode(ctx context.Context, client kubernetes.Interface, node string, pods, rounds int,
-	start func() (*process, error)) (burstResult, error) {
+	start func() (*process, error), onFirstBurst func()) (burstResult, error) {
 	var res burstResult
 	p, err := startReadyNode(ctx, client, node, start)
 	if err != nil {
@@ -283,7 +304,12 @@ func benchNode(ctx context.Context, client kubernetes.Interface, node string, po
 		if err := p.resetPeakRSS(); err != nil {
 			return res, err
 		}
+		var beside sync.WaitGroup
+		if r == 0 && onFirstBurst != nil {
+			beside.Go(onFirstBurst)
+		}
 		lat, updates, err := burst(ctx, client, node, fmt.Sprintf("r%d", r), pods)
+		beside.Wait()
 		if err != nil {
 			return res, fmt.Errorf("round %d: %w", r, err)
 		}
