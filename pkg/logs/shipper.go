@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,10 @@ type Shipper struct {
 	metrics     *metrics
 	// buffers are the followers' read buffers, lent while a follower reads.
 	buffers *ReadBuffers
+	// parsing holds a token for each follower building a chunk: one fewer than the Go scheduler's
+	// processors (at least one), so that the sender, whose writes the whole pipeline waits for, finds a
+	// processor free when its socket takes more instead of queueing behind busy followers.
+	parsing chan struct{}
 
 	mu sync.Mutex
 	// following holds the paths with a follower running.
@@ -121,7 +126,8 @@ func NewShipper(cfg ShipperConfig) (*Shipper, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Shipper{cfg: cfg, buffer: buffer, checkpoints: cp, buffers: NewReadBuffers(), following: map[string]bool{}}
+	s := &Shipper{cfg: cfg, buffer: buffer, checkpoints: cp, buffers: NewReadBuffers(), following: map[string]bool{},
+		parsing: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 	if s.metrics, err = newMetrics(cfg.Metrics, buffer); err != nil {
 		return nil, err
 	}
@@ -222,6 +228,14 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 	var flushAt time.Time
 	started := time.Now()
 	countedSkips := 0 // of tailer.Skipped, added to the metric
+	holding := false  // a parsing token
+	release := func() {
+		if holding {
+			<-s.parsing
+			holding = false
+		}
+	}
+	defer release()
 	for {
 		if chunk.records == 0 && time.Since(started) < statusWait && s.containerIDPending(l) {
 			// A container that just started writes before its status carries its ID; the first records
@@ -232,6 +246,14 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 			case <-time.After(s.cfg.Poll):
 			}
 			continue
+		}
+		if !holding {
+			select {
+			case <-ctx.Done():
+				return
+			case s.parsing <- struct{}{}:
+				holding = true
+			}
 		}
 		line, pos, err := tailer.readLine()
 		if skipped := tailer.Skipped(); skipped > countedSkips {
@@ -262,6 +284,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 		// While lines keep coming a chunk fills up; the flush interval matters once the file is idle.
 		full := chunk.records >= s.cfg.ChunkRecords || len(chunk.entries) >= s.cfg.ChunkBytes
 		if chunk.records > 0 && (full || removed || idle && !time.Now().Before(flushAt)) {
+			release()
 			if err := s.putChunk(ctx, l, chunk, end, tailer); err != nil {
 				if ctx.Err() == nil {
 					klog.ErrorS(err, "Buffering log records", "path", l.Path)
@@ -277,6 +300,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 			return
 		}
 		if idle {
+			release()
 			wait := s.cfg.Poll
 			if chunk.records > 0 {
 				wait = min(wait, time.Until(flushAt))
