@@ -68,8 +68,8 @@ type Shipper struct {
 	// buffers are the followers' read buffers, lent while a follower reads.
 	buffers *ReadBuffers
 	// parsing holds a token for each follower building a chunk: one fewer than the Go scheduler's
-	// processors (at least one), so that the sender, whose writes the whole pipeline waits for, finds a
-	// processor free when its socket takes more instead of queueing behind busy followers.
+	// processors (at least one), so that a burst of logs leaves a processor to the sender and the rest of
+	// the agent (DNS answers, pod syncs) instead of every follower running at once.
 	parsing chan struct{}
 
 	mu sync.Mutex

@@ -68,11 +68,7 @@ func TestHTTPGetHooksAsTheKubeletRunsThem(t *testing.T) {
 			if len(got) == 0 || got[len(got)-1] != "/started kube-lifecycle/1.37" {
 				t.Errorf("hook requests %q, want /started from kube-lifecycle/1.37", got)
 			}
-			var events []string
-			for len(recorder.Events) > 0 {
-				events = append(events, <-recorder.Events)
-			}
-			all := strings.Join(events, "\n")
+			all := strings.Join(recordedEvents(recorder), "\n")
 			if strings.Contains(all, "FailedPostStartHook") {
 				t.Errorf("events:\n%s", all)
 			}

@@ -229,6 +229,15 @@ func TestFailedPullReportsErrImagePullThenBackOff(t *testing.T) {
 	}
 }
 
+// recordedEvents takes the Events recorded so far, oldest first.
+func recordedEvents(recorder *record.FakeRecorder) []string {
+	var events []string
+	for len(recorder.Events) > 0 {
+		events = append(events, <-recorder.Events)
+	}
+	return events
+}
+
 func countCalls(calls []string, name string) int {
 	n := 0
 	for _, c := range calls {
@@ -611,11 +620,7 @@ func TestAPresentImageIsReportedPulled(t *testing.T) {
 	if _, err := f.worker.sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	recorder := f.worker.m.recorder.(*record.FakeRecorder)
-	var events []string
-	for len(recorder.Events) > 0 {
-		events = append(events, <-recorder.Events)
-	}
+	events := recordedEvents(f.worker.m.recorder.(*record.FakeRecorder))
 	want := []string{`Normal Pulled Container image "localhost/testserver:local" already present on machine`,
 		"Normal Created Created container: server", "Normal Started Started container server"}
 	if !slices.Equal(events, want) {
