@@ -46,7 +46,9 @@ func BenchmarkReadJoinEncode(b *testing.B) {
 			if err != nil {
 				break
 			}
-			if rec, ok := joiner.Add(line); ok {
+			if sec, nsec, stream, msg, ok := joiner.wholeLine(line); ok {
+				chunk.addLine(sec, nsec, stream, msg, true)
+			} else if rec, ok := joiner.Add(line); ok {
 				chunk.add(rec)
 			}
 			if len(chunk.entries) >= 1<<20 {

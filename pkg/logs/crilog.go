@@ -160,6 +160,40 @@ func (j *Joiner) Add(raw []byte) (Record, bool) {
 	return *rec, true
 }
 
+// wholeLine reads a line of the usual form without Add's copies: a full line ("F") whose time is in UTC
+// and in the second of the line before (lines come many to a second), with no part of either stream
+// pending. ok is false for any other line, which Add reads. The message shares raw's memory.
+func (j *Joiner) wholeLine(raw []byte) (sec int64, nsec int, stream Stream, msg []byte, ok bool) {
+	c := &j.seconds
+	if !c.valid || len(j.pending) > 0 || len(raw) < 29 || string(raw[:19]) != string(c.second[:]) {
+		return 0, 0, "", nil, false
+	}
+	z := bytes.IndexByte(raw[19:min(len(raw), 30)], 'Z') + 19 // "" or "." and up to 9 digits, then Z
+	if z < 19 || z+1 == len(raw) || raw[z+1] != ' ' {
+		return 0, 0, "", nil, false
+	}
+	if nsec, ok = parseFraction(raw[19:z]); !ok {
+		return 0, 0, "", nil, false
+	}
+	rest := raw[z+2:]
+	switch {
+	case hasField(rest, string(Stdout)):
+		stream = Stdout
+	case hasField(rest, string(Stderr)):
+		stream = Stderr
+	default:
+		return 0, 0, "", nil, false
+	}
+	// "F" and a space before the message, or "F" ending the line (an empty message).
+	switch rest = rest[len(stream)+1:]; {
+	case len(rest) == 1 && rest[0] == 'F':
+		return c.unix, nsec, stream, rest[1:], true
+	case len(rest) >= 2 && rest[0] == 'F' && rest[1] == ' ':
+		return c.unix, nsec, stream, rest[2:], true
+	}
+	return 0, 0, "", nil, false
+}
+
 // Pending reports whether a stream has parts waiting for their last one: a file that ends so is not done
 // (the rest follows in the next file after a rotation).
 func (j *Joiner) Pending() bool { return len(j.pending) > 0 }

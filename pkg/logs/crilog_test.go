@@ -176,3 +176,49 @@ func TestJoinerTimesAgreeWithParseLine(t *testing.T) {
 		}
 	}
 }
+
+// The follower reads most lines with wholeLine and the rest with Add: together they give the records Add
+// alone gives, whatever the lines (other seconds and zones, tags with attributes, parts, malformed lines).
+func TestWholeLineAndAddGiveWhatAddGives(t *testing.T) {
+	lines := []string{
+		"2026-12-01T20:45:19.123456789Z stdout F first",
+		"2026-12-01T20:45:19.5Z stderr F same second",
+		"2026-12-01T20:45:19Z stdout F",
+		"2026-12-01T20:45:19Z stdout F ",
+		"2026-12-01T20:45:19.000000001Z stdout F:x tagged",
+		"2026-12-01T20:45:19.1Z stdout P part one, ",
+		"2026-12-01T20:45:19.2Z stderr F while stdout has a part pending",
+		"2026-12-01T20:45:19.3Z stdout F part two",
+		"2026-12-01T20:45:19.4Z stdout F after the parts",
+		"2026-12-01T20:45:20.4Z stdout F the next second",
+		"2026-12-01T20:45:20.4+01:00 stdout F another zone",
+		"2026-12-01T20:45:20.Z stdout F no fraction digits",
+		"2026-12-01T20:45:20.1234567890Z stdout F ten digits",
+		"2026-12-01T20:45:20.5Z stdin F no such stream",
+		"2026-12-01T20:45:20.5Z stdout",
+		"2026-12-01T20:45:20.5Z stdout FF x",
+		"2026-12-01T20:45:20.6Z stderr F last",
+	}
+	// records reads the lines as the follower does, or with Add alone, and says how many wholeLine read.
+	records := func(useWholeLine bool) (out []string, whole int) {
+		j := NewJoiner()
+		for _, l := range lines {
+			if sec, nsec, stream, msg, ok := j.wholeLine([]byte(l)); useWholeLine && ok {
+				out = append(out, fmt.Sprintf("%s %s %q", time.Unix(sec, int64(nsec)).UTC().Format(time.RFC3339Nano), stream, msg))
+				whole++
+			} else if r, ok := j.Add([]byte(l)); ok {
+				out = append(out, fmt.Sprintf("%s %s %q", r.Time.Format(time.RFC3339Nano), r.Stream, r.Message)+
+					map[bool]string{true: " malformed"}[r.Malformed])
+			}
+		}
+		return out, whole
+	}
+	want, _ := records(false)
+	got, whole := records(true)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("with wholeLine:\n%s\nwith Add alone:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if whole < 5 {
+		t.Errorf("wholeLine read %d of the lines, want the usual ones (at least 5)", whole)
+	}
+}

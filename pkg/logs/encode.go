@@ -58,32 +58,38 @@ func (b *chunkBuilder) add(r Record) {
 	if r.Malformed {
 		t = time.Now()
 	}
+	b.addLine(t.Unix(), t.Nanosecond(), r.Stream, r.Message, !r.Malformed)
+}
+
+// addLine appends the record of a message written at Unix time sec and nsec. Only a parsed line's message
+// (not a malformed line kept raw) has its JSON fields merged.
+func (b *chunkBuilder) addLine(sec int64, nsec int, stream Stream, msg []byte, parsed bool) {
 	var fields map[string]any
-	if b.parseJSON && !r.Malformed {
-		fields = jsonObject(r.Message)
+	if b.parseJSON && parsed {
+		fields = jsonObject(msg)
 	}
 	extra := extraFields(fields)
 	if b.entries == nil {
 		b.entries = b.newBuffer()
 	}
 	b.entries = msgp.AppendArrayHeader(b.entries, 2)
-	b.entries = appendEventTime(b.entries, t)
+	b.entries = appendEventTime(b.entries, sec, nsec)
 	b.entries = msgp.AppendMapHeader(b.entries, uint32(3+extra))
 	b.entries = append(b.entries, logKey...)
-	b.entries = msgp.AppendStringFromBytes(b.entries, r.Message)
-	switch r.Stream {
+	b.entries = msgp.AppendStringFromBytes(b.entries, msg)
+	switch stream {
 	case Stdout:
 		b.entries = append(b.entries, b.tails[0]...)
 	case Stderr:
 		b.entries = append(b.entries, b.tails[1]...)
 	default: // a malformed line's record has no stream
-		b.entries = appendTail(b.entries, r.Stream, b.meta)
+		b.entries = appendTail(b.entries, stream, b.meta)
 	}
 	if extra > 0 {
 		b.appendFields(fields)
 	}
 	b.records++
-	b.lineBytes += len(r.Message)
+	b.lineBytes += len(msg)
 }
 
 // logKey is the first key of every record, encoded.
@@ -180,8 +186,8 @@ func (b *chunkBuilder) message(compress bool) (Message, error) {
 
 // appendEventTime appends the protocol's EventTime: extension type 0 with seconds and nanoseconds, each a
 // big-endian uint32 (fixext 8).
-func appendEventTime(b []byte, t time.Time) []byte {
+func appendEventTime(b []byte, sec int64, nsec int) []byte {
 	b = append(b, 0xd7, 0x00)
-	b = binary.BigEndian.AppendUint32(b, uint32(t.Unix()))
-	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+	b = binary.BigEndian.AppendUint32(b, uint32(sec))
+	return binary.BigEndian.AppendUint32(b, uint32(nsec))
 }

@@ -236,6 +236,13 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 		}
 	}
 	defer release()
+	// begin readies the chunk for a record: a chunk's first record starts its flush interval.
+	begin := func() {
+		if chunk.records == 0 {
+			flushAt = time.Now().Add(s.cfg.FlushInterval)
+			chunk.setContainer(s.describe(l))
+		}
+	}
 	for {
 		if chunk.records == 0 && time.Since(started) < statusWait && s.containerIDPending(l) {
 			// A container that just started writes before its status carries its ID; the first records
@@ -263,11 +270,11 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 		idle, removed := err != nil && errors.Is(err, errNoLine), err != nil && errors.Is(err, io.EOF)
 		switch {
 		case err == nil:
-			if rec, ok := joiner.Add(line); ok {
-				if chunk.records == 0 {
-					flushAt = time.Now().Add(s.cfg.FlushInterval)
-					chunk.setContainer(s.describe(l))
-				}
+			if sec, nsec, stream, msg, ok := joiner.wholeLine(line); ok {
+				begin()
+				chunk.addLine(sec, nsec, stream, msg, true)
+			} else if rec, ok := joiner.Add(line); ok {
+				begin()
 				if rec.Malformed {
 					s.metrics.malformed.Inc()
 				}
