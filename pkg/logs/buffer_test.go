@@ -358,3 +358,50 @@ func diskUsed(t *testing.T, dir string) int64 {
 	}
 	return used
 }
+
+// While the receivers keep up, every chunk's memory goes to a later chunk: a burst of acks (as many chunks
+// as the memory limit holds) leaves nothing for the garbage collector, and the followers' next chunks start
+// in that memory. Once the sender is idle, ReleaseSpares lets go of it.
+func TestDiskBufferReusesABurstOfAcknowledgedChunks(t *testing.T) {
+	const chunks, size = 32, 4096
+	b, err := OpenDiskBuffer(t.TempDir(), 1<<20, chunks*(size+64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := map[*byte]bool{}
+	for i := range chunks {
+		c := testChunk("/logs/x", i+1, "")
+		c.Entries = append(make([]byte, 0, size), strings.Repeat("e", size-100)...)
+		put[&c.Entries[0]] = true
+		if err := b.Put(context.Background(), c, noWait); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent, err := b.Oldest(0, make([][]byte, chunks))
+	if err != nil || len(sent) != chunks {
+		t.Fatalf("oldest: %d chunks, %v; want all %d in memory", len(sent), err, chunks)
+	}
+	for _, c := range sent {
+		if err := b.Ack(c.Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var spare []byte
+	for i := range chunks {
+		if spare = b.Spare(size); !put[&spare[:1][0]] {
+			t.Fatalf("spare %d of %d is new memory, want an acknowledged chunk's", i+1, chunks)
+		}
+	}
+	last := testChunk("/logs/x", 1, "")
+	last.Entries = append(spare, strings.Repeat("e", size-100)...)
+	if err := b.Put(context.Background(), last, noWait); err != nil {
+		t.Fatal(err)
+	}
+	if sent, err = b.Oldest(0, make([][]byte, 1)); err != nil || len(sent) != 1 || b.Ack(sent[0].Seq) != nil {
+		t.Fatalf("the last chunk: %d sent, %v", len(sent), err)
+	}
+	b.ReleaseSpares()
+	if spare := b.Spare(size); put[&spare[:1][0]] {
+		t.Error("after ReleaseSpares, Spare reused an acknowledged chunk's memory, want new memory")
+	}
+}

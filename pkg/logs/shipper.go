@@ -370,7 +370,8 @@ func (s *Shipper) deliver(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-s.buffer.Added():
-			case <-time.After(s.cfg.Poll): // a read error above, or a drop that raced a put
+			case <-time.After(s.cfg.Poll): // idle (or a read error above, or a drop that raced a put)
+				s.buffer.ReleaseSpares()
 			}
 			continue
 		}
