@@ -323,10 +323,11 @@ func (b *DiskBuffer) Spare(n int) []byte {
 }
 
 // takeBuffer returns an empty slice with room for n bytes, reusing a free buffer of n to 2n bytes if there
-// is one (a bigger one would be kept from the chunks it suits).
+// is one (a bigger one would be kept from the chunks it suits), the most recently freed first: it is the
+// likeliest to be still in a processor's cache.
 func (b *DiskBuffer) takeBuffer(n int) []byte {
-	for i, buf := range b.free {
-		if cap(buf) >= n && cap(buf) <= 2*n {
+	for i := len(b.free) - 1; i >= 0; i-- {
+		if buf := b.free[i]; cap(buf) >= n && cap(buf) <= 2*n {
 			b.free = slices.Delete(b.free, i, i+1)
 			b.freeSize -= int64(cap(buf))
 			return buf[:0]
