@@ -231,6 +231,15 @@ func streamLog(ctx context.Context, w *limitedWriter, path string, opts logOptio
 		}
 		w.flush()
 		if draining {
+			// The runtime's reopen creates the new file before its writer lets go of the old one: until
+			// it has written to the new file, a line may still land in the old one (e2e, 12-07: ten lines
+			// lost so under kubectl logs -f). The kubelet moves on at the new file's creation.
+			if empty(path) && running() {
+				if !changed.wait(ctx) {
+					return nil
+				}
+				continue
+			}
 			next, err := os.Open(path)
 			if err != nil {
 				return err
@@ -360,6 +369,12 @@ func seekTail(f *os.File, n int64) error {
 	}
 	_, err = f.Seek(int64(start), io.SeekStart)
 	return err
+}
+
+// empty says whether the file at path has nothing in it yet.
+func empty(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && info.Size() == 0
 }
 
 // rotated says whether path now names another file than f (the pod manager's rotation renamed f).

@@ -350,6 +350,16 @@ func TestContainerLogsFollow(t *testing.T) {
 	}
 	appendLine(t, path, "2026-12-04T10:00:05Z stdout F five\n")
 	expect("five\n")
+	// The runtime's reopen creates the new file before its writer lets go of the old one: a line can still
+	// land in the old file, and comes before those of the new one.
+	if err := os.Rename(path, path+".20261204-100006"); err != nil {
+		t.Fatal(err)
+	}
+	appendLine(t, path, "")
+	appendLine(t, path+".20261204-100006", "2026-12-04T10:00:06Z stdout F six, late in the old file\n")
+	expect("six, late in the old file\n")
+	appendLine(t, path, "2026-12-04T10:00:07Z stdout F seven\n")
+	expect("seven\n")
 	stopped := running.DeepCopy()
 	stopped.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}
 	if err := f.indexer.Update(stopped); err != nil {

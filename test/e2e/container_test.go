@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
 	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
@@ -282,8 +283,9 @@ func TestDeletedPodHeldByAFinalizerShowsItsFinalStatus(t *testing.T) {
 	if term := final.Status.ContainerStatuses[0].State.Terminated; term.ExitCode != 137 || final.Status.Phase != corev1.PodFailed {
 		t.Errorf("phase %s, container exit code %d; want Failed, 137", final.Status.Phase, term.ExitCode)
 	}
-	final.Finalizers = nil
-	if _, err := pods.Update(ctx, final, metav1.UpdateOptions{}); err != nil {
+	// A patch, as kubectl patch does: the agent may still be writing the Pod's status, and an Update of the
+	// object read above then conflicts.
+	if _, err := pods.Patch(ctx, "held", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitForPodGone(ctx, t, ns, "held") // removed once its finalizer is
