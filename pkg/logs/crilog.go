@@ -49,13 +49,8 @@ func parseLine(raw []byte, seconds *secondCache) (Line, error) {
 	}
 	// The stream and a one-letter tag are read in place: a search for each space cost more than the rest
 	// of the line's parsing (bench logs, 200-byte lines).
-	var stream Stream
-	switch {
-	case hasField(rest, string(Stdout)):
-		stream = Stdout
-	case hasField(rest, string(Stderr)):
-		stream = Stderr
-	default:
+	stream, ok := streamOf(rest)
+	if !ok {
 		streamText, _, _ := cutByte(rest, ' ')
 		return Line{}, fmt.Errorf("%w: stream %q", errMalformed, streamText)
 	}
@@ -77,6 +72,17 @@ func parseLine(raw []byte, seconds *secondCache) (Line, error) {
 		return Line{}, fmt.Errorf("%w: tag %q", errMalformed, tag)
 	}
 	return Line{Time: t, Stream: stream, Partial: partial, Message: msg}, nil
+}
+
+// streamOf reads the stream a line's rest starts with, "stdout " or "stderr ".
+func streamOf(rest []byte) (Stream, bool) {
+	switch {
+	case hasField(rest, string(Stdout)):
+		return Stdout, true
+	case hasField(rest, string(Stderr)):
+		return Stderr, true
+	}
+	return "", false
 }
 
 // hasField reports whether s starts with field and a space.
@@ -176,12 +182,7 @@ func (j *Joiner) wholeLine(raw []byte) (sec int64, nsec int, stream Stream, msg 
 		return 0, 0, "", nil, false
 	}
 	rest := raw[z+2:]
-	switch {
-	case hasField(rest, string(Stdout)):
-		stream = Stdout
-	case hasField(rest, string(Stderr)):
-		stream = Stderr
-	default:
+	if stream, ok = streamOf(rest); !ok {
 		return 0, 0, "", nil, false
 	}
 	// "F" and a space before the message, or "F" ending the line (an empty message).
