@@ -110,10 +110,8 @@ type secondCache struct {
 
 // parse reads a timestamp as parseUTCTime does.
 func (c *secondCache) parse(b []byte) (time.Time, bool) {
-	if c != nil && c.valid && len(b) >= 20 && b[len(b)-1] == 'Z' && string(b[:19]) == string(c.second[:]) {
-		if nsec, ok := parseFraction(b[19 : len(b)-1]); ok {
-			return time.Unix(c.unix, int64(nsec)).UTC(), true
-		}
+	if sec, nsec, ok := c.inSecond(b); ok {
+		return time.Unix(sec, int64(nsec)).UTC(), true
 	}
 	t, ok := parseUTCTime(b)
 	if ok && c != nil {
@@ -121,6 +119,16 @@ func (c *secondCache) parse(b []byte) (time.Time, bool) {
 		c.unix, c.valid = t.Unix(), true
 	}
 	return t, ok
+}
+
+// inSecond reads a UTC timestamp of the remembered second, "<second>Z" or "<second>.<fraction>Z", as Unix
+// seconds and nanoseconds; ok is false for any other timestamp.
+func (c *secondCache) inSecond(b []byte) (sec int64, nsec int, ok bool) {
+	if c == nil || !c.valid || len(b) < 20 || b[len(b)-1] != 'Z' || string(b[:19]) != string(c.second[:]) {
+		return 0, 0, false
+	}
+	nsec, ok = parseFraction(b[19 : len(b)-1])
+	return c.unix, nsec, ok
 }
 
 // Record is a whole line of a container's output, its parts joined, or a line that was not CRI's, kept raw.
@@ -170,15 +178,14 @@ func (j *Joiner) Add(raw []byte) (Record, bool) {
 // and in the second of the line before (lines come many to a second), with no part of either stream
 // pending. ok is false for any other line, which Add reads. The message shares raw's memory.
 func (j *Joiner) wholeLine(raw []byte) (sec int64, nsec int, stream Stream, msg []byte, ok bool) {
-	c := &j.seconds
-	if !c.valid || len(j.pending) > 0 || len(raw) < 29 || string(raw[:19]) != string(c.second[:]) {
+	if len(j.pending) > 0 || len(raw) < 29 {
 		return 0, 0, "", nil, false
 	}
 	z := bytes.IndexByte(raw[19:min(len(raw), 30)], 'Z') + 19 // "" or "." and up to 9 digits, then Z
 	if z < 19 || z+1 == len(raw) || raw[z+1] != ' ' {
 		return 0, 0, "", nil, false
 	}
-	if nsec, ok = parseFraction(raw[19:z]); !ok {
+	if sec, nsec, ok = j.seconds.inSecond(raw[:z+1]); !ok {
 		return 0, 0, "", nil, false
 	}
 	rest := raw[z+2:]
@@ -188,9 +195,9 @@ func (j *Joiner) wholeLine(raw []byte) (sec int64, nsec int, stream Stream, msg 
 	// "F" and a space before the message, or "F" ending the line (an empty message).
 	switch rest = rest[len(stream)+1:]; {
 	case len(rest) == 1 && rest[0] == 'F':
-		return c.unix, nsec, stream, rest[1:], true
+		return sec, nsec, stream, rest[1:], true
 	case len(rest) >= 2 && rest[0] == 'F' && rest[1] == ' ':
-		return c.unix, nsec, stream, rest[2:], true
+		return sec, nsec, stream, rest[2:], true
 	}
 	return 0, 0, "", nil, false
 }
