@@ -26,7 +26,7 @@ type table struct {
 	nodePortIPs []netip.Addr
 
 	applied map[string]*serviceRules // by "namespace/name"
-	hairpin map[netip.Addr]int       // endpoint address → how many Services' chains send to it
+	hairpin addrCounts               // endpoint address → how many Services' chains send to it
 
 	// endpointMaps are the names of the endpoint maps each chain's rules use now; mapSeq numbers new ones.
 	endpointMaps map[string][]string
@@ -68,7 +68,7 @@ const retireAfter = time.Second
 func newTable(conn Conn) *table {
 	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 	return &table{conn: conn, table: t, sets: baseSets(t),
-		applied: map[string]*serviceRules{}, hairpin: map[netip.Addr]int{}, endpointMaps: map[string][]string{}}
+		applied: map[string]*serviceRules{}, hairpin: newAddrCounts(), endpointMaps: map[string][]string{}}
 }
 
 // fullSync makes the table exactly what services describe, whatever it held before (an earlier run of the
@@ -111,7 +111,7 @@ func (t *table) fullSync(services map[string]*serviceRules) error {
 
 	desiredChains := map[string][]rule{}
 	desiredSets := map[string]bool{}
-	hairpin := map[netip.Addr]int{}
+	hairpin := newAddrCounts()
 	var elements []element
 	for _, key := range slices.Sorted(maps.Keys(services)) {
 		sr := services[key]
@@ -125,7 +125,7 @@ func (t *table) fullSync(services map[string]*serviceRules) error {
 			}
 		}
 		for a := range sr.hairpinAddrs {
-			hairpin[a]++
+			hairpin.add(a, 1)
 		}
 		elements = append(elements, sr.elements...)
 	}
@@ -152,7 +152,7 @@ func (t *table) fullSync(services map[string]*serviceRules) error {
 			t.retire(retiredMap, name, now)
 		}
 	}
-	if err := t.setHairpin(slices.Collect(maps.Keys(hairpin)), nil); err != nil {
+	if err := t.setHairpin(hairpin.addrs(), nil); err != nil {
 		return err
 	}
 	if err := t.setNodePortIPs(); err != nil {
@@ -280,7 +280,7 @@ func (t *table) syncServices(changed map[string]*serviceRules) error {
 	// Changes to t.hairpin's counts, applied once the transaction is written: a copy of the whole map
 	// (an entry per endpoint of every Service) cost more than the rest of a partial sync at 10,000 Services.
 	hairpinDelta := map[netip.Addr]int{}
-	hairpinCount := func(a netip.Addr) int { return t.hairpin[a] + hairpinDelta[a] }
+	hairpinCount := func(a netip.Addr) int { return t.hairpin.get(a) + hairpinDelta[a] }
 	for _, key := range slices.Sorted(maps.Keys(changed)) {
 		old, cur := t.applied[key], changed[key]
 		if old == nil {
@@ -400,11 +400,7 @@ func (t *table) syncServices(changed map[string]*serviceRules) error {
 		}
 	}
 	for a, d := range hairpinDelta {
-		if n := t.hairpin[a] + d; n == 0 {
-			delete(t.hairpin, a)
-		} else {
-			t.hairpin[a] = n
-		}
+		t.hairpin.add(a, d)
 	}
 	return nil
 }
