@@ -86,7 +86,8 @@ func New(cfg Config, objects Objects) (*Server, error) {
 		return nil, fmt.Errorf("indexing Services by ClusterIP: %w", err)
 	}
 	slices := objects.EndpointSlices()
-	if err := source.IndexSlicesByService(slices); err != nil {
+	serviceSlices, err := source.WatchServiceSlices(slices, nil)
+	if err != nil {
 		return nil, err
 	}
 	if err := slices.AddIndexers(cache.Indexers{slicesByAddress: sliceAddresses}); err != nil {
@@ -107,7 +108,7 @@ func New(cfg Config, objects Objects) (*Server, error) {
 	}
 	return &Server{
 		cfg:        cfg,
-		zone:       newZone(cfg.Domain, cfg.TTL, services.GetIndexer(), slices.GetIndexer()),
+		zone:       newZone(cfg.Domain, cfg.TTL, services.GetIndexer(), slices.GetIndexer(), serviceSlices),
 		fwd:        newForwarder(cfg.Upstreams, cfg.UpstreamTimeout, answers, m),
 		metrics:    m,
 		forwarding: make(chan struct{}, maxForwarding),
@@ -153,6 +154,10 @@ func (s *Server) Addrs() []string {
 
 // Serve answers on the sockets Listen opened until ctx ends.
 func (s *Server) Serve(ctx context.Context) error {
+	// Headless Services' answers read their slices, which come to the zone through its own handler.
+	if err := s.zone.serviceSlices.WaitForSync(ctx); err != nil {
+		return nil // ctx ended
+	}
 	h := s.Handler(ctx)
 	var tcpServers []*dns.Server
 	started := make(chan struct{}, len(s.listeners))

@@ -28,8 +28,10 @@ type zone struct {
 	origin   string // the cluster domain, lower case and fully qualified: "cluster.local."
 	ttl      uint32
 	services cache.Indexer
-	slices   cache.Indexer
-	soa      *dns.SOA
+	slices   cache.Indexer // for their addresses (slicesByAddress)
+	// serviceSlices are the slices of each Service, from the slices informer like slices.
+	serviceSlices *source.ServiceSlices
+	soa           *dns.SOA
 }
 
 // result is what the zone says about one question.
@@ -42,10 +44,10 @@ type result struct {
 	notOurs bool
 }
 
-func newZone(domain string, ttl uint32, services, slices cache.Indexer) *zone {
+func newZone(domain string, ttl uint32, services, slices cache.Indexer, serviceSlices *source.ServiceSlices) *zone {
 	origin := dns.CanonicalName(domain)
 	return &zone{
-		origin: origin, ttl: ttl, services: services, slices: slices,
+		origin: origin, ttl: ttl, services: services, slices: slices, serviceSlices: serviceSlices,
 		soa: &dns.SOA{
 			Hdr: dns.RR_Header{Name: origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
 			Ns:  "ns.dns." + origin, Mbox: "hostmaster." + origin,
@@ -349,13 +351,9 @@ type endpoint struct {
 // endpoints are the Service's endpoints that DNS publishes: the ready ones, or all of them when the Service
 // publishes not-ready addresses.
 func (z *zone) endpoints(svc *corev1.Service) []endpoint {
-	objs, err := z.slices.ByIndex(source.SlicesByService, svc.Namespace+"/"+svc.Name)
-	if err != nil {
-		return nil
-	}
 	var eps []endpoint
-	for _, obj := range objs {
-		eps = append(eps, sliceEndpoints(svc, obj.(*discoveryv1.EndpointSlice))...)
+	for _, slice := range z.serviceSlices.Of(svc.Namespace, svc.Name) {
+		eps = append(eps, sliceEndpoints(svc, slice)...)
 	}
 	return eps
 }

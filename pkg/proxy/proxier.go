@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -61,7 +62,7 @@ type Proxier struct {
 	table    *table
 	render   renderer
 	services corelisters.ServiceLister
-	slices   cache.Indexer
+	slices   *source.ServiceSlices
 
 	mu       sync.Mutex
 	dirty    map[string]bool // Services changed since the last sync, by "namespace/name"
@@ -84,8 +85,8 @@ type Objects interface {
 	EndpointSlices() cache.SharedIndexInformer
 }
 
-// New adds the proxy's index and handlers to the informers of objects; the caller starts them and waits
-// for their caches before Run.
+// New adds the proxy's handlers to the informers of objects; the caller starts them and waits for their
+// caches before Run.
 func New(cfg Config, conn Conn, objects Objects) (*Proxier, error) {
 	p := &Proxier{
 		cfg:          cfg,
@@ -107,11 +108,7 @@ func New(cfg Config, conn Conn, objects Objects) (*Proxier, error) {
 	p.health.queued() // not healthy until the first sync, if it takes too long
 	svcInformer := objects.Services()
 	sliceInformer := objects.EndpointSlices()
-	if err := source.IndexSlicesByService(sliceInformer); err != nil {
-		return nil, err
-	}
 	p.services = corelisters.NewServiceLister(svcInformer.GetIndexer())
-	p.slices = sliceInformer.GetIndexer()
 	onService := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 			p.metrics.serviceChanges.Inc()
@@ -131,20 +128,14 @@ func New(cfg Config, conn Conn, objects Objects) (*Proxier, error) {
 	}); err != nil {
 		return nil, err
 	}
-	onSlice := func(obj any) {
-		if keys, err := source.SliceService(obj); err == nil && len(keys) == 1 {
+	var err error
+	p.slices, err = source.WatchServiceSlices(sliceInformer, func(service types.NamespacedName, slice *discoveryv1.EndpointSlice, initial bool) {
+		if !initial {
 			p.metrics.endpointChanges.Inc()
-			p.markDirty(keys[0], triggerTime(obj))
+			p.markDirty(service.String(), triggerTime(slice))
 		}
-	}
-	if _, err := sliceInformer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
-		AddFunc: func(obj any, initial bool) {
-			if !initial {
-				onSlice(obj)
-			}
-		},
-		UpdateFunc: func(_, obj any) { onSlice(obj) }, DeleteFunc: onSlice,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -184,12 +175,8 @@ func (p *Proxier) markDirty(key string, trigger time.Time) {
 }
 
 // triggerTime reads when the EndpointSlice controller saw the change behind this slice; zero when unknown
-// (a deleted slice, or one written by hand).
-func triggerTime(obj any) time.Time {
-	slice, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return time.Time{}
-	}
+// (a slice written by hand).
+func triggerTime(slice *discoveryv1.EndpointSlice) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, slice.Annotations[corev1.EndpointsLastChangeTriggerTime])
 	if err != nil {
 		return time.Time{}
@@ -207,6 +194,10 @@ func (p *Proxier) Run(ctx context.Context) {
 	}
 	healthChecks := newHealthCheckNodePorts(ctx, p.cfg.HealthCheckHost, listen, p.healthy)
 	defer healthChecks.wait()
+	// The first sync reads every Service's slices, which come to p.slices through its own handler.
+	if err := p.slices.WaitForSync(ctx); err != nil {
+		return
+	}
 	full := time.NewTicker(p.cfg.FullSyncPeriod)
 	defer full.Stop()
 	// Host addresses come and go without an API event (the pod bridge gets its address with the first pod).
@@ -397,13 +388,5 @@ func (p *Proxier) rulesFor(svc *corev1.Service) *serviceRules {
 
 // slicesOf returns the Service's EndpointSlices from the cache.
 func (p *Proxier) slicesOf(svc *corev1.Service) []*discoveryv1.EndpointSlice {
-	objs, err := p.slices.ByIndex(source.SlicesByService, svc.Namespace+"/"+svc.Name)
-	if err != nil {
-		return nil
-	}
-	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, o.(*discoveryv1.EndpointSlice))
-	}
-	return out
+	return p.slices.Of(svc.Namespace, svc.Name)
 }

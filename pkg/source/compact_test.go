@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
@@ -98,8 +99,8 @@ func BenchmarkEndpointSliceCache(b *testing.B) {
 		b.Run(fmt.Sprintf("compacted=%v", compacted), func(b *testing.B) {
 			for b.Loop() {
 				c := newCompactor()
-				store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{
-					cache.NamespaceIndex: cache.MetaNamespaceIndexFunc, SlicesByService: SliceService})
+				store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+				byService := &ServiceSlices{slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{}}
 				before := liveHeap()
 				for _, data := range wire {
 					var obj any = &discoveryv1.EndpointSlice{}
@@ -112,9 +113,12 @@ func BenchmarkEndpointSliceCache(b *testing.B) {
 					if err := store.Add(obj); err != nil {
 						b.Fatal(err)
 					}
+					slice, service, _ := SliceService(obj)
+					byService.add(service, slice)
 				}
 				b.ReportMetric(float64(liveHeap()-before)/count, "heap-B/slice")
 				runtime.KeepAlive(store)
+				runtime.KeepAlive(byService)
 			}
 		})
 	}

@@ -1,40 +1,129 @@
 package source
 
 import (
+	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
 )
 
-// SlicesByService is the name of the EndpointSlice index whose keys are "namespace/service-name".
-const SlicesByService = "service"
+// ServiceSlices are the EndpointSlices of each Service (by their service-name label), kept from an
+// EndpointSlice informer's events. A client-go index did this before; it keeps a set per Service, some 650
+// bytes each (6.5 MB of the agent's heap at 10,000 Services), where this keeps a list of the slices under a
+// key made of the slice's own strings, about 100 bytes. Each consumer keeps its own.
+type ServiceSlices struct {
+	synced cache.InformerSynced
 
-// IndexSlicesByService adds the SlicesByService index to the EndpointSlice informer unless a consumer before
-// this one did: the proxy and DNS share the informer, and an informer refuses a second index of one name.
-func IndexSlicesByService(informer cache.SharedIndexInformer) error {
-	if _, ok := informer.GetIndexer().GetIndexers()[SlicesByService]; ok {
-		return nil
-	}
-	if err := informer.AddIndexers(cache.Indexers{SlicesByService: SliceService}); err != nil {
-		return fmt.Errorf("indexing EndpointSlices by Service: %w", err)
-	}
-	return nil
+	mu sync.RWMutex
+	// slices are never changed in place: Of hands them out, and a change makes a new list.
+	slices map[types.NamespacedName][]*discoveryv1.EndpointSlice
 }
 
-// SliceService is the "namespace/name" of the Service an EndpointSlice belongs to, as an index function; a
-// slice without the service-name label belongs to none.
-func SliceService(obj any) ([]string, error) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+// WatchServiceSlices keeps ServiceSlices from informer's events; they hold the informer's first list once
+// WaitForSync returns. onChange, when not nil, is told of each change once the slices it reads have it: the Service
+// whose slices changed, the slice (the old one when it was deleted) and whether the change is the slice's
+// arrival in the informer's first list. A consumer that reacted to the informer's events itself could read
+// the slices before they changed: each handler of an informer gets its events in its own time.
+func WatchServiceSlices(informer cache.SharedIndexInformer,
+	onChange func(service types.NamespacedName, slice *discoveryv1.EndpointSlice, initial bool)) (*ServiceSlices, error) {
+	if onChange == nil {
+		onChange = func(types.NamespacedName, *discoveryv1.EndpointSlice, bool) {}
+	}
+	s := &ServiceSlices{slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{}}
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initial bool) {
+			if slice, service, ok := SliceService(obj); ok {
+				s.add(service, slice)
+				onChange(service, slice, initial)
+			}
+		},
+		UpdateFunc: func(oldObj, obj any) {
+			oldSlice, oldService, hadService := SliceService(oldObj)
+			slice, service, hasService := SliceService(obj)
+			if hadService && (!hasService || oldService != service) {
+				s.remove(oldService, oldSlice)
+				onChange(oldService, oldSlice, false)
+			}
+			if hasService {
+				s.add(service, slice)
+				onChange(service, slice, false)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if slice, service, ok := SliceService(obj); ok {
+				s.remove(service, slice)
+				onChange(service, slice, false)
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watching EndpointSlices by Service: %w", err)
+	}
+	s.synced = reg.HasSynced
+	return s, nil
+}
+
+// WaitForSync returns once the slices of the informer's first list are all in, or with ctx's error.
+func (s *ServiceSlices) WaitForSync(ctx context.Context) error {
+	return wait.PollUntilContextCancel(ctx, 10*time.Millisecond, true, func(context.Context) (bool, error) {
+		return s.synced(), nil
+	})
+}
+
+// Of returns the EndpointSlices of the Service namespace/name; the caller must not change the list.
+func (s *ServiceSlices) Of(namespace, name string) []*discoveryv1.EndpointSlice {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.slices[types.NamespacedName{Namespace: namespace, Name: name}]
+}
+
+// add puts slice into service's list, in place of the slice of its name if there is one.
+func (s *ServiceSlices) add(service types.NamespacedName, slice *discoveryv1.EndpointSlice) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.slices[service] = append(without(s.slices[service], slice.Name), slice)
+}
+
+// remove takes the slice of slice's name out of service's list.
+func (s *ServiceSlices) remove(service types.NamespacedName, slice *discoveryv1.EndpointSlice) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if list := without(s.slices[service], slice.Name); len(list) > 0 {
+		s.slices[service] = list
+	} else {
+		delete(s.slices, service)
+	}
+}
+
+// without is a new list of list's slices but the one named name, with room for one more.
+func without(list []*discoveryv1.EndpointSlice, name string) []*discoveryv1.EndpointSlice {
+	out := make([]*discoveryv1.EndpointSlice, 0, len(list)+1)
+	for _, e := range list {
+		if e.Name != name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// SliceService is the EndpointSlice obj (a tombstone's too) and the Service it belongs to; ok is false for
+// anything else and for a slice without the service-name label, which belongs to no Service.
+func SliceService(obj any) (slice *discoveryv1.EndpointSlice, service types.NamespacedName, ok bool) {
+	if tomb, isTomb := obj.(cache.DeletedFinalStateUnknown); isTomb {
 		obj = tomb.Obj
 	}
-	slice, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return nil, fmt.Errorf("not an EndpointSlice: %T", obj)
+	slice, isSlice := obj.(*discoveryv1.EndpointSlice)
+	if !isSlice {
+		return nil, types.NamespacedName{}, false
 	}
 	name := slice.Labels[discoveryv1.LabelServiceName]
 	if name == "" {
-		return nil, nil
+		return nil, types.NamespacedName{}, false
 	}
-	return []string{slice.Namespace + "/" + name}, nil
+	return slice, types.NamespacedName{Namespace: slice.Namespace, Name: name}, true
 }
