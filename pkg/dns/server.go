@@ -67,6 +67,7 @@ const serverBufferSize = 1232
 type Objects interface {
 	Services() cache.SharedIndexInformer
 	EndpointSlices() cache.SharedIndexInformer
+	ServiceSlices() (*source.ServiceSlices, error)
 }
 
 // New adds the indexes that answers use (PTR among them) to the informers of objects; the caller starts
@@ -86,7 +87,7 @@ func New(cfg Config, objects Objects) (*Server, error) {
 		return nil, fmt.Errorf("indexing Services by ClusterIP: %w", err)
 	}
 	slices := objects.EndpointSlices()
-	serviceSlices, err := source.WatchServiceSlices(slices, nil)
+	serviceSlices, err := objects.ServiceSlices()
 	if err != nil {
 		return nil, err
 	}

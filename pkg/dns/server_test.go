@@ -135,7 +135,7 @@ func startServer(t testing.TB, cfg Config, objs ...runtime.Object) *testServer {
 	factory := informers.NewSharedInformerFactory(client, 0)
 	reg := prometheus.NewRegistry()
 	cfg.Domain, cfg.Listen, cfg.Metrics, cfg.CacheSize = "cluster.local", []string{"127.0.0.1:0"}, reg, 100
-	s, err := New(cfg, source.FactoryServices{Factory: factory})
+	s, err := New(cfg, source.NewFactoryServices(factory))
 	if err != nil {
 		t.Fatal(err)
 	}

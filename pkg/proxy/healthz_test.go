@@ -29,7 +29,7 @@ func probe(t *testing.T, h http.Handler, path string) (int, map[string]any) {
 }
 
 func TestHealthzFailsWhenAChangeWaitsTooLongOrTheNodeIsGoing(t *testing.T) {
-	p, err := New(Config{NodeName: testNode}, nil, source.FactoryServices{Factory: informers.NewSharedInformerFactory(fake.NewClientset(), 0)})
+	p, err := New(Config{NodeName: testNode}, nil, source.NewFactoryServices(informers.NewSharedInformerFactory(fake.NewClientset(), 0)))
 	must(t, err)
 	clock := time.Now() // New queued the first sync at the real time
 	p.health.now = func() time.Time { return clock }

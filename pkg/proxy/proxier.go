@@ -83,6 +83,7 @@ type Proxier struct {
 type Objects interface {
 	Services() cache.SharedIndexInformer
 	EndpointSlices() cache.SharedIndexInformer
+	ServiceSlices() (*source.ServiceSlices, error)
 }
 
 // New adds the proxy's handlers to the informers of objects; the caller starts them and waits for their
@@ -107,7 +108,6 @@ func New(cfg Config, conn Conn, objects Objects) (*Proxier, error) {
 	}
 	p.health.queued() // not healthy until the first sync, if it takes too long
 	svcInformer := objects.Services()
-	sliceInformer := objects.EndpointSlices()
 	p.services = corelisters.NewServiceLister(svcInformer.GetIndexer())
 	onService := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
@@ -129,15 +129,15 @@ func New(cfg Config, conn Conn, objects Objects) (*Proxier, error) {
 		return nil, err
 	}
 	var err error
-	p.slices, err = source.WatchServiceSlices(sliceInformer, func(service types.NamespacedName, slice *discoveryv1.EndpointSlice, initial bool) {
+	if p.slices, err = objects.ServiceSlices(); err != nil {
+		return nil, err
+	}
+	p.slices.OnChange(func(service types.NamespacedName, slice *discoveryv1.EndpointSlice, initial bool) {
 		if !initial {
 			p.metrics.endpointChanges.Inc()
 			p.markDirty(service.String(), triggerTime(slice))
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
 	return p, nil
 }
 

@@ -66,7 +66,7 @@ func startProxy(t *testing.T, n *testNet, objects ...runtime.Object) *runningPro
 			return ln, err
 		},
 		Metrics: reg,
-	}, nftConn(t, n.node), source.FactoryServices{Factory: factory})
+	}, nftConn(t, n.node), source.NewFactoryServices(factory))
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -13,33 +13,27 @@ import (
 )
 
 // ServiceSlices are the EndpointSlices of each Service (by their service-name label), kept from an
-// EndpointSlice informer's events. A client-go index did this before; it keeps a set per Service, some 650
-// bytes each (6.5 MB of the agent's heap at 10,000 Services), where this keeps a list of the slices under a
-// key made of the slice's own strings, about 100 bytes. Each consumer keeps its own.
+// EndpointSlice informer's events; the proxy and DNS share one. A client-go index did this before; it keeps
+// a set per Service, some 300 bytes each, where this keeps a list of the slices under a key made of the
+// slice's own strings, about 100 bytes.
 type ServiceSlices struct {
 	synced cache.InformerSynced
 
 	mu sync.RWMutex
 	// slices are never changed in place: Of hands them out, and a change makes a new list.
-	slices map[types.NamespacedName][]*discoveryv1.EndpointSlice
+	slices   map[types.NamespacedName][]*discoveryv1.EndpointSlice
+	onChange []func(service types.NamespacedName, slice *discoveryv1.EndpointSlice, initial bool)
 }
 
 // WatchServiceSlices keeps ServiceSlices from informer's events; they hold the informer's first list once
-// WaitForSync returns. onChange, when not nil, is told of each change once the slices it reads have it: the Service
-// whose slices changed, the slice (the old one when it was deleted) and whether the change is the slice's
-// arrival in the informer's first list. A consumer that reacted to the informer's events itself could read
-// the slices before they changed: each handler of an informer gets its events in its own time.
-func WatchServiceSlices(informer cache.SharedIndexInformer,
-	onChange func(service types.NamespacedName, slice *discoveryv1.EndpointSlice, initial bool)) (*ServiceSlices, error) {
-	if onChange == nil {
-		onChange = func(types.NamespacedName, *discoveryv1.EndpointSlice, bool) {}
-	}
+// WaitForSync returns.
+func WatchServiceSlices(informer cache.SharedIndexInformer) (*ServiceSlices, error) {
 	s := &ServiceSlices{slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{}}
 	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
 			if slice, service, ok := SliceService(obj); ok {
 				s.add(service, slice)
-				onChange(service, slice, initial)
+				s.tell(service, slice, initial)
 			}
 		},
 		UpdateFunc: func(oldObj, obj any) {
@@ -47,17 +41,17 @@ func WatchServiceSlices(informer cache.SharedIndexInformer,
 			slice, service, hasService := SliceService(obj)
 			if hadService && (!hasService || oldService != service) {
 				s.remove(oldService, oldSlice)
-				onChange(oldService, oldSlice, false)
+				s.tell(oldService, oldSlice, false)
 			}
 			if hasService {
 				s.add(service, slice)
-				onChange(service, slice, false)
+				s.tell(service, slice, false)
 			}
 		},
 		DeleteFunc: func(obj any) {
 			if slice, service, ok := SliceService(obj); ok {
 				s.remove(service, slice)
-				onChange(service, slice, false)
+				s.tell(service, slice, false)
 			}
 		},
 	})
@@ -66,6 +60,26 @@ func WatchServiceSlices(informer cache.SharedIndexInformer,
 	}
 	s.synced = reg.HasSynced
 	return s, nil
+}
+
+// OnChange has fn told of each change once Of gives it: the Service whose slices changed, the slice (the
+// old one when it was deleted) and whether the change is the slice's arrival in the informer's first list.
+// Add it before the informer starts to be told of every slice. A consumer that reacted to the informer's
+// own events could read the slices before they changed: each handler of an informer gets its events in its
+// own time.
+func (s *ServiceSlices) OnChange(fn func(service types.NamespacedName, slice *discoveryv1.EndpointSlice, initial bool)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onChange = append(s.onChange, fn)
+}
+
+func (s *ServiceSlices) tell(service types.NamespacedName, slice *discoveryv1.EndpointSlice, initial bool) {
+	s.mu.RLock()
+	fns := s.onChange
+	s.mu.RUnlock()
+	for _, fn := range fns {
+		fn(service, slice, initial)
+	}
 }
 
 // WaitForSync returns once the slices of the informer's first list are all in, or with ctx's error.

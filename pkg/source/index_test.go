@@ -30,7 +30,11 @@ func TestServiceSlicesFollowTheSlicesAndTellAfterTheyChanged(t *testing.T) {
 	var mu sync.Mutex
 	var told []string // what each call saw: "service slice initial names-of-the-service's-slices"
 	var byService *ServiceSlices
-	byService, err := WatchServiceSlices(informer, func(service types.NamespacedName, s *discoveryv1.EndpointSlice, initial bool) {
+	byService, err := WatchServiceSlices(informer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byService.OnChange(func(service types.NamespacedName, s *discoveryv1.EndpointSlice, initial bool) {
 		var names []string
 		for _, e := range byService.Of(service.Namespace, service.Name) {
 			names = append(names, e.Name)
@@ -40,9 +44,6 @@ func TestServiceSlicesFollowTheSlicesAndTellAfterTheyChanged(t *testing.T) {
 		defer mu.Unlock()
 		told = append(told, service.Name+" "+s.Name+" "+map[bool]string{true: "initial", false: "change"}[initial]+" "+fmt.Sprint(names))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown() // after cancel, which stops the informer
 	defer cancel()

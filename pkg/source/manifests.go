@@ -55,6 +55,7 @@ type Manifests struct {
 
 	pods, services, slices                      *memoryObjects
 	podInformer, serviceInformer, sliceInformer cache.SharedIndexInformer
+	serviceSlices                               func() (*ServiceSlices, error)
 	informers                                   sync.WaitGroup
 
 	mu         sync.Mutex
@@ -106,6 +107,7 @@ func NewManifests(dir, nodeName string, serviceCIDR netip.Prefix, resync time.Du
 	m.podInformer = cache.NewSharedIndexInformer(m.pods, &corev1.Pod{}, 0, indexers())
 	m.serviceInformer = cache.NewSharedIndexInformer(m.services, &corev1.Service{}, 0, indexers())
 	m.sliceInformer = cache.NewSharedIndexInformer(m.slices, &discoveryv1.EndpointSlice{}, 0, indexers())
+	m.serviceSlices = sync.OnceValues(func() (*ServiceSlices, error) { return WatchServiceSlices(m.sliceInformer) })
 	return m
 }
 
@@ -129,6 +131,9 @@ func (m *Manifests) Services() cache.SharedIndexInformer { return m.serviceInfor
 
 // EndpointSlices are the Services' endpoints, from the Pods that match their selectors.
 func (m *Manifests) EndpointSlices() cache.SharedIndexInformer { return m.sliceInformer }
+
+// ServiceSlices are the EndpointSlices of each Service, one for all consumers, made at the first call.
+func (m *Manifests) ServiceSlices() (*ServiceSlices, error) { return m.serviceSlices() }
 
 // Node is the Node the agent last described itself with (SetNode), nil before.
 func (m *Manifests) Node() *corev1.Node {

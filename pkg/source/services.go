@@ -1,6 +1,8 @@
 package source
 
 import (
+	"sync"
+
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 )
@@ -11,25 +13,28 @@ import (
 type ServiceObjects interface {
 	Services() cache.SharedIndexInformer
 	EndpointSlices() cache.SharedIndexInformer
+	// ServiceSlices are the EndpointSlices of each Service, one for all consumers, made at the first call.
+	ServiceSlices() (*ServiceSlices, error)
 }
 
 // FactoryServices are the Services and EndpointSlices of an informer factory; the factory's owner starts it.
 type FactoryServices struct {
-	Factory informers.SharedInformerFactory
+	factory       informers.SharedInformerFactory
+	serviceSlices func() (*ServiceSlices, error)
 }
 
-func (f FactoryServices) Services() cache.SharedIndexInformer {
-	return f.Factory.Core().V1().Services().Informer()
+func NewFactoryServices(factory informers.SharedInformerFactory) *FactoryServices {
+	f := &FactoryServices{factory: factory}
+	f.serviceSlices = sync.OnceValues(func() (*ServiceSlices, error) { return WatchServiceSlices(f.EndpointSlices()) })
+	return f
 }
 
-func (f FactoryServices) EndpointSlices() cache.SharedIndexInformer {
-	return f.Factory.Discovery().V1().EndpointSlices().Informer()
+func (f *FactoryServices) Services() cache.SharedIndexInformer {
+	return f.factory.Core().V1().Services().Informer()
 }
 
-// Services are the cluster's Services in the shared cache.
-func (s *Source) Services() cache.SharedIndexInformer { return FactoryServices{s.cluster}.Services() }
-
-// EndpointSlices are the cluster's EndpointSlices in the shared cache.
-func (s *Source) EndpointSlices() cache.SharedIndexInformer {
-	return FactoryServices{s.cluster}.EndpointSlices()
+func (f *FactoryServices) EndpointSlices() cache.SharedIndexInformer {
+	return f.factory.Discovery().V1().EndpointSlices().Informer()
 }
+
+func (f *FactoryServices) ServiceSlices() (*ServiceSlices, error) { return f.serviceSlices() }

@@ -28,8 +28,9 @@ type Source struct {
 	// nodeFactory watches only this node's Node object.
 	nodeFactory informers.SharedInformerFactory
 	// cluster is the factory for cluster-wide objects (Services, EndpointSlices): consumers get their
-	// informers through Services and EndpointSlices before Start.
+	// informers through Services, EndpointSlices and ServiceSlices (those of FactoryServices) before Start.
 	cluster informers.SharedInformerFactory
+	*FactoryServices
 
 	nodes cache.SharedIndexInformer
 }
@@ -50,6 +51,7 @@ func New(client kubernetes.Interface, nodeName string, resync time.Duration) *So
 		cluster:     informers.NewSharedInformerFactoryWithOptions(client, resync, compact),
 	}
 	s.nodes = s.nodeFactory.Core().V1().Nodes().Informer()
+	s.FactoryServices = NewFactoryServices(s.cluster)
 	return s
 }
 
