@@ -176,11 +176,11 @@ func TestSCTPAndUDPKeys(t *testing.T) {
 // Every draw belongs to exactly one endpoint's interval, and the intervals are as equal as can be.
 func TestEndpointMapSplitsTheDrawsEvenly(t *testing.T) {
 	for _, n := range []int{1, 2, 3, 7, 10, 11, 1000} {
-		eps := make([]netip.AddrPort, n)
+		eps := make([]endpoint, n)
 		for i := range eps {
-			eps[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 80)
+			eps[i] = endpoint{addr: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), port: 80}
 		}
-		elems := spreadOver(eps)
+		elems := spreadOver(packEndpoints(4, eps))
 		if len(elems) != 2*n {
 			t.Fatalf("%d endpoints: %d elements, want a start and an end for each", n, len(elems))
 		}
@@ -190,7 +190,7 @@ func TestEndpointMapSplitsTheDrawsEvenly(t *testing.T) {
 			if start != next || elems[i].IntervalEnd || !elems[i+1].IntervalEnd || end <= start {
 				t.Fatalf("%d endpoints: interval %d is [%d, %d) end=%v, want it to start at %d", n, i/2, start, end, elems[i+1].IntervalEnd, next)
 			}
-			if want := append(eps[i/2].Addr().AsSlice(), portKey(80)...); !slices.Equal(elems[i].Val, want) {
+			if want := append(eps[i/2].addr.AsSlice(), portKey(80)...); !slices.Equal(elems[i].Val, want) {
 				t.Errorf("%d endpoints: interval %d maps to %v, want %v", n, i/2, elems[i].Val, want)
 			}
 			smallest, largest = min(smallest, end-start), max(largest, end-start)

@@ -17,10 +17,10 @@ import (
 // or numgen → verdict), which is written with the rule; its lookup expression names no map until then (see
 // table.addRules for why the map is a named one). A map of addresses is kept as its endpoints (spread) and
 // its elements made when it is written: the table keeps every applied rule, and at 10,000 Services of 10
-// endpoints the elements were 30 MB of the agent's heap, the endpoints 3.
+// endpoints the elements were 30 MB of the agent's heap, the endpoints packed (endpointList) 0.6.
 type rule struct {
 	exprs     []expr.Any
-	spread    []netip.AddrPort      // the endpoints of a map of addresses (spreadOver)
+	spread    endpointList          // the endpoints of a map of addresses (spreadOver)
 	verdicts  []nftables.SetElement // the elements of a map of verdicts
 	mapValues nftables.SetDatatype  // of the endpoint map: the family's address . port, or verdict
 }
@@ -29,11 +29,11 @@ type rule struct {
 func (r rule) verdictValues() bool { return r.mapValues == nftables.TypeVerdict }
 
 // hasEndpointMap reports whether the rule picks among endpoints through a map.
-func (r rule) hasEndpointMap() bool { return r.spread != nil || r.verdicts != nil }
+func (r rule) hasEndpointMap() bool { return r.spread != "" || r.verdicts != nil }
 
 // endpointMapElements are the elements of the rule's endpoint map; nil when it has none.
 func (r rule) endpointMapElements() []nftables.SetElement {
-	if r.spread != nil {
+	if r.spread != "" {
 		return spreadOver(r.spread)
 	}
 	return r.verdicts
@@ -70,7 +70,7 @@ type serviceRules struct {
 func (sr *serviceRules) hairpinAddrs(yield func(netip.Addr) bool) {
 	for _, rules := range sr.chains {
 		for _, r := range rules {
-			for _, ap := range r.spread {
+			for _, ap := range r.spread.all {
 				if !yield(ap.Addr()) {
 					return
 				}
@@ -266,11 +266,8 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 // the client in a timed set, and clients found in a set go back to its endpoint.
 func (r renderer) dispatch(out *serviceRules, f ipFamily, chain string, eps []endpoint, affinitySeconds int32) []rule {
 	if affinitySeconds == 0 {
-		// Never nil: a map with no endpoint is still a map.
-		spread := make([]netip.AddrPort, len(eps))
-		for i, e := range eps {
-			spread[i] = netip.AddrPortFrom(e.addr, e.port)
-		}
+		// Never "": a map with no endpoint is still a map.
+		spread := packEndpoints(int(f.addrLen), eps)
 		return []rule{{spread: spread, mapValues: f.endpointValues(), exprs: r.pick(f)}}
 	}
 	var rules []rule
@@ -309,12 +306,12 @@ const endpointDraws = 720720
 // first draw with the endpoint's address . port, and the first draw past it marked as the interval's end,
 // as nft writes intervals. An endpoint beyond the 720720th gets no interval and no traffic.
 // The elements' keys and values share one allocation: at 10,000 Services they are a million small slices.
-func spreadOver(eps []netip.AddrPort) []nftables.SetElement {
-	elems := make([]nftables.SetElement, 0, 2*len(eps))
+func spreadOver(eps endpointList) []nftables.SetElement {
+	elems := make([]nftables.SetElement, 0, 2*eps.len())
 	// Per endpoint: the interval's two 4-byte keys, and the value: an address of up to 16 bytes, a port key.
-	buf := make([]byte, 0, len(eps)*(4+16+4+4))
-	n := uint64(len(eps))
-	for i, e := range eps {
+	buf := make([]byte, 0, eps.len()*(4+16+4+4))
+	n := uint64(eps.len())
+	for i, e := range eps.all {
 		start, end := uint64(i)*endpointDraws/n, uint64(i+1)*endpointDraws/n
 		if start == end {
 			continue
