@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/binary"
-	"maps"
 	"net/netip"
 	"slices"
 	"testing"
@@ -94,7 +93,7 @@ func TestInternalTrafficPolicyLocalUsesOnlyThisNodesEndpoints(t *testing.T) {
 	}
 	rendered := renderer{}.render(ports)
 	if len(rendered.chains) != 1 {
-		t.Errorf("chains %v, want only the service chain", slices.Collect(maps.Keys(rendered.chains)))
+		t.Errorf("chains %v, want only the service chain", rendered.chains)
 	}
 }
 

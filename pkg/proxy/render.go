@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -56,7 +57,9 @@ type affinitySet struct {
 // serviceRules is everything one Service owns in the table: its chains with their rules, its elements in the
 // shared maps and its affinity sets.
 type serviceRules struct {
-	chains   map[string][]rule
+	// chains are sorted by name (rulesOf searches them). A Service has a few chains (one per endpoint more
+	// with ClientIP affinity); as a map they were 4 MB of the agent's heap at 10,000 Services.
+	chains   []chainRules
 	elements []element
 	sets     []affinitySet
 	// affinityEndpoints are the endpoint addresses of chains with ClientIP affinity, which dnat in rules of
@@ -64,12 +67,32 @@ type serviceRules struct {
 	affinityEndpoints []netip.Addr
 }
 
+// chainRules are one chain of a Service and its rules.
+type chainRules struct {
+	name  string
+	rules []rule
+}
+
+// addChain adds a chain while the Service is rendered; every chain of a Service has a name of its own.
+func (sr *serviceRules) addChain(name string, rules []rule) {
+	sr.chains = append(sr.chains, chainRules{name: name, rules: rules})
+}
+
+// rulesOf returns the rules of the Service's chain of that name; ok is false when it has none.
+func (sr *serviceRules) rulesOf(name string) (rules []rule, ok bool) {
+	i, found := slices.BinarySearchFunc(sr.chains, name, func(c chainRules, name string) int { return strings.Compare(c.name, name) })
+	if !found {
+		return nil, false
+	}
+	return sr.chains[i].rules, true
+}
+
 // hairpinAddrs yields the address of each endpoint a chain of the Service sends to, once per chain: those
 // need hairpin masquerading. It reads them from the rules rather than keeping a second list: at 10,000
 // Services a list per Service was 3 MB of the agent's heap.
 func (sr *serviceRules) hairpinAddrs(yield func(netip.Addr) bool) {
-	for _, rules := range sr.chains {
-		for _, r := range rules {
+	for _, c := range sr.chains {
+		for _, r := range c.rules {
 			for _, ap := range r.spread.all {
 				if !yield(ap.Addr()) {
 					return
@@ -171,10 +194,11 @@ func protoNumber(p corev1.Protocol) uint8 {
 
 // render returns the rules for all ports of one Service.
 func (r renderer) render(ports []servicePort) *serviceRules {
-	out := &serviceRules{chains: map[string][]rule{}}
+	out := &serviceRules{}
 	for i := range ports {
 		r.renderPort(out, &ports[i])
 	}
+	slices.SortFunc(out.chains, func(a, b chainRules) int { return strings.Compare(a.name, b.name) })
 	return out
 }
 
@@ -206,7 +230,7 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 	if exprs := r.masquerade(f); exprs != nil {
 		masq = []rule{{exprs: exprs}}
 	}
-	out.chains[clusterChain] = append(masq, r.dispatch(out, f, clusterChain, clusterEPs, sp.affinitySeconds)...)
+	out.addChain(clusterChain, append(masq, r.dispatch(out, f, clusterChain, clusterEPs, sp.affinitySeconds)...))
 	addElement(mapServiceIPs+f.suffix, addrProtoPortKey(sp.clusterIP, proto, sp.port), &expr.Verdict{Kind: expr.VerdictGoto, Chain: clusterChain})
 	if !hasExternal {
 		return
@@ -227,14 +251,14 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 		}
 		if local := usable(sp.localEndpoints()); len(local) > 0 {
 			localChain := "local-" + sp.chainID()
-			out.chains[localChain] = r.dispatch(out, f, localChain, local, sp.affinitySeconds)
+			out.addChain(localChain, r.dispatch(out, f, localChain, local, sp.affinitySeconds))
 			ext = append(ext, rule{exprs: []expr.Any{goTo(localChain)}})
 		} else {
 			// As kube-proxy: drop, not reject, so a load balancer's health check sees this node as down.
 			ext = append(ext, rule{exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
 		}
 	}
-	out.chains[externalChain] = ext
+	out.addChain(externalChain, ext)
 	toExternal := &expr.Verdict{Kind: expr.VerdictGoto, Chain: externalChain}
 	toFirewall := toExternal
 	if len(sp.firewalledAddrs) > 0 {
@@ -245,7 +269,7 @@ func (r renderer) renderPort(out *serviceRules, sp *servicePort) {
 		for _, p := range sp.sourceRanges {
 			fw = append(fw, rule{exprs: append(addrIn(true, p), goTo(externalChain))})
 		}
-		out.chains[firewallChain] = append(fw, rule{exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
+		out.addChain(firewallChain, append(fw, rule{exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}}))
 		toFirewall = &expr.Verdict{Kind: expr.VerdictGoto, Chain: firewallChain}
 	}
 	for _, a := range sp.externalAddrs {
@@ -277,11 +301,11 @@ func (r renderer) dispatch(out *serviceRules, f ipFamily, chain string, eps []en
 		set := affinitySet{name: "affinity-" + chain + "__" + e.String(), addrType: f.addrType, timeout: affinitySeconds}
 		out.sets = append(out.sets, set)
 		out.affinityEndpoints = append(out.affinityEndpoints, e.addr)
-		out.chains[epChain] = []rule{{exprs: append(append(f.only(),
+		out.addChain(epChain, []rule{{exprs: append(append(f.only(),
 			f.loadAddr(true, reg1),
 			&expr.Dynset{SrcRegKey: reg1, SetName: set.name, Operation: unix.NFT_DYNSET_OP_UPDATE,
 				Timeout: secondsDuration(affinitySeconds)}),
-			dnatTo(e.addr, e.port)...)}}
+			dnatTo(e.addr, e.port)...)}})
 		rules = append(rules, rule{exprs: append(f.only(),
 			f.loadAddr(true, reg1),
 			&expr.Lookup{SourceRegister: reg1, SetName: set.name},

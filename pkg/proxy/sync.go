@@ -115,8 +115,8 @@ func (t *table) fullSync(services map[string]*serviceRules) error {
 	var elements []element
 	for _, key := range slices.Sorted(maps.Keys(services)) {
 		sr := services[key]
-		for name, rules := range sr.chains {
-			desiredChains[name] = rules
+		for _, c := range sr.chains {
+			desiredChains[c.name] = c.rules
 		}
 		for _, s := range sr.sets {
 			desiredSets[s.name] = true
@@ -301,8 +301,9 @@ func (t *table) syncServices(changed map[string]*serviceRules) error {
 				addElems = append(addElems, e)
 			}
 		}
-		for name, rules := range cur.chains {
-			oldRules, existed := old.chains[name]
+		for _, c := range cur.chains {
+			name, rules := c.name, c.rules
+			oldRules, existed := old.rulesOf(name)
 			switch {
 			case !existed:
 				newChains = append(newChains, name)
@@ -316,9 +317,9 @@ func (t *table) syncServices(changed map[string]*serviceRules) error {
 				newRules[name] = rules
 			}
 		}
-		for name := range old.chains {
-			if _, ok := cur.chains[name]; !ok {
-				goneChains = append(goneChains, name)
+		for _, c := range old.chains {
+			if _, ok := cur.rulesOf(c.name); !ok {
+				goneChains = append(goneChains, c.name)
 			}
 		}
 		oldSets := map[string]bool{}
