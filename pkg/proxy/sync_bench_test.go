@@ -76,7 +76,7 @@ func liveHeap() int64 {
 
 // benchServices is size Services of one port and 10 endpoints each, and a source of new endpoints.
 func benchServices(size int) (renderer, [][]servicePort, func() endpoint) {
-	r := renderer{localCIDRs: []netip.Prefix{netip.MustParsePrefix(podCIDR)}}
+	r := newRenderer([]netip.Prefix{netip.MustParsePrefix(podCIDR)})
 	next := netip.MustParseAddr("10.128.0.0")
 	newEndpoint := func() endpoint {
 		next = next.Next()
