@@ -4,6 +4,7 @@ package testutil
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -39,4 +40,12 @@ func ExpectFile(t *testing.T, path, want string) {
 	if got := strings.TrimSpace(string(data)); got != want {
 		t.Errorf("%s = %q, want %q", path, got, want)
 	}
+}
+
+// LiveHeap is the heap in use after a collection: what the objects live at the call hold.
+func LiveHeap() int64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

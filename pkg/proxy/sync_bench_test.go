@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // BenchmarkPartialSync is the agent's and the kernel's part of the time from an EndpointSlice change to
@@ -56,22 +58,15 @@ func BenchmarkAppliedRulesHeap(b *testing.B) {
 	r, ports, _ := benchServices(size)
 	for range b.N {
 		tbl := newTable(nftConn(b, newNS(b)))
-		before := liveHeap()
+		before := testutil.LiveHeap()
 		all := make(map[string]*serviceRules, size)
 		for i := range ports {
 			all[fmt.Sprint(i)] = r.render(ports[i])
 		}
 		must(b, tbl.fullSync(all))
-		b.ReportMetric(float64(liveHeap()-before)/size, "heap-B/service")
+		b.ReportMetric(float64(testutil.LiveHeap()-before)/size, "heap-B/service")
 		runtime.KeepAlive(tbl)
 	}
-}
-
-func liveHeap() int64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
 }
 
 // benchServices is size Services of one port and 10 endpoints each, and a source of new endpoints.

@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
+
+	"github.com/nodeagent/nodeagent/internal/testutil"
 )
 
 // sliceAsTheControllerWritesIt is an EndpointSlice with every field the EndpointSlice controller fills.
@@ -85,10 +87,9 @@ func TestCachedEndpointSliceKeepsWhatItsReadersRead(t *testing.T) {
 
 // BenchmarkEndpointSliceCache reports the heap an informer cache keeps per EndpointSlice of 10 endpoints as
 // the controller writes it, decoded from protobuf as the API server sends it, with and without the cache's
-// compaction.
+// compaction, with the ServiceSlices beside it.
 func BenchmarkEndpointSliceCache(b *testing.B) {
-	const count = 10000
-	wire := make([][]byte, count)
+	wire := make([][]byte, 10000)
 	for i := range wire {
 		data, err := sliceAsTheControllerWritesIt(fmt.Sprintf("svc-%d", i), 10).Marshal()
 		if err != nil {
@@ -96,16 +97,35 @@ func BenchmarkEndpointSliceCache(b *testing.B) {
 		}
 		wire[i] = data
 	}
+	benchmarkCacheHeap[discoveryv1.EndpointSlice](b, wire, "heap-B/slice", func() func(any) {
+		byService := &ServiceSlices{slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{}}
+		return func(obj any) {
+			slice, service, _ := SliceService(obj)
+			byService.add(service, slice)
+		}
+	})
+}
+
+// benchmarkCacheHeap reports in unit the heap an informer cache keeps per object of wire, each decoded into
+// a T, with and without the compaction. beside, when not nil, makes for each iteration what is kept beside
+// the cache, which is given every object cached.
+func benchmarkCacheHeap[T any, PT interface {
+	*T
+	Unmarshal([]byte) error
+}](b *testing.B, wire [][]byte, unit string, beside func() func(any)) {
 	for _, compacted := range []bool{false, true} {
 		b.Run(fmt.Sprintf("compacted=%v", compacted), func(b *testing.B) {
 			for b.Loop() {
 				c := newCompactor()
 				store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-				byService := &ServiceSlices{slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{}}
-				before := liveHeap()
+				before := testutil.LiveHeap()
+				keep := func(any) {}
+				if beside != nil {
+					keep = beside()
+				}
 				for _, data := range wire {
-					var obj any = &discoveryv1.EndpointSlice{}
-					if err := obj.(*discoveryv1.EndpointSlice).Unmarshal(data); err != nil {
+					obj := any(PT(new(T)))
+					if err := obj.(PT).Unmarshal(data); err != nil {
 						b.Fatal(err)
 					}
 					if compacted {
@@ -114,22 +134,14 @@ func BenchmarkEndpointSliceCache(b *testing.B) {
 					if err := store.Add(obj); err != nil {
 						b.Fatal(err)
 					}
-					slice, service, _ := SliceService(obj)
-					byService.add(service, slice)
+					keep(obj)
 				}
-				b.ReportMetric(float64(liveHeap()-before)/count, "heap-B/slice")
+				b.ReportMetric(float64(testutil.LiveHeap()-before)/float64(len(wire)), unit)
 				runtime.KeepAlive(store)
-				runtime.KeepAlive(byService)
+				runtime.KeepAlive(keep)
 			}
 		})
 	}
-}
-
-func liveHeap() int64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
 }
 
 // A cached Service has the values sent, and shares with other Services the strings and pointed-to values
@@ -193,8 +205,7 @@ func TestCachedServicesShareWhatRepeats(t *testing.T) {
 // BenchmarkServiceCache reports the heap an informer cache keeps per Service of one port, decoded from
 // protobuf as the API server sends it, with and without the cache's compaction.
 func BenchmarkServiceCache(b *testing.B) {
-	const count = 10000
-	wire := make([][]byte, count)
+	wire := make([][]byte, 10000)
 	for i := range wire {
 		ip := fmt.Sprintf("10.96.%d.%d", i/250, i%250+1)
 		data, err := (&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("svc-%d", i),
@@ -210,27 +221,5 @@ func BenchmarkServiceCache(b *testing.B) {
 		}
 		wire[i] = data
 	}
-	for _, compacted := range []bool{false, true} {
-		b.Run(fmt.Sprintf("compacted=%v", compacted), func(b *testing.B) {
-			for b.Loop() {
-				c := newCompactor()
-				store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-				before := liveHeap()
-				for _, data := range wire {
-					var obj any = &corev1.Service{}
-					if err := obj.(*corev1.Service).Unmarshal(data); err != nil {
-						b.Fatal(err)
-					}
-					if compacted {
-						obj, _ = c.transform(obj)
-					}
-					if err := store.Add(obj); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(liveHeap()-before)/count, "heap-B/service")
-				runtime.KeepAlive(store)
-			}
-		})
-	}
+	benchmarkCacheHeap[corev1.Service](b, wire, "heap-B/service", nil)
 }
