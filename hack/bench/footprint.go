@@ -17,10 +17,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	agentdns "github.com/nodeagent/nodeagent/pkg/dns"
+	"github.com/nodeagent/nodeagent/pkg/node"
 	"github.com/nodeagent/nodeagent/test/forwardspec"
 )
 
@@ -70,7 +72,9 @@ type footprintSide struct {
 	// daemons names the processes once started, with any they started themselves.
 	daemons func(procs []*process) []footprintDaemon
 	ready   func(ctx context.Context) error // the proxy has synced and DNS answers for a Service
-	cleanup func()                          // what the side leaves in the kernel goes
+	// notReady, if set, is given the side's Node while it is not Ready.
+	notReady func(n *corev1.Node) error
+	cleanup  func() // what the side leaves in the kernel goes
 	// profile, if set, runs for the idle window (the agent's CPU profile, then its heap profile).
 	profile func(window time.Duration) error
 }
@@ -155,6 +159,8 @@ func runFootprint(ctx context.Context, services, pods int, window time.Duration,
 	if err := writeCorefile(corefile, coreDNSFootprintPort, filepath.Join(c.pki, "admin.kubeconfig"), stub.Addr); err != nil {
 		return err
 	}
+	const peersBridge = "bench-peers0"
+	wrotePeersCNI := false
 	peers := footprintSide{name: "kubelet + kube-proxy + CoreDNS", node: kubeletNode,
 		start: func() ([]*process, error) {
 			var procs []*process
@@ -185,9 +191,25 @@ func runFootprint(ctx context.Context, services, pods int, window time.Duration,
 		ready: func(ctx context.Context) error {
 			return proxyAndDNSReady(ctx, kubeProxyMetricsAddr, fmt.Sprintf("127.0.0.1:%d", coreDNSFootprintPort))
 		},
+		// The runtime's network, and with it the node, is not ready without a CNI config. The agent writes
+		// its own and leaves it; when the peers go first there is none, and the benchmark writes the same
+		// one for the kubelet's pod CIDR, as a CNI daemon would once the node has it, on a bridge of its own
+		// (the agent's may be left with another node's address) that its cleanup removes with the config.
+		notReady: func(n *corev1.Node) error {
+			if _, err := os.Stat(filepath.Join(c.rt.cniDir, node.CNIConfigFile)); err == nil || n.Spec.PodCIDR == "" {
+				return nil
+			}
+			wrotePeersCNI = true
+			_, err := node.WriteCNIConfig(c.rt.cniDir, peersBridge, n.Spec.PodCIDR)
+			return err
+		},
 		cleanup: func() {
 			for _, family := range []string{"ip", "ip6"} {
 				_ = exec.Command("nft", "delete", "table", family, "kube-proxy").Run()
+			}
+			if wrotePeersCNI {
+				_ = os.Remove(filepath.Join(c.rt.cniDir, node.CNIConfigFile))
+				_ = exec.Command("ip", "link", "delete", peersBridge).Run()
 			}
 		},
 	}
@@ -278,6 +300,11 @@ func footprintOf(ctx context.Context, client kubernetes.Interface, side footprin
 	sample(side.daemons(procs))
 	if err := poll(ctx, 2*time.Minute, func() bool {
 		n, err := client.CoreV1().Nodes().Get(ctx, side.node, metav1.GetOptions{})
+		if err == nil && !nodeReady(n) && side.notReady != nil {
+			if err := side.notReady(n); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %s: %v\n", side.name, err)
+			}
+		}
 		return err == nil && nodeReady(n)
 	}); err != nil {
 		return nil, fmt.Errorf("node %s never became Ready: %w", side.node, err)
