@@ -97,7 +97,7 @@ func BenchmarkEndpointSliceCache(b *testing.B) {
 		}
 		wire[i] = data
 	}
-	benchmarkCacheHeap[discoveryv1.EndpointSlice](b, wire, "heap-B/slice", func() func(any) {
+	benchmarkCacheHeap[discoveryv1.EndpointSlice](b, wire, cache.Indexers{}, "heap-B/slice", func() func(any) {
 		byService := &ServiceSlices{slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{}}
 		return func(obj any) {
 			slice, service, _ := SliceService(obj)
@@ -107,17 +107,17 @@ func BenchmarkEndpointSliceCache(b *testing.B) {
 }
 
 // benchmarkCacheHeap reports in unit the heap an informer cache keeps per object of wire, each decoded into
-// a T, with and without the compaction. beside, when not nil, makes for each iteration what is kept beside
+// a T and stored with the informer's indexers, with and without the compaction. beside, when not nil, makes for each iteration what is kept beside
 // the cache, which is given every object cached.
 func benchmarkCacheHeap[T any, PT interface {
 	*T
 	Unmarshal([]byte) error
-}](b *testing.B, wire [][]byte, unit string, beside func() func(any)) {
+}](b *testing.B, wire [][]byte, indexers cache.Indexers, unit string, beside func() func(any)) {
 	for _, compacted := range []bool{false, true} {
 		b.Run(fmt.Sprintf("compacted=%v", compacted), func(b *testing.B) {
 			for b.Loop() {
 				c := newCompactor()
-				store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+				store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, indexers)
 				before := testutil.LiveHeap()
 				keep := func(any) {}
 				if beside != nil {
@@ -221,5 +221,5 @@ func BenchmarkServiceCache(b *testing.B) {
 		}
 		wire[i] = data
 	}
-	benchmarkCacheHeap[corev1.Service](b, wire, "heap-B/service", nil)
+	benchmarkCacheHeap[corev1.Service](b, wire, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, "heap-B/service", nil)
 }

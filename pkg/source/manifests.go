@@ -102,11 +102,12 @@ func NewManifests(dir, nodeName string, serviceCIDR netip.Prefix, resync time.Du
 		}
 		return list
 	})
-	// One Indexers map each: the consumers' AddIndexers adds to the map itself.
+	// One Indexers map each: the consumers' AddIndexers adds to the map itself. Slices have no namespace
+	// index, as in FactoryServices.
 	indexers := func() cache.Indexers { return cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc} }
 	m.podInformer = cache.NewSharedIndexInformer(m.pods, &corev1.Pod{}, 0, indexers())
 	m.serviceInformer = cache.NewSharedIndexInformer(m.services, &corev1.Service{}, 0, indexers())
-	m.sliceInformer = cache.NewSharedIndexInformer(m.slices, &discoveryv1.EndpointSlice{}, 0, indexers())
+	m.sliceInformer = cache.NewSharedIndexInformer(m.slices, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
 	m.serviceSlices = sync.OnceValues(func() (*ServiceSlices, error) { return WatchServiceSlices(m.sliceInformer) })
 	return m
 }

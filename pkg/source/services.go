@@ -2,8 +2,13 @@ package source
 
 import (
 	"sync"
+	"time"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -33,8 +38,16 @@ func (f *FactoryServices) Services() cache.SharedIndexInformer {
 	return f.factory.Core().V1().Services().Informer()
 }
 
+// EndpointSlices is the factory's EndpointSlice informer without the namespace index the factory would give
+// it: nothing looks slices up by namespace (the proxy and DNS go by Service, through ServiceSlices, and by
+// address), and at 10,000 Services the index is a set entry per slice. The factory still applies its
+// transform.
 func (f *FactoryServices) EndpointSlices() cache.SharedIndexInformer {
-	return f.factory.Discovery().V1().EndpointSlices().Informer()
+	return f.factory.InformerFor(&discoveryv1.EndpointSlice{}, newEndpointSliceInformer)
+}
+
+func newEndpointSliceInformer(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+	return discoveryinformers.NewEndpointSliceInformer(client, metav1.NamespaceAll, resync, cache.Indexers{})
 }
 
 func (f *FactoryServices) ServiceSlices() (*ServiceSlices, error) { return f.serviceSlices() }
