@@ -40,6 +40,7 @@ func BenchmarkReadJoinEncode(b *testing.B) {
 		joiner := NewJoiner()
 		chunk := &chunkBuilder{capacity: 1<<20 + 16<<10}
 		chunk.setContainer(meta, "")
+		chunk.useStage(make([]byte, 0, stageBytes)) // as a follower holding a parsing token
 		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 		for {
 			line, _, err := nextLine(ctx, tl)
@@ -51,7 +52,7 @@ func BenchmarkReadJoinEncode(b *testing.B) {
 			} else if rec, ok := joiner.Add(line); ok {
 				chunk.add(rec)
 			}
-			if len(chunk.entries) >= 1<<20 {
+			if chunk.size() >= 1<<20 {
 				m, err := chunk.message(false)
 				if err != nil {
 					b.Fatal(err)

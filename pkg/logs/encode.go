@@ -25,6 +25,13 @@ type Message struct {
 // map per record, and the container's metadata encoded once per chunk.
 type chunkBuilder struct {
 	entries []byte
+	// stage, while the builder has one (lent with a parsing token: useStage), takes the records first; they
+	// are copied into entries a stage at a time. Written straight into a chunk's buffer, which is recycled
+	// and out of the core's caches by the time a follower fills it, the records stalled on their header
+	// bytes (perf: most of addLine's samples at its first stores of each record); one copy of a few
+	// kilobytes streams into that memory instead (1 GiB of 200-byte lines through the agent: 875 against
+	// 780 MB/s; 1 KiB lines unchanged).
+	stage   []byte
 	records int
 	// meta is the encoded "kubernetes" map of the chunk's container, tag the chunk's tag (setContainer).
 	meta []byte
@@ -62,35 +69,99 @@ func (b *chunkBuilder) add(r Record) {
 }
 
 // addLine appends the record of a message written at Unix time sec and nsec. Only a parsed line's message
-// (not a malformed line kept raw) has its JSON fields merged.
+// (not a malformed line kept raw) has its JSON fields merged. A record of a stream with no fields of its
+// own goes through the stage when it fits there; any other is appended to the chunk after what is staged.
 func (b *chunkBuilder) addLine(sec int64, nsec int, stream Stream, msg []byte, parsed bool) {
 	var fields map[string]any
 	if b.parseJSON && parsed {
 		fields = jsonObject(msg)
 	}
 	extra := extraFields(fields)
-	if b.entries == nil {
-		b.entries = b.newBuffer()
-	}
-	b.entries = msgp.AppendArrayHeader(b.entries, 2)
-	b.entries = appendEventTime(b.entries, sec, nsec)
-	b.entries = msgp.AppendMapHeader(b.entries, uint32(3+extra))
-	b.entries = append(b.entries, logKey...)
-	b.entries = msgp.AppendStringFromBytes(b.entries, msg)
+	var tail []byte // the stream and the container's metadata, encoded once per chunk
 	switch stream {
 	case Stdout:
-		b.entries = append(b.entries, b.tails[0]...)
+		tail = b.tails[0]
 	case Stderr:
-		b.entries = append(b.entries, b.tails[1]...)
-	default: // a malformed line's record has no stream
-		b.entries = appendTail(b.entries, stream, b.meta)
+		tail = b.tails[1]
 	}
-	if extra > 0 {
-		b.appendFields(fields)
+	staged := extra == 0 && tail != nil && b.roomInStage(maxRecordHead+len(msg)+len(tail))
+	var e []byte
+	if staged {
+		e = b.stage
+	} else {
+		b.flushStage()
+		if b.entries == nil {
+			b.entries = b.newBuffer()
+		}
+		e = b.entries
+	}
+	e = msgp.AppendArrayHeader(e, 2)
+	e = appendEventTime(e, sec, nsec)
+	e = msgp.AppendMapHeader(e, uint32(3+extra))
+	e = append(e, logKey...)
+	e = msgp.AppendStringFromBytes(e, msg)
+	if tail != nil {
+		e = append(e, tail...)
+	} else { // a malformed line's record has no stream
+		e = appendTail(e, stream, b.meta)
+	}
+	if staged {
+		b.stage = e
+	} else {
+		b.entries = e
+		if extra > 0 {
+			b.appendFields(fields)
+		}
 	}
 	b.records++
 	b.lineBytes += len(msg)
 }
+
+// maxRecordHead bounds a record's bytes before its message's: array and map headers, EventTime, the "log"
+// key and the message's string header.
+const maxRecordHead = 32
+
+// stageBytes is the size of a stage (chunkBuilder.stage): records are copied into the chunk that many
+// bytes at a time, from a buffer that stays in the core's first-level cache.
+const stageBytes = 16 << 10
+
+// roomInStage reports whether a record of n bytes goes through the stage: there is one, and n fits in it,
+// once what it holds is copied into the chunk if need be. The stage never grows.
+func (b *chunkBuilder) roomInStage(n int) bool {
+	if b.stage == nil || n > cap(b.stage) {
+		return false
+	}
+	if len(b.stage)+n > cap(b.stage) {
+		b.flushStage()
+	}
+	return true
+}
+
+// flushStage copies the staged records into the chunk.
+func (b *chunkBuilder) flushStage() {
+	if len(b.stage) == 0 {
+		return
+	}
+	if b.entries == nil {
+		b.entries = b.newBuffer()
+	}
+	// Grown by doubling, as the direct appends grow it (msgp), not by append's quarter for large slices.
+	b.entries = append(msgp.Require(b.entries, len(b.stage)), b.stage...)
+	b.stage = b.stage[:0]
+}
+
+// useStage lends the builder a stage; returnStage copies what it holds into the chunk and takes it back.
+func (b *chunkBuilder) useStage(stage []byte) { b.stage = stage[:0] }
+
+func (b *chunkBuilder) returnStage() []byte {
+	b.flushStage()
+	stage := b.stage
+	b.stage = nil
+	return stage
+}
+
+// size is the bytes of the records added to the chunk so far, staged or not.
+func (b *chunkBuilder) size() int { return len(b.entries) + len(b.stage) }
 
 // logKey is the first key of every record, encoded.
 var logKey = msgp.AppendString(nil, "log")
@@ -166,6 +237,7 @@ func jsonObject(msg []byte) map[string]any {
 // the builder. Uncompressed, the Message's entries are the builder's buffer, handed over. Either way the
 // builder keeps no buffer: the next record's add takes one, so an idle follower holds none.
 func (b *chunkBuilder) message(compress bool) (Message, error) {
+	b.flushStage()
 	m := Message{Tag: b.tag, Entries: b.entries, Records: b.records}
 	b.records, b.lineBytes, b.entries = 0, 0, nil
 	b.next = min(2*len(m.Entries), b.capacity)

@@ -83,3 +83,72 @@ func TestRecordsCarryTheirStreamAndTheContainersMetadata(t *testing.T) {
 		t.Errorf("records %q, tag %q, %d records; want %q, kube.web, 3", got, m.Tag, m.Records, want)
 	}
 }
+
+// A follower holding a parsing token encodes records through its stage: the chunk it hands over is the one
+// it would have built without, record for record and in order, whatever mixes with the staged records (a
+// JSON message's fields, a line without a stream, a line longer than the stage), and the stage it gives
+// back is the one it was lent, never grown.
+func TestStagedRecordsAreTheChunksRecordsInOrder(t *testing.T) {
+	meta, err := msgp.AppendIntf(nil, map[string]any{"pod_name": "web-0", "labels": map[string]any{"app": "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1764621919, 123456789)
+	var records []Record
+	for i := range 400 { // several stages' worth
+		msg := fmt.Appendf(nil, "level=info request=%d msg=%s", i, bytes.Repeat([]byte("x"), i%150))
+		switch {
+		case i%97 == 5:
+			msg = fmt.Appendf(nil, `{"request":%d}`, i) // a field merged into its record (one: a map has no order)
+		case i%131 == 7:
+			msg = bytes.Repeat([]byte("y"), 2*stageBytes) // longer than the stage
+		}
+		stream := Stdout
+		if i%3 == 0 {
+			stream = Stderr
+		}
+		if i%113 == 50 {
+			stream = "" // a line without a stream
+		}
+		records = append(records, Record{Time: at.Add(time.Duration(i) * time.Millisecond), Stream: stream, Message: msg})
+	}
+	build := func(stage []byte) (Message, []byte) {
+		b := &chunkBuilder{parseJSON: true}
+		b.setContainer(meta, "kube.web")
+		if stage != nil {
+			b.useStage(stage)
+		}
+		for i, r := range records {
+			b.add(r)
+			if i == 200 && stage != nil { // the follower gives its token back and takes one again
+				b.useStage(b.returnStage())
+			}
+		}
+		m, err := b.message(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stage == nil {
+			return m, nil
+		}
+		return m, b.returnStage()
+	}
+	direct, _ := build(nil)
+	staged, stage := build(make([]byte, 0, stageBytes))
+	if staged.Records != direct.Records || !bytes.Equal(staged.Entries, direct.Entries) {
+		t.Errorf("staged chunk: %d records in %d bytes; without a stage: %d records in %d bytes, the bytes differ at %d",
+			staged.Records, len(staged.Entries), direct.Records, len(direct.Entries), firstDifference(staged.Entries, direct.Entries))
+	}
+	if cap(stage) != stageBytes {
+		t.Errorf("the stage given back holds %d bytes, lent with %d", cap(stage), stageBytes)
+	}
+}
+
+func firstDifference(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}

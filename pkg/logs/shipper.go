@@ -69,8 +69,9 @@ type Shipper struct {
 	buffers *ReadBuffers
 	// parsing holds a token for each follower building a chunk: one fewer than the Go scheduler's
 	// processors (at least one), so that a burst of logs leaves a processor to the sender and the rest of
-	// the agent (DNS answers, pod syncs) instead of every follower running at once.
-	parsing chan struct{}
+	// the agent (DNS answers, pod syncs) instead of every follower running at once. A token is the stage
+	// its follower encodes records into (chunkBuilder.stage): as many stages as followers building.
+	parsing chan []byte
 
 	mu sync.Mutex
 	// following holds the paths with a follower running.
@@ -126,8 +127,12 @@ func NewShipper(cfg ShipperConfig) (*Shipper, error) {
 	if err != nil {
 		return nil, err
 	}
+	tokens := max(1, runtime.GOMAXPROCS(0)-1)
 	s := &Shipper{cfg: cfg, buffer: buffer, checkpoints: cp, buffers: NewReadBuffers(), following: map[string]bool{},
-		parsing: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
+		parsing: make(chan []byte, tokens)}
+	for range tokens {
+		s.parsing <- make([]byte, 0, stageBytes)
+	}
 	if s.metrics, err = newMetrics(cfg.Metrics, buffer); err != nil {
 		return nil, err
 	}
@@ -231,7 +236,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 	holding := false  // a parsing token
 	release := func() {
 		if holding {
-			<-s.parsing
+			s.parsing <- chunk.returnStage()
 			holding = false
 		}
 	}
@@ -258,7 +263,8 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 			select {
 			case <-ctx.Done():
 				return
-			case s.parsing <- struct{}{}:
+			case stage := <-s.parsing:
+				chunk.useStage(stage)
 				holding = true
 			}
 		}
@@ -289,7 +295,7 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 			return
 		}
 		// While lines keep coming a chunk fills up; the flush interval matters once the file is idle.
-		full := chunk.records >= s.cfg.ChunkRecords || len(chunk.entries) >= s.cfg.ChunkBytes
+		full := chunk.records >= s.cfg.ChunkRecords || chunk.size() >= s.cfg.ChunkBytes
 		if chunk.records > 0 && (full || removed || idle && !time.Now().Before(flushAt)) {
 			release()
 			if err := s.putChunk(ctx, l, chunk, end, tailer); err != nil {
