@@ -51,6 +51,7 @@ func TestTagTemplates(t *testing.T) {
 		config.DefaultLogTag:                 "kube.var.log.containers.web-0_shop_server-4f9d.log",
 		"k8s.${node}.${namespace}.${pod_id}": "k8s.node-a.shop.0c5e7a44-1b2f-4c3d-9e8f-001122334455",
 		"plain":                              "plain",
+		"${namespace}${pod}-${container_id}": "shopweb-0-4f9d",
 	} {
 		tag, err := ParseTagTemplate(template)
 		if err != nil {
