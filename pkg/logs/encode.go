@@ -90,10 +90,7 @@ func (b *chunkBuilder) addLine(sec int64, nsec int, stream Stream, msg []byte, p
 		e = b.stage
 	} else {
 		b.flushStage()
-		if b.entries == nil {
-			b.entries = b.newBuffer()
-		}
-		e = b.entries
+		e = b.chunkBuffer()
 	}
 	e = msgp.AppendArrayHeader(e, 2)
 	e = appendEventTime(e, sec, nsec)
@@ -142,11 +139,8 @@ func (b *chunkBuilder) flushStage() {
 	if len(b.stage) == 0 {
 		return
 	}
-	if b.entries == nil {
-		b.entries = b.newBuffer()
-	}
 	// Grown by doubling, as the direct appends grow it (msgp), not by append's quarter for large slices.
-	b.entries = append(msgp.Require(b.entries, len(b.stage)), b.stage...)
+	b.entries = append(msgp.Require(b.chunkBuffer(), len(b.stage)), b.stage...)
 	b.stage = b.stage[:0]
 }
 
@@ -179,6 +173,14 @@ func appendTail(dst []byte, stream Stream, meta []byte) []byte {
 	dst = msgp.AppendString(dst, string(stream))
 	dst = msgp.AppendString(dst, "kubernetes")
 	return append(dst, meta...)
+}
+
+// chunkBuffer is the chunk's buffer, taken when its first record comes.
+func (b *chunkBuilder) chunkBuffer() []byte {
+	if b.entries == nil {
+		b.entries = b.newBuffer()
+	}
+	return b.entries
 }
 
 // newBuffer is the buffer a new chunk starts with: of size next, and small for a follower's first chunk

@@ -6,8 +6,21 @@ import (
 	"strings"
 )
 
-// tagFields are the placeholders a tag template may use.
-var tagFields = map[string]bool{"namespace": true, "pod": true, "pod_id": true, "container": true, "container_id": true, "node": true}
+// tagValues are what a tag's placeholders stand for: a container's log, its ID and the node's name.
+type tagValues struct {
+	log               ContainerLog
+	containerID, node string
+}
+
+// tagFields are the placeholders a tag template may use, and the value each stands for.
+var tagFields = map[string]func(v tagValues) string{
+	"namespace":    func(v tagValues) string { return v.log.Namespace },
+	"pod":          func(v tagValues) string { return v.log.Pod },
+	"pod_id":       func(v tagValues) string { return v.log.UID },
+	"container":    func(v tagValues) string { return v.log.Container },
+	"container_id": func(v tagValues) string { return v.containerID },
+	"node":         func(v tagValues) string { return v.node },
+}
 
 var placeholder = regexp.MustCompile(`\$\{([^}]*)\}`)
 
@@ -18,10 +31,10 @@ type TagTemplate struct {
 	parts []tagPart
 }
 
-// tagPart is a piece of a template: literal text, or the name of a field when field is set.
+// tagPart is a piece of a template: literal text, or a placeholder's value when value is set.
 type tagPart struct {
 	text  string
-	field bool
+	value func(v tagValues) string
 }
 
 // ParseTagTemplate checks a template's placeholders.
@@ -32,11 +45,11 @@ func ParseTagTemplate(template string) (*TagTemplate, error) {
 	t := &TagTemplate{}
 	last := 0
 	for _, m := range placeholder.FindAllStringSubmatchIndex(template, -1) {
-		name := template[m[2]:m[3]]
-		if !tagFields[name] {
+		value, known := tagFields[template[m[2]:m[3]]]
+		if !known {
 			return nil, fmt.Errorf("unknown placeholder %s in tag template %q (known: ${namespace}, ${pod}, ${pod_id}, ${container}, ${container_id}, ${node})", template[m[0]:m[1]], template)
 		}
-		t.parts = append(t.parts, tagPart{text: template[last:m[0]]}, tagPart{text: name, field: true})
+		t.parts = append(t.parts, tagPart{text: template[last:m[0]]}, tagPart{value: value})
 		last = m[1]
 	}
 	t.parts = append(t.parts, tagPart{text: template[last:]})
@@ -45,25 +58,13 @@ func ParseTagTemplate(template string) (*TagTemplate, error) {
 
 // Execute returns the tag of a container's records.
 func (t *TagTemplate) Execute(l ContainerLog, containerID, node string) string {
+	v := tagValues{log: l, containerID: containerID, node: node}
 	var b strings.Builder
 	for _, p := range t.parts {
-		if !p.field {
+		if p.value != nil {
+			b.WriteString(p.value(v))
+		} else {
 			b.WriteString(p.text)
-			continue
-		}
-		switch p.text {
-		case "namespace":
-			b.WriteString(l.Namespace)
-		case "pod":
-			b.WriteString(l.Pod)
-		case "pod_id":
-			b.WriteString(l.UID)
-		case "container":
-			b.WriteString(l.Container)
-		case "container_id":
-			b.WriteString(containerID)
-		case "node":
-			b.WriteString(node)
 		}
 	}
 	return b.String()

@@ -107,8 +107,8 @@ func BenchmarkEndpointSliceCache(b *testing.B) {
 }
 
 // benchmarkCacheHeap reports in unit the heap an informer cache keeps per object of wire, each decoded into
-// a T and stored with the informer's indexers, with and without the compaction. beside, when not nil, makes for each iteration what is kept beside
-// the cache, which is given every object cached.
+// a T and stored with the informer's indexers, with and without the compaction. beside, when not nil,
+// makes for each iteration what is kept beside the cache, which is given every object cached.
 func benchmarkCacheHeap[T any, PT interface {
 	*T
 	Unmarshal([]byte) error
