@@ -148,9 +148,14 @@ func (s *shared) healthy() error {
 // (2.08 and 2.06 s a minute): the extra collections fall in the full syncs, not at rest.
 const gcPercent = 25
 
-// collectEarlier sets gcPercent, unless GOGC is set: the environment (a systemd drop-in, say) has the last word.
-func collectEarlier() {
-	if _, set := os.LookupEnv("GOGC"); !set {
+// collectEarlier sets gcPercent in the modes that hold caches, unless GOGC is set: the environment (a
+// systemd drop-in, say) has the last word. The log shipper alone keeps Go's default: its heap is its
+// chunks' buffers, which it reuses, so a bigger goal costs it no memory, while 25 had it collect twenty
+// times as a burst of logs grew its few megabytes of heap to the buffer's 32 MiB; the collector was 5% of
+// its CPU (1 GiB of 200-byte lines, alternating runs: 1.27 CPU s per GB and 980 MB/s with 25, 1.16 and
+// 1,032 with 100, the same peak RSS).
+func collectEarlier(mode Mode) {
+	if _, set := os.LookupEnv("GOGC"); !set && mode != ModeLogsOnly {
 		debug.SetGCPercent(gcPercent)
 	}
 }
@@ -163,7 +168,7 @@ func Run(ctx context.Context, c *Completed, version string) error {
 		return fmt.Errorf("node name: %w", err)
 	}
 	klog.InfoS("Starting nodeagent", "version", version, "node", s.nodeName, "mode", c.mode.String())
-	collectEarlier()
+	collectEarlier(c.mode)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

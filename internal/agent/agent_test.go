@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"os"
+	"runtime/debug"
 	"sync"
 	"testing"
 
@@ -33,5 +35,32 @@ func TestTheClientsTakeTheirRatesFromTheConfig(t *testing.T) {
 	}
 	if limiter := events.CoreV1().RESTClient().GetRateLimiter(); limiter != nil {
 		t.Errorf("the Events client has a rate limiter of %v a second with eventRecordQPS 0, want none", limiter.QPS())
+	}
+}
+
+// The modes with caches collect at gcPercent, the log shipper alone at Go's default, and GOGC from the
+// environment wins over both.
+func TestTheGCPercentFollowsTheModeUnlessGOGCIsSet(t *testing.T) {
+	t.Setenv("GOGC", "") // restored after the test
+	if err := os.Unsetenv("GOGC"); err != nil {
+		t.Fatal(err)
+	}
+	const goDefault = 100
+	defer debug.SetGCPercent(debug.SetGCPercent(goDefault))
+	for _, mode := range []Mode{ModeNode, ModeProxyOnly, ModeDNSOnly, ModeLogsOnly, ModeStandalone} {
+		debug.SetGCPercent(goDefault)
+		collectEarlier(mode)
+		want := gcPercent
+		if mode == ModeLogsOnly {
+			want = goDefault
+		}
+		if got := debug.SetGCPercent(goDefault); got != want {
+			t.Errorf("%s mode collects at GOGC %d, want %d", mode, got, want)
+		}
+	}
+	t.Setenv("GOGC", "200")
+	collectEarlier(ModeNode)
+	if got := debug.SetGCPercent(goDefault); got != goDefault {
+		t.Errorf("with GOGC set the node mode changed the GC percent to %d", got)
 	}
 }
