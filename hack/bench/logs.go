@@ -111,34 +111,39 @@ func rawLimit(d *logsDataset, inflate float64) (time.Duration, error) {
 // copies the line into the outgoing message behind as many bytes of framing and metadata as the agent adds
 // to a line (inflate is the agent's bytes sent per byte read), and writes 1 MiB messages to the same
 // discarding reader. One pass to find the lines, one to copy them, and no parsing or encoding: a shipper
-// whose parser and encoder cost nothing.
-func framedLimit(d *logsDataset, inflate float64) (time.Duration, error) {
+// whose parser and encoder cost nothing. With pipelined, a goroutine of its own writes the messages while
+// the loop fills the next: the same work spread over two cores, as the agent's followers and sender do.
+func framedLimit(d *logsDataset, inflate float64, pipelined bool) (time.Duration, error) {
 	head := bytes.Repeat([]byte{'m'}, max(int(math.Round((inflate-1)*float64(d.bytes)/float64(d.lines))), 0))
 	start := time.Now()
 	conn, arrived, err := dialDiscard()
 	if err != nil {
 		return 0, err
 	}
-	in, out := make([]byte, 256<<10), make([]byte, 0, 1<<20+64<<10)
-	var written int64
-	flush := func() error {
-		n, err := conn.Write(out)
-		written, out = written+int64(n), out[:0]
-		return err
-	}
+	w := newMessageWriter(conn, pipelined)
+	in, out := make([]byte, 256<<10), w.buffer()
 	for _, path := range d.files {
 		if err := framedLines(path, in, func(line []byte) error {
 			out = append(append(out, head...), line...)
-			if len(out) < 1<<20 {
+			if len(out) < framedMessageBytes {
 				return nil
 			}
-			return flush()
+			var err error
+			out, err = w.write(out)
+			return err
 		}); err != nil {
+			w.close()
 			conn.Close()
 			return 0, err
 		}
 	}
-	if err := flush(); err != nil {
+	if _, err := w.write(out); err != nil {
+		w.close()
+		conn.Close()
+		return 0, err
+	}
+	written, err := w.close()
+	if err != nil {
 		conn.Close()
 		return 0, err
 	}
@@ -146,6 +151,72 @@ func framedLimit(d *logsDataset, inflate float64) (time.Duration, error) {
 		return 0, fmt.Errorf("framed limit: %d bytes arrived, want %d", n, written)
 	}
 	return time.Since(start), nil
+}
+
+// framedMessageBytes is the size of the framed limit's messages, the agent's chunk size.
+const framedMessageBytes = 1 << 20
+
+// messageWriter writes the framed limit's messages to its connection: at once, or from a goroutine of its
+// own, which takes full buffers from the loop and gives them back once written (four in turn).
+type messageWriter struct {
+	conn       net.Conn
+	full, free chan []byte // nil unless pipelined
+	result     chan error
+	written    int64
+}
+
+func newMessageWriter(conn net.Conn, pipelined bool) *messageWriter {
+	w := &messageWriter{conn: conn}
+	if !pipelined {
+		return w
+	}
+	const buffers = 4
+	w.full, w.free, w.result = make(chan []byte, buffers), make(chan []byte, buffers), make(chan error, 1)
+	for range buffers {
+		w.free <- make([]byte, 0, framedMessageBytes+64<<10)
+	}
+	go func() {
+		var err error
+		for msg := range w.full {
+			if err == nil {
+				var n int
+				n, err = conn.Write(msg)
+				w.written += int64(n)
+			}
+			w.free <- msg[:0]
+		}
+		w.result <- err
+	}()
+	return w
+}
+
+// buffer returns an empty buffer for a message.
+func (w *messageWriter) buffer() []byte {
+	if w.free == nil {
+		return make([]byte, 0, framedMessageBytes+64<<10)
+	}
+	return <-w.free
+}
+
+// write writes a message, or hands it to the writer goroutine, and returns an empty buffer for the next.
+func (w *messageWriter) write(msg []byte) ([]byte, error) {
+	if w.full == nil {
+		n, err := w.conn.Write(msg)
+		w.written += int64(n)
+		return msg[:0], err
+	}
+	w.full <- msg
+	return <-w.free, nil
+}
+
+// close waits for the messages handed over to be written and returns the bytes written in all.
+func (w *messageWriter) close() (int64, error) {
+	if w.full == nil {
+		return w.written, nil
+	}
+	close(w.full)
+	err := <-w.result
+	return w.written, err
 }
 
 // framedLines reads the file through buf and calls each with every line, its newline included.
@@ -526,6 +597,10 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	// Per round, each kind of run once; each shipper's runs by its name.
 	var raw, ceiling, framed, rawBusy []float64
 	shipped, afterStartup, cpu, rss, busy := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	// The CPU seconds of each way of moving the bytes with those of its receiver: the limits' loops and
+	// readers are the benchmark's own process, a shipper's receiver is (with the loop that polls it).
+	var ceilingCPU, framedCPU, framed2, framed2CPU []float64
+	pipelineCPU := map[string][]float64{}
 	sent := map[string]int64{}
 	for round := range rounds {
 		fmt.Fprintf(os.Stderr, "bench: round %d, raw limit\n", round+1)
@@ -545,7 +620,8 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 		for _, shipper := range shippers {
 			fmt.Fprintf(os.Stderr, "bench: round %d, %s\n", round+1, shipper.name)
 			before := after
-			run, err := shipDataset(ctx, shipper, d)
+			var run logsRun
+			receiverCPU, err := selfCPUSeconds(func() (err error) { run, err = shipDataset(ctx, shipper, d); return err })
 			if err != nil {
 				return fmt.Errorf("%s: %w (log: %s)", shipper.name, err, shipper.logPath)
 			}
@@ -557,19 +633,27 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 			shipped[n] = append(shipped[n], float64(d.bytes)/run.elapsed.Seconds())
 			afterStartup[n] = append(afterStartup[n], run.afterStartup)
 			cpu[n] = append(cpu[n], run.cpuSeconds)
+			pipelineCPU[n] = append(pipelineCPU[n], run.cpuSeconds+receiverCPU)
 			rss[n] = append(rss[n], float64(run.peakRSS))
 			sent[n] = run.sentBytes
 		}
 		fmt.Fprintf(os.Stderr, "bench: round %d, raw limit for the records' size\n", round+1)
-		if elapsed, err = rawLimit(d, float64(sent["nodeagent"])/float64(d.bytes)); err != nil {
+		inflate := float64(sent["nodeagent"]) / float64(d.bytes)
+		loopCPU, err := selfCPUSeconds(func() (err error) { elapsed, err = rawLimit(d, inflate); return err })
+		if err != nil {
 			return err
 		}
-		ceiling = append(ceiling, float64(d.bytes)/elapsed.Seconds())
+		ceiling, ceilingCPU = append(ceiling, float64(d.bytes)/elapsed.Seconds()), append(ceilingCPU, loopCPU)
 		fmt.Fprintf(os.Stderr, "bench: round %d, framed limit\n", round+1)
-		if elapsed, err = framedLimit(d, float64(sent["nodeagent"])/float64(d.bytes)); err != nil {
+		if loopCPU, err = selfCPUSeconds(func() (err error) { elapsed, err = framedLimit(d, inflate, false); return err }); err != nil {
 			return err
 		}
-		framed = append(framed, float64(d.bytes)/elapsed.Seconds())
+		framed, framedCPU = append(framed, float64(d.bytes)/elapsed.Seconds()), append(framedCPU, loopCPU)
+		fmt.Fprintf(os.Stderr, "bench: round %d, framed limit on two cores\n", round+1)
+		if loopCPU, err = selfCPUSeconds(func() (err error) { elapsed, err = framedLimit(d, inflate, true); return err }); err != nil {
+			return err
+		}
+		framed2, framed2CPU = append(framed2, float64(d.bytes)/elapsed.Seconds()), append(framed2CPU, loopCPU)
 	}
 	cores, lag, err := steadyRate(ctx, agentBin, containers, lineBytes, int64(steadyMBps)*1e6, steadySeconds)
 	if err != nil {
@@ -592,6 +676,7 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	row("raw limit: read + loopback write, MB/s", "%12.0f", median(raw)/1e6)
 	row(fmt.Sprintf("raw limit writing %.2f bytes per byte read, MB/s", float64(sent[agent])/float64(d.bytes)), "%12.0f", median(ceiling)/1e6)
 	row("framed limit: each line found and copied into a record that size, MB/s", "%12.0f", median(framed)/1e6)
+	row("framed limit on two cores: a goroutine writes while the loop frames, MB/s", "%12.0f", median(framed2)/1e6)
 	for _, n := range []string{agent, otel} {
 		row(n+": files to acknowledged receipt, MB/s", "%12.0f", median(shipped[n])/1e6)
 		row(n+": first ack to last (after start-up), MB/s", "%12.0f", median(afterStartup[n])/1e6)
@@ -602,12 +687,24 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 		row(fmt.Sprintf("%s: machine's busy cores (of %d)", n, runtime.NumCPU()), "%12.2f", median(busy[n]))
 	}
 	row(fmt.Sprintf("raw limit: machine's busy cores (of %d)", runtime.NumCPU()), "%12.2f", median(rawBusy))
+	// What each way of moving the bytes costs the machine, receiver included, against what its cores can
+	// give at 90% of the ceiling: work that needs more cannot go that fast, however it is spread over them.
+	row("raw limit writing the records' size, loop and reader: CPU s per GB", "%12.2f", median(ceilingCPU)/gb)
+	row("framed limit, loop and reader: CPU s per GB", "%12.2f", median(framedCPU)/gb)
+	row("framed limit on two cores, loop, writer and reader: CPU s per GB", "%12.2f", median(framed2CPU)/gb)
+	for _, n := range []string{agent, otel} {
+		row(n+" and its receiver: CPU s per GB", "%12.2f", median(pipelineCPU[n])/gb)
+	}
+	row(fmt.Sprintf("CPU s per GB that %d cores give at 90%% of the raw limit for the records' size", runtime.NumCPU()), "%12.2f",
+		float64(runtime.NumCPU())/(0.9*median(ceiling)/1e9))
 	row("nodeagent / raw limit", "%12.2f", ratio(shipped[agent], raw))
 	row("raw limit writing the records' size / raw limit", "%12.2f", ratio(ceiling, raw))
 	row("nodeagent / raw limit writing the records' size", "%12.2f", ratio(shipped[agent], ceiling))
 	row("nodeagent after start-up / raw limit writing the records' size", "%12.2f", ratio(afterStartup[agent], ceiling))
 	row("framed limit / raw limit writing the records' size", "%12.2f", ratio(framed, ceiling))
+	row("framed limit on two cores / raw limit writing the records' size", "%12.2f", ratio(framed2, ceiling))
 	row("nodeagent / framed limit", "%12.2f", ratio(shipped[agent], framed))
+	row("nodeagent / framed limit on two cores", "%12.2f", ratio(shipped[agent], framed2))
 	row("nodeagent after start-up / framed limit", "%12.2f", ratio(afterStartup[agent], framed))
 	row("nodeagent / Collector, throughput", "%12.2f", ratio(shipped[agent], shipped[otel]))
 	// The same bytes each time: throughput per CPU second is bytes over CPU seconds.

@@ -174,6 +174,25 @@ func buildAgent(repo, runDir string) (string, error) {
 	return agentBin, nil
 }
 
+// selfCPUSeconds runs f and returns the user and system CPU seconds the benchmark's own process spent
+// meanwhile, in all its threads.
+func selfCPUSeconds(f func() error) (float64, error) {
+	var before, after syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &before); err != nil {
+		return 0, err
+	}
+	if err := f(); err != nil {
+		return 0, err
+	}
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &after); err != nil {
+		return 0, err
+	}
+	seconds := func(r syscall.Rusage) float64 {
+		return time.Duration(r.Utime.Nano() + r.Stime.Nano()).Seconds()
+	}
+	return seconds(after) - seconds(before), nil
+}
+
 // cpuTimes are the machine's CPU times from /proc/stat, in clock ticks: all of them, and idle (with iowait).
 type cpuTimes struct{ total, idle uint64 }
 
