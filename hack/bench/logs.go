@@ -602,58 +602,74 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	var ceilingCPU, framedCPU, framed2, framed2CPU []float64
 	pipelineCPU := map[string][]float64{}
 	sent := map[string]int64{}
-	for round := range rounds {
-		fmt.Fprintf(os.Stderr, "bench: round %d, raw limit\n", round+1)
+	ship := func(round int, shipper logShipper) error {
+		fmt.Fprintf(os.Stderr, "bench: round %d, %s\n", round+1, shipper.name)
 		before, err := readCPUTimes()
 		if err != nil {
 			return err
 		}
-		elapsed, err := rawLimit(d, 1)
+		var run logsRun
+		receiverCPU, err := selfCPUSeconds(func() (err error) { run, err = shipDataset(ctx, shipper, d); return err })
 		if err != nil {
+			return fmt.Errorf("%s: %w (log: %s)", shipper.name, err, shipper.logPath)
+		}
+		after, err := readCPUTimes()
+		if err != nil {
+			return err
+		}
+		n := shipper.name
+		busy[n] = append(busy[n], busyCores(before, after))
+		shipped[n] = append(shipped[n], float64(d.bytes)/run.elapsed.Seconds())
+		afterStartup[n] = append(afterStartup[n], run.afterStartup)
+		cpu[n] = append(cpu[n], run.cpuSeconds)
+		pipelineCPU[n] = append(pipelineCPU[n], run.cpuSeconds+receiverCPU)
+		rss[n] = append(rss[n], float64(run.peakRSS))
+		sent[n] = run.sentBytes
+		return nil
+	}
+	// limit runs one of the limits and returns its rate in bytes of log per second and the CPU seconds of
+	// its loop and reader.
+	limit := func(round int, name string, run func() (time.Duration, error)) (rate, cpuSeconds float64, err error) {
+		fmt.Fprintf(os.Stderr, "bench: round %d, %s\n", round+1, name)
+		var elapsed time.Duration
+		cpuSeconds, err = selfCPUSeconds(func() (err error) { elapsed, err = run(); return err })
+		return float64(d.bytes) / elapsed.Seconds(), cpuSeconds, err
+	}
+	// In each round the limits the agent is compared with run right after it, where the machine's speed
+	// is most like what the agent had (the Collector's run, half a minute at 200-byte lines, comes last).
+	for round := range rounds {
+		if err := ship(round, shippers[0]); err != nil {
+			return err
+		}
+		inflate := float64(sent["nodeagent"]) / float64(d.bytes)
+		rate, loopCPU, err := limit(round, "raw limit for the records' size", func() (time.Duration, error) { return rawLimit(d, inflate) })
+		if err != nil {
+			return err
+		}
+		ceiling, ceilingCPU = append(ceiling, rate), append(ceilingCPU, loopCPU)
+		if rate, loopCPU, err = limit(round, "framed limit", func() (time.Duration, error) { return framedLimit(d, inflate, false) }); err != nil {
+			return err
+		}
+		framed, framedCPU = append(framed, rate), append(framedCPU, loopCPU)
+		if rate, loopCPU, err = limit(round, "framed limit on two cores", func() (time.Duration, error) { return framedLimit(d, inflate, true) }); err != nil {
+			return err
+		}
+		framed2, framed2CPU = append(framed2, rate), append(framed2CPU, loopCPU)
+		before, err := readCPUTimes()
+		if err != nil {
+			return err
+		}
+		if rate, _, err = limit(round, "raw limit", func() (time.Duration, error) { return rawLimit(d, 1) }); err != nil {
 			return err
 		}
 		after, err := readCPUTimes()
 		if err != nil {
 			return err
 		}
-		raw, rawBusy = append(raw, float64(d.bytes)/elapsed.Seconds()), append(rawBusy, busyCores(before, after))
-		for _, shipper := range shippers {
-			fmt.Fprintf(os.Stderr, "bench: round %d, %s\n", round+1, shipper.name)
-			before := after
-			var run logsRun
-			receiverCPU, err := selfCPUSeconds(func() (err error) { run, err = shipDataset(ctx, shipper, d); return err })
-			if err != nil {
-				return fmt.Errorf("%s: %w (log: %s)", shipper.name, err, shipper.logPath)
-			}
-			if after, err = readCPUTimes(); err != nil {
-				return err
-			}
-			n := shipper.name
-			busy[n] = append(busy[n], busyCores(before, after))
-			shipped[n] = append(shipped[n], float64(d.bytes)/run.elapsed.Seconds())
-			afterStartup[n] = append(afterStartup[n], run.afterStartup)
-			cpu[n] = append(cpu[n], run.cpuSeconds)
-			pipelineCPU[n] = append(pipelineCPU[n], run.cpuSeconds+receiverCPU)
-			rss[n] = append(rss[n], float64(run.peakRSS))
-			sent[n] = run.sentBytes
-		}
-		fmt.Fprintf(os.Stderr, "bench: round %d, raw limit for the records' size\n", round+1)
-		inflate := float64(sent["nodeagent"]) / float64(d.bytes)
-		loopCPU, err := selfCPUSeconds(func() (err error) { elapsed, err = rawLimit(d, inflate); return err })
-		if err != nil {
+		raw, rawBusy = append(raw, rate), append(rawBusy, busyCores(before, after))
+		if err := ship(round, shippers[1]); err != nil {
 			return err
 		}
-		ceiling, ceilingCPU = append(ceiling, float64(d.bytes)/elapsed.Seconds()), append(ceilingCPU, loopCPU)
-		fmt.Fprintf(os.Stderr, "bench: round %d, framed limit\n", round+1)
-		if loopCPU, err = selfCPUSeconds(func() (err error) { elapsed, err = framedLimit(d, inflate, false); return err }); err != nil {
-			return err
-		}
-		framed, framedCPU = append(framed, float64(d.bytes)/elapsed.Seconds()), append(framedCPU, loopCPU)
-		fmt.Fprintf(os.Stderr, "bench: round %d, framed limit on two cores\n", round+1)
-		if loopCPU, err = selfCPUSeconds(func() (err error) { elapsed, err = framedLimit(d, inflate, true); return err }); err != nil {
-			return err
-		}
-		framed2, framed2CPU = append(framed2, float64(d.bytes)/elapsed.Seconds()), append(framed2CPU, loopCPU)
 	}
 	cores, lag, err := steadyRate(ctx, agentBin, containers, lineBytes, int64(steadyMBps)*1e6, steadySeconds)
 	if err != nil {
@@ -711,10 +727,10 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	row("nodeagent / Collector, throughput per CPU second", "%12.2f", ratio(cpu[otel], cpu[agent]))
 	row(fmt.Sprintf("nodeagent cores at %d MB/s written", steadyMBps), "%12.2f", cores)
 	fmt.Printf("%-60s %12v\n", fmt.Sprintf("nodeagent delivery lag after %d s at %d MB/s", steadySeconds, steadyMBps), lag.Round(time.Millisecond))
-	fmt.Println("each round: raw limit MB/s; nodeagent / raw limit, / raw limit writing the records' size, / framed limit; Collector MB/s; CPU s: nodeagent, Collector")
+	fmt.Println("each round: raw limit MB/s; nodeagent / raw limit, / raw limit writing the records' size, / framed limit, / framed limit on two cores; Collector MB/s; CPU s: nodeagent, Collector")
 	for i := range raw {
-		fmt.Printf("  %d: %5.0f  %.2f  %.2f  %.2f  %5.0f  %.2f  %.2f\n", i+1, raw[i]/1e6, shipped[agent][i]/raw[i], shipped[agent][i]/ceiling[i],
-			shipped[agent][i]/framed[i], shipped[otel][i]/1e6, cpu[agent][i], cpu[otel][i])
+		fmt.Printf("  %d: %5.0f  %.2f  %.2f  %.2f  %.2f  %5.0f  %.2f  %.2f\n", i+1, raw[i]/1e6, shipped[agent][i]/raw[i], shipped[agent][i]/ceiling[i],
+			shipped[agent][i]/framed[i], shipped[agent][i]/framed2[i], shipped[otel][i]/1e6, cpu[agent][i], cpu[otel][i])
 	}
 	return nil
 }
