@@ -132,14 +132,14 @@ func framedLimit(d *logsDataset, inflate float64, pipelined bool) (time.Duration
 			out, err = w.write(out)
 			return err
 		}); err != nil {
+			conn.Close() // first, so that a write in the writer goroutine returns
 			w.close()
-			conn.Close()
 			return 0, err
 		}
 	}
 	if _, err := w.write(out); err != nil {
-		w.close()
 		conn.Close()
+		w.close()
 		return 0, err
 	}
 	written, err := w.close()
