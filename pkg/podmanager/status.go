@@ -75,7 +75,7 @@ func (w *worker) writeStatus(ctx context.Context, pod *corev1.Pod, o *observed) 
 // podStatus is the pod's status from what the runtime shows (o's container statuses, completed with the
 // probers' verdicts), and why the node killed it, if it did.
 func (w *worker) podStatus(pod *corev1.Pod, o *observed) *corev1.PodStatus {
-	status := pod.Status.DeepCopy()
+	status := w.lastStatus(pod).DeepCopy()
 	inits, containers := o.inits, o.containers
 	w.probeVerdicts(pod, inits, containers)
 	status.InitContainerStatuses, status.ContainerStatuses, status.EphemeralContainerStatuses = inits, containers, o.ephemerals
@@ -127,6 +127,19 @@ func (w *worker) podStatus(pod *corev1.Pod, o *observed) *corev1.PodStatus {
 		}
 	}
 	return status
+}
+
+// lastStatus is the newest status of the pod the worker knows, which the next one starts from: the one it
+// wrote while the Pod cache still holds the Pod it was written over, else the cached Pod's. As the kubelet's
+// status manager keeps its own last status: started from the cached Pod, a sync in a later second than the
+// write took its start time and new conditions' transition times from the clock again, and patched again.
+func (w *worker) lastStatus(pod *corev1.Pod) *corev1.PodStatus {
+	if w.written.status != nil {
+		if target := w.m.statusTarget(pod); target != nil && target.ResourceVersion == w.written.over {
+			return w.written.status
+		}
+	}
+	return &pod.Status
 }
 
 // reject fails a pod the node will not run, as the kubelet's admission does: a Warning event and a Failed

@@ -587,13 +587,18 @@ func TestStatusIsNotRewrittenBeforeTheCacheSeesIt(t *testing.T) {
 		}
 		return n
 	}
-	for range 3 { // the cache still holds resourceVersion 1
+	for i := range 3 { // the cache still holds resourceVersion 1
+		if i == 1 {
+			// A sync in a later second computes the status again: the start and transition times the
+			// worker wrote are kept, not taken from the clock again (cut to seconds, they differed).
+			nextSecond()
+		}
 		if _, err := f.worker.sync(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n := statusPatches(); n != 1 {
-		t.Fatalf("status patches after three syncs over the same Pod = %d, want 1", n)
+		t.Fatalf("status patches after three syncs over the same Pod, a second apart = %d, want 1", n)
 	}
 
 	// Someone else changes the status meanwhile: the cache's newer Pod is what the node's status is compared with.
@@ -608,6 +613,14 @@ func TestStatusIsNotRewrittenBeforeTheCacheSeesIt(t *testing.T) {
 	}
 	if n := statusPatches(); n != 2 {
 		t.Fatalf("status patches after the Pod changed = %d, want 2", n)
+	}
+}
+
+// nextSecond returns once the wall clock has passed into the next whole second (within one second).
+func nextSecond() {
+	this := time.Now().Truncate(time.Second)
+	for time.Now().Truncate(time.Second).Equal(this) {
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
