@@ -10,7 +10,8 @@ import (
 
 // setConditions sets the pod's conditions as the kubelet's status generator does, with the reasons and
 // messages users read ("containers with unready status: [app]") and the pod's generation as each
-// condition's observedGeneration. The phase must already be set.
+// condition's observedGeneration, PodScheduled's included (the binding that sets it carries none). The
+// phase must already be set.
 func setConditions(status *corev1.PodStatus, pod *corev1.Pod, sandboxReady bool, inits, containers []corev1.ContainerStatus) {
 	set := func(typ corev1.PodConditionType, ok bool, reason, message string) {
 		setCondition(status, corev1.PodCondition{Type: typ, Status: conditionStatus(ok), Reason: reason,
@@ -60,6 +61,7 @@ func setConditions(status *corev1.PodStatus, pod *corev1.Pod, sandboxReady bool,
 		ready, reason, message = readinessGates(pod, status.Conditions)
 	}
 	set(corev1.PodReady, ready, reason, message)
+	set(corev1.PodScheduled, true, "", "")
 }
 
 // readinessGates says whether the pod's readiness gates are all True, and if not why, as the kubelet words it.

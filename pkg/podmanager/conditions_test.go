@@ -32,6 +32,7 @@ func TestConditionsNameTheContainersThatHoldThePodBack(t *testing.T) {
 			Message: "containers with unready status: [server]"},
 		corev1.PodReady: {Status: corev1.ConditionFalse, Reason: "ContainersNotReady",
 			Message: "containers with unready status: [server]"},
+		corev1.PodScheduled: {Status: corev1.ConditionTrue}, // the kubelet's, for the generation it saw
 	}
 	for _, c := range status.Conditions {
 		w, ok := want[c.Type]
