@@ -79,7 +79,8 @@ func newNodeComponent(ctx context.Context, s *shared, wg *sync.WaitGroup) (*node
 	go func() { defer wg.Done(); <-ctx.Done(); n.events.Shutdown() }()
 	recent := newRecentEvents()
 	n.events.StartEventWatcher(recent.add)
-	recorder := n.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "nodeagent", Host: s.nodeName})
+	// The kubelet's component name: users and the e2e suite find a node's pod events by source=kubelet.
+	recorder := n.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: s.nodeName})
 
 	// The image filesystem is asked of the runtime each time: it may move with the runtime's config.
 	imageFs := func(ctx context.Context) (string, error) { return cri.ImageFsPath(ctx, runtime.ImageManagerService) }

@@ -176,7 +176,7 @@ func TestMissingImageIsReportedAndOtherPodsStillStart(t *testing.T) {
 	}
 	err = pollUntil(ctx, func() (bool, error) {
 		events, err := stack.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
-			FieldSelector: "involvedObject.name=broken,reason=Failed"})
+			FieldSelector: "involvedObject.name=broken,reason=Failed,source=kubelet"}) // as users filter a node's events
 		return err == nil && len(events.Items) > 0, nil
 	})
 	if err != nil {
