@@ -134,12 +134,21 @@ func (w *worker) podStatus(pod *corev1.Pod, o *observed) *corev1.PodStatus {
 // status manager keeps its own last status: started from the cached Pod, a sync in a later second than the
 // write took its start time and new conditions' transition times from the clock again, and patched again.
 func (w *worker) lastStatus(pod *corev1.Pod) *corev1.PodStatus {
-	if w.written.status != nil {
-		if target := w.m.statusTarget(pod); target != nil && target.ResourceVersion == w.written.over {
-			return w.written.status
+	if target := w.m.statusTarget(pod); target != nil {
+		if unseen := w.unseenStatus(target); unseen != nil {
+			return unseen
 		}
 	}
 	return &pod.Status
+}
+
+// unseenStatus is the status the worker wrote over target, while the Pod cache still holds that target
+// (it has not seen the write yet); nil otherwise.
+func (w *worker) unseenStatus(target *corev1.Pod) *corev1.PodStatus {
+	if w.written.status != nil && w.written.over == target.ResourceVersion {
+		return w.written.status
+	}
+	return nil
 }
 
 // reject fails a pod the node will not run, as the kubelet's admission does: a Warning event and a Failed
@@ -170,7 +179,7 @@ func (w *worker) patchStatus(ctx context.Context, pod *corev1.Pod, status *corev
 	}
 	// A sync that follows a write before the Pod cache has seen it computes the same status again from the
 	// same Pod: without this, every such sync (a container event, the relist) repeated the patch.
-	if w.written.status != nil && w.written.over == target.ResourceVersion && apiequality.Semantic.DeepEqual(w.written.status, status) {
+	if unseen := w.unseenStatus(target); unseen != nil && apiequality.Semantic.DeepEqual(unseen, status) {
 		return nil
 	}
 	if err := w.m.status.WriteStatus(ctx, target, status); err != nil {
