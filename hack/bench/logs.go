@@ -156,6 +156,10 @@ func framedLimit(d *logsDataset, inflate float64, pipelined bool) (time.Duration
 // framedMessageBytes is the size of the framed limit's messages, the agent's chunk size.
 const framedMessageBytes = 1 << 20
 
+// newMessageBuffer is a buffer for one message, with room for the line that takes it past
+// framedMessageBytes.
+func newMessageBuffer() []byte { return make([]byte, 0, framedMessageBytes+64<<10) }
+
 // messageWriter writes the framed limit's messages to its connection: at once, or from a goroutine of its
 // own, which takes full buffers from the loop and gives them back once written (four in turn).
 type messageWriter struct {
@@ -173,7 +177,7 @@ func newMessageWriter(conn net.Conn, pipelined bool) *messageWriter {
 	const buffers = 4
 	w.full, w.free, w.result = make(chan []byte, buffers), make(chan []byte, buffers), make(chan error, 1)
 	for range buffers {
-		w.free <- make([]byte, 0, framedMessageBytes+64<<10)
+		w.free <- newMessageBuffer()
 	}
 	go func() {
 		var err error
@@ -193,7 +197,7 @@ func newMessageWriter(conn net.Conn, pipelined bool) *messageWriter {
 // buffer returns an empty buffer for a message.
 func (w *messageWriter) buffer() []byte {
 	if w.free == nil {
-		return make([]byte, 0, framedMessageBytes+64<<10)
+		return newMessageBuffer()
 	}
 	return <-w.free
 }
