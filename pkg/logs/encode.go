@@ -139,9 +139,25 @@ func (b *chunkBuilder) flushStage() {
 	if len(b.stage) == 0 {
 		return
 	}
-	// Grown by doubling, as the direct appends grow it (msgp), not by append's quarter for large slices.
-	b.entries = append(msgp.Require(b.chunkBuffer(), len(b.stage)), b.stage...)
+	b.entries = append(b.room(len(b.stage)), b.stage...)
 	b.stage = b.stage[:0]
+}
+
+// room returns the chunk's buffer with room for n more bytes. It grows by doubling, and to a full chunk's
+// size once double is more than half of that: a chunk that fills up then ends in a buffer that later full
+// chunks reuse. (Grown by msgp's doubling, a chunk's buffer went from 1 MiB to 2 MiB for its last stage,
+// or stayed at 1 MiB, short of the 1 MiB and 16 KiB a full chunk asks for: either way the next chunk took
+// new memory.) The bigger buffer comes from spare; the smaller one is left to the garbage collector.
+func (b *chunkBuilder) room(n int) []byte {
+	e := b.chunkBuffer()
+	if cap(e)-len(e) >= n {
+		return e
+	}
+	size := max(2*cap(e), len(e)+n)
+	if size > b.capacity/2 && len(e)+n <= b.capacity {
+		size = b.capacity
+	}
+	return append(b.take(size), e...)
 }
 
 // useStage lends the builder a stage; returnStage copies what it holds into the chunk and takes it back.
@@ -184,14 +200,20 @@ func (b *chunkBuilder) chunkBuffer() []byte {
 }
 
 // newBuffer is the buffer a new chunk starts with: of size next, and small for a follower's first chunk
-// (an agent starting beside 110 pods has as many first chunks at once).
-func (b *chunkBuilder) newBuffer() []byte {
-	n := max(b.next, minChunkBuffer)
+// (an agent starting beside 110 pods has as many first chunks at once) unless expectFull said otherwise.
+func (b *chunkBuilder) newBuffer() []byte { return b.take(max(b.next, minChunkBuffer)) }
+
+// take returns an empty buffer with room for n bytes, from spare when the builder has one.
+func (b *chunkBuilder) take(n int) []byte {
 	if b.spare != nil {
 		return b.spare(n)
 	}
 	return make([]byte, 0, n)
 }
+
+// expectFull makes the next chunk start in a full chunk's buffer: its file holds a chunk's worth of
+// lines not read yet, so growing from a small buffer would only copy the records over and over.
+func (b *chunkBuilder) expectFull() { b.next = b.capacity }
 
 // extraFields counts the fields of a JSON message that a record adds to those every record has.
 func extraFields(fields map[string]any) int {

@@ -12,36 +12,57 @@ import (
 
 // A follower keeps its chunk builder for the life of the file: between chunks the builder must hold no
 // buffer, and the buffer of a quiet file's chunk must stay small, or an agent beside 110 pods that log a
-// line now and then holds a full chunk's memory for each of them.
+// line now and then holds a full chunk's memory for each of them. A chunk that fills up must end in a
+// buffer of a full chunk's size, which later full chunks reuse, and a file with a chunk's worth of lines
+// waiting starts in one.
 func TestChunkBuffersFollowTheFilesPace(t *testing.T) {
-	const capacity = 1 << 20
+	const chunkBytes = 1 << 20
+	const capacity = chunkBytes + 16<<10 // as the shipper makes it
 	var taken []int
 	b := &chunkBuilder{capacity: capacity, spare: func(n int) []byte {
 		taken = append(taken, n)
 		return make([]byte, 0, n)
 	}}
+	b.useStage(make([]byte, 0, stageBytes)) // as a follower holding a parsing token
 	b.setContainer([]byte{0x80}, "")
 	line := Record{Time: time.Unix(1764621919, 0), Stream: Stdout, Message: bytes.Repeat([]byte("x"), 200)}
 	fill := func(bytes int) {
-		for len(b.entries) < bytes {
+		taken = nil
+		for b.size() < bytes {
 			b.add(line)
 		}
-		if _, err := b.message(false); err != nil {
+		m, err := b.message(false)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if b.entries != nil {
 			t.Fatalf("the builder kept a buffer of %d bytes after handing its chunk over", cap(b.entries))
 		}
+		if bytes == chunkBytes && cap(m.Entries) != capacity {
+			t.Errorf("a full chunk ends in a buffer of %d bytes, want %d", cap(m.Entries), capacity)
+		}
 	}
-	fill(1)        // a new container's first line
-	fill(1)        // a quiet file: one line per flush
-	fill(capacity) // a burst: the chunk grows to full
-	fill(capacity) // a busy file: the chunk starts full
-	fill(1)        // quiet again
-	fill(1)
-	want := []int{minChunkBuffer, minChunkBuffer, minChunkBuffer, capacity, capacity, minChunkBuffer}
-	if !slices.Equal(taken, want) {
-		t.Fatalf("buffers taken: %v, want %v", taken, want)
+	for _, step := range []struct {
+		name  string
+		bytes int
+		full  bool
+		want  []int
+	}{
+		{"a new container's first line", 1, false, []int{minChunkBuffer}},
+		{"a quiet file: one line per flush", 1, false, []int{minChunkBuffer}},
+		{"a burst: the chunk grows to full", chunkBytes, false, []int{minChunkBuffer, 2 * minChunkBuffer, 4 * minChunkBuffer, 8 * minChunkBuffer, capacity}},
+		{"a busy file: the chunk starts full", chunkBytes, false, []int{capacity}},
+		{"quiet again", 1, false, []int{capacity}},
+		{"and stays so", 1, false, []int{minChunkBuffer}},
+		{"a file with a chunk's worth waiting", chunkBytes, true, []int{capacity}},
+	} {
+		if step.full {
+			b.expectFull()
+		}
+		fill(step.bytes)
+		if !slices.Equal(taken, step.want) {
+			t.Errorf("%s: buffers taken %v, want %v", step.name, taken, step.want)
+		}
 	}
 }
 

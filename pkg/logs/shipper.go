@@ -229,6 +229,9 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 	joiner := NewJoiner()
 	// A chunk is closed at ChunkBytes or after the record that crosses it: room for one more typical line.
 	chunk := &chunkBuilder{parseJSON: s.cfg.ParseJSON, capacity: s.cfg.ChunkBytes + 16<<10, spare: s.buffer.Spare}
+	if tailer.Unread() >= int64(s.cfg.ChunkBytes) {
+		chunk.expectFull()
+	}
 	var end Position
 	var flushAt time.Time
 	started := time.Now()

@@ -492,6 +492,16 @@ func (t *Tailer) readLine() ([]byte, Position, error) {
 	}
 }
 
+// Unread is how many bytes of the open file follow the tailer's position, as far as its size tells
+// (zero for a compressed file, whose positions count uncompressed bytes).
+func (t *Tailer) Unread() int64 {
+	info, err := t.file.Stat()
+	if err != nil || t.compressed {
+		return 0
+	}
+	return max(info.Size()-t.pos.Offset, 0)
+}
+
 // Behind reports whether the file being read is no longer the one at the path: a rotation happened since
 // it was opened, and files the tailer has not reached yet may be compressed or removed by the next ones.
 func (t *Tailer) Behind() bool {
