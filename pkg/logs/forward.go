@@ -73,8 +73,7 @@ func (c *ForwardClient) Write(ctx context.Context, msgs []Message) (int, error) 
 	if err := c.conn.SetWriteDeadline(c.deadline(ctx)); err != nil {
 		return 0, c.fail(len(msgs), err)
 	}
-	bufs := net.Buffers(frames)
-	if _, err := bufs.WriteTo(c.conn); err != nil {
+	if err := writeBuffers(c.conn, frames); err != nil {
 		return 0, c.fail(len(msgs), err)
 	}
 	c.pending = append(c.pending, ids...)
