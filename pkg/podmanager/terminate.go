@@ -29,6 +29,9 @@ func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) (bool, error) {
 		if err := w.stopAll(ctx, pod, containers, grace); err != nil {
 			return false, err
 		}
+		if err := w.noneRunning(ctx); err != nil {
+			return false, err
+		}
 		sandboxes, err := w.sandboxes(ctx)
 		if err != nil {
 			return false, err
@@ -54,6 +57,27 @@ func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) (bool, error) {
 	w.removePodDir()
 	klog.InfoS("Pod terminated and removed", "pod", w.key, "podUID", w.uid)
 	return true, nil
+}
+
+// noneRunning is an error while the runtime shows a container of the pod running. A stop can return
+// before then (containerd answers while it is still processing the exit); the kubelet treats that as an
+// error to retry (syncTerminatingPod) and so does the worker, since the final status must show every
+// container terminated: written from such a view, a deleted pod went away with phase Running.
+func (w *worker) noneRunning(ctx context.Context) error {
+	containers, err := w.containers(ctx)
+	if err != nil {
+		return err
+	}
+	var running []string
+	for _, ct := range containers {
+		if ct.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			running = append(running, ct.Id)
+		}
+	}
+	if len(running) > 0 {
+		return fmt.Errorf("containers %v still running after they were stopped", running)
+	}
+	return nil
 }
 
 // minimumGrace is the least time a container gets between SIGTERM and SIGKILL, as in the kubelet.

@@ -37,6 +37,9 @@ type fakeRuntime struct {
 	graces  map[string]int64
 	// sandboxGate, when set, holds each RunPodSandbox until it is closed.
 	sandboxGate chan struct{}
+	// earlyStops is how many of the next StopContainer calls return before the container has stopped, as
+	// containerd's can while it is still processing an exit.
+	earlyStops *int
 }
 
 func (f fakeRuntime) RunPodSandbox(ctx context.Context, config *runtimeapi.PodSandboxConfig, handler string) (string, error) {
@@ -58,7 +61,14 @@ func (f fakeRuntime) StopContainer(ctx context.Context, id string, timeout int64
 		*f.stopped = append(*f.stopped, c.Metadata.Name)
 		f.graces[c.Metadata.Name] = timeout
 	}
+	early := *f.earlyStops > 0
+	if early {
+		*f.earlyStops--
+	}
 	f.FakeRuntimeService.Unlock()
+	if early {
+		return nil
+	}
 	return f.FakeRuntimeService.StopContainer(ctx, id, timeout)
 }
 
@@ -73,7 +83,7 @@ func newFixture(t *testing.T, pod *corev1.Pod) *fixture {
 	t.Helper()
 	f := &fixture{
 		runtime: fakeRuntime{critest.NewFakeRuntimeService(), critest.NewFakeImageService(),
-			new([]*runtimeapi.ContainerConfig), new([]string), map[string]int64{}, nil},
+			new([]*runtimeapi.ContainerConfig), new([]string), map[string]int64{}, nil, new(int)},
 		client:  fake.NewClientset(pod),
 		indexer: cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
 	}
@@ -495,7 +505,13 @@ func TestDeletionWritesTheFinalStatusBeforeFinalising(t *testing.T) {
 	f.syncAndRefresh(t)
 	f.client.ClearActions()
 	f.deleteAndSync(t, 0)
+	checkFinalStatus(t, f)
+}
 
+// checkFinalStatus checks the last status written before the Pod was finalised: each container terminated
+// and a terminal phase.
+func checkFinalStatus(t *testing.T, f *fixture) {
+	t.Helper()
 	var final *corev1.Pod
 	for _, a := range f.client.Actions() {
 		if a.GetVerb() == "delete" {
@@ -517,6 +533,37 @@ func TestDeletionWritesTheFinalStatusBeforeFinalising(t *testing.T) {
 	if cs := final.Status.ContainerStatuses; len(cs) != 1 || cs[0].State.Terminated == nil {
 		t.Errorf("final container statuses %+v, want server terminated", cs)
 	}
+}
+
+// A stop can return before the runtime shows the container stopped (containerd answering while it still
+// processes the exit). As the kubelet does, the worker then fails the sync and tries again, rather than
+// writing a final status with the container running and finalising the Pod with it: upstream's "should never
+// report success for a pending container" saw deleted pods go with phase Running.
+func TestDeletionWaitsForTheRuntimeToShowTheContainersStopped(t *testing.T) {
+	pod := testPod("localhost/testserver:local")
+	f := newFixture(t, pod)
+	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
+	f.syncAndRefresh(t)
+	f.client.ClearActions()
+	deleting := mustGetPod(t, f)
+	now, grace := metav1.NewTime(time.Now()), int64(0)
+	deleting.DeletionTimestamp, deleting.DeletionGracePeriodSeconds = &now, &grace
+	if err := f.indexer.Update(deleting); err != nil {
+		t.Fatal(err)
+	}
+	*f.runtime.earlyStops = 1
+	if done, err := f.worker.sync(context.Background()); err == nil || done {
+		t.Fatalf("sync with the container still running after its stop = %v, %v; want an error to retry", done, err)
+	}
+	for _, a := range f.client.Actions() {
+		if a.GetVerb() == "delete" || a.GetSubresource() == "status" {
+			t.Fatalf("while the container still ran: %s %s, want nothing written", a.GetVerb(), a.GetSubresource())
+		}
+	}
+	if done, err := f.worker.sync(context.Background()); err != nil || !done {
+		t.Fatalf("sync once the stop took = %v, %v; want done", done, err)
+	}
+	checkFinalStatus(t, f)
 }
 
 // A container's own restartPolicy and restartPolicyRules decide whether it runs again (ContainerRestartRules,
