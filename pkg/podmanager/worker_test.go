@@ -189,14 +189,20 @@ func TestSyncRunsSandboxAndContainerWithKubeletLabels(t *testing.T) {
 // which must finish the pod.
 func (f *fixture) deleteAndSync(t *testing.T, grace int64) {
 	t.Helper()
+	f.markDeleted(t, grace)
+	if done, err := f.worker.sync(context.Background()); err != nil || !done {
+		t.Fatalf("sync = %v, %v; want done", done, err)
+	}
+}
+
+// markDeleted marks the Pod for deletion with grace seconds in the worker's Pod cache, as the API server does.
+func (f *fixture) markDeleted(t *testing.T, grace int64) {
+	t.Helper()
 	deleting := mustGetPod(t, f)
 	now := metav1.NewTime(time.Now())
 	deleting.DeletionTimestamp, deleting.DeletionGracePeriodSeconds = &now, &grace
 	if err := f.indexer.Update(deleting); err != nil {
 		t.Fatal(err)
-	}
-	if done, err := f.worker.sync(context.Background()); err != nil || !done {
-		t.Fatalf("sync = %v, %v; want done", done, err)
 	}
 }
 
@@ -499,13 +505,20 @@ func TestFailingStartBacksOffLongerEachTime(t *testing.T) {
 // Before a deleted pod is finalised, its final status is written: each container terminated and a terminal
 // phase, as the kubelet writes it, so a Pod that a finalizer keeps does not show running containers forever.
 func TestDeletionWritesTheFinalStatusBeforeFinalising(t *testing.T) {
-	pod := testPod("localhost/testserver:local")
-	f := newFixture(t, pod)
+	f := runningFixture(t)
+	f.deleteAndSync(t, 0)
+	checkFinalStatus(t, f)
+}
+
+// runningFixture is a fixture whose pod has been synced once (its container runs), with the API actions so
+// far cleared.
+func runningFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := newFixture(t, testPod("localhost/testserver:local"))
 	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
 	f.syncAndRefresh(t)
 	f.client.ClearActions()
-	f.deleteAndSync(t, 0)
-	checkFinalStatus(t, f)
+	return f
 }
 
 // checkFinalStatus checks the last status written before the Pod was finalised: each container terminated
@@ -540,17 +553,8 @@ func checkFinalStatus(t *testing.T, f *fixture) {
 // writing a final status with the container running and finalising the Pod with it: upstream's "should never
 // report success for a pending container" saw deleted pods go with phase Running.
 func TestDeletionWaitsForTheRuntimeToShowTheContainersStopped(t *testing.T) {
-	pod := testPod("localhost/testserver:local")
-	f := newFixture(t, pod)
-	f.runtime.SetFakeImages([]string{"localhost/testserver:local"})
-	f.syncAndRefresh(t)
-	f.client.ClearActions()
-	deleting := mustGetPod(t, f)
-	now, grace := metav1.NewTime(time.Now()), int64(0)
-	deleting.DeletionTimestamp, deleting.DeletionGracePeriodSeconds = &now, &grace
-	if err := f.indexer.Update(deleting); err != nil {
-		t.Fatal(err)
-	}
+	f := runningFixture(t)
+	f.markDeleted(t, 0)
 	*f.runtime.earlyStops = 1
 	if done, err := f.worker.sync(context.Background()); err == nil || done {
 		t.Fatalf("sync with the container still running after its stop = %v, %v; want an error to retry", done, err)
