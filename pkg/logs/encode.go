@@ -84,13 +84,15 @@ func (b *chunkBuilder) addLine(sec int64, nsec int, stream Stream, msg []byte, p
 	case Stderr:
 		tail = b.tails[1]
 	}
-	staged := extra == 0 && tail != nil && b.roomInStage(maxRecordHead+len(msg)+len(tail))
+	// The stream's tail, or a stdout tail's length for a malformed line's (it has no stream: shorter).
+	size := maxRecordHead + len(msg) + len(b.tails[0])
+	staged := extra == 0 && tail != nil && b.roomInStage(size)
 	var e []byte
 	if staged {
 		e = b.stage
 	} else {
 		b.flushStage()
-		e = b.chunkBuffer()
+		e = b.room(size) // grown as staged records grow it; a JSON object's own fields may grow it further
 	}
 	e = msgp.AppendArrayHeader(e, 2)
 	e = appendEventTime(e, sec, nsec)

@@ -66,6 +66,26 @@ func TestChunkBuffersFollowTheFilesPace(t *testing.T) {
 	}
 }
 
+// Records that do not go through the stage (a JSON message's fields merged, with parseJSON) grow the chunk
+// by the same rule: a full chunk ends in a buffer of a full chunk's size, which later full chunks reuse.
+func TestUnstagedRecordsEndInAFullChunksBuffer(t *testing.T) {
+	const capacity = 1<<20 + 16<<10
+	b := &chunkBuilder{capacity: capacity, parseJSON: true}
+	b.useStage(make([]byte, 0, stageBytes))
+	b.setContainer([]byte{0x80}, "")
+	line := []byte(`{"level":"info","msg":"` + string(bytes.Repeat([]byte("x"), 200)) + `"}`)
+	for b.size() < 1<<20 {
+		b.addLine(1764621919, 0, Stdout, line, true)
+	}
+	m, err := b.message(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cap(m.Entries) != capacity {
+		t.Errorf("a full chunk of JSON records ends in a buffer of %d bytes, want %d", cap(m.Entries), capacity)
+	}
+}
+
 // Each record carries its own stream (none for a malformed line) and the container's metadata, which the
 // builder encodes once per chunk.
 func TestRecordsCarryTheirStreamAndTheContainersMetadata(t *testing.T) {

@@ -495,8 +495,11 @@ func (t *Tailer) readLine() ([]byte, Position, error) {
 // Unread is how many bytes of the open file follow the tailer's position, as far as its size tells
 // (zero for a compressed file, whose positions count uncompressed bytes).
 func (t *Tailer) Unread() int64 {
+	if t.compressed {
+		return 0
+	}
 	info, err := t.file.Stat()
-	if err != nil || t.compressed {
+	if err != nil {
 		return 0
 	}
 	return max(info.Size()-t.pos.Offset, 0)
