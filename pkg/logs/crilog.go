@@ -6,6 +6,7 @@ package logs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -181,7 +182,10 @@ func (j *Joiner) wholeLine(raw []byte) (sec int64, nsec int, stream Stream, msg 
 	if len(j.pending) > 0 || len(raw) < 29 {
 		return 0, 0, "", nil, false
 	}
-	z := bytes.IndexByte(raw[19:min(len(raw), 30)], 'Z') + 19 // "" or "." and up to 9 digits, then Z
+	z := 29 // where the runtimes' nine-digit fraction ends: no search for the usual line
+	if len(raw) <= z || raw[z] != 'Z' {
+		z = bytes.IndexByte(raw[19:min(len(raw), 30)], 'Z') + 19 // "" or "." and up to 9 digits, then Z
+	}
 	if z < 19 || z+1 == len(raw) || raw[z+1] != ' ' {
 		return 0, 0, "", nil, false
 	}
@@ -235,6 +239,9 @@ func parseUTCTime(b []byte) (time.Time, bool) {
 
 // parseFraction reads a timestamp's fraction of a second, "" or "." and 1 to 9 digits, as nanoseconds.
 func parseFraction(frac []byte) (int, bool) {
+	if len(frac) == 10 { // the runtimes' own format: always nine digits
+		return nineDigits(frac[1:])
+	}
 	if len(frac) == 0 {
 		return 0, true
 	}
@@ -246,6 +253,26 @@ func parseFraction(frac []byte) (int, bool) {
 		n *= 10
 	}
 	return n, ok
+}
+
+// nineDigits reads nine decimal digits, the first eight at once as one little-endian word (SWAR): a line's
+// fraction of a second, read one digit at a time, was a quarter of its timestamp's cost.
+func nineDigits(s []byte) (int, bool) {
+	w := binary.LittleEndian.Uint64(s[:8])
+	// Each byte is a digit when its high half is 3 and adding 6 does not carry into the high half.
+	if w&0xf0f0f0f0f0f0f0f0 != 0x3030303030303030 || (w+0x0606060606060606)&0xf0f0f0f0f0f0f0f0 != 0x3030303030303030 {
+		return 0, false
+	}
+	last := s[8]
+	if last < '0' || last > '9' {
+		return 0, false
+	}
+	w -= 0x3030303030303030
+	// The first digit is the lowest byte: combine pairs, then pairs of pairs, then the two halves.
+	w = (w*10 + w>>8) & 0x00ff00ff00ff00ff
+	w = (w*100 + w>>16) & 0x0000ffff0000ffff
+	w = (w*10000 + w>>32) & 0xffffffff
+	return int(w)*10 + int(last-'0'), true
 }
 
 // digits reads a run of decimal digits.

@@ -222,3 +222,26 @@ func TestWholeLineAndAddGiveWhatAddGives(t *testing.T) {
 		t.Errorf("wholeLine read %d of the lines, want the usual ones (at least 5)", whole)
 	}
 }
+
+// Nine-digit fractions are read eight digits at a time; every digit and every byte that is not one, in
+// each position, must read as the digit-by-digit loop reads it.
+func TestNineDigitsReadsAsDigitsDoes(t *testing.T) {
+	check := func(s []byte) {
+		t.Helper()
+		got, gotOK := nineDigits(s)
+		want, wantOK := digits(s)
+		if gotOK != wantOK || gotOK && got != want {
+			t.Fatalf("nineDigits(%q) = %d, %v; digits gives %d, %v", s, got, gotOK, want, wantOK)
+		}
+	}
+	check([]byte("000000000"))
+	check([]byte("999999999"))
+	check([]byte("123456789"))
+	for pos := range 9 {
+		for c := range 256 {
+			s := []byte("314159265")
+			s[pos] = byte(c)
+			check(s)
+		}
+	}
+}

@@ -193,3 +193,25 @@ func firstDifference(a, b []byte) int {
 	}
 	return min(len(a), len(b))
 }
+
+// A record's head is written in one piece; a receiver reads it with any msgpack decoder, so it must be
+// exactly what msgp's own functions write, for every size class of the map and of the message.
+func TestRecordHeadIsMsgpsEncoding(t *testing.T) {
+	for _, fields := range []int{3, 15, 16, 65535, 65536} {
+		for _, msgLen := range []int{0, 31, 32, 255, 256, 65535, 65536, 1 << 20} {
+			want := msgp.AppendArrayHeader(nil, 2)
+			want = append(want, 0xd7, 0x00, 0x69, 0x2e, 0x0f, 0x5f, 0x07, 0x5b, 0xcd, 0x15) // EventTime
+			want = msgp.AppendMapHeader(want, uint32(fields))
+			want = msgp.AppendString(want, "log")
+			msg := bytes.Repeat([]byte("m"), msgLen)
+			want = msgp.AppendStringFromBytes(want, msg)
+			head := appendRecordHead(nil, 1764626271, 123456789, fields, msgLen)
+			if got := append(head, msg...); !bytes.Equal(got, want) {
+				t.Errorf("%d fields, a message of %d bytes: head %x, want msgp's %x", fields, msgLen, head, want[:min(len(want), 32)])
+			}
+			if len(head) > maxRecordHead {
+				t.Errorf("%d fields, a message of %d bytes: head of %d bytes, more than maxRecordHead", fields, msgLen, len(head))
+			}
+		}
+	}
+}
