@@ -7,8 +7,8 @@
 # missing locally fail to pull from loopback), and the agent runs with a resolver file whose nameserver is a
 # loopback address where nothing listens, so names outside the cluster get SERVFAIL instead of going upstream.
 #
-# Environment: FOCUS and SKIP (ginkgo regular expressions) narrow or widen the selection; PROCS is the number
-# of parallel ginkgo processes (default 4).
+# Environment: FOCUS and SKIP (ginkgo regular expressions) narrow or widen the selection; SKIP replaces the
+# default skips below, SKIP_MORE adds to them; PROCS is the number of parallel ginkgo processes (default 4).
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
@@ -20,6 +20,9 @@ FOCUS=${FOCUS:-'\[NodeConformance\]'}
 # Skipped as the issue asks: serial, disruptive, flaky and slow specs, feature-gated ones, and those that pull
 # images from registries (nothing can be pulled here).
 SKIP=${SKIP:-'\[Serial\]|\[Disruptive\]|\[Flaky\]|\[Slow\]|\[Feature:[^]]+\]|should be able to pull|should not be able to pull|pull image'}
+if [[ -n ${SKIP_MORE:-} ]]; then
+	SKIP="$SKIP|$SKIP_MORE"
+fi
 PROCS=${PROCS:-4}
 
 hack/build-k8s.sh e2e.test agnhost ginkgo nnp kubectl
