@@ -239,7 +239,7 @@ func parseUTCTime(b []byte) (time.Time, bool) {
 
 // parseFraction reads a timestamp's fraction of a second, "" or "." and 1 to 9 digits, as nanoseconds.
 func parseFraction(frac []byte) (int, bool) {
-	if len(frac) == 10 { // the runtimes' own format: always nine digits
+	if len(frac) == 10 && frac[0] == '.' { // the runtimes' own format: always nine digits
 		return nineDigits(frac[1:])
 	}
 	if len(frac) == 0 {

@@ -194,6 +194,8 @@ func TestWholeLineAndAddGiveWhatAddGives(t *testing.T) {
 		"2026-12-01T20:45:20.4+01:00 stdout F another zone",
 		"2026-12-01T20:45:20.Z stdout F no fraction digits",
 		"2026-12-01T20:45:20.1234567890Z stdout F ten digits",
+		"2026-12-01T20:45:20x123456789Z stdout F no dot",
+		"2026-12-01T20:45:20.12345678xZ stdout F a letter",
 		"2026-12-01T20:45:20.5Z stdin F no such stream",
 		"2026-12-01T20:45:20.5Z stdout",
 		"2026-12-01T20:45:20.5Z stdout FF x",
@@ -224,7 +226,8 @@ func TestWholeLineAndAddGiveWhatAddGives(t *testing.T) {
 }
 
 // Nine-digit fractions are read eight digits at a time; every digit and every byte that is not one, in
-// each position, must read as the digit-by-digit loop reads it.
+// each position, must read as the digit-by-digit loop reads it, and a fraction of that length without its
+// dot is no fraction.
 func TestNineDigitsReadsAsDigitsDoes(t *testing.T) {
 	check := func(s []byte) {
 		t.Helper()
@@ -232,6 +235,11 @@ func TestNineDigitsReadsAsDigitsDoes(t *testing.T) {
 		want, wantOK := digits(s)
 		if gotOK != wantOK || gotOK && got != want {
 			t.Fatalf("nineDigits(%q) = %d, %v; digits gives %d, %v", s, got, gotOK, want, wantOK)
+		}
+	}
+	for _, frac := range []string{"x123456789", "1234567890", ".12345678Z"} {
+		if n, ok := parseFraction([]byte(frac)); ok {
+			t.Errorf("parseFraction(%q) = %d, true; want it refused", frac, n)
 		}
 	}
 	check([]byte("000000000"))
