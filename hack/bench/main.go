@@ -39,6 +39,11 @@
 // again writing as many bytes as the agent sent (the records with their metadata), alternating; then writes
 // at a steady rate and reports the agent's CPU. No cluster: records carry what the log paths say.
 //
+// logs-ab: the log shipper's change in minutes: the agent built from the repository and the agent binaries
+// named after the flags (built before the change) ship the same files in turn, each run followed by the
+// raw limit for the bytes it sent; per agent the median rate, its ratio to that limit, its CPU per GB and
+// its rate against the repository's agent within each round.
+//
 // nodeapi: on the same cluster as pods, runs one pod writing a log line every 20 ms on each node and times,
 // against each node's API over loopback with the API server's kubelet client certificate, an exec of `true`
 // (N of them, one after the other) and the delay of a followed log line (from the runtime's timestamp to the
@@ -69,7 +74,8 @@ const usage = `usage: bench pods [--pods N[,N...]] [--rounds R] [--runtime conta
        bench footprint [--services 10000] [--pods 110] [--seconds 60] [--runtime containerd|containerd2] [--first nodeagent|peers] [--agent-only] [--profile]
        bench nodeapi [--execs 200] [--lines 500] [--runtime containerd|containerd2]
        bench dns [--services 1000] [--seconds 10] [--rounds 3]
-       bench logs [--containers 8] [--megabytes 1024] [--line-bytes 200] [--rounds 3] [--steady-mbps 50] [--steady-seconds 20]`
+       bench logs [--containers 8] [--megabytes 1024] [--line-bytes 200] [--rounds 3] [--steady-mbps 50] [--steady-seconds 20]
+       bench logs-ab [--containers 8] [--megabytes 1024] [--line-bytes 200] [--rounds 5] AGENT_BINARY...`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -155,6 +161,14 @@ func main() {
 		run = func() error {
 			return runLogsBench(ctx, max(*containers, 1), max(*megabytes, 1), max(*lineBytes, 80), max(*rounds, 1), max(*steadyMBps, 1),
 				max(*steadySeconds, 1), *profile)
+		}
+	case "logs-ab":
+		containers := fs.Int("containers", 8, "container log files")
+		megabytes := fs.Int64("megabytes", 1024, "MiB of logs in all")
+		lineBytes := fs.Int("line-bytes", 200, "bytes per CRI line")
+		rounds := fs.Int("rounds", 5, "runs of each agent, in turn")
+		run = func() error {
+			return runLogsAB(ctx, fs.Args(), max(*containers, 1), max(*megabytes, 1), max(*lineBytes, 80), max(*rounds, 1))
 		}
 	default:
 		fmt.Fprintln(os.Stderr, usage)

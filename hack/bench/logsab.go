@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// runLogsAB measures a change to the log shipper: the agent built from the repository and each of others
+// (agent binaries built before the change, say) ship the same dataset in turn, round after round, each run
+// followed by the ceiling for the bytes it sent (the raw limit writing the records' size). It prints each
+// run, then per agent the median rate, ratio to the ceiling and CPU seconds per GB, and its rate against
+// the repository's agent, taken within each round: on these machines the ceiling moves by a factor of two
+// within an hour, and only runs side by side compare. Without the Collector and the steady run that
+// `bench logs` adds, a round takes seconds.
+func runLogsAB(ctx context.Context, others []string, containers int, megabytes int64, lineBytes, rounds int) error {
+	if len(others) == 0 {
+		return errors.New("logs-ab: name at least one agent binary to compare with")
+	}
+	for _, bin := range others {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("logs-ab: %w", err)
+		}
+	}
+	repo, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	built, err := buildAgent(repo, logsRunDir)
+	if err != nil {
+		return err
+	}
+	agents := append([]string{built}, others...)
+	fmt.Fprintf(os.Stderr, "bench: writing %d MB of logs in %d files\n", megabytes, containers)
+	d, err := writeLogsDataset(filepath.Join(logsRunDir, "pods"), containers, megabytes<<20/int64(containers), lineBytes)
+	if err != nil {
+		return err
+	}
+	gb := float64(d.bytes) / 1e9
+	rates, ratios, cpu := make([][]float64, len(agents)), make([][]float64, len(agents)), make([][]float64, len(agents))
+	fmt.Printf("Log shipping, agents in turn: %d MB in %d container logs (%d lines of %d bytes), %d rounds\n",
+		d.bytes>>20, containers, d.lines, lineBytes, rounds)
+	for round := range rounds {
+		for i, bin := range agents {
+			run, err := shipDataset(ctx, agentShipper(bin, false), d)
+			if err != nil {
+				return fmt.Errorf("%s: %w (log: %s)", bin, err, filepath.Join(logsRunDir, "nodeagent.log"))
+			}
+			elapsed, err := rawLimit(d, float64(run.sentBytes)/float64(d.bytes))
+			if err != nil {
+				return err
+			}
+			rate := float64(d.bytes) / run.elapsed.Seconds()
+			rates[i] = append(rates[i], rate)
+			ratios[i] = append(ratios[i], rate/(float64(d.bytes)/elapsed.Seconds()))
+			cpu[i] = append(cpu[i], run.cpuSeconds/gb)
+			fmt.Printf("  round %d  %-40s %6.0f MB/s  %.2f of the ceiling  %.2f CPU s per GB\n", round+1, bin, rate/1e6,
+				ratios[i][round], cpu[i][round])
+		}
+	}
+	fmt.Printf("%-40s %10s %12s %14s %16s\n", "agent (medians)", "MB/s", "/ ceiling", "CPU s per GB", "MB/s / first's")
+	for i, bin := range agents {
+		against := make([]float64, rounds)
+		for r := range rounds {
+			against[r] = rates[i][r] / rates[0][r]
+		}
+		fmt.Printf("%-40s %10.0f %12.2f %14.2f %16.2f\n", bin, median(rates[i])/1e6, median(ratios[i]), median(cpu[i]), median(against))
+	}
+	return nil
+}
