@@ -253,3 +253,29 @@ func TestNineDigitsReadsAsDigitsDoes(t *testing.T) {
 		}
 	}
 }
+
+// wholeLine is Add's fast path for the usual line: whatever line it reads, Add (after the same lines)
+// must read as the same record, so the fast path never reads a line its own way.
+func FuzzWholeLineReadsAsAddDoes(f *testing.F) {
+	f.Add([]byte("2026-12-01T20:45:19.123456789Z stdout F first"))
+	f.Add([]byte("2026-12-01T20:45:19.5Z stderr F"))
+	f.Add([]byte("2026-12-01T20:45:19Z stdout F "))
+	f.Add([]byte("2026-12-01T20:45:19x123456789Z stdout F no dot"))
+	f.Add([]byte("2026-12-01T20:45:19.12345678xZ stdout F a letter"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		// Both have read a line of the same second, so wholeLine's cached second is the fuzzed line's if its
+		// first 19 bytes say so.
+		prime := []byte("2026-12-01T20:45:19.000000000Z stdout F prime")
+		fast, slow := NewJoiner(), NewJoiner()
+		fast.Add(prime)
+		slow.Add(prime)
+		sec, nsec, stream, msg, ok := fast.wholeLine(raw)
+		if !ok {
+			return
+		}
+		rec, ok := slow.Add(raw)
+		if !ok || rec.Malformed || rec.Time.Unix() != sec || rec.Time.Nanosecond() != nsec || rec.Stream != stream || !bytes.Equal(rec.Message, msg) {
+			t.Fatalf("wholeLine(%q) = %d.%09d %s %q; Add gives %+v (ok %v)", raw, sec, nsec, stream, msg, rec, ok)
+		}
+	})
+}
