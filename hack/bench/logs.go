@@ -579,12 +579,22 @@ func steadyRate(ctx context.Context, agentBin string, containers, lineBytes int,
 	return (cpuAfter - cpuBefore) / (wrote + lag).Seconds(), lag, nil
 }
 
-func runLogsBench(ctx context.Context, containers int, megabytes int64, lineBytes, rounds, steadyMBps, steadySeconds int, profile bool) error {
-	repo, err := os.Getwd()
-	if err != nil {
-		return err
+// prepareLogsRun builds the repository's agent and writes the dataset the log benchmarks ship; it returns
+// the repository's directory, the agent's path and the dataset.
+func prepareLogsRun(containers int, megabytes int64, lineBytes int) (repo, agentBin string, d *logsDataset, err error) {
+	if repo, err = os.Getwd(); err != nil {
+		return "", "", nil, err
 	}
-	agentBin, err := buildAgent(repo, logsRunDir)
+	if agentBin, err = buildAgent(repo, logsRunDir); err != nil {
+		return "", "", nil, err
+	}
+	fmt.Fprintf(os.Stderr, "bench: writing %d MB of logs in %d files\n", megabytes, containers)
+	d, err = writeLogsDataset(filepath.Join(logsRunDir, "pods"), containers, megabytes<<20/int64(containers), lineBytes)
+	return repo, agentBin, d, err
+}
+
+func runLogsBench(ctx context.Context, containers int, megabytes int64, lineBytes, rounds, steadyMBps, steadySeconds int, profile bool) error {
+	repo, agentBin, d, err := prepareLogsRun(containers, megabytes, lineBytes)
 	if err != nil {
 		return err
 	}
@@ -593,11 +603,6 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 		return err
 	}
 	shippers := []logShipper{agentShipper(agentBin, profile), collectorShipper(collectorBin)}
-	fmt.Fprintf(os.Stderr, "bench: writing %d MB of logs in %d files\n", megabytes, containers)
-	d, err := writeLogsDataset(filepath.Join(logsRunDir, "pods"), containers, megabytes<<20/int64(containers), lineBytes)
-	if err != nil {
-		return err
-	}
 	// Per round, each kind of run once; each shipper's runs by its name.
 	var raw, ceiling, framed, rawBusy []float64
 	shipped, afterStartup, cpu, rss, busy := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}

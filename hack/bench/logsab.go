@@ -24,20 +24,11 @@ func runLogsAB(ctx context.Context, others []string, containers int, megabytes i
 			return fmt.Errorf("logs-ab: %w", err)
 		}
 	}
-	repo, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	built, err := buildAgent(repo, logsRunDir)
+	_, built, d, err := prepareLogsRun(containers, megabytes, lineBytes)
 	if err != nil {
 		return err
 	}
 	agents := append([]string{built}, others...)
-	fmt.Fprintf(os.Stderr, "bench: writing %d MB of logs in %d files\n", megabytes, containers)
-	d, err := writeLogsDataset(filepath.Join(logsRunDir, "pods"), containers, megabytes<<20/int64(containers), lineBytes)
-	if err != nil {
-		return err
-	}
 	gb := float64(d.bytes) / 1e9
 	rates, ratios, cpu := make([][]float64, len(agents)), make([][]float64, len(agents)), make([][]float64, len(agents))
 	fmt.Printf("Log shipping, agents in turn: %d MB in %d container logs (%d lines of %d bytes), %d rounds\n",
