@@ -579,6 +579,16 @@ func steadyRate(ctx context.Context, agentBin string, containers, lineBytes int,
 	return (cpuAfter - cpuBefore) / (wrote + lag).Seconds(), lag, nil
 }
 
+// medianRatio is the median of a[i]/b[i]: the machine's speed drifts between rounds, so each ratio is taken
+// within a round, then the median.
+func medianRatio(a, b []float64) float64 {
+	r := make([]float64, len(a))
+	for i := range a {
+		r[i] = a[i] / b[i]
+	}
+	return median(r)
+}
+
 // prepareLogsRun builds the repository's agent and writes the dataset the log benchmarks ship; it returns
 // the repository's directory, the agent's path and the dataset.
 func prepareLogsRun(containers int, megabytes int64, lineBytes int) (repo, agentBin string, d *logsDataset, err error) {
@@ -684,14 +694,6 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	if err != nil {
 		return err
 	}
-	// The machine's speed drifts between rounds: each ratio is taken within a round, then the median.
-	ratio := func(a, b []float64) float64 {
-		r := make([]float64, len(a))
-		for i := range a {
-			r[i] = a[i] / b[i]
-		}
-		return median(r)
-	}
 	agent, otel := "nodeagent", shippers[1].name
 	gb := float64(d.bytes) / 1e9
 	fmt.Printf("Log shipping: %d MB in %d container logs (%d lines of %d bytes), %d rounds, medians (a ratio: of the rounds' ratios)\n",
@@ -722,18 +724,18 @@ func runLogsBench(ctx context.Context, containers int, megabytes int64, lineByte
 	}
 	row(fmt.Sprintf("CPU s per GB that %d cores give at 90%% of the raw limit for the records' size", runtime.NumCPU()), "%12.2f",
 		float64(runtime.NumCPU())/(0.9*median(ceiling)/1e9))
-	row("nodeagent / raw limit", "%12.2f", ratio(shipped[agent], raw))
-	row("raw limit writing the records' size / raw limit", "%12.2f", ratio(ceiling, raw))
-	row("nodeagent / raw limit writing the records' size", "%12.2f", ratio(shipped[agent], ceiling))
-	row("nodeagent after start-up / raw limit writing the records' size", "%12.2f", ratio(afterStartup[agent], ceiling))
-	row("framed limit / raw limit writing the records' size", "%12.2f", ratio(framed, ceiling))
-	row("framed limit on two cores / raw limit writing the records' size", "%12.2f", ratio(framed2, ceiling))
-	row("nodeagent / framed limit", "%12.2f", ratio(shipped[agent], framed))
-	row("nodeagent / framed limit on two cores", "%12.2f", ratio(shipped[agent], framed2))
-	row("nodeagent after start-up / framed limit", "%12.2f", ratio(afterStartup[agent], framed))
-	row("nodeagent / Collector, throughput", "%12.2f", ratio(shipped[agent], shipped[otel]))
+	row("nodeagent / raw limit", "%12.2f", medianRatio(shipped[agent], raw))
+	row("raw limit writing the records' size / raw limit", "%12.2f", medianRatio(ceiling, raw))
+	row("nodeagent / raw limit writing the records' size", "%12.2f", medianRatio(shipped[agent], ceiling))
+	row("nodeagent after start-up / raw limit writing the records' size", "%12.2f", medianRatio(afterStartup[agent], ceiling))
+	row("framed limit / raw limit writing the records' size", "%12.2f", medianRatio(framed, ceiling))
+	row("framed limit on two cores / raw limit writing the records' size", "%12.2f", medianRatio(framed2, ceiling))
+	row("nodeagent / framed limit", "%12.2f", medianRatio(shipped[agent], framed))
+	row("nodeagent / framed limit on two cores", "%12.2f", medianRatio(shipped[agent], framed2))
+	row("nodeagent after start-up / framed limit", "%12.2f", medianRatio(afterStartup[agent], framed))
+	row("nodeagent / Collector, throughput", "%12.2f", medianRatio(shipped[agent], shipped[otel]))
 	// The same bytes each time: throughput per CPU second is bytes over CPU seconds.
-	row("nodeagent / Collector, throughput per CPU second", "%12.2f", ratio(cpu[otel], cpu[agent]))
+	row("nodeagent / Collector, throughput per CPU second", "%12.2f", medianRatio(cpu[otel], cpu[agent]))
 	row(fmt.Sprintf("nodeagent cores at %d MB/s written", steadyMBps), "%12.2f", cores)
 	fmt.Printf("%-60s %12v\n", fmt.Sprintf("nodeagent delivery lag after %d s at %d MB/s", steadySeconds, steadyMBps), lag.Round(time.Millisecond))
 	fmt.Println("each round: raw limit MB/s; nodeagent / raw limit, / raw limit writing the records' size, / framed limit, / framed limit on two cores; Collector MB/s; CPU s: nodeagent, Collector")

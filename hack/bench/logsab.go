@@ -30,7 +30,7 @@ func runLogsAB(ctx context.Context, others []string, containers int, megabytes i
 	}
 	agents := append([]string{built}, others...)
 	gb := float64(d.bytes) / 1e9
-	rates, ratios, cpu := make([][]float64, len(agents)), make([][]float64, len(agents)), make([][]float64, len(agents))
+	rates, ceilings, cpu := make([][]float64, len(agents)), make([][]float64, len(agents)), make([][]float64, len(agents))
 	fmt.Printf("Log shipping, agents in turn: %d MB in %d container logs (%d lines of %d bytes), %d rounds\n",
 		d.bytes>>20, containers, d.lines, lineBytes, rounds)
 	for round := range rounds {
@@ -43,21 +43,17 @@ func runLogsAB(ctx context.Context, others []string, containers int, megabytes i
 			if err != nil {
 				return err
 			}
-			rate := float64(d.bytes) / run.elapsed.Seconds()
-			rates[i] = append(rates[i], rate)
-			ratios[i] = append(ratios[i], rate/(float64(d.bytes)/elapsed.Seconds()))
+			rate, ceiling := float64(d.bytes)/run.elapsed.Seconds(), float64(d.bytes)/elapsed.Seconds()
+			rates[i], ceilings[i] = append(rates[i], rate), append(ceilings[i], ceiling)
 			cpu[i] = append(cpu[i], run.cpuSeconds/gb)
 			fmt.Printf("  round %d  %-40s %6.0f MB/s  %.2f of the ceiling  %.2f CPU s per GB\n", round+1, bin, rate/1e6,
-				ratios[i][round], cpu[i][round])
+				rate/ceiling, cpu[i][round])
 		}
 	}
 	fmt.Printf("%-40s %10s %12s %14s %16s\n", "agent (medians)", "MB/s", "/ ceiling", "CPU s per GB", "MB/s / first's")
 	for i, bin := range agents {
-		against := make([]float64, rounds)
-		for r := range rounds {
-			against[r] = rates[i][r] / rates[0][r]
-		}
-		fmt.Printf("%-40s %10.0f %12.2f %14.2f %16.2f\n", bin, median(rates[i])/1e6, median(ratios[i]), median(cpu[i]), median(against))
+		fmt.Printf("%-40s %10.0f %12.2f %14.2f %16.2f\n", bin, median(rates[i])/1e6, medianRatio(rates[i], ceilings[i]),
+			median(cpu[i]), medianRatio(rates[i], rates[0]))
 	}
 	return nil
 }
