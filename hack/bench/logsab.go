@@ -39,7 +39,7 @@ func runLogsAB(ctx context.Context, others []string, containers int, megabytes i
 			if err != nil {
 				return fmt.Errorf("%s: %w (log: %s)", bin, err, filepath.Join(logsRunDir, "nodeagent.log"))
 			}
-			elapsed, err := rawLimit(d, float64(run.sentBytes)/float64(d.bytes))
+			elapsed, _, err := runLimit(d, rawLimit, float64(run.sentBytes)/float64(d.bytes))
 			if err != nil {
 				return err
 			}

@@ -162,6 +162,8 @@ func main() {
 			return runLogsBench(ctx, max(*containers, 1), max(*megabytes, 1), max(*lineBytes, 80), max(*rounds, 1), max(*steadyMBps, 1),
 				max(*steadySeconds, 1), *profile)
 		}
+	case "limit-writer": // runLimit's child, not for people
+		run = func() error { return limitWriterMain(fs.Args()) }
 	case "logs-ab":
 		containers := fs.Int("containers", 8, "container log files")
 		megabytes := fs.Int64("megabytes", 1024, "MiB of logs in all")
