@@ -52,6 +52,11 @@ func BenchmarkReadJoinEncode(b *testing.B) {
 			} else if rec, ok := joiner.Add(line); ok {
 				chunk.add(rec)
 			}
+			if !joiner.Pending() { // then the usual lines buffered after it, as a follower takes them
+				if n := chunk.addUsualLines(joiner, tl.buffered(), 100_000, 1<<20); n > 0 {
+					tl.consume(n)
+				}
+			}
 			if chunk.size() >= 1<<20 {
 				m, err := chunk.message(false)
 				if err != nil {

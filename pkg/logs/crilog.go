@@ -206,6 +206,31 @@ func (j *Joiner) wholeLine(raw []byte) (sec int64, nsec int, stream Stream, msg 
 	return 0, 0, "", nil, false
 }
 
+// usualLineHead is the length of what comes before the message in the runtimes' usual line, a whole line
+// of stdout or stderr written with a nine-digit fraction: "2026-12-01T20:45:19.123456789Z stdout F ".
+const usualLineHead = 40
+
+// usualLine reads a line of that usual shape, in the second the Joiner read last, with no part of a line
+// pending; ok is false for any other line. It reads the fixed places only: no search, so that a follower
+// can run it over every line its read buffer holds (chunkBuilder.addUsualLines). Every line it reads,
+// wholeLine reads the same.
+func (j *Joiner) usualLine(raw []byte) (nsec int, stream Stream, ok bool) {
+	if len(raw) < usualLineHead || raw[29] != 'Z' || raw[19] != '.' || !j.seconds.valid || len(j.pending) > 0 ||
+		string(raw[:19]) != string(j.seconds.second[:]) {
+		return 0, "", false
+	}
+	switch string(raw[30:usualLineHead]) {
+	case " stdout F ":
+		stream = Stdout
+	case " stderr F ":
+		stream = Stderr
+	default:
+		return 0, "", false
+	}
+	nsec, ok = nineDigits(raw[20:29])
+	return nsec, stream, ok
+}
+
 // Pending reports whether a stream has parts waiting for their last one: a file that ends so is not done
 // (the rest follows in the next file after a rotation).
 func (j *Joiner) Pending() bool { return len(j.pending) > 0 }

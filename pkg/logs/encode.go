@@ -111,6 +111,33 @@ func (b *chunkBuilder) addLine(sec int64, nsec int, stream Stream, msg []byte, p
 	b.lineBytes += len(msg)
 }
 
+// addUsualLines adds the records of the whole lines at the start of block (each ends with a newline) that
+// are of the runtimes' usual shape (Joiner.usualLine), up to the first line of another shape, a line not
+// whole yet, or the chunk's holding maxRecords records or maxBytes bytes; it returns the bytes of the lines
+// it took. A follower hands it everything its read buffer holds after each line it reads: one call then
+// takes most lines, where a call per line to read it, one to parse it and one to parse its timestamp
+// were a fifth of the follower's instructions at 200-byte lines.
+func (b *chunkBuilder) addUsualLines(j *Joiner, block []byte, maxRecords, maxBytes int) int {
+	if b.parseJSON { // a message's own fields go line by line (addLine)
+		return 0
+	}
+	used := 0
+	for b.records < maxRecords && b.size() < maxBytes {
+		n := bytes.IndexByte(block[used:], '\n')
+		if n < 0 {
+			break
+		}
+		line := block[used : used+n]
+		nsec, stream, ok := j.usualLine(line)
+		if !ok {
+			break
+		}
+		b.addLine(j.seconds.unix, nsec, stream, line[usualLineHead:], true)
+		used += n + 1
+	}
+	return used
+}
+
 // maxRecordHead bounds a record's bytes before its message's: array and map headers, EventTime, the "log"
 // key and the message's string header.
 const maxRecordHead = 32

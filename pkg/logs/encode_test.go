@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,5 +214,77 @@ func TestRecordHeadIsMsgpsEncoding(t *testing.T) {
 				t.Errorf("%d fields, a message of %d bytes: head of %d bytes, more than maxRecordHead", fields, msgLen, len(head))
 			}
 		}
+	}
+}
+
+// Whatever lines addUsualLines takes from a block, it takes whole lines and encodes them as the follower
+// does one line at a time (wholeLine, or Add): the same bytes, the same records.
+func FuzzUsualLinesEncodeAsLineByLine(f *testing.F) {
+	f.Add([]byte("2026-12-01T20:45:19.123456789Z stdout F first\n2026-12-01T20:45:19.000000001Z stderr F second\n" +
+		"2026-12-01T20:45:20.000000001Z stdout F the next second\n"))
+	f.Add([]byte("2026-12-01T20:45:19.123456789Z stdout F \n2026-12-01T20:45:19.123456789Z stdout F\n"))
+	f.Add([]byte("2026-12-01T20:45:19.123456789Z stdout P part\n2026-12-01T20:45:19.123456789Z stdout F end\n"))
+	f.Add([]byte("2026-12-01T20:45:19x123456789Z stdout F no dot\n2026-12-01T20:45:19.12345678xZ stdout F a letter\n"))
+	f.Add([]byte("2026-12-01T20:45:19.123456789Z stdout F whole\n2026-12-01T20:45:19.123456789Z stdout F not yet"))
+	f.Add([]byte("2026-12-01T20:45:19.123456789Z stdin  F x\n2026-12-01T20:45:19.123456789Zxstdout F y\n"))
+	meta, err := msgp.AppendIntf(nil, map[string]any{"pod_name": "web-0"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, block []byte) {
+		// Both have read a line of the second the seeds are in, as a follower has before it calls
+		// addUsualLines.
+		prime := []byte("2026-12-01T20:45:19.000000000Z stdout F prime")
+		builders, joiners := [2]*chunkBuilder{{}, {}}, [2]*Joiner{NewJoiner(), NewJoiner()}
+		for i, b := range builders {
+			b.setContainer(meta, "kube.web")
+			rec, _ := joiners[i].Add(prime)
+			b.add(rec)
+		}
+		fast, slow := builders[0], builders[1]
+		used := fast.addUsualLines(joiners[0], block, 1<<30, 1<<30)
+		if used > 0 && block[used-1] != '\n' {
+			t.Fatalf("took %q, which does not end with a line's end", block[:used])
+		}
+		for line := range bytes.Lines(block[:used]) {
+			line = line[:len(line)-1]
+			if sec, nsec, stream, msg, ok := joiners[1].wholeLine(line); ok {
+				slow.addLine(sec, nsec, stream, msg, true)
+			} else if rec, ok := joiners[1].Add(line); ok {
+				slow.add(rec)
+			}
+		}
+		got, err := fast.message(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := slow.message(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Records != want.Records || !bytes.Equal(got.Entries, want.Entries) {
+			t.Fatalf("%q: %d records, %x; line by line %d records, %x", block[:used], got.Records, got.Entries,
+				want.Records, want.Entries)
+		}
+	})
+}
+
+// addUsualLines stops where the chunk is full, and at the first line that is not of the usual shape, so
+// that the follower reads that one line by line.
+func TestUsualLinesStopAtAFullChunkAndAtAnotherLine(t *testing.T) {
+	j := NewJoiner()
+	b := &chunkBuilder{}
+	b.setContainer(nil, "kube.web")
+	rec, _ := j.Add([]byte("2026-12-01T20:45:19.000000000Z stdout F prime"))
+	b.add(rec)
+	usual := "2026-12-01T20:45:19.123456789Z stdout F usual\n"
+	block := []byte(strings.Repeat(usual, 3) + "2026-12-01T20:45:20.000000000Z stdout F the next second\n" + usual)
+	used := b.addUsualLines(j, block, 3, 1<<20)
+	if used != 2*len(usual) || b.records != 3 {
+		t.Fatalf("up to 3 records: took %d bytes, %d records; want %d bytes, 3 records", used, b.records, 2*len(usual))
+	}
+	if more := b.addUsualLines(j, block[used:], 100, 1<<20); more != len(usual) || b.records != 4 {
+		t.Errorf("then took %d bytes, %d records in all; want %d bytes (up to the next second's line), 4 records", more,
+			b.records, len(usual))
 	}
 }

@@ -291,6 +291,9 @@ func (s *Shipper) follow(ctx context.Context, l ContainerLog, start Position) {
 			}
 			if !joiner.Pending() {
 				end = pos // a checkpoint never falls inside a line split in parts
+				if n := chunk.addUsualLines(joiner, tailer.buffered(), s.cfg.ChunkRecords, s.cfg.ChunkBytes); n > 0 {
+					end = tailer.consume(n)
+				}
 			}
 		case idle, removed:
 		default:

@@ -492,6 +492,25 @@ func (t *Tailer) readLine() ([]byte, Position, error) {
 	}
 }
 
+// buffered returns what the read buffer holds after the tailer's position, without reading, for a
+// follower to take the whole lines at its start in one go (consume); nil unless the tailer stands between
+// two lines of a file whose head it has hashed (readLine does the rest).
+func (t *Tailer) buffered() []byte {
+	if t.reader == nil || len(t.partial) > 0 || t.headLen < headBytes {
+		return nil
+	}
+	b, _ := t.reader.Peek(t.reader.Buffered()) // what is buffered: no read, no error
+	return b
+}
+
+// consume moves the tailer past the first n bytes buffered returned, whole lines, and returns the Position
+// after them.
+func (t *Tailer) consume(n int) Position {
+	discarded, _ := t.reader.Discard(n) // buffered bytes: all of them
+	t.pos.Offset += int64(discarded)
+	return t.pos
+}
+
 // Unread is how many bytes of the open file follow the tailer's position, as far as its size tells
 // (zero for a compressed file, whose positions count uncompressed bytes).
 func (t *Tailer) Unread() int64 {

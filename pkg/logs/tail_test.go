@@ -449,3 +449,42 @@ func TestIdleTailerHoldsNoReadBuffer(t *testing.T) {
 		t.Errorf("line completed after the buffer went back: %q", line)
 	}
 }
+
+// The lines a follower takes from the read buffer at once (buffered, consume) move the tailer as readLine
+// would: the next line and every Position after them are those of reading line by line.
+func TestTailerConsumesBufferedLinesAsReadLineReads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	lines := []string{strings.Repeat("a", 70), "b", "c", "d"} // the first longer than the head the Position hashes
+	appendTo(t, path, strings.Join(lines, "\n")+"\npartial")
+	byLine := openTailer(t, path, Position{})
+	var positions []Position
+	for range lines {
+		_, pos := next(t, byLine)
+		positions = append(positions, pos)
+	}
+	tl := openTailer(t, path, Position{})
+	if b := tl.buffered(); b != nil {
+		t.Errorf("before the first line: buffered %q, want nothing (readLine reads the file's head)", b)
+	}
+	if _, pos := next(t, tl); pos != positions[0] {
+		t.Errorf("first line: %+v, want %+v", pos, positions[0])
+	}
+	b := tl.buffered()
+	if want := "b\nc\nd\npartial"; string(b) != want {
+		t.Fatalf("buffered %q, want %q", b, want)
+	}
+	if pos := tl.consume(len("b\nc\n")); pos != positions[2] {
+		t.Errorf("after consuming two lines: %+v, want %+v", pos, positions[2])
+	}
+	if line, pos := next(t, tl); string(line) != "d" || pos != positions[3] {
+		t.Errorf("then %q at %+v, want d at %+v", line, pos, positions[3])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, _, err := nextLine(ctx, tl); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the partial line: %v, want no line yet", err)
+	}
+	if b := tl.buffered(); b != nil {
+		t.Errorf("with a partial line read: buffered %q, want nothing (readLine joins it)", b)
+	}
+}
