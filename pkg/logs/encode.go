@@ -76,39 +76,48 @@ func (b *chunkBuilder) addLine(sec int64, nsec int, stream Stream, msg []byte, p
 		fields = jsonObject(msg)
 	}
 	extra := extraFields(fields)
-	var tail []byte // the stream and the container's metadata, encoded once per chunk
-	switch stream {
-	case Stdout:
-		tail = b.tails[0]
-	case Stderr:
-		tail = b.tails[1]
+	tail := b.tailOf(stream)
+	if extra == 0 && tail != nil && b.stageRecord(sec, nsec, tail, msg) {
+		return
 	}
+	b.flushStage()
 	// The stream's tail, or a stdout tail's length for a malformed line's (it has no stream: shorter).
-	size := maxRecordHead + len(msg) + len(b.tails[0])
-	staged := extra == 0 && tail != nil && b.roomInStage(size)
-	var e []byte
-	if staged {
-		e = b.stage
-	} else {
-		b.flushStage()
-		e = b.room(size) // grown as staged records grow it; a JSON object's own fields may grow it further
-	}
+	e := b.room(maxRecordHead + len(msg) + len(b.tails[0])) // a JSON object's own fields may grow it further
 	e = append(appendRecordHead(e, sec, nsec, 3+extra, len(msg)), msg...)
 	if tail != nil {
 		e = append(e, tail...)
 	} else { // a malformed line's record has no stream
 		e = appendTail(e, stream, b.meta)
 	}
-	if staged {
-		b.stage = e
-	} else {
-		b.entries = e
-		if extra > 0 {
-			b.appendFields(fields)
-		}
+	b.entries = e
+	if extra > 0 {
+		b.appendFields(fields)
 	}
 	b.records++
 	b.lineBytes += len(msg)
+}
+
+// tailOf is what a record of the stream ends with (setContainer), nil for a malformed line's (no stream).
+func (b *chunkBuilder) tailOf(stream Stream) []byte {
+	switch stream {
+	case Stdout:
+		return b.tails[0]
+	case Stderr:
+		return b.tails[1]
+	}
+	return nil
+}
+
+// stageRecord appends, through the stage, the record of a message with no fields of its own that ends with
+// tail, and reports whether it did: not when the builder has no stage or the record does not fit in one.
+func (b *chunkBuilder) stageRecord(sec int64, nsec int, tail, msg []byte) bool {
+	if !b.roomInStage(maxRecordHead + len(msg) + len(tail)) {
+		return false
+	}
+	b.stage = append(append(appendRecordHead(b.stage, sec, nsec, 3, len(msg)), msg...), tail...)
+	b.records++
+	b.lineBytes += len(msg)
+	return true
 }
 
 // addUsualLines adds the records of the whole lines at the start of block (each ends with a newline) that
@@ -132,7 +141,9 @@ func (b *chunkBuilder) addUsualLines(j *Joiner, block []byte, maxRecords, maxByt
 		if !ok {
 			break
 		}
-		b.addLine(j.seconds.unix, nsec, stream, line[usualLineHead:], true)
+		if msg := line[usualLineHead:]; !b.stageRecord(j.seconds.unix, nsec, b.tailOf(stream), msg) {
+			b.addLine(j.seconds.unix, nsec, stream, msg, true) // no stage, or a line longer than it
+		}
 		used += n + 1
 	}
 	return used
