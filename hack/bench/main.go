@@ -74,7 +74,7 @@ const usage = `usage: bench pods [--pods N[,N...]] [--rounds R] [--runtime conta
        bench footprint [--services 10000] [--pods 110] [--seconds 60] [--runtime containerd|containerd2] [--first nodeagent|peers] [--agent-only] [--profile]
        bench nodeapi [--execs 200] [--lines 500] [--runtime containerd|containerd2]
        bench dns [--services 1000] [--seconds 10] [--rounds 3]
-       bench logs [--containers 8] [--megabytes 1024] [--line-bytes 200] [--rounds 3] [--steady-mbps 50] [--steady-seconds 20]
+       bench logs [--containers 8] [--megabytes 1024] [--line-bytes 200] [--rounds 5] [--steady-mbps 50] [--steady-seconds 20]
        bench logs-ab [--containers 8] [--megabytes 1024] [--line-bytes 200] [--rounds 5] AGENT_BINARY...`
 
 func main() {
@@ -154,7 +154,7 @@ func main() {
 		containers := fs.Int("containers", 8, "container log files")
 		megabytes := fs.Int64("megabytes", 1024, "MiB of logs in all")
 		lineBytes := fs.Int("line-bytes", 200, "bytes per CRI line")
-		rounds := fs.Int("rounds", 3, "runs of the raw limit and of nodeagent, alternating")
+		rounds := fs.Int("rounds", 5, "rounds of nodeagent, the limits beside it and the Collector")
 		steadyMBps := fs.Int("steady-mbps", 50, "MB/s written for the CPU figure")
 		steadySeconds := fs.Int("steady-seconds", 20, "seconds of writing for the CPU figure")
 		profile := fs.Bool("profile", false, "run nodeagent with --profiling and save a CPU profile of its run into "+logsRunDir)
