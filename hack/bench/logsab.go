@@ -10,7 +10,8 @@ import (
 
 // runLogsAB measures a change to the log shipper: the agent built from the repository and each of others
 // (agent binaries built before the change, say) ship the same dataset in turn, round after round, each run
-// followed by the ceiling for the bytes it sent (the raw limit writing the records' size). It prints each
+// followed by the ceiling for the bytes it sent (the raw limit writing the records' size), and compared
+// with that run and the one before it (bracket). It prints each
 // run, then per agent the median rate, ratio to the ceiling and CPU seconds per GB, and its rate against
 // the repository's agent, taken within each round: on these machines the ceiling moves by a factor of two
 // within an hour, and only runs side by side compare. Without the Collector and the steady run that
@@ -33,6 +34,7 @@ func runLogsAB(ctx context.Context, others []string, containers int, megabytes i
 	rates, ceilings, cpu := make([][]float64, len(agents)), make([][]float64, len(agents)), make([][]float64, len(agents))
 	fmt.Printf("Log shipping, agents in turn: %d MB in %d container logs (%d lines of %d bytes), %d rounds\n",
 		d.bytes>>20, containers, d.lines, lineBytes, rounds)
+	before := 0.0 // the ceiling's last run, right before the next agent's (bracket)
 	for round := range rounds {
 		for i, bin := range agents {
 			run, err := shipDataset(ctx, agentShipper(bin, false), d)
@@ -43,7 +45,9 @@ func runLogsAB(ctx context.Context, others []string, containers int, megabytes i
 			if err != nil {
 				return err
 			}
-			rate, ceiling := float64(d.bytes)/run.elapsed.Seconds(), float64(d.bytes)/elapsed.Seconds()
+			rate, after := float64(d.bytes)/run.elapsed.Seconds(), float64(d.bytes)/elapsed.Seconds()
+			ceiling := bracket(before, after)
+			before = after
 			rates[i], ceilings[i] = append(rates[i], rate), append(ceilings[i], ceiling)
 			cpu[i] = append(cpu[i], run.cpuSeconds/gb)
 			fmt.Printf("  round %d  %-40s %6.0f MB/s  %.2f of the ceiling  %.2f CPU s per GB\n", round+1, bin, rate/1e6,
