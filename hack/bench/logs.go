@@ -670,8 +670,6 @@ func steadyRate(ctx context.Context, agentBin string, containers, lineBytes int,
 	return (cpuAfter - cpuBefore) / (wrote + lag).Seconds(), lag, nil
 }
 
-// medianRatio is the median of a[i]/b[i]: the machine's speed drifts between rounds, so each ratio is taken
-// within a round, then the median.
 // bracket is the ceiling an agent's run is compared with: the geometric mean of the ceiling's runs right
 // before and right after it, or the one after it alone when before is 0.
 func bracket(before, after float64) float64 {
@@ -681,6 +679,8 @@ func bracket(before, after float64) float64 {
 	return math.Sqrt(before * after)
 }
 
+// medianRatio is the median of a[i]/b[i]: the machine's speed drifts between rounds, so each ratio is taken
+// within a round, then the median.
 func medianRatio(a, b []float64) float64 {
 	r := make([]float64, len(a))
 	for i := range a {

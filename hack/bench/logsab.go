@@ -11,11 +11,10 @@ import (
 // runLogsAB measures a change to the log shipper: the agent built from the repository and each of others
 // (agent binaries built before the change, say) ship the same dataset in turn, round after round, each run
 // followed by the ceiling for the bytes it sent (the raw limit writing the records' size), and compared
-// with that run and the one before it (bracket). It prints each
-// run, then per agent the median rate, ratio to the ceiling and CPU seconds per GB, and its rate against
-// the repository's agent, taken within each round: on these machines the ceiling moves by a factor of two
-// within an hour, and only runs side by side compare. Without the Collector and the steady run that
-// `bench logs` adds, a round takes seconds.
+// with that run and the one before it (bracket). It prints each run, then per agent the median rate, ratio
+// to the ceiling and CPU seconds per GB, and its rate against the repository's agent, taken within each
+// round: on these machines the ceiling moves by a factor of two within an hour, and only runs side by side
+// compare. Without the Collector and the steady run that `bench logs` adds, a round takes seconds.
 func runLogsAB(ctx context.Context, others []string, containers int, megabytes int64, lineBytes, rounds int) error {
 	if len(others) == 0 {
 		return errors.New("logs-ab: name at least one agent binary to compare with")
